@@ -1,0 +1,112 @@
+"""One error tree; the CLI maps each class to an exit code in one place.
+
+Exit codes (documented in the README):
+
+* 0 -- success
+* 1 -- a gate or a check failed (:class:`GateFailed`, :class:`ChecksFailed`,
+  :class:`BuildFailed`)
+* 2 -- bad input or environment (:class:`SpecError`, :class:`EnvError`)
+* 130 -- interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+
+class TfimgError(Exception):
+    """Base of every error shown to the user without a traceback."""
+
+    exit_code = 2
+    title = "error"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def render(self) -> str:
+        text = self.message.rstrip()
+        if self.hint:
+            text += f"\n{self.hint.rstrip()}"
+        return text
+
+
+class SpecError(TfimgError):
+    """A variant or policy file is wrong. Names the file, key path and fix."""
+
+    title = "invalid spec"
+
+    def __init__(self, file: object, key: str, message: str, *, hint: str | None = None,
+                 line: int | None = None) -> None:
+        self.file = str(file)
+        self.key = key
+        self.line = line
+        where = self.file + (f":{line}" if line else "")
+        loc = f"{where}: {key}: " if key else f"{where}: "
+        super().__init__(loc + message, hint=hint)
+
+
+class SpecErrors(TfimgError):
+    """Several spec errors at once (every `location: message` is listed)."""
+
+    title = "invalid spec"
+
+    def __init__(self, errors: list[SpecError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(e.render() for e in errors))
+
+
+class EnvError(TfimgError):
+    """The environment cannot do what was asked (no engine, no trivy, ...)."""
+
+    title = "environment"
+
+
+class BuildFailed(TfimgError):
+    """The image build failed; carries the tail of the log and its path."""
+
+    exit_code = 1
+    title = "build failed"
+
+    def __init__(self, message: str, *, log_tail: str = "", log_path: str | None = None,
+                 hint: str | None = None) -> None:
+        self.log_tail = log_tail
+        self.log_path = log_path
+        extra = []
+        if log_tail:
+            extra.append("Last lines of the build log:\n" + log_tail.rstrip())
+        if log_path:
+            extra.append(f"Full log: {log_path}")
+        if hint:
+            extra.append(hint)
+        super().__init__(message, hint="\n".join(extra) or None)
+
+
+class ChecksFailed(TfimgError):
+    exit_code = 1
+    title = "checks failed"
+
+
+class GateFailed(TfimgError):
+    exit_code = 1
+    title = "gate blocked"
+
+
+class PublishRefused(TfimgError):
+    exit_code = 1
+    title = "publish refused"
+
+
+class CommandFailed(TfimgError):
+    """A subprocess failed; keeps the command, exit code and output."""
+
+    title = "command failed"
+
+    def __init__(self, argv: list[str], returncode: int, stdout: str = "", stderr: str = "",
+                 message: str | None = None) -> None:
+        self.argv = argv
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        tail = (stderr or stdout).strip().splitlines()[-10:]
+        msg = message or f"`{argv[0]}` exited with {returncode}"
+        super().__init__(msg, hint="\n".join(tail) or None)
