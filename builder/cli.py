@@ -1,0 +1,100 @@
+"""The ``tfimg`` command line. Error classes map to exit codes here, in one place.
+
+Exit codes: 0 ok, 1 a gate, check or build failed, 2 bad input or environment,
+130 interrupted. No traceback unless ``--debug``.
+
+Commands of other stages live in ``builder/cli_*.py`` modules that register
+themselves on :data:`app`; they are imported at the bottom of this file.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .errors import TfimgError
+
+app = typer.Typer(
+    name="tfimg",
+    help="Build hardened, tested, scanned and tagged TensorFlow images from YAML variant files.\n\n"
+         "Exit codes: 0 ok; 1 a gate, check or build failed; 2 bad input or environment; 130 interrupted.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+STATE = {"debug": False, "quiet": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"tfimg {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain, terse output (also in CI)."),
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
+                                           help="Print the version and exit."),
+) -> None:
+    STATE["debug"] = debug
+    STATE["quiet"] = quiet
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app and turn errors into messages and exit codes."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app(args=argv, standalone_mode=False)
+    except TfimgError as exc:
+        if debug:
+            console.print_exception()
+        console.print(f"[bold red]tfimg: {exc.title}:[/] {exc.render()}", markup=True, highlight=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.print("tfimg: interrupted")
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except SystemExit as exc:  # click usage errors in standalone mode off
+        return int(exc.code or 0)
+    except Exception as exc:  # click.ClickException and the unexpected
+        import click
+        if isinstance(exc, click.exceptions.Abort):
+            console.print("tfimg: interrupted")
+            return 130
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return 2
+        if debug:
+            raise
+        console.print(f"tfimg: internal error: {type(exc).__name__}: {exc}\n"
+                      "This is a bug in tfimg; run again with --debug for the traceback and report it.")
+        return 3
+    return 0
+
+
+def spec_arg(help: str = "Variant file (variants/NAME.yaml).") -> Path:
+    return typer.Argument(..., help=help, show_default=False)
+
+
+# Stage commands register themselves on `app`.
+from . import cli_spec  # noqa: E402,F401
+for _mod in ("cli_build", "cli_test", "cli_scan", "cli_publish"):
+    try:
+        __import__(f"{__package__}.{_mod}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"{__package__}.{_mod}":
+            raise

@@ -1,0 +1,39 @@
+"""``tfimg build``: render, build, check, scan, gate and tag one variant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import pipeline, spec
+from .cli import STATE, app, out
+from .ui import UI
+
+
+@app.command("build")
+def build_cmd(
+    spec_file: Path = typer.Argument(..., help="Variant file (variants/NAME.yaml).", show_default=False),
+    base: Optional[str] = typer.Option(None, "--base", envvar=pipeline.BASE_ENV,
+                                       help="Build on this base image instead of the spec's (air-gapped and test use)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when an image with the same inputs exists."),
+    docker: Optional[str] = typer.Option(None, "--docker", envvar="TFIMG_DOCKER",
+                                         help="BuildKit-capable docker client to use."),
+    out_root: Path = typer.Option(Path("build"), "--out", help="Where build/<variant>/ goes."),
+    no_test: bool = typer.Option(False, "--no-test", help="Skip the container checks stage."),
+    no_scan: bool = typer.Option(False, "--no-scan", help="Skip scan and gate: the image is UNSCANNED and cannot be published."),
+    gpu: str = typer.Option("auto", "--gpu", help="GPU checks: auto, on or off."),
+) -> None:
+    """Render, build (BuildKit, secrets mounted), check, scan, gate and tag a variant.
+
+    Writes build/<variant>/: context/, build.log, report.json (and the later
+    stages' files). Exit 0 when every stage passed, 1 when a build, check or
+    gate failed, 2 on bad input or environment.
+    """
+    loaded = spec.load(spec_file)
+    opts = pipeline.BuildOptions(out_root=out_root, base=base, force=force, docker=docker,
+                                 checks=not no_test, scan=not no_scan, gpu=gpu)
+    ui = UI(quiet=STATE["quiet"])
+    result = pipeline.run(loaded, opts, ui)
+    out.print(pipeline.summary(result))

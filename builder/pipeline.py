@@ -1,0 +1,160 @@
+"""The one orchestrator: knows the order of the stages, which do not know each other.
+
+    spec -> render -> build -> checks -> scan/gate -> tags
+
+Each stage writes its file under ``build/<variant>/`` and its section of
+``report.json``. A failure stops the pipeline before tagging: no computed tag
+is applied to an image that did not pass its checks and gate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import build, engine, render, report, runner
+from .errors import EnvError, TfimgError
+from .spec import LoadedVariant
+from .ui import UI
+
+BASE_ENV = "TFIMG_BASE"
+LOCAL_REPO = "tfimg/{name}"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    out_root: Path = Path("build")
+    base: str | None = None          # --base / $TFIMG_BASE: override the spec's base image
+    force: bool = False
+    docker: str | None = None        # --docker / $TFIMG_DOCKER: the BuildKit-capable client
+    checks: bool = True
+    scan: bool = True
+    tag: bool = True
+    gpu: str = "auto"
+
+
+def variant_dir(opts: BuildOptions, loaded: LoadedVariant) -> Path:
+    return opts.out_root / loaded.name
+
+
+def base_ref(loaded: LoadedVariant, override: str | None) -> str:
+    chosen = override or os.environ.get(BASE_ENV)
+    if chosen:
+        return chosen
+    b = loaded.spec.base
+    return f"{b.image}@{b.digest}" if b.digest else b.image
+
+
+def git_revision(path: Path) -> str:
+    res = runner.run(["git", "-C", str(path.resolve().parent), "rev-parse", "--short=7", "HEAD"],
+                     check=False, timeout=20)
+    return res.stdout.strip() if res.returncode == 0 and res.stdout.strip() else "norev"
+
+
+def resolve_base(ref: str) -> dict[str, Any]:
+    attrs = engine.image_attrs(ref)
+    if attrs is None:
+        try:
+            engine.pull(ref)
+        except Exception as exc:  # docker.errors.* : the message says why
+            raise EnvError(f"the base image '{ref}' is not present locally and could not be pulled "
+                           f"({str(exc).splitlines()[0][:200]}).",
+                           hint=f"Log in to its registry (docker login), or build on another base with "
+                                f"--base IMAGE or {BASE_ENV}=IMAGE (e.g. the stand-in: "
+                                "scripts/standin/build.sh).") from None
+        attrs = engine.image_attrs(ref)
+        if attrs is None:
+            raise EnvError(f"the base image '{ref}' could not be found after pulling it")
+    digests = [d.split("@", 1)[1] for d in attrs.get("RepoDigests") or [] if "@" in d]
+    return {"ref": ref, "id": attrs["Id"], "digest": digests[0] if digests else None,
+            "size": int(attrs.get("Size") or 0), "layers": attrs.get("RootFS", {}).get("Layers", [])}
+
+
+def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, Any]:
+    """Render and build; write the ``build`` section of the report and return it."""
+    vdir = variant_dir(opts, loaded)
+    with ui.stage("render"):
+        rendered = render.render(loaded)
+        context = render.write(rendered, vdir / "context")
+    builder = build.find_builder(opts.docker)
+    engine.client()
+    base = resolve_base(base_ref(loaded, opts.base))
+    warnings: list[str] = []
+    if not loaded.spec.base.digest and not base["digest"]:
+        warnings.append("the base is not pinned by digest (base.digest); builds may drift")
+    revision = git_revision(loaded.path)
+    with build.SecretFiles(loaded) as secrets:
+        ihash = build.input_hash(rendered.context_hash(), base["id"], secrets.used, base["ref"])
+        image_ref = f"{LOCAL_REPO.format(name=loaded.name)}:{ihash[7:19]}"
+        existing = [] if opts.force else engine.images_with_label("io.tfimg.input-hash", ihash)
+        up_to_date = bool(existing)
+        if up_to_date:
+            image_id = existing[0]["Id"]
+            engine.tag(image_id, LOCAL_REPO.format(name=loaded.name), ihash[7:19])
+            ui.info(f"{loaded.name} is up to date ({image_id[:19]}); use --force to rebuild")
+        else:
+            for sid in secrets.skipped:
+                warnings.append(f"optional secret '{sid}' is absent and was not passed")
+            req = build.BuildRequest(
+                loaded=loaded, context=context, base_ref=base["ref"], base_id=base["id"],
+                image_ref=image_ref, input_hash=ihash, log_path=vdir / "build.log",
+                build_args={"TFIMG_BASE": base["ref"], "TFIMG_CREATED": build.now_rfc3339(),
+                            "TFIMG_REVISION": revision,
+                            "TFIMG_BASE_DIGEST": loaded.spec.base.digest or base["digest"] or "unknown"})
+            with ui.stage(f"build {loaded.name}"):
+                image_id = build.run_build(req, builder, secrets, on_line=ui.build_line)
+    attrs = engine.image_attrs(image_id)
+    if attrs is None:
+        raise TfimgError(f"the built image {image_id} is not in the engine")
+    previous = report.load(vdir)
+    if previous.get("build", {}).get("image_id") != image_id:
+        report.write_json(vdir / report.REPORT, {})   # a new image: older stages' results are void
+    section = {
+        "variant": loaded.name,
+        "spec": str(loaded.path),
+        "spec_chain": [str(p) for p in loaded.chain],
+        "spec_hash": rendered.spec_hash,
+        "dockerfile_hash": "sha256:" + hashlib.sha256(rendered.dockerfile.encode()).hexdigest(),
+        "context_hash": rendered.context_hash(),
+        "input_hash": ihash,
+        "base": {k: base[k] for k in ("ref", "id", "digest", "size")},
+        "base_layers": base["layers"],
+        "profile": loaded.spec.base.profile,
+        "image_id": image_id,
+        "image": image_ref,
+        "size": int(attrs.get("Size") or 0),
+        "added_bytes": int(attrs.get("Size") or 0) - base["size"],
+        "layers": build.layer_sizes(engine.image_history(image_id)),
+        "labels": (attrs.get("Config") or {}).get("Labels") or {},
+        "builder": builder.describe(),
+        "revision": revision,
+        "up_to_date": up_to_date,
+        "timings": dict(ui.timings),
+        "warnings": warnings,
+        "log": str(vdir / "build.log"),
+    }
+    if up_to_date and previous.get("build", {}).get("image_id") == image_id:
+        section["timings"] = previous["build"].get("timings", section["timings"])
+    report.update(vdir, "build", section)
+    return section
+
+
+def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, Any]:
+    """All stages in order; returns the final report."""
+    build_stage(loaded, opts, ui)
+    return report.load(variant_dir(opts, loaded))
+
+
+def summary(rep: dict[str, Any]) -> str:
+    b = rep.get("build", {})
+    lines = [f"variant   {b.get('variant')}",
+             f"image     {b.get('image')} ({str(b.get('image_id', ''))[:19]})",
+             f"base      {b.get('base', {}).get('ref')}",
+             f"size      {b.get('size', 0) / 1e9:.2f} GB, {b.get('added_bytes', 0) / 1e6:.1f} MB over the base",
+             f"builder   {b.get('builder', {}).get('kind')} ({b.get('builder', {}).get('docker')})"]
+    for w in b.get("warnings", []):
+        lines.append(f"warning   {w}")
+    return "\n".join(lines)
