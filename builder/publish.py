@@ -163,7 +163,7 @@ def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, push: bool =
             f"which is not image {p.image_id}; immutable tags are never moved",
             hint="Rebuild (a new date or revision gives a new tag) or publish to another namespace.")
     if not push:
-        return {"dry_run": True, **asdict(p)}
+        return {"dry_run": True, "plan": asdict(p), "lines": p.lines()}
     if p.state == "unchecked":   # the registry must answer before anything is pushed
         raise RegistryError("the registry could not be checked: " + "; ".join(p.notes))
     ref = parse_ref(p.repository)

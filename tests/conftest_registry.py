@@ -1,0 +1,263 @@
+"""Fixtures for publishing tests: a real registry, docker logins, tiny images, built variants.
+
+Load with ``pytest_plugins = ["tests.conftest_registry"]``. The registry is
+Debian's ``docker-registry`` (distribution 2.8) on 127.0.0.1 with a free
+port, htpasswd (bcrypt) auth and deletes enabled, in a temp dir; it is
+stopped at teardown. Logging in writes a temporary DOCKER_CONFIG.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tarfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from builder import engine, report, runner
+
+USER, PASSWORD = "tfimg-ci", "s3cret-Pa55-" + uuid.uuid4().hex[:8]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RegistryServer:
+    host: str
+    root: Path
+    user: str = USER
+    password: str = PASSWORD
+
+    def url(self, path: str = "/v2/") -> str:
+        return f"http://{self.host}{path}"
+
+
+def _docker_ok() -> bool:
+    try:
+        engine.client()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.fixture
+def registry_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+    if not Path(binary).exists() or not shutil.which("htpasswd"):
+        pytest.skip("docker-registry or htpasswd is not installed (apt-get install docker-registry apache2-utils)")
+    root = tmp_path_factory.mktemp("registry")
+    line = runner.run(["htpasswd", "-Bbn", USER, PASSWORD]).stdout.strip()
+    (root / "htpasswd").write_text(line + "\n")
+    port = _free_port()
+    (root / "config.yml").write_text(json.dumps({   # JSON is YAML
+        "version": 0.1,
+        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
+        "http": {"addr": f"127.0.0.1:{port}", "secret": uuid.uuid4().hex},
+        "auth": {"htpasswd": {"realm": "tfimg-test", "path": str(root / "htpasswd")}},
+    }))
+    log = open(root / "registry.log", "w")
+    env = {**os.environ, "REGISTRY_STORAGE_DELETE_ENABLED": "true"}
+    proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=log, env=env)
+    server = RegistryServer(f"127.0.0.1:{port}", root)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if requests.get(server.url(), timeout=1).status_code == 401:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("the registry did not start:\n" + (root / "registry.log").read_text()[-2000:])
+            time.sleep(0.1)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _write_config(directory: Path, auths: dict[str, dict[str, str]]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps({"auths": auths}))
+    return directory
+
+
+@pytest.fixture
+def docker_login(registry_server: RegistryServer, tmp_path: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[RegistryServer]:
+    """Credentials for the test registry in a temporary DOCKER_CONFIG (the SDK is pointed at it)."""
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    cfg = _write_config(tmp_path / "docker-config", {registry_server.host: {"auth": token}})
+    monkeypatch.setenv("DOCKER_CONFIG", str(cfg))
+    engine.reset()
+    yield registry_server
+    engine.reset()
+
+
+@pytest.fixture
+def no_login(registry_server: RegistryServer, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[RegistryServer]:
+    """An empty DOCKER_CONFIG: no credentials at all."""
+    cfg = _write_config(tmp_path / "docker-config-empty", {})
+    monkeypatch.setenv("DOCKER_CONFIG", str(cfg))
+    engine.reset()
+    yield registry_server
+    engine.reset()
+
+
+@pytest.fixture
+def tiny_image() -> Iterator[Callable[[], str]]:
+    """Factory: a new tiny image (docker import of a 2-file tar); returns its image id."""
+    if not _docker_ok():
+        pytest.skip("no Docker engine")
+    made: list[str] = []
+
+    def make() -> str:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name, text in (("etc/tfimg-test", uuid.uuid4().hex), ("README", "tiny test image\n")):
+                data = text.encode()
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        name = f"tfimg-test-tiny:{uuid.uuid4().hex[:12]}"
+        proc = subprocess.run(["docker", "import", "-", name], input=buf.getvalue(), capture_output=True,
+                              timeout=120, check=True)
+        image_id = proc.stdout.decode().strip()
+        made.append(name)
+        return image_id
+
+    yield make
+    for name in made:
+        attrs = engine.image_attrs(name) or {}
+        for tag in attrs.get("RepoTags") or []:
+            engine.remove_image(tag, force=True)
+        engine.remove_image(name, force=True)
+
+
+FACTS = {"tensorflow": "2.9.1+nv22.7", "python": "3.8.10", "cuda": "11.7", "cudnn": "8.4.1",
+         "date": "20261126", "rev": "ab12cd3"}
+
+
+@dataclass
+class Built:
+    spec_file: Path
+    out_root: Path
+    name: str
+    image_id: str
+    facts: dict = field(default_factory=dict)
+
+    @property
+    def dir(self) -> Path:
+        return self.out_root / self.name
+
+    def report(self) -> dict:
+        return report.load(self.dir)
+
+
+@pytest.fixture
+def built_variant(tmp_path: Path) -> Callable[..., Built]:
+    """Factory: a variant file plus build/<name>/report.json for an image (no real build)."""
+
+    def make(image_id: str, name: str = "bert", *, checks: bool | None = True, decision: str | None = "pass",
+             facts: dict | None = None, spec_text: str = "") -> Built:
+        variants = tmp_path / "variants"
+        variants.mkdir(exist_ok=True)
+        spec_file = variants / f"{name}.yaml"
+        spec_file.write_text(f"name: {name}\nbase:\n  profile: ngc-22.07\n{spec_text}")
+        out_root = tmp_path / "build"
+        d = out_root / name
+        rep = {"build": {"image_id": image_id, "variant": name}}
+        if checks is not None:
+            rep["checks"] = {"passed": checks, "total": 3, "failed": 0 if checks else 1}
+        if decision is not None:
+            rep["gate"] = {"decision": decision, "reasons": [] if decision == "pass" else ["CVE-2099-0001 CRITICAL"]}
+            rep["scan"] = {"summary": {"CRITICAL": 0, "HIGH": 1}, "findings": [{"id": "CVE-2099-0002"}]}
+        rep["facts"] = {**FACTS, **(facts or {}), "image_id": image_id}
+        report.write_json(d / "report.json", rep)
+        return Built(spec_file, out_root, name, image_id, rep["facts"])
+
+    return make
+
+
+class FlakyProxy:
+    """A tiny HTTP proxy on 127.0.0.1 that answers 503 to the first ``failures`` requests."""
+
+    def __init__(self, upstream: str, failures: int = 1, status: int = 503) -> None:
+        self.upstream, self.failures, self.status = upstream, failures, status
+        self.seen: list[tuple[str, str, int]] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+                if proxy.failures > 0:
+                    proxy.failures -= 1
+                    proxy.seen.append((self.command, self.path, proxy.status))
+                    self.send_response(proxy.status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                hdrs = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "content-length")}
+                resp = requests.request(self.command, f"http://{proxy.upstream}{self.path}", headers=hdrs,
+                                        data=body, allow_redirects=False, timeout=30)
+                proxy.seen.append((self.command, self.path, resp.status_code))
+                self.send_response(resp.status_code)
+                for k, v in resp.headers.items():
+                    if k.lower() not in ("connection", "transfer-encoding", "content-length", "content-encoding"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(resp.content)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(resp.content)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _any
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def flaky_proxy(registry_server: RegistryServer) -> Iterator[Callable[..., FlakyProxy]]:
+    made: list[FlakyProxy] = []
+
+    def make(failures: int = 1, status: int = 503) -> FlakyProxy:
+        p = FlakyProxy(registry_server.host, failures, status)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()

@@ -1,0 +1,130 @@
+"""Tags from image facts: taggers, templates, inheritance, grammar; facts from an image."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from builder import engine, facts, spec, tagging
+from builder.spec import Tags
+
+pytest_plugins = ["tests.conftest_registry"]
+
+NGC = {"tensorflow": "2.9.1+nv22.7", "python": "3.8.10", "cuda": "11.7", "cudnn": "8.4.1",
+       "date": "20261126", "rev": "ab12cd3"}
+
+
+def test_default_scheme_gives_immutable_and_moving_tags() -> None:
+    ts = tagging.compute(Tags(), tagging.fields("bert", NGC, "ngc-22.07"))
+    assert ts.immutable == "bert-tf2.9.1-py3.8-cuda11.7-20261126-ab12cd3"
+    assert ts.moving == ("bert-tf2.9", "bert-latest")
+    assert ts.all[0] == ts.immutable
+    assert tagging.tags_text(ts).splitlines() == [ts.immutable, "bert-tf2.9", "bert-latest"]
+
+
+def test_cpu_image_has_no_cuda_fields() -> None:
+    cpu = {**NGC, "tensorflow": "2.9.3", "python": "3.9.2", "cuda": None, "cudnn": None}
+    values = tagging.fields("tiny", cpu, "standin-cpu")
+    assert values["accel"] == "cpu" and values["cuda"] == "none" and values["cudnn"] == "none"
+    assert tagging.compute(Tags(), values).immutable == "tiny-tf2.9.3-py3.9-cpu-20261126-ab12cd3"
+
+
+def test_every_tag_field_has_a_tagger() -> None:
+    values = tagging.fields("v", NGC, "ngc-22.07")
+    assert set(values) == set(spec.TAG_FIELDS)
+    assert values["profile"] == "ngc-22.07" and values["tf_minor"] == "2.9" and values["cudnn"] == "8.4.1"
+
+
+def test_custom_templates_and_missing_fact_is_named() -> None:
+    tags = Tags(immutable="{variant}-{profile}-{rev}", moving=["{variant}-cudnn{cudnn}"])
+    ts = tagging.compute(tags, tagging.fields("bert", NGC, "ngc-22.07"))
+    assert ts.immutable == "bert-ngc-22.07-ab12cd3" and ts.moving == ("bert-cudnn8.4.1",)
+    no_tf = {**NGC, "tensorflow": None}
+    with pytest.raises(tagging.TaggingError, match=r"\{tf\}"):
+        tagging.compute(Tags(), tagging.fields("bert", no_tf, "ngc-22.07"))
+
+
+@pytest.mark.parametrize("tag,ok", [("bert-latest", True), ("_x.y-z", True), ("-bad", False),
+                                    (".bad", False), ("a" * 128, True), ("a" * 129, False),
+                                    ("has space", False), ("plus+local", False)])
+def test_tag_grammar(tag: str, ok: bool) -> None:
+    if ok:
+        assert tagging.validate(tag) == tag
+    else:
+        with pytest.raises(tagging.TaggingError, match="not a valid tag"):
+            tagging.validate(tag)
+
+
+def test_odd_fact_values_are_made_tag_safe() -> None:
+    odd = {**NGC, "rev": "ab/12 cd", "tensorflow": "2.9.1-rc0+weird build"}
+    values = tagging.fields("bert", odd, "ngc-22.07")
+    assert values["rev"] == "ab_12_cd"
+    assert tagging.TAG_RE.match(tagging.render("{variant}-{tf}-{rev}", values))
+
+
+def test_moving_tag_equal_to_immutable_is_refused() -> None:
+    with pytest.raises(tagging.TaggingError, match="renders to the immutable tag"):
+        tagging.compute(Tags(immutable="{variant}-latest", moving=["{variant}-latest"]),
+                        tagging.fields("bert", NGC, "x"))
+
+
+def test_child_inherits_parent_tag_templates(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text("tags:\n  immutable: '{variant}-{tf}-{rev}'\n  moving: ['{variant}-stable']\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\n")
+    (tmp_path / "own.yaml").write_text("extends: base.yaml\ntags:\n  moving: ['{variant}-edge']\n")
+    child, own = spec.load(tmp_path / "child.yaml"), spec.load(tmp_path / "own.yaml")
+    assert tagging.compute(child.spec.tags, tagging.fields("child", NGC, "p")).as_dict() == {
+        "immutable": "child-2.9.1-ab12cd3", "moving": ["child-stable"]}
+    assert tagging.compute(own.spec.tags, tagging.fields("own", NGC, "p")).moving == ("own-edge",)
+
+
+def test_facts_reuse_report_section_and_fill_rev(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "v.yaml").write_text("name: v\n")
+    subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@e", "-c", "user.name=t", "add", "v.yaml"], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-qm", "x"],
+                   check=True)
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    rep = {"build": {"image_id": "sha256:" + "1" * 64},
+           "facts": {"tf": "2.9.1", "py": "3.8.10", "cuda": None, "cudnn": None, "date": "20260101"}}
+    got = facts.read("unused", repo / "v.yaml", rep)
+    assert got == {"tensorflow": "2.9.1", "python": "3.8.10", "cuda": None, "cudnn": None,
+                   "date": "20260101", "rev": head, "image_id": "sha256:" + "1" * 64}
+    assert facts.git_rev(tmp_path) == "norev"
+
+
+def test_probe_output_parsing_ignores_noise() -> None:
+    text = "WARNING something\nTFIMG_FACTS={\"python\": \"3.8.10\", \"tensorflow\": \"2.9.1\"}\n"
+    assert facts.parse_output(text)["tensorflow"] == "2.9.1"
+    with pytest.raises(Exception, match="printed no result"):
+        facts.parse_output("Traceback: boom")
+
+
+def _standin() -> str | None:
+    try:
+        images = engine.client().images.list(name="tfimg-standin")
+    except Exception:  # noqa: BLE001
+        return None
+    return next((t for i in images for t in i.tags if t.startswith("tfimg-standin:")), None)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_facts_read_from_a_real_image(tmp_path: Path) -> None:
+    image = _standin()
+    if image is None:
+        pytest.skip("no tfimg-standin image (scripts/standin/build.sh builds it)")
+    got = facts.read(image, tmp_path / "v.yaml", {})
+    assert got["tensorflow"].startswith("2.9") and got["python"].startswith("3.")
+    # pip's tensorflow wheel is a CUDA build (11.2) even without CUDA libraries in the image
+    assert got["cuda"] is None or got["cuda"].count(".") >= 1
+    assert got["rev"] == "norev" and len(got["date"]) == 8
+    ts = tagging.compute(Tags(), tagging.fields("standin", got, "standin-cpu"))
+    assert ts.immutable.startswith(f"standin-tf{got['tensorflow']}-py") 
+    accel = f"-cuda{'.'.join(got['cuda'].split('.')[:2])}-" if got["cuda"] else "-cpu-"
+    assert accel in ts.immutable
