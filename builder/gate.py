@@ -201,25 +201,25 @@ def _blocking(rows: list[tuple[Finding, Literal["new", "inherited"]]], policy: P
         elif f.kind == "misconfiguration":
             groups.setdefault(("misconfiguration", f.severity), []).append((f, origin))
         elif f.kind == "secret":
-            out.append(Blocking(finding=f, origin=origin, reason=f"secret ({f.title or f.id}) found: "
-                                "every secret blocks; remove it from the image"))
+            out.append(Blocking(finding=f, origin=origin, reason="secret: every secret blocks; remove it "
+                                "from the image"))
         elif f.kind == "license" and f.category in policy.licenses.block_categories:
             out.append(Blocking(finding=f, origin=origin,
-                                reason=f"license category '{f.category}' is blocked by the policy"))
+                                reason=f"license category '{f.category}' is blocked"))
     for key, members in groups.items():
         if key[0] == "vulnerability":
             _, origin, fix, sev = key
             limits = getattr(getattr(policy.vulnerabilities, origin), fix)
-            what = f"{origin} {sev} vulnerability " + ("with a fix available" if fix == "fixed" else "without a fix")
+            what = f"{origin} {sev}, " + ("fix available" if fix == "fixed" else "no fix")
         else:
             sev = key[1]
             limits = policy.misconfigurations.block
-            what = f"failed {sev} Dockerfile check"
+            what = f"failed {sev} check"
         allowed = limits.get(sev)
         if allowed is None or len(members) <= allowed:
             continue
         for f, origin in members:
-            reason = f"{what} (policy allows {allowed}, found {len(members)})"
+            reason = f"{what} ({len(members)} found, policy allows {allowed})"
             out.append(Blocking(finding=f, origin=origin, reason=reason))
     by_key = {b.finding.key: b for b in out}
     for w in expired:

@@ -30,14 +30,15 @@ def table(result: GateResult) -> Table:
     """What blocks and why, one row per blocking finding (empty when nothing blocks)."""
     t = Table(title=f"[{COLOUR[result.decision]}]{headline(result)}[/]", title_justify="left",
               show_lines=False, expand=False)
-    for col in ("Severity", "Kind", "ID", "In", "Origin", "Fix", "Why it blocks"):
+    for col in ("Severity", "ID", "In", "Fix", "Why it blocks"):
         t.add_column(col, overflow="fold")
     for b in result.blocking:
         f = b.finding
-        t.add_row(f.severity, f.kind, f.id, f.subject, b.origin, f.fixed or "-", b.reason)
+        ident = f.id if f.kind == "vulnerability" else f"{f.kind}: {f.id}"
+        t.add_row(f.severity, ident, f.subject, f.fixed or "-", b.reason)
     for note in result.reasons:
         if not note.endswith(f"block under policy '{result.policy}'"):
-            t.add_row("", "policy", "", "", "", "", note)
+            t.add_row("", "policy", "", "", note)
     return t
 
 
