@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install the machine tools the tests and the demo use, where missing, on
+# Debian/Ubuntu as root: debootstrap (stand-in base), the OpenSSH client and
+# ssh-audit (SSH checks), docker-registry, skopeo and htpasswd (registry tests).
+# The Docker engine itself is scripts/engine.sh's business. Elsewhere it only
+# reports what is missing.
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have debootstrap     || need+=(debootstrap)
+have ssh             || need+=(openssh-client)
+have ssh-keygen      || need+=(openssh-client)
+have ssh-audit       || need+=(ssh-audit)
+have docker-registry || need+=(docker-registry)
+have skopeo          || need+=(skopeo)
+have htpasswd        || need+=(apache2-utils)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && have apt-get; then
+  echo "deps: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+else
+  echo "deps: missing ${need[*]}; install them (Debian/Ubuntu package names)" >&2
+  exit 2
+fi
