@@ -5,8 +5,9 @@ are errors; every problem is raised at once as
 :class:`~builder.errors.SpecErrors` naming file, line, key path and the fix.
 
 Thresholds are written per severity, either as a floor (``HIGH`` means
-HIGH and CRITICAL may not appear at all) or as a mapping of the most
-findings allowed (``{CRITICAL: 0, HIGH: 5}``); ``none`` blocks nothing.
+HIGH and CRITICAL may not appear at all), a list (``[CRITICAL]``) or a
+mapping of the most findings allowed (``{CRITICAL: 0, HIGH: 5}``); ``none``
+blocks nothing. A key left out takes the default policy's value.
 """
 
 from __future__ import annotations
@@ -65,9 +66,16 @@ class Fixability(_Strict):
     _t = field_validator("fixed", "unfixed", mode="before")(_threshold)
 
 
+class NewFindings(Fixability):
+    """Thresholds for the variant's own findings; by default HIGH and CRITICAL with a fix block."""
+
+    fixed: dict[str, int] = Field(default_factory=lambda: {"HIGH": 0, "CRITICAL": 0},
+                                  description="Vulnerabilities with a fix available (default: HIGH).")
+
+
 class Vulnerabilities(_Strict):
-    new: Fixability = Field(default_factory=Fixability,
-                            description="Findings in the variant's own layers (or anywhere when base layers are unknown).")
+    new: NewFindings = Field(default_factory=NewFindings,
+                             description="Findings in the variant's own layers (or anywhere when base layers are unknown).")
     inherited: Fixability = Field(default_factory=Fixability,
                                   description="Findings in layers of the base image (reported, blocked only if set).")
 
