@@ -108,9 +108,11 @@ def registry_prune(name: str = typer.Argument(..., help="HOST[:PORT]/NAME (one r
 @app.command()
 def matrix(directory: Path = typer.Argument(Path("variants"), help="Folder of variant files."),
            level: Optional[int] = typer.Option(None, "--level", help="Only variants at this depth."),
+           skip: list[str] = typer.Option([], "--skip", help="Leave out files matching this glob "
+                                          "(e.g. a shared base.yaml); repeatable."),
            ) -> None:
     """Print the variants as a JSON matrix for CI fan-out, parents before children."""
-    data = matrix_mod.matrix(directory)
+    data = matrix_mod.matrix(directory, skip)
     if level is not None:
         data["include"] = [i for i in data["include"] if i["level"] == level]
     out.print(json.dumps(data, separators=(",", ":")), markup=False, highlight=False, soft_wrap=True)

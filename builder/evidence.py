@@ -18,6 +18,7 @@ from .regapi import OCI_MANIFEST, Registry
 from .spec import CREDENTIAL_NAME
 
 REPORT_TYPE = "application/vnd.tfimg.report.v1+json"
+TRIVY_TYPE = "application/vnd.tfimg.trivy.v1+json"     # the full Trivy report, for re-gating at promotion
 CONFIG_TYPE = "application/vnd.tfimg.report.config.v1+json"
 SUFFIX = ".tfimg"
 SCHEMA = "tfimg.evidence/v1"
@@ -71,20 +72,24 @@ def verdict(doc: dict[str, Any] | None) -> str:
     return str(decision)
 
 
-def attach(reg: Registry, repo: str, digest: str, doc: dict[str, Any]) -> str:
-    """Push ``doc`` as the evidence of ``digest`` in ``repo``; returns the artifact's digest."""
+def attach(reg: Registry, repo: str, digest: str, doc: dict[str, Any], trivy: dict[str, Any] | None = None) -> str:
+    """Push ``doc`` (and the Trivy report) as the evidence of ``digest``; returns the artifact's digest."""
     old = reg.digest_of(repo, tag_for(digest))
     body = json.dumps(doc, indent=2, sort_keys=True).encode()
     config = json.dumps({"schema": SCHEMA, "subject": digest}, sort_keys=True).encode()
-    layer_digest = reg.put_blob(repo, body)
+    layers = [{"mediaType": REPORT_TYPE, "digest": reg.put_blob(repo, body), "size": len(body),
+               "annotations": {"org.opencontainers.image.title": "tfimg-report.json"}}]
+    if trivy is not None:
+        raw = json.dumps(trivy, sort_keys=True).encode()
+        layers.append({"mediaType": TRIVY_TYPE, "digest": reg.put_blob(repo, raw), "size": len(raw),
+                       "annotations": {"org.opencontainers.image.title": "trivy.json"}})
     config_digest = reg.put_blob(repo, config)
     manifest = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "artifactType": REPORT_TYPE,
         "config": {"mediaType": CONFIG_TYPE, "digest": config_digest, "size": len(config)},
-        "layers": [{"mediaType": REPORT_TYPE, "digest": layer_digest, "size": len(body),
-                    "annotations": {"org.opencontainers.image.title": "tfimg-report.json"}}],
+        "layers": layers,
         "annotations": {"io.tfimg.subject": digest, "org.opencontainers.image.created": doc.get("published_at", "")},
     }
     raw = json.dumps(manifest, sort_keys=True).encode()
@@ -97,16 +102,18 @@ def attach(reg: Registry, repo: str, digest: str, doc: dict[str, Any]) -> str:
     return new
 
 
-def read(reg: Registry, repo: str, digest: str) -> dict[str, Any] | None:
-    """The evidence document attached to ``digest`` in ``repo``, or None."""
+def read(reg: Registry, repo: str, digest: str, media_type: str = REPORT_TYPE) -> dict[str, Any] | None:
+    """The evidence document (or, with ``TRIVY_TYPE``, the Trivy report) attached to ``digest``."""
     found = reg.manifest(repo, tag_for(digest))
     if found is None:
         return None
     manifest = json.loads(found[0])
-    layer = next((lyr for lyr in manifest.get("layers", []) if lyr.get("mediaType") == REPORT_TYPE), None)
+    if (manifest.get("annotations") or {}).get("io.tfimg.subject") != digest:
+        return None
+    layer = next((lyr for lyr in manifest.get("layers", []) if lyr.get("mediaType") == media_type), None)
     if layer is None:
         return None
     doc = json.loads(reg.blob(repo, layer["digest"]))
-    if doc.get("digest") != digest:
+    if media_type == REPORT_TYPE and doc.get("digest") != digest:
         return None
     return doc

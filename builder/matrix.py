@@ -2,11 +2,13 @@
 
 A variant's parents are the variant files of the same folder in its
 ``extends`` chain (:attr:`builder.spec.LoadedVariant.chain`). Files whose name
-starts with ``_`` or ``.`` are partials (merged into others, never built).
+starts with ``_`` or ``.`` are partials (merged into others, never built);
+``skip`` globs leave out more (``--skip base.yaml`` for a shared base file).
 """
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +16,13 @@ from . import spec
 from .errors import SpecError, SpecErrors
 
 
-def variant_files(directory: Path) -> list[Path]:
+def variant_files(directory: Path, skip: list[str] | None = None) -> list[Path]:
+    """The variant files of a folder, minus partials and names matching a ``skip`` glob."""
     if not directory.is_dir():
         raise SpecErrors([SpecError(directory, "", "not a folder of variant files")])
     return sorted(p for p in [*directory.glob("*.yaml"), *directory.glob("*.yml")]
-                  if not p.name.startswith(("_", ".")))
+                  if not p.name.startswith(("_", "."))
+                  and not any(fnmatch.fnmatch(p.name, pat) or fnmatch.fnmatch(p.stem, pat) for pat in skip or []))
 
 
 def order(nodes: dict[Path, list[Path]]) -> list[tuple[Path, int]]:
@@ -37,10 +41,13 @@ def order(nodes: dict[Path, list[Path]]) -> list[tuple[Path, int]]:
     return sorted(level.items(), key=lambda kv: (kv[1], kv[0].name))
 
 
-def matrix(directory: Path | str) -> dict[str, Any]:
-    """``{"include": [{"variant", "file", "parents", "level"}, ...]}`` in dependency order."""
+def matrix(directory: Path | str, skip: list[str] | None = None) -> dict[str, Any]:
+    """``{"include": [{"variant", "file", "parents", "level"}, ...]}`` in dependency order.
+
+    A skipped file still counts as a parent for merging, but is not listed.
+    """
     directory = Path(directory)
-    loaded = {p.resolve(): spec.load(p) for p in variant_files(directory)}
+    loaded = {p.resolve(): spec.load(p) for p in variant_files(directory, skip)}
     nodes = {p: [c.resolve() for c in lv.chain[:-1] if c.resolve() in loaded] for p, lv in loaded.items()}
     include = []
     for path, lvl in order(nodes):

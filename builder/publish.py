@@ -104,7 +104,8 @@ def remote_state(reg: Registry, repo: str, tag: str, image_id: str) -> tuple[str
     return ("published" if config == image_id else "conflict"), digest
 
 
-def plan(loaded: LoadedVariant, out_dir: Path, registry: str, *, check_remote: bool = True) -> Plan:
+def plan(loaded: LoadedVariant, out_dir: Path, registry: str, *, strict: bool = False) -> Plan:
+    """What a publish would do. ``strict``: a registry error is raised, not noted."""
     rep = report_mod.load(out_dir)
     eligibility(rep)
     image_id = require_build(rep)
@@ -115,11 +116,12 @@ def plan(loaded: LoadedVariant, out_dir: Path, registry: str, *, check_remote: b
     repo = f"{target.repo}/{loaded.name}"
     notes: list[str] = []
     state, existing = "unchecked", None
-    if check_remote:
-        try:
-            state, existing = remote_state(Registry(target.host), repo, ts.immutable, image_id)
-        except RegistryError as exc:
-            notes.append(f"registry not checked: {exc.message}")
+    try:
+        state, existing = remote_state(Registry(target.host), repo, ts.immutable, image_id)
+    except RegistryError as exc:
+        if strict:
+            raise
+        notes.append(f"registry not checked: {exc.message}")
     if engine.image_attrs(image_id) is None:
         notes.append(f"image {image_id} is not in the local engine; the push would fail")
     return Plan(loaded.name, image_id, f"{target.host}/{repo}", ts.as_dict(), state, existing, notes)
@@ -152,10 +154,18 @@ def _push(ref: Ref, image_id: str, *, attempts: int, base_delay: float) -> str:
                       what=f"push {ref}")
 
 
+def _trivy(out_dir: Path) -> dict[str, Any] | None:
+    path = out_dir / "trivy.json"
+    if not path.is_file():
+        return None
+    from .scanreport import redact
+    return redact(json.loads(path.read_text()))
+
+
 def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, push: bool = False,
             attempts: int = 5, base_delay: float = 1.0) -> dict[str, Any]:
     """Plan, and with ``push`` push + tag + attach evidence; returns the publish record."""
-    p = plan(loaded, out_dir, registry, check_remote=True)
+    p = plan(loaded, out_dir, registry, strict=push)
     report_mod.write_json(out_dir / "publish-plan.json", asdict(p))
     if p.state == "conflict":
         raise PublishRefused(
@@ -164,8 +174,6 @@ def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, push: bool =
             hint="Rebuild (a new date or revision gives a new tag) or publish to another namespace.")
     if not push:
         return {"dry_run": True, "plan": asdict(p), "lines": p.lines()}
-    if p.state == "unchecked":   # the registry must answer before anything is pushed
-        raise RegistryError("the registry could not be checked: " + "; ".join(p.notes))
     ref = parse_ref(p.repository)
     reg = Registry(ref.host, attempts=attempts, base_delay=base_delay)
     if p.state == "published":
@@ -185,7 +193,7 @@ def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, push: bool =
     previous = evidence.read(reg, ref.repo, digest)
     if previous:
         doc["promotions"] = previous.get("promotions") or []
-    evidence_digest = evidence.attach(reg, ref.repo, digest, doc)
+    evidence_digest = evidence.attach(reg, ref.repo, digest, doc, trivy=_trivy(out_dir))
     record = {"registry": registry, "repository": ref.name, "digest": digest, "image_id": p.image_id,
               "immutable": p.tags["immutable"], "moving": p.tags["moving"],
               "refs": [f"{ref.name}:{t}" for t in (p.tags["immutable"], *p.tags["moving"])],

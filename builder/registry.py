@@ -53,23 +53,28 @@ def show(text: str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- promote
 
-def policy_decision(doc: dict[str, Any], policy: Path | None) -> tuple[str, str]:
-    """(decision, how) for evidence under the target policy."""
-    base = evidence.verdict(doc)
+def policy_decision(doc: dict[str, Any], policy: Path | None,
+                    trivy: dict[str, Any] | None) -> tuple[str, str]:
+    """(decision, how) for evidence under the target policy (pure apart from loading the policy)."""
+    recorded = evidence.verdict(doc)
     if policy is None:
-        return base, "recorded gate decision and checks"
+        return recorded, "recorded gate decision and checks"
     try:
-        from . import gate  # type: ignore[attr-defined]
+        from . import gate, policy as policies, scanreport
     except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.gate":
+        if exc.name not in (f"{__package__}.gate", f"{__package__}.policy", f"{__package__}.scanreport"):
             raise
-        return base, f"recorded decision ({policy} not re-evaluated: builder.gate is not installed)"
+        return recorded, f"recorded decision ({policy} not re-evaluated: the gate module is not installed)"
+    if recorded in ("checks-failed", "checks-missing", "no-evidence"):
+        return recorded, "recorded checks"
+    if trivy is None:
+        return "unscanned", f"no Trivy report attached, so {policy} cannot be evaluated"
     report = doc.get("report") or {}
-    result = gate.evaluate(report.get("scan") or {}, policy)
-    decision = result.get("decision") if isinstance(result, dict) else getattr(result, "decision", None)
-    if decision == "pass" and (report.get("checks") or {}).get("passed") is not True:
-        decision = "checks-failed"
-    return str(decision), f"re-evaluated with {policy}"
+    result = gate.evaluate(scanreport.from_data(trivy, source="evidence"), policies.load(policy),
+                           (report.get("build") or {}).get("base_layers") or None, dt.date.today(),
+                           bool((report.get("gate") or {}).get("base_digest_pinned")))
+    why = "; ".join(result.reasons[:3])
+    return result.decision, f"re-evaluated with {policy}" + (f": {why}" if why else "")
 
 
 def _skopeo_copy(src: Ref, dst: Ref) -> None:
@@ -97,7 +102,8 @@ def promote(source: str, target: str, *, policy: Path | None = None, dry_run: bo
     doc = evidence.read(sreg, src.repo, digest)
     if doc is None:
         raise PublishRefused(f"{src.name}@{digest} has no tfimg evidence; only published, gated images are promoted")
-    decision, how = policy_decision(doc, policy)
+    trivy = evidence.read(sreg, src.repo, digest, evidence.TRIVY_TYPE)
+    decision, how = policy_decision(doc, policy, trivy)
     if decision != "pass":
         raise PublishRefused(f"{src.name}@{digest} does not pass the target policy: decision '{decision}' ({how})")
     tags = doc.get("tags") or {}
@@ -122,10 +128,10 @@ def promote(source: str, target: str, *, policy: Path | None = None, dry_run: bo
     record = {"from": src.name, "to": dst.name, "digest": digest, "at": when, "policy": how}
     src_doc = copy.deepcopy(doc)
     src_doc.setdefault("promotions", []).append(record)
-    evidence.attach(sreg, src.repo, digest, src_doc)
+    evidence.attach(sreg, src.repo, digest, src_doc, trivy)
     dst_doc = copy.deepcopy(src_doc)
     dst_doc["repository"] = dst.name
-    evidence.attach(dreg, dst.repo, digest, dst_doc)
+    evidence.attach(dreg, dst.repo, digest, dst_doc, trivy)
     return {**result, "promoted_at": when}
 
 

@@ -57,11 +57,20 @@ def _docker_ok() -> bool:
         return False
 
 
+def _missing(config: pytest.Config, why: str) -> None:
+    """Skip, or fail where CI must run these tests (CI=true or --require-docker)."""
+    if config.getoption("--require-docker", default=bool(os.environ.get("CI"))):
+        pytest.fail(why)
+    pytest.skip(why)
+
+
 @pytest.fixture
-def registry_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+def registry_server(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+                    ) -> Iterator[RegistryServer]:
     binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
     if not Path(binary).exists() or not shutil.which("htpasswd"):
-        pytest.skip("docker-registry or htpasswd is not installed (apt-get install docker-registry apache2-utils)")
+        _missing(pytestconfig, "docker-registry or htpasswd is not installed "
+                               "(apt-get install docker-registry apache2-utils)")
     root = tmp_path_factory.mktemp("registry")
     line = runner.run(["htpasswd", "-Bbn", USER, PASSWORD]).stdout.strip()
     (root / "htpasswd").write_text(line + "\n")
@@ -129,10 +138,10 @@ def no_login(registry_server: RegistryServer, tmp_path: Path,
 
 
 @pytest.fixture
-def tiny_image() -> Iterator[Callable[[], str]]:
+def tiny_image(pytestconfig: pytest.Config) -> Iterator[Callable[[], str]]:
     """Factory: a new tiny image (docker import of a 2-file tar); returns its image id."""
     if not _docker_ok():
-        pytest.skip("no Docker engine")
+        _missing(pytestconfig, "no Docker engine answers")
     made: list[str] = []
 
     def make() -> str:
@@ -162,6 +171,14 @@ FACTS = {"tensorflow": "2.9.1+nv22.7", "python": "3.8.10", "cuda": "11.7", "cudn
          "date": "20261126", "rev": "ab12cd3"}
 
 
+# One new HIGH vulnerability with a fix: the default policy blocks it, a CRITICAL-only policy does not.
+TRIVY = {"SchemaVersion": 2, "ArtifactName": "tiny", "ArtifactType": "container_image",
+         "Results": [{"Target": "tiny (debian 11)", "Class": "os-pkgs", "Type": "debian",
+                      "Vulnerabilities": [{"VulnerabilityID": "CVE-2099-0002", "PkgName": "openssl",
+                                           "InstalledVersion": "1.1.1n", "FixedVersion": "1.1.1w",
+                                           "Status": "fixed", "Severity": "HIGH"}]}]}
+
+
 @dataclass
 class Built:
     spec_file: Path
@@ -179,7 +196,7 @@ class Built:
 
 
 @pytest.fixture
-def built_variant(tmp_path: Path) -> Callable[..., Built]:
+def gated_variant(tmp_path: Path) -> Callable[..., Built]:
     """Factory: a variant file plus build/<name>/report.json for an image (no real build)."""
 
     def make(image_id: str, name: str = "bert", *, checks: bool | None = True, decision: str | None = "pass",
@@ -198,6 +215,8 @@ def built_variant(tmp_path: Path) -> Callable[..., Built]:
             rep["scan"] = {"summary": {"CRITICAL": 0, "HIGH": 1}, "findings": [{"id": "CVE-2099-0002"}]}
         rep["facts"] = {**FACTS, **(facts or {}), "image_id": image_id}
         report.write_json(d / "report.json", rep)
+        if decision is not None:
+            report.write_json(d / "trivy.json", TRIVY)
         return Built(spec_file, out_root, name, image_id, rep["facts"])
 
     return make
