@@ -48,8 +48,9 @@ def run_scan_and_gate(loaded: LoadedVariant, image_ref: str, out_dir: Path, base
         run = trivy.scan_image(image_ref, out_dir / "trivy.json", opts)
         rep = run.report
         if pol.scan.misconfig:
-            context = out_dir / "context"
-            cfg = trivy.scan_config(context if context.is_dir() else out_dir, out_dir / "trivy-config.json", opts)
+            context = next((d for d in (out_dir / "context", out_dir) if (d / "Dockerfile").is_file()),
+                           out_dir / "context")
+            cfg = trivy.scan_config(context, out_dir / "trivy-config.json", opts)
             rep = trivy.merge(rep, cfg)
     except TfimgError as exc:
         return _scan_failed(exc, pol, image_ref, out_dir, today)

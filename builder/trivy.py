@@ -169,8 +169,8 @@ def scan_config(context: Path, out_path: Path, opts: Options) -> Report:
     """``trivy config`` on a rendered build context (Dockerfile checks). Raises EnvError."""
     ver_info = version(opts)
     exe = binary(opts)
-    if not context.is_dir():
-        raise EnvError(f"no rendered build context at {context} for the Dockerfile checks",
+    if not (context / "Dockerfile").is_file():
+        raise EnvError(f"no rendered Dockerfile at {context} for the Dockerfile checks (scan.misconfig)",
                        hint="Render the variant first (tfimg build), or set scan.misconfig: false.")
     with tempfile.TemporaryDirectory(prefix="tfimg-trivy-") as tmp:
         raw = Path(tmp) / "config.json"
