@@ -16,6 +16,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__
 from .errors import TfimgError
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except TfimgError as exc:
         if debug:
             console.print_exception()
-        console.print(f"[bold red]tfimg: {exc.title}:[/] {exc.render()}", markup=True, highlight=False)
+        console.print(f"[bold red]tfimg: {exc.title}:[/] {escape(exc.render())}", markup=True, highlight=False)
         return exc.exit_code
     except KeyboardInterrupt:
         console.print("tfimg: interrupted")

@@ -134,7 +134,7 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, 
         "up_to_date": up_to_date,
         "timings": dict(ui.timings),
         "warnings": warnings,
-        "log": str(vdir / "build.log"),
+        "log": str(vdir / "build.log") if (vdir / "build.log").exists() else None,
     }
     if up_to_date and previous.get("build", {}).get("image_id") == image_id:
         section["timings"] = previous["build"].get("timings", section["timings"])
