@@ -170,12 +170,14 @@ def input_hash(context_hash: str, base_id: str, secret_ids: dict[str, str],
 
 
 def run_build(req: BuildRequest, builder: Builder, secrets: SecretFiles,
-              on_line: Callable[[str], None] | None = None) -> str:
+              on_line: Callable[[str], None] | None = None, no_cache: bool = False) -> str:
     """Run the build; return the image id. Raises BuildFailed with the log tail."""
     req.log_path.parent.mkdir(parents=True, exist_ok=True)
     iid = req.log_path.parent / "iid"
     iid.unlink(missing_ok=True)
     argv = builder.argv() + ["--progress=plain", "--iidfile", str(iid), *secrets.args]
+    if no_cache:
+        argv.append("--no-cache")
     for k, v in sorted(req.build_args.items()):
         argv += ["--build-arg", f"{k}={v}"]
     argv += ["--label", f"io.tfimg.input-hash={req.input_hash}", "-t", req.image_ref, str(req.context)]

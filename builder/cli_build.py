@@ -18,6 +18,7 @@ def build_cmd(
     base: Optional[str] = typer.Option(None, "--base", envvar=pipeline.BASE_ENV,
                                        help="Build on this base image instead of the spec's (air-gapped and test use)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when an image with the same inputs exists."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Rebuild every layer (implies --force)."),
     docker: Optional[str] = typer.Option(None, "--docker", envvar="TFIMG_DOCKER",
                                          help="BuildKit-capable docker client to use."),
     out_root: Path = typer.Option(Path("build"), "--out", help="Where build/<variant>/ goes."),
@@ -32,7 +33,7 @@ def build_cmd(
     gate failed, 2 on bad input or environment.
     """
     loaded = spec.load(spec_file)
-    opts = pipeline.BuildOptions(out_root=out_root, base=base, force=force, docker=docker,
+    opts = pipeline.BuildOptions(out_root=out_root, base=base, force=force, no_cache=no_cache, docker=docker,
                                  checks=not no_test, scan=not no_scan, gpu=gpu)
     ui = UI(quiet=STATE["quiet"])
     result = pipeline.run(loaded, opts, ui)

@@ -29,6 +29,7 @@ class BuildOptions:
     out_root: Path = Path("build")
     base: str | None = None          # --base / $TFIMG_BASE: override the spec's base image
     force: bool = False
+    no_cache: bool = False           # --no-cache: do not reuse BuildKit's layer cache
     docker: str | None = None        # --docker / $TFIMG_DOCKER: the BuildKit-capable client
     checks: bool = True
     scan: bool = True
@@ -89,7 +90,7 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, 
     with build.SecretFiles(loaded) as secrets:
         ihash = build.input_hash(rendered.context_hash(), base["id"], secrets.used, base["ref"])
         image_ref = f"{LOCAL_REPO.format(name=loaded.name)}:{ihash[7:19]}"
-        existing = [] if opts.force else engine.images_with_label("io.tfimg.input-hash", ihash)
+        existing = [] if opts.force or opts.no_cache else engine.images_with_label("io.tfimg.input-hash", ihash)
         up_to_date = bool(existing)
         if up_to_date:
             image_id = existing[0]["Id"]
@@ -105,7 +106,8 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, 
                             "TFIMG_REVISION": revision,
                             "TFIMG_BASE_DIGEST": loaded.spec.base.digest or base["digest"] or "unknown"})
             with ui.stage(f"build {loaded.name}"):
-                image_id = build.run_build(req, builder, secrets, on_line=ui.build_line)
+                image_id = build.run_build(req, builder, secrets, on_line=ui.build_line,
+                                           no_cache=opts.no_cache)
     attrs = engine.image_attrs(image_id)
     if attrs is None:
         raise TfimgError(f"the built image {image_id} is not in the engine")

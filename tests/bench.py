@@ -1,0 +1,119 @@
+"""`make bench`: build speed and size, measured side by side in one run on the stand-in base.
+
+    python -m tests.bench            (TFIMG_BENCH_BASE=IMAGE, default: the stand-in)
+
+Prints each measurement, its ratio and whether the target is met. It never
+fails on a missed target: targets are reported, not asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
+SHARED = ["bert", "notebook", "worker", "dev"]
+
+
+def tfimg(*args: str) -> float:
+    start = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "builder", "--quiet", *args], capture_output=True, text=True,
+                         env={**os.environ, "CI": "1"})
+    took = time.monotonic() - start
+    if res.returncode != 0:
+        sys.exit(f"bench: tfimg {' '.join(args)} failed:\n{res.stderr[-2000:]}")
+    return took
+
+
+def docker_build(context: Path, *extra: str) -> float:
+    start = time.monotonic()
+    res = subprocess.run([DOCKER, "build", "-q", *extra, str(context)], capture_output=True, text=True,
+                         env={**os.environ, "DOCKER_BUILDKIT": "1"})
+    if res.returncode != 0:
+        sys.exit(f"bench: docker build failed:\n{res.stderr[-2000:]}")
+    return time.monotonic() - start
+
+
+def image_size(ref: str) -> int:
+    out = subprocess.run([DOCKER, "image", "inspect", "-f", "{{.Size}}", ref], capture_output=True, text=True,
+                         check=True).stdout
+    return int(out.strip())
+
+
+def report_image(out: Path, name: str) -> str:
+    import json
+    return json.loads((out / name / "report.json").read_text())["build"]["image_id"]
+
+
+def row(label: str, value: str, ratio: float | None, target: str, met: bool | None) -> None:
+    r = f"{ratio:6.3f}" if ratio is not None else "   n/a"
+    status = {True: "met", False: "NOT met", None: ""}[met]
+    print(f"{label:<52} {value:>14}  ratio {r}  target {target:<24} {status}")
+
+
+def main() -> None:
+    base = os.environ.get("TFIMG_BENCH_BASE") or subprocess.run(
+        [str(ROOT / "scripts/standin/build.sh")], capture_output=True, text=True, check=True).stdout.split()[-1]
+    work = Path(tempfile.mkdtemp(prefix="tfimg-bench-"))
+    shutil.copytree(ROOT / "variants", work / "variants")
+    shutil.copytree(ROOT / "policies", work / "policies")
+    out = work / "build"
+    common = ["--base", base, "--out", str(out), "--no-test", "--no-scan"]
+    bert = str(work / "variants/bert.yaml")
+    print(f"tfimg bench on {base} ({os.cpu_count()} cores); all times are wall-clock seconds\n")
+
+    # 1. full build (no layer cache)
+    full = tfimg("build", bert, *common, "--no-cache")
+    row("1. full build of bert (pip, SSH, Jupyter)", f"{full:.1f}s", None, "(reference)", None)
+
+    # 2. rebuild after changing only an authorized key
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / "newkey")], check=True)
+    shutil.copy(work / "newkey.pub", work / "variants/keys/team.pub")
+    rekey = tfimg("build", bert, *common)
+    row("2. rebuild after changing one authorized key", f"{rekey:.1f}s", rekey / full, "<= 0.10 of full",
+        rekey / full <= 0.10)
+
+    # 3. no-op tfimg build vs a cached docker build of the same context
+    noop = min(tfimg("build", bert, *common) for _ in range(3))
+    cached = min(docker_build(out / "bert/context", "--build-arg", f"TFIMG_BASE={base}",
+                              "--secret", "id=ca_bundle,src=/etc/ssl/certs/ca-certificates.crt") for _ in range(3))
+    row("3. no-op tfimg build (up to date)", f"{noop:.2f}s", noop / cached,
+        "< 1 s and < 0.2 of cached", noop < 1 and noop / cached < 0.2)
+    row("   cached docker build of the same context", f"{cached:.2f}s", None, "(reference)", None)
+
+    # 4. bytes added over the base vs the naive recipe
+    naive = work / "naive"
+    naive.mkdir()
+    shutil.copy(ROOT / "variants/requirements/bert.txt", naive / "requirements.txt")
+    (naive / "Dockerfile").write_text(
+        "ARG BASE\nFROM ${BASE}\nCOPY requirements.txt .\n"
+        "RUN --mount=type=secret,id=ca PIP_CERT=/run/secrets/ca pip install -r requirements.txt\n")
+    docker_build(naive, "--build-arg", f"BASE={base}", "-t", "tfimg-bench-naive:latest",
+                 "--secret", "id=ca,src=/etc/ssl/certs/ca-certificates.crt")
+    base_size = image_size(base)
+    ours = image_size(report_image(out, "bert")) - base_size
+    theirs = image_size("tfimg-bench-naive:latest") - base_size
+    row("4. bytes added over the base: tfimg bert", f"{ours / 1e6:.1f} MB", ours / theirs,
+        "<= naive (ratio <= 1)", ours <= theirs)
+    row("   naive FROM/COPY/pip install -r, same reqs", f"{theirs / 1e6:.1f} MB", None, "(reference)", None)
+    print("   (tfimg's image also carries openssh-server, git, git-lfs, tini and config that naive lacks)")
+
+    # 5. four variants sharing a parent: one tfimg run after another vs four independent builds
+    shared = sum(tfimg("build", str(work / f"variants/{n}.yaml"), *common, "--force") for n in SHARED)
+    independent = sum(tfimg("build", str(work / f"variants/{n}.yaml"), *common, "--no-cache") for n in SHARED)
+    row("5. four variants sharing base.yaml, cache shared", f"{shared:.1f}s", shared / independent,
+        "< 1 (faster than independent)", shared < independent)
+    row("   four independent builds (--no-cache)", f"{independent:.1f}s", None, "(reference)", None)
+
+    subprocess.run([DOCKER, "rmi", "-f", "tfimg-bench-naive:latest"], capture_output=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
