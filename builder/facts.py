@@ -5,7 +5,8 @@ throwaway container (:func:`builder.engine.running`): TensorFlow, Python, and
 CUDA/cuDNN from ``tf.sysconfig.get_build_info()`` when it is a CUDA build
 (else None). The date is the image's creation date (UTC), so the tag does not
 change between ``tfimg tags`` and ``tfimg publish``; the revision is the short
-git revision of the variant file's repository ('norev' outside git). A
+git revision the image was built from (``build.revision``), else of the
+variant file's repository now ('norev' outside git). A
 ``facts`` section already in ``report.json`` for the same image is reused.
 """
 
@@ -106,6 +107,8 @@ def read(image: str, variant_file: Path | str, report: dict[str, Any]) -> dict[s
     facts.setdefault("date", None)
     facts.setdefault("rev", None)
     facts["date"] = facts["date"] or image_date(image)
-    facts["rev"] = facts["rev"] or git_rev(Path(variant_file).resolve().parent)
+    built_rev = (report.get("build") or {}).get("revision")      # what the image was built from
+    facts["rev"] = facts["rev"] or (built_rev if built_rev and image_id == (report.get("build") or {}).get("image_id")
+                                    else git_rev(Path(variant_file).resolve().parent))
     facts["image_id"] = image_id
     return {k: facts.get(k) for k in (*KEYS, "image_id", "error") if k in facts}

@@ -37,6 +37,7 @@ class Plan:
     state: str                       # new | published | conflict | unchecked
     existing: str | None = None      # digest the immutable tag names in the registry
     notes: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         verb = {"new": "push", "published": "already there (same image): skip the push",
@@ -92,6 +93,15 @@ def compute_tags(loaded: LoadedVariant, out_dir: Path, *, image: str | None = No
     return ts, facts
 
 
+def tags_stage(loaded: LoadedVariant, out_dir: Path) -> dict[str, Any]:
+    """The orchestrator's tag stage: tags.txt plus report.json's ``facts`` and ``tags`` sections."""
+    ts, facts = compute_tags(loaded, out_dir)
+    if (report_mod.load(out_dir).get("facts") or {}) != facts:
+        report_mod.update(out_dir, "facts", facts)
+    report_mod.update(out_dir, "tags", ts.as_dict())
+    return ts.as_dict()
+
+
 def remote_state(reg: Registry, repo: str, tag: str, image_id: str) -> tuple[str, str | None]:
     """('new' | 'published' | 'conflict', digest) for the immutable tag in the registry."""
     found = reg.manifest(repo, tag)
@@ -112,7 +122,7 @@ def plan(loaded: LoadedVariant, out_dir: Path, registry: str, *, strict: bool = 
     target = parse_ref(registry)
     if target.tag or target.digest:
         raise PublishRefused(f"--registry takes HOST/NAMESPACE without a tag or digest, not '{registry}'")
-    ts, _ = compute_tags(loaded, out_dir, image=image_id)
+    ts, facts = compute_tags(loaded, out_dir, image=image_id)
     repo = f"{target.repo}/{loaded.name}"
     notes: list[str] = []
     state, existing = "unchecked", None
@@ -124,7 +134,7 @@ def plan(loaded: LoadedVariant, out_dir: Path, registry: str, *, strict: bool = 
         notes.append(f"registry not checked: {exc.message}")
     if engine.image_attrs(image_id) is None:
         notes.append(f"image {image_id} is not in the local engine; the push would fail")
-    return Plan(loaded.name, image_id, f"{target.host}/{repo}", ts.as_dict(), state, existing, notes)
+    return Plan(loaded.name, image_id, f"{target.host}/{repo}", ts.as_dict(), state, existing, notes, facts)
 
 
 def push_transient(exc: BaseException) -> bool:
@@ -174,6 +184,9 @@ def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, push: bool =
             hint="Rebuild (a new date or revision gives a new tag) or publish to another namespace.")
     if not push:
         return {"dry_run": True, "plan": asdict(p), "lines": p.lines()}
+    if p.state == "new" and engine.image_attrs(p.image_id) is None:
+        raise PublishRefused(f"image {p.image_id} is not in the local Docker engine",
+                             hint="Rebuild it with `tfimg build SPEC` (same inputs give the same checks and scan).")
     ref = parse_ref(p.repository)
     reg = Registry(ref.host, attempts=attempts, base_delay=base_delay)
     if p.state == "published":
@@ -187,7 +200,7 @@ def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, push: bool =
         reg.put_manifest(ref.repo, tag, found[0], found[1])
     rep = report_mod.load(out_dir)
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
-    facts = facts_mod.read(p.image_id, loaded.path, rep)
+    facts = p.facts
     doc = evidence.document({**rep, "facts": facts, "tags": p.tags}, variant=p.variant,
                             repository=ref.name, digest=digest, tags=p.tags, published_at=now)
     previous = evidence.read(reg, ref.repo, digest)

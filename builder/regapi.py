@@ -1,9 +1,7 @@
 """A small client for the registry HTTP API v2, with retries and docker-config credentials.
 
-Credentials come only from the docker config (``$DOCKER_CONFIG/config.json``
-or ``~/.docker/config.json``): a credential helper (``credHelpers``,
-``credsStore``) or an ``auths`` entry. They are never taken from the command
-line and never logged. Plain HTTP is used for loopback registries only
+Credentials come only from the docker config (:mod:`builder.credentials`);
+they are never taken from the command line and never logged. Plain HTTP is used for loopback registries only
 (``127.0.0.1:PORT``, ``localhost:PORT``); every other host is HTTPS.
 
 Transient failures (connection errors, timeouts, HTTP 429 and 5xx) are retried
@@ -16,17 +14,15 @@ import base64
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
 
-from . import runner
+from .credentials import credentials, docker_config_path  # noqa: F401 (re-exported)
 from .errors import TfimgError
 
 log = logging.getLogger(__name__)
@@ -99,52 +95,6 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-# --------------------------------------------------------------------------- credentials
-
-def docker_config_path() -> Path:
-    root = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
-    return Path(root) / "config.json"
-
-
-def credentials(host: str) -> tuple[str, str] | None:
-    """(username, secret) for ``host`` from the docker config, or None. Never logged."""
-    path = docker_config_path()
-    try:
-        cfg = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        raise RegistryError(f"the docker config {path} is not valid JSON") from None
-    helper = (cfg.get("credHelpers") or {}).get(host) or cfg.get("credsStore")
-    if helper:
-        found = _from_helper(helper, host)
-        if found:
-            return found
-    auths = cfg.get("auths") or {}
-    for key in (host, f"http://{host}", f"https://{host}", f"http://{host}/v2/", f"https://{host}/v2/"):
-        entry = auths.get(key)
-        if not entry:
-            continue
-        if entry.get("identitytoken"):
-            return "<token>", entry["identitytoken"]
-        if entry.get("auth"):
-            user, _, secret = base64.b64decode(entry["auth"]).decode().partition(":")
-            return user, secret
-        if entry.get("username"):
-            return entry["username"], entry.get("password", "")
-    return None
-
-
-def _from_helper(helper: str, host: str) -> tuple[str, str] | None:
-    try:
-        res = runner.run([f"docker-credential-{helper}", "get"], input=host, check=False, timeout=30)
-    except TfimgError:
-        log.debug("credential helper docker-credential-%s is not available", helper)
-        return None
-    if res.returncode != 0:
-        return None
-    data = json.loads(res.stdout)
-    return data.get("Username", ""), data.get("Secret", "")
-
-
 # --------------------------------------------------------------------------- retry
 
 def is_transient(exc: BaseException) -> bool:
@@ -208,10 +158,9 @@ class Registry:
             hdrs["Authorization"] = self._auth[scope]
         resp = self.session.request(method, url, headers=hdrs, data=data, timeout=self.timeout,
                                     allow_redirects=True)
-        if resp.status_code == 401 and "Authorization" not in hdrs:
-            challenge = resp.headers.get("WWW-Authenticate", "")
-            auth = self._authorize(challenge, scope)
-            if auth:
+        if resp.status_code == 401:   # no credentials sent yet, or a bearer token that expired
+            auth = self._authorize(resp.headers.get("WWW-Authenticate", ""), scope)
+            if auth and auth != hdrs.get("Authorization"):
                 self._auth[scope] = auth
                 resp = self.session.request(method, url, headers={**hdrs, "Authorization": auth},
                                             data=data, timeout=self.timeout)

@@ -172,3 +172,21 @@ def test_cli_refusal_exit_code(docker_login, tiny_image, gated_variant, capsys) 
     assert code == 1
     assert "not scanned" in capsys.readouterr().err
     assert engine.image_attrs(b.image_id) is not None
+
+
+def test_push_errors_are_classified_for_retry() -> None:
+    from builder.errors import TfimgError
+    assert publish.push_transient(TfimgError("push failed: received unexpected HTTP status: 503 Service Unavailable"))
+    assert publish.push_transient(TfimgError("push failed: dial tcp 127.0.0.1:5000: connect: connection refused"))
+    assert publish.push_transient(requests.ConnectionError("reset"))
+    assert not publish.push_transient(TfimgError("push failed: unauthorized: authentication required"))
+    assert not publish.push_transient(TfimgError("push failed: denied: requested access to the resource is denied"))
+
+
+@pytest.mark.docker
+def test_image_missing_from_the_engine_is_refused(docker_login, gated_variant) -> None:
+    b = gated_variant("sha256:" + "9" * 64)
+    res = publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/team")
+    assert any("not in the local engine" in n for n in res["plan"]["notes"])
+    with pytest.raises(PublishRefused, match="not in the local Docker engine"):
+        publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/team", push=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,23 @@ def test_cli_registry_ls_prune_promote(docker_login, tiny_image, gated_variant, 
     assert cli.main(["registry", "prune", f"{docker_login.host}/dev/bert", "--keep", "1"]) == 0
     assert "0 digest(s) would be deleted" in capsys.readouterr().out
     assert cli.main(["promote", f"{rec['repository']}@sha256:" + "0" * 64, "--to", f"{docker_login.host}/p/x"]) == 1
+
+
+@pytest.mark.docker
+def test_credentials_from_a_credential_helper(docker_login, tiny_image, gated_variant, tmp_path: Path,
+                                              monkeypatch) -> None:
+    rec = _published(docker_login, tiny_image, gated_variant)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    helper = bindir / "docker-credential-tfimgtest"
+    secret = json.dumps({"ServerURL": docker_login.host, "Username": docker_login.user,
+                         "Secret": docker_login.password})
+    helper.write_text(f"#!/bin/sh\nread host\n[ \"$host\" = \"{docker_login.host}\" ] || exit 1\n"
+                      f"[ \"$1\" = get ] && echo '{secret}'\n")
+    helper.chmod(0o755)
+    cfg = tmp_path / "cfg-helper"
+    cfg.mkdir()
+    (cfg / "config.json").write_text(json.dumps({"credHelpers": {docker_login.host: "tfimgtest"}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(cfg))
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    assert registry.show(f"{rec['repository']}@{rec['digest']}")["digest"] == rec["digest"]

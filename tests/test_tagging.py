@@ -128,3 +128,27 @@ def test_facts_read_from_a_real_image(tmp_path: Path) -> None:
     assert ts.immutable.startswith(f"standin-tf{got['tensorflow']}-py") 
     accel = f"-cuda{'.'.join(got['cuda'].split('.')[:2])}-" if got["cuda"] else "-cpu-"
     assert accel in ts.immutable
+
+
+def test_tags_stage_writes_tags_txt_and_report_sections(tmp_path: Path) -> None:
+    from builder import publish, report
+    (tmp_path / "bert.yaml").write_text("name: bert\n")
+    out = tmp_path / "build" / "bert"
+    image_id = "sha256:" + "2" * 64
+    report.write_json(out / "report.json", {"build": {"image_id": image_id}, "facts": {**NGC, "image_id": image_id}})
+    loaded = spec.load(tmp_path / "bert.yaml")
+    ts, _ = publish.compute_tags(loaded, out)                      # `tfimg tags`: tags.txt only
+    assert (out / "tags.txt").read_text() == tagging.tags_text(ts)
+    assert "tags" not in report.load(out)
+    got = publish.tags_stage(loaded, out)                           # the orchestrator's stage
+    rep = report.load(out)
+    assert rep["tags"] == got == {"immutable": "bert-tf2.9.1-py3.8-cuda11.7-20261126-ab12cd3",
+                                  "moving": ["bert-tf2.9", "bert-latest"]}
+    assert rep["facts"]["rev"] == "ab12cd3" and rep["facts"]["image_id"] == image_id
+
+
+def test_rev_comes_from_the_build_when_recorded(tmp_path: Path) -> None:
+    image_id = "sha256:" + "3" * 64
+    rep = {"build": {"image_id": image_id, "revision": "feed123"},
+           "facts": {"tensorflow": "2.9.1", "python": "3.8.10", "date": "20260101", "image_id": image_id}}
+    assert facts.read(image_id, tmp_path / "v.yaml", rep)["rev"] == "feed123"
