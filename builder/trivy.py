@@ -121,14 +121,14 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
     return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) if m else None
 
 
-def common_flags(opts: Options, ver: tuple[int, int, int] | None, out: Path) -> list[str]:
-    """Flags shared by ``trivy image`` and ``trivy config``."""
+def common_flags(opts: Options, ver: tuple[int, int, int] | None, out: Path, *, image: bool = True) -> list[str]:
+    """Flags of ``trivy image`` (and, with ``image=False``, of ``trivy config``: no DB flags)."""
     new = ver is None or ver >= (0, 63, 0)
     argv = runner.args(format="json", output=out, quiet=True, exit_code=0,
                        timeout=f"{max(1, int(opts.timeout))}s", cache_dir=opts.cache_dir)
     if opts.offline:
         check_flag = "--skip-check-update" if ver is None or ver >= (0, 51, 0) else "--skip-policy-update"
-        argv += ["--skip-db-update", "--skip-java-db-update", check_flag, "--offline-scan"]
+        argv += ["--skip-db-update", "--skip-java-db-update", check_flag, "--offline-scan"] if image else [check_flag]
         if new:
             argv += ["--skip-version-check", "--disable-telemetry"]
     return argv
@@ -174,7 +174,8 @@ def scan_config(context: Path, out_path: Path, opts: Options) -> Report:
                        hint="Render the variant first (tfimg build), or set scan.misconfig: false.")
     with tempfile.TemporaryDirectory(prefix="tfimg-trivy-") as tmp:
         raw = Path(tmp) / "config.json"
-        argv = [exe, "config", *common_flags(opts, parse_version(ver_info["Version"]), raw), str(context.resolve())]
+        argv = [exe, "config", *common_flags(opts, parse_version(ver_info["Version"]), raw, image=False),
+                str(context.resolve())]
         _run(argv, timeout=opts.timeout + 30, cwd=tmp, what="`trivy config`")
         report, data = _read(raw, ver_info["Version"])
     report_file.write_json(out_path, redact(data))

@@ -332,27 +332,39 @@ def _engine_ok() -> bool:
     return bool(docker) and subprocess.run([docker, "info"], capture_output=True, timeout=30).returncode == 0
 
 
-@pytest.fixture
-def tiny_image():
-    """A tiny real image made with `docker import` (nothing is pulled); removed afterwards."""
-    if not _engine_ok():
-        pytest.skip("no Docker engine answers")
+def make_image(files: dict[str, bytes]) -> str:
+    """A tiny real image made with `docker import` of a tarball (nothing is pulled)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        data = b"ID=tfimgtest\nVERSION_ID=1\n"
-        info = tarfile.TarInfo("etc/os-release")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
     ref = f"tfimg-test/tiny:{uuid.uuid4().hex[:10]}"
     subprocess.run(["docker", "import", "-", ref], input=buf.getvalue(), check=True, capture_output=True)
-    yield ref
-    subprocess.run(["docker", "rmi", "-f", ref], capture_output=True)
+    return ref
+
+
+@pytest.fixture
+def images():
+    """Make tiny images; all are removed afterwards."""
+    if not _engine_ok():
+        pytest.skip("no Docker engine answers")
+    made: list[str] = []
+
+    def make(files: dict[str, bytes]) -> str:
+        made.append(make_image(files))
+        return made[-1]
+    yield make
+    for ref in made:
+        subprocess.run(["docker", "rmi", "-f", ref], capture_output=True)
 
 
 @pytest.mark.docker
-def test_docker_save_archive_is_scanned(fake, tmp_path, tiny_image):
+def test_docker_save_archive_is_scanned(fake, tmp_path, images):
     from builder import engine
     engine.reset()
+    tiny_image = images({"etc/os-release": b"ID=tfimgtest\n"})
     loaded = variant(tmp_path, "vulnerabilities: {new: {fixed: none}}\n")
     out = tmp_path / "build" / "demo"
     result = cli_scan.run_scan_and_gate(loaded, tiny_image, out, tiny_image,
@@ -368,10 +380,27 @@ def test_docker_save_archive_is_scanned(fake, tmp_path, tiny_image):
 @pytest.mark.trivy
 @pytest.mark.docker
 @pytest.mark.skipif(shutil.which("trivy") is None, reason="no `trivy` on PATH")
-def test_real_trivy_end_to_end(tmp_path, tiny_image):
-    cache = os.environ.get("TFIMG_TEST_TRIVY_CACHE")
-    options = trivy.Options(timeout=600, cache_dir=Path(cache) if cache else None, offline=bool(cache))
-    run = trivy.scan_image(tiny_image, tmp_path / "trivy.json", options)
-    assert run.report.ArtifactName == tiny_image and run.info["trivy_version"]
-    assert trivy.parse_version(run.info["trivy_version"]) is None or \
-        trivy.parse_version(run.info["trivy_version"]) >= trivy.MIN_VERSION
+def test_real_trivy_end_to_end(tmp_path, images):
+    """Real Trivy, no network needed: the secret scanner and the Dockerfile checks need no DB."""
+    from builder import engine
+    engine.reset()
+    key = "AKIA" + uuid.uuid4().hex[:16].upper().replace("0", "Q").replace("1", "Z")
+    image = images({"etc/os-release": b"ID=tfimgtest\n",
+                    "app/deploy.sh": f"#!/bin/sh\nexport AWS_ACCESS_KEY_ID={key}\n".encode()})
+    loaded = variant(tmp_path, "scan: {misconfig: true}\nmisconfigurations: {block: none}\n")
+    out = tmp_path / "build" / "demo"
+    (out / "context").mkdir(parents=True)
+    (out / "context" / "Dockerfile").write_text("FROM scratch\nCOPY app /app\n")
+    options = trivy.Options(timeout=300, cache_dir=tmp_path / "cache", scanners=("secret",))
+    with pytest.raises(GateFailed):
+        cli_scan.run_scan_and_gate(loaded, image, out, None, options=options)
+    rep = report.load(out)
+    assert trivy.parse_version(rep["scan"]["trivy_version"]) >= trivy.MIN_VERSION
+    assert rep["gate"]["decision"] == "block" and "aws-access-key-id" in rep["gate"]["blocking_ids"]
+    assert rep["gate"]["counts"]["misconfiguration"]["new"]["HIGH"] >= 1        # DS-0002: no USER
+    gate_json = json.loads((out / "gate.json").read_text())
+    secret = next(b["finding"] for b in gate_json["blocking"] if b["finding"]["kind"] == "secret")
+    assert secret["path"].endswith("app/deploy.sh") and secret["line"] == 2
+    for f in out.iterdir():
+        if f.is_file():
+            assert key not in f.read_text(errors="replace"), f"the secret leaked into {f.name}"
