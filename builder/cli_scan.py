@@ -44,6 +44,9 @@ def run_scan_and_gate(loaded: LoadedVariant, image_ref: str, out_dir: Path, base
     opts = options or trivy.Options()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Until this stage finishes, an older 'pass' must not stand (a crash or Ctrl-C leaves 'block').
+    report.update(out_dir, "gate", {"decision": "block", "policy": pol.name,
+                                    "reasons": ["the scan did not finish (interrupted or crashed)"]})
     try:
         run = trivy.scan_image(image_ref, out_dir / "trivy.json", opts)
         rep = run.report

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from builder import gate, gate_render, policy, scanreport
 
@@ -184,8 +185,8 @@ def test_evaluate_is_pure_and_deterministic():
     a = gate.evaluate(report, policy.load(None), report.diff_ids[:1], TODAY, False)
     b = gate.evaluate(report, policy.load(None), report.diff_ids[:1], TODAY, False)
     assert a == b and report.model_dump() == before
-    with pytest.raises(Exception):
-        a.decision = "pass"     # frozen
+    with pytest.raises(ValidationError, match="frozen"):
+        a.decision = "pass"
 
 
 def test_unscanned_and_failed_closed():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import subprocess
 import tarfile
@@ -404,3 +403,16 @@ def test_real_trivy_end_to_end(tmp_path, images):
     for f in out.iterdir():
         if f.is_file():
             assert key not in f.read_text(errors="replace"), f"the secret leaked into {f.name}"
+
+
+def test_an_interrupted_scan_leaves_no_pass_behind(fake, monkeypatch, tmp_path):
+    loaded = variant(tmp_path, "vulnerabilities: {new: {fixed: none}}\n")
+    out = tmp_path / "out"
+    assert cli_scan.run_scan_and_gate(loaded, IMAGE, out, None, options=opts()).decision == "pass"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(trivy, "scan_image", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cli_scan.run_scan_and_gate(loaded, IMAGE, out, None, options=opts())
+    assert report.load(out)["gate"]["decision"] == "block"
