@@ -80,13 +80,12 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, 
     with ui.stage("render"):
         rendered = render.render(loaded)
         context = render.write(rendered, vdir / "context")
-    builder = build.find_builder(opts.docker)
     engine.client()
     base = resolve_base(base_ref(loaded, opts.base))
     warnings: list[str] = []
     if not loaded.spec.base.digest and not base["digest"]:
         warnings.append("the base is not pinned by digest (base.digest); builds may drift")
-    revision = git_revision(loaded.path)
+    builder: build.Builder | None = None
     with build.SecretFiles(loaded) as secrets:
         ihash = build.input_hash(rendered.context_hash(), base["id"], secrets.used, base["ref"])
         image_ref = f"{LOCAL_REPO.format(name=loaded.name)}:{ihash[7:19]}"
@@ -97,6 +96,8 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, 
             engine.tag(image_id, LOCAL_REPO.format(name=loaded.name), ihash[7:19])
             ui.info(f"{loaded.name} is up to date ({image_id[:19]}); use --force to rebuild")
         else:
+            builder = build.find_builder(opts.docker)
+            revision = git_revision(loaded.path)
             for sid in secrets.skipped:
                 warnings.append(f"optional secret '{sid}' is absent and was not passed")
             req = build.BuildRequest(
@@ -111,7 +112,10 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, 
     attrs = engine.image_attrs(image_id)
     if attrs is None:
         raise TfimgError(f"the built image {image_id} is not in the engine")
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
     previous = report.load(vdir)
+    if up_to_date:   # what the earlier build recorded, from the image itself
+        revision = labels.get("org.opencontainers.image.revision", "norev")
     if previous.get("build", {}).get("image_id") != image_id:
         report.write_json(vdir / report.REPORT, {})   # a new image: older stages' results are void
     section = {
@@ -130,8 +134,8 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, 
         "size": int(attrs.get("Size") or 0),
         "added_bytes": int(attrs.get("Size") or 0) - base["size"],
         "layers": build.layer_sizes(engine.image_history(image_id)),
-        "labels": (attrs.get("Config") or {}).get("Labels") or {},
-        "builder": builder.describe(),
+        "labels": labels,
+        "builder": builder.describe() if builder else previous.get("build", {}).get("builder"),
         "revision": revision,
         "up_to_date": up_to_date,
         "timings": dict(ui.timings),

@@ -35,7 +35,7 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
 # --- user: ml (1000:1000), not root, no sudo
 RUN set -eu; \
     groupadd --gid 1000 ml; \
-    useradd --uid 1000 --gid 1000 --create-home --home-dir /home/ml --shell /bin/bash ml; \
+    useradd --no-log-init --uid 1000 --gid 1000 --create-home --home-dir /home/ml --shell /bin/bash ml; \
     passwd --lock ml >/dev/null; \
     mkdir -p /workspace /etc/tfimg /var/lib/tfimg/ssh; \
     chown 1000:1000 /workspace /var/lib/tfimg/ssh; \
