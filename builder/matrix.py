@@ -3,7 +3,7 @@
 A variant's parents are the variant files of the same folder in its
 ``extends`` chain (:attr:`builder.spec.LoadedVariant.chain`). Files whose name
 starts with ``_`` or ``.`` are partials (merged into others, never built);
-``skip`` globs leave out more (``--skip base.yaml`` for a shared base file).
+variants marked ``abstract: true`` are parents only; ``skip`` globs leave out more.
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ def matrix(directory: Path | str, skip: list[str] | None = None) -> dict[str, An
     include = []
     for path, lvl in order(nodes):
         lv = loaded[path]
+        if lv.spec.abstract:   # a parent only: merged into others, never built
+            continue
         include.append({"variant": lv.name, "file": str(directory / path.name),
                         "parents": [loaded[q].name for q in nodes[path]], "level": lvl})
     names = [i["variant"] for i in include]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import build, engine, render, report, runner
-from .errors import EnvError, TfimgError
+from .errors import EnvError, SpecError, SpecErrors, TfimgError
 from .spec import LoadedVariant
 from .ui import UI
 
@@ -76,6 +76,10 @@ def resolve_base(ref: str) -> dict[str, Any]:
 
 def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, Any]:
     """Render and build; write the ``build`` section of the report and return it."""
+    if loaded.spec.abstract:
+        raise SpecErrors([SpecError(loaded.path, "abstract", "this variant is abstract: it is a parent for "
+                                    "other variants and is never built",
+                                    hint="Build a variant that extends it.")])
     vdir = variant_dir(opts, loaded)
     with ui.stage("render"):
         rendered = render.render(loaded)

@@ -105,7 +105,8 @@ def _load_tree(path: Path, display: Path, stack: list[Path]) -> tuple[dict[str, 
             raise SpecErrors([SpecError(display, "extends", f"parent file '{parent}' not found", line=line,
                                         hint="Paths in extends are relative to the file that declares them.")])
         pdata, porigin, pchain = _load_tree(ppath, _display(ppath), [*stack, path])
-        pdata.pop("name", None)   # a child never inherits its parent's name
+        pdata.pop("name", None)   # a child never inherits its parent's name ...
+        pdata.pop("abstract", None)   # ... nor its being abstract
         merged = _merge(merged, pdata, merged_origin, porigin, ())
         chain += [c for c in pchain if c not in chain]
     merged = _merge(merged, data, merged_origin, origin, ())

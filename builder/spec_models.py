@@ -310,6 +310,8 @@ class Variant(Strict):
 
     name: str = Field(..., pattern=NAME_RE, description="Variant name; defaults to the file name.")
     description: str = ""
+    abstract: bool = Field(False, description="Only a parent for other variants: never built or listed "
+                                               "by `tfimg matrix`. Never inherited.")
     source: str | None = Field(None, description="URL for org.opencontainers.image.source.")
     base: Base = Field(default_factory=Base)
     user: User = Field(default_factory=User)

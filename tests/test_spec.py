@@ -194,3 +194,15 @@ def test_hash_password_command_reads_stdin() -> None:
     assert res.returncode == 0
     assert passwords.verify(res.stdout.strip(), "pw")
     assert "pw" not in res.stdout.replace(res.stdout.strip(), "")
+
+
+def test_abstract_is_not_inherited_and_is_never_built(tmp_path: Path) -> None:
+    from builder import pipeline
+    from builder.ui import UI
+    base = spec.load(ROOT / "variants/base.yaml")
+    assert base.spec.abstract is True
+    assert spec.load(ROOT / "variants/dev.yaml").spec.abstract is False
+    with pytest.raises(SpecErrors) as info:
+        pipeline.build_stage(base, pipeline.BuildOptions(out_root=tmp_path), UI(quiet=True))
+    assert "abstract" in info.value.render() and "never built" in info.value.render()
+    assert not (tmp_path / "base").exists()

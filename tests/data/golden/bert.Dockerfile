@@ -1,5 +1,5 @@
 # Rendered by tfimg from bert.yaml: do not edit, edit the variant.
-# variant: bert    spec hash: sha256:dee4c0eb24d2326fa6ee451b35e497edf9906d00b3142694d1930bd43a48fbba
+# variant: bert    spec hash: sha256:c31fc5f60b6aeacbd4d1abacb1ec3cca4f33eb8a928066d771833bbec9f636e0
 # Layers go from the least to the most often changed: apt, Python
 # requirements, user, then small config files, so that changing a key, a
 # password hash or a label rebuilds only the last layers.
@@ -66,7 +66,7 @@ ARG TFIMG_CREATED=unknown
 ARG TFIMG_REVISION=unknown
 ARG TFIMG_BASE_DIGEST=unknown
 LABEL io.tfimg.profile="ngc-22.07" \
-      io.tfimg.spec-hash="sha256:dee4c0eb24d2326fa6ee451b35e497edf9906d00b3142694d1930bd43a48fbba" \
+      io.tfimg.spec-hash="sha256:c31fc5f60b6aeacbd4d1abacb1ec3cca4f33eb8a928066d771833bbec9f636e0" \
       io.tfimg.user="ml:1000:1000" \
       io.tfimg.variant="bert" \
       org.opencontainers.image.base.digest="${TFIMG_BASE_DIGEST}" \

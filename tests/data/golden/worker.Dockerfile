@@ -1,5 +1,5 @@
 # Rendered by tfimg from worker.yaml: do not edit, edit the variant.
-# variant: worker    spec hash: sha256:9669809a3e2b1c62b78a0d245b1a69473e963355f6dfa31a2fb49ca5776627f9
+# variant: worker    spec hash: sha256:daf0c33eff6d6fe95def01b3952e5d1d94ad6bf407ad6fab193cb1867051e52a
 # Layers go from the least to the most often changed: apt, Python
 # requirements, user, then small config files, so that changing a key, a
 # password hash or a label rebuilds only the last layers.
@@ -62,7 +62,7 @@ ARG TFIMG_CREATED=unknown
 ARG TFIMG_REVISION=unknown
 ARG TFIMG_BASE_DIGEST=unknown
 LABEL io.tfimg.profile="ngc-22.07" \
-      io.tfimg.spec-hash="sha256:9669809a3e2b1c62b78a0d245b1a69473e963355f6dfa31a2fb49ca5776627f9" \
+      io.tfimg.spec-hash="sha256:daf0c33eff6d6fe95def01b3952e5d1d94ad6bf407ad6fab193cb1867051e52a" \
       io.tfimg.user="ml:1000:1000" \
       io.tfimg.variant="worker" \
       org.opencontainers.image.base.digest="${TFIMG_BASE_DIGEST}" \
