@@ -25,6 +25,7 @@ def build_cmd(
     no_test: bool = typer.Option(False, "--no-test", help="Skip the container checks stage."),
     no_scan: bool = typer.Option(False, "--no-scan", help="Skip scan and gate: the image is UNSCANNED and cannot be published."),
     gpu: str = typer.Option("auto", "--gpu", help="GPU checks: auto, on or off."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="Gate under this policy file instead of the variant's."),
 ) -> None:
     """Render, build (BuildKit, secrets mounted), check, scan, gate and tag a variant.
 
@@ -34,7 +35,7 @@ def build_cmd(
     """
     loaded = spec.load(spec_file)
     opts = pipeline.BuildOptions(out_root=out_root, base=base, force=force, no_cache=no_cache, docker=docker,
-                                 checks=not no_test, scan=not no_scan, gpu=gpu)
+                                 checks=not no_test, scan=not no_scan, gpu=gpu, policy=policy)
     ui = UI(quiet=STATE["quiet"])
     result = pipeline.run(loaded, opts, ui)
     out.print(pipeline.summary(result))

@@ -35,6 +35,7 @@ class BuildOptions:
     scan: bool = True
     tag: bool = True
     gpu: str = "auto"
+    policy: Path | None = None       # --policy: gate under this policy instead of the variant's
 
 
 def variant_dir(opts: BuildOptions, loaded: LoadedVariant) -> Path:
@@ -153,9 +154,39 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, 
 
 
 def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, Any]:
-    """All stages in order; returns the final report."""
-    build_stage(loaded, opts, ui)
-    return report.load(variant_dir(opts, loaded))
+    """All stages in order; returns the final report.
+
+    A failed check or a blocking gate raises before the tag stage, so no
+    computed tag is applied to an image that did not pass.
+    """
+    # Stage modules are imported here: the build alone (and `tfimg render`) needs none of them.
+    from . import cli_scan, gate, policy as policies, publish, testrun
+
+    if opts.policy:
+        loaded = loaded.model_copy(update={"spec": loaded.spec.model_copy(update={"policy": str(opts.policy)})})
+    policies.load(loaded.spec.policy)   # a bad policy is bad input: stop before building anything
+    vdir = variant_dir(opts, loaded)
+    section = build_stage(loaded, opts, ui)
+    image = section["image_id"]
+    if opts.checks:
+        with ui.stage("checks"):
+            testrun.run_checks(loaded, image, vdir, gpu=opts.gpu, base_ref=section["base"]["ref"], ui=ui)
+    else:
+        report.update(vdir, "checks", {"passed": None, "skipped": "--no-test"})
+    if opts.scan:
+        with ui.stage("scan and gate"):
+            cli_scan.run_scan_and_gate(loaded, image, vdir, section["base"]["ref"],
+                                       base_layers=section.get("base_layers"))
+    else:
+        pol = policies.load(loaded.spec.policy)
+        cli_scan.write_gate(vdir, gate.unscanned(pol, "scan skipped (--no-scan)"))
+    with ui.stage("tags"):
+        tags = publish.tags_stage(loaded, vdir)
+        repo = LOCAL_REPO.format(name=loaded.name)
+        for tag in [tags["immutable"], *tags["moving"]]:
+            engine.tag(image, repo, tag)
+        report.update(vdir, "local_tags", [f"{repo}:{t}" for t in [tags["immutable"], *tags["moving"]]])
+    return report.load(vdir)
 
 
 def summary(rep: dict[str, Any]) -> str:
@@ -165,6 +196,14 @@ def summary(rep: dict[str, Any]) -> str:
              f"base      {b.get('base', {}).get('ref')}",
              f"size      {b.get('size', 0) / 1e9:.2f} GB, {b.get('added_bytes', 0) / 1e6:.1f} MB over the base",
              f"builder   {b.get('builder', {}).get('kind')} ({b.get('builder', {}).get('docker')})"]
+    checks = rep.get("checks") or {}
+    lines.append("checks    " + {True: "passed", False: "FAILED", None: "not run"}[checks.get("passed")])
+    gate_ = rep.get("gate") or {}
+    decision = str(gate_.get("decision", "not run"))
+    lines.append("gate      " + (decision.upper() if decision in ("unscanned", "block") else decision)
+                 + (f" ({gate_.get('policy')})" if gate_.get("policy") else ""))
+    for ref in rep.get("local_tags") or []:
+        lines.append(f"tag       {ref}")
     for w in b.get("warnings", []):
         lines.append(f"warning   {w}")
     return "\n".join(lines)
