@@ -152,3 +152,48 @@ def exec_run(container: Container, cmd: list[str] | str, *, user: str | None = N
     argv = ["timeout", "-k", "5", str(int(timeout))] + (cmd if isinstance(cmd, list) else ["sh", "-c", cmd])
     res = container.exec_run(argv, user=user or "", demux=False)
     return res.exit_code, (res.output or b"").decode(errors="replace")
+
+
+def run_to_exit(image: str, *, command: list[str] | None = None, environment: dict[str, str] | None = None,
+                timeout: float = 60, extra: dict[str, Any] | None = None) -> tuple[int | None, str]:
+    """Run a container until it exits, at most ``timeout`` seconds; (exit code or None, logs).
+
+    The container is always force-removed. None means it was still running.
+    """
+    kwargs: dict[str, Any] = dict(detach=True, environment=environment or {},
+                                  labels={"io.tfimg.temporary": "1"}, **(extra or {}))
+    if command is not None:
+        kwargs["command"] = command
+    container = client().containers.run(image, **kwargs)
+    try:
+        try:
+            code: int | None = int(container.wait(timeout=timeout).get("StatusCode", -1))
+        except Exception:  # requests ReadTimeout / ConnectionError: still running
+            code = None
+        logs = container.logs(stdout=True, stderr=True).decode(errors="replace")
+        return code, logs
+    finally:
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+
+
+def container_logs(container: Container, tail: int = 40) -> str:
+    """The last lines a container printed (stdout and stderr), or '' when it is gone."""
+    try:
+        return container.logs(stdout=True, stderr=True, tail=tail).decode(errors="replace")
+    except docker.errors.APIError:
+        return ""
+
+
+def container_state(container: Container) -> dict[str, Any]:
+    """``State`` of a container (Status, ExitCode, ...); {} when it is gone."""
+    try:
+        container.reload()
+        return dict(container.attrs.get("State") or {})
+    except docker.errors.NotFound:
+        return {}
+
+
+def containers_with_label(label: str, value: str) -> list[str]:
+    """Ids of containers (running or not) carrying ``label=value``."""
+    return [c.id for c in client().containers.list(all=True, filters={"label": f"{label}={value}"})]
