@@ -13,13 +13,12 @@ blocks nothing. A key left out takes the default policy's value.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from . import yamlfile
 from .errors import SpecError, SpecErrors
 from .scanreport import RANK, SEVERITIES
 
@@ -157,20 +156,7 @@ def load(name_or_path: str | Path | None = None) -> Policy:
         shipped = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.yaml")))
         raise SpecErrors([SpecError(path, "", "policy file not found",
                                     hint=f"Give a path, or one of the shipped policies: {shipped}.")])
-    text = path.read_text()
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise SpecErrors([SpecError(path, "", f"YAML syntax error: {getattr(exc, 'problem', None) or exc}",
-                                    line=mark.line + 1 if mark else None)]) from None
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise SpecErrors([SpecError(path, "", "a policy must be a mapping (vulnerabilities: ..., waivers: ...)",
-                                    line=1)])
-    lines: dict[tuple[Any, ...], int] = {}
-    _index(node, (), lines)
+    data, lines = yamlfile.read_mapping(path, path, "a policy")
     errors = [SpecError(path, key, f"'{key}' is set by tfimg; remove it", line=lines.get((key,)))
               for key in ("name", "file") if key in data]
     if "secrets" in data:
@@ -186,50 +172,18 @@ def load(name_or_path: str | Path | None = None) -> Policy:
         raise SpecErrors(_errors(exc, lines, path)) from None
 
 
-def _index(node: Any, loc: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            out[(*loc, k.value)] = k.start_mark.line + 1
-            _index(v, (*loc, k.value), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            out[(*loc, i)] = v.start_mark.line + 1
-            _index(v, (*loc, i), out)
-
-
 def _errors(exc: ValidationError, lines: dict[tuple[Any, ...], int], path: Path) -> list[SpecError]:
-    out = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = tuple(err["loc"])
-        line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
-        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(top level)"
-        msg, hint = err["msg"].removeprefix("Value error, "), None
-        if err["type"] == "extra_forbidden":
-            allowed = _fields_at(loc[:-1])
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
-            msg = f"unknown key '{loc[-1]}'" + (f" (did you mean '{close[0]}'?)" if close else "")
-            hint = "Allowed keys here: " + ", ".join(allowed) if allowed else None
-        elif err["type"] == "missing":
-            msg = "this key is required" + (" (every waiver names id, reason, owner and expires)"
-                                            if "waivers" in loc else "")
-        elif err["type"].startswith("date"):
-            msg = "not a date; write it as YYYY-MM-DD (e.g. 2027-01-31)"
-        out.append(SpecError(path, key, msg, line=line, hint=hint))
-    return out
+    def where(loc: tuple[Any, ...]) -> tuple[Path, int | None]:
+        return path, next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
 
+    def special(err: dict[str, Any]) -> str | None:
+        if err["type"] == "missing" and "waivers" in err["loc"]:
+            return "this key is required (every waiver names id, reason, owner and expires)"
+        if err["type"].startswith("date"):
+            return "not a date; write it as YYYY-MM-DD (e.g. 2027-01-31)"
+        return None
 
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    model: Any = Policy
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        ann = field.annotation if field else None
-        args = getattr(ann, "__args__", ())
-        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        if model is None:
-            return []
-    return sorted(k for k in model.model_fields if k not in ("name", "file"))
+    return yamlfile.translate(exc, Policy, where, hidden=("name", "file"), special=special)
 
 
 def schema() -> dict[str, Any]:

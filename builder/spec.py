@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
 from packaging.requirements import InvalidRequirement, Requirement
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from . import yamlfile
 from .errors import SpecError, SpecErrors
 from .spec_models import *  # noqa: F401,F403  (the models are part of this module's API)
-from .spec_models import (PATH_KEYS, PUBKEY_TYPES, LoadedVariant, Variant, _did_you_mean)
+from .spec_models import PATH_KEYS, PUBKEY_TYPES, LoadedVariant, Variant
 
 # --------------------------------------------------------------------------- loading
 
@@ -51,35 +51,8 @@ def _read_yaml(path: Path, display: Path) -> tuple[dict[str, Any], Origin]:
     if not path.is_file():
         raise SpecErrors([SpecError(display, "", "file not found",
                                     hint="Check the path; it is resolved relative to the file that names it.")])
-    text = path.read_text()
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecErrors([SpecError(display, "", f"YAML syntax error: {problem}", line=line,
-                                    hint="Fix the YAML at that line (indentation, a missing ':' or quote).")]) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise SpecErrors([SpecError(display, "", "a variant file must be a mapping of keys (name: ..., base: ...)", line=1)])
-    origin: Origin = {}
-    _index_lines(node, (), display, origin)
-    return data, origin
-
-
-def _index_lines(node: Any, path: tuple[Any, ...], file: Path, origin: Origin) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = (*path, k.value)
-            origin[key] = (file, k.start_mark.line + 1)
-            _index_lines(v, key, file, origin)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            origin[(*path, i)] = (file, v.start_mark.line + 1)
-            _index_lines(v, (*path, i), file, origin)
+    data, lines = yamlfile.read_mapping(path, display, "a variant file")
+    return data, {loc: (display, line) for loc, line in lines.items()}
 
 
 def _load_tree(path: Path, display: Path, stack: list[Path]) -> tuple[dict[str, Any], Origin, list[Path]]:
@@ -169,21 +142,7 @@ def _resolve_paths(data: dict[str, Any], root: Path) -> None:
 # --------------------------------------------------------------------------- errors
 
 def _translate(exc: ValidationError, origin: Origin, path: Path) -> list[SpecError]:
-    out = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = tuple(err["loc"])
-        file, line = _where(loc, origin, path)
-        key = _keypath(loc)
-        msg = err["msg"].removeprefix("Value error, ")
-        hint = None
-        if err["type"] == "extra_forbidden":
-            allowed = _fields_at(loc[:-1])
-            msg = f"unknown key '{loc[-1]}'{_did_you_mean(str(loc[-1]), allowed)}"
-            hint = "Allowed keys here: " + ", ".join(allowed) if allowed else None
-        elif err["type"] == "missing":
-            msg = "this key is required"
-        out.append(SpecError(file, key, msg, line=line, hint=hint))
-    return out
+    return yamlfile.translate(exc, Variant, lambda loc: _where(loc, origin, path))
 
 
 def _where(loc: tuple[Any, ...], origin: Origin, path: Path) -> tuple[Path, int | None]:
@@ -193,35 +152,12 @@ def _where(loc: tuple[Any, ...], origin: Origin, path: Path) -> tuple[Path, int 
     return path, None
 
 
-def _keypath(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    model: Any = Variant
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
-        if field is None:
-            return []
-        ann = field.annotation
-        args = getattr(ann, "__args__", ())
-        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        if model is None:
-            return []
-    return sorted(model.model_fields)
-
-
 def _check_files(spec: Variant, origin: Origin, path: Path) -> list[SpecError]:
     errors: list[SpecError] = []
 
     def err(loc: tuple[Any, ...], msg: str, hint: str | None = None) -> None:
         file, line = _where(loc, origin, path)
-        errors.append(SpecError(file, _keypath(loc), msg, line=line, hint=hint))
+        errors.append(SpecError(file, yamlfile.keypath(loc), msg, line=line, hint=hint))
 
     for i, req in enumerate(spec.python.requirements):
         loc = ("python", "requirements", i)

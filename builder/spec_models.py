@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 import string
 from pathlib import Path
@@ -15,7 +14,7 @@ from urllib.parse import urlsplit
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from . import profiles
+from . import profiles, yamlfile
 
 DEFAULT_BASE = "nvcr.io/nvidia/tensorflow:22.07-tf2-py3"
 DEFAULT_PROFILE = "ngc-22.07"
@@ -397,5 +396,4 @@ class LoadedVariant(BaseModel):
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return yamlfile.did_you_mean(word, choices)
