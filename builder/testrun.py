@@ -158,7 +158,10 @@ def _answers(port: int, kind: str) -> bool:
 
 
 def _probe(container: Any, timeout: float = 300) -> tuple[dict[str, Any], str | None]:
-    code, output = engine.exec_run(container, probe.command("python3"), timeout=timeout)
+    try:
+        code, output = engine.exec_run(container, probe.command("python3"), timeout=timeout)
+    except Exception as exc:  # docker.errors.APIError: the container is not running
+        return {}, f"cannot exec in the container: {str(exc).splitlines()[0][:300]}"
     try:
         return probe.summarize(probe.parse_output(output)), None
     except TfimgError as exc:
@@ -199,8 +202,10 @@ def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, gpu: str = 
         if ngc_run_flags:
             extra.update(ipc_mode="host", ulimits=[{"name": "memlock", "soft": -1, "hard": -1},
                                                    {"name": "stack", "soft": 67108864, "hard": 67108864}])
+        # No services: the image's entrypoint runs a command instead; keep it alive with sleep.
+        command = None if (spec.ssh.enabled or spec.jupyter.enabled) else ["sleep", str(int(timeout) + 300)]
         services, ports = stack.enter_context(engine.running(
-            image_ref, ports=spec.exposed_ports(), environment=env, gpu=mode.enabled, extra=extra))
+            image_ref, command=command, ports=spec.exposed_ports(), environment=env, gpu=mode.enabled, extra=extra))
         pristine, _ = stack.enter_context(_sleeper(image_ref, run_id, int(timeout) + 300))
         base_c = stack.enter_context(_sleeper(base, run_id, int(timeout) + 300))[0] if base else None
         services_note = wait_ready(services, spec, ports)
@@ -219,6 +224,7 @@ def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, gpu: str = 
         (out_dir / "checks-services.log").write_text(engine.container_logs(services, 400))
         outcome = json.loads(Path(ctx.results_path).read_text()) if Path(ctx.results_path).is_file() else {}
     section = _section(loaded, image_ref, attrs, mode, ctx, outcome, res, out_dir, time.time() - started)
+    section["run_id"] = run_id
     report.update(out_dir, "checks", section)
     report.update(out_dir, "facts", facts(summary, attrs["Id"], profile))
     if ui is not None:

@@ -1,0 +1,52 @@
+"""Broken images must be caught, each by exactly the check that names its fault.
+
+Each image is built cheaply FROM a shipped variant built on the stand-in (a
+1-3 line Dockerfile in tests/data/broken/), then the whole suite runs on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from builder import build, engine, runner, spec, testrun
+
+BROKEN = Path(__file__).parent / "data" / "broken"
+VARIANTS = Path(__file__).resolve().parent.parent / "variants"
+CASES = [  # (Dockerfile, variant it is built from, the one check that must fail)
+    ("root-user", "dev", "user::runs_as_spec_user"),
+    ("baked-host-key", "bert", "image::no_host_keys"),
+    ("ssh-password", "bert", "ssh::sshd_config_keys_only"),
+    ("jupyter-open", "bert", "jupyter::api_refuses_unauthenticated"),
+    ("tensorflow-replaced", "bert", "python::protected_packages_unchanged"),
+]
+
+
+def broken_image(name: str, parent: str) -> str:
+    """Build tests/data/broken/<name>.Dockerfile FROM ``parent`` once (tag keyed by both)."""
+    dockerfile = BROKEN / f"{name}.Dockerfile"
+    parent_id = engine.image_attrs(parent)["Id"]
+    key = hashlib.sha256(dockerfile.read_bytes() + parent_id.encode()).hexdigest()[:12]
+    tag = f"tfimg-test-broken/{name}:{key}"
+    if engine.image_attrs(tag) is None:
+        b = build.find_builder()
+        runner.run([*b.argv(), "-q", "--build-arg", f"FROM={parent}", "-t", tag, "-f", str(dockerfile), str(BROKEN)],
+                   env=b.env(), timeout=600)
+    return tag
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,variant,expected", CASES, ids=[c[0] for c in CASES])
+def test_broken_image_fails_exactly_its_check(name, variant, expected, built, standin_base, tmp_path):
+    parent = built(variant)["image"]
+    image = broken_image(name, parent)
+    loaded = spec.load(VARIANTS / f"{variant}.yaml")
+    section = testrun.run_checks(loaded, image, tmp_path, gpu="off", base_ref=standin_base, raise_on_failure=False)
+    failed = {r["check"]: r["detail"] for r in section["results"] if r["status"] in ("failed", "error")}
+    assert set(failed) == {expected}, f"expected only {expected} to fail, got: {failed}"
+    assert section["passed"] is False
+    with pytest.raises(Exception) as exc_info:
+        raise testrun.failure(section)
+    assert expected in exc_info.value.message and exc_info.value.exit_code == 1

@@ -1,0 +1,145 @@
+"""The check runner: GPU mode, profile choice, declared checks, results; and a real run on `dev`."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from builder import checks, cli, engine, report, spec, testrun
+from builder.checks import conftest as suite
+from builder.errors import ChecksFailed, EnvError
+
+VARIANTS = Path(__file__).resolve().parent.parent / "variants"
+
+
+def test_gpu_auto_follows_the_engine():
+    assert testrun.gpu_mode("auto", lambda: True).enabled is True
+    off = testrun.gpu_mode("auto", lambda: False)
+    assert off.enabled is False and "no NVIDIA runtime" in off.reason
+    assert testrun.gpu_mode("off", lambda: True).enabled is False
+
+
+def test_gpu_on_without_gpu_is_an_environment_error():
+    with pytest.raises(EnvError) as exc:
+        testrun.gpu_mode("on", lambda: False)
+    assert exc.value.exit_code == 2 and "NVIDIA" in exc.value.message and exc.value.hint
+    with pytest.raises(EnvError):
+        testrun.gpu_mode("maybe", lambda: True)
+
+
+def test_profile_on_the_standin_base():
+    v = spec.load(VARIANTS / "bert.yaml").spec
+    name, why = testrun.choose_profile(v, {"Env": ["PATH=/bin", "TFIMG_STANDIN=1"]})
+    assert name == "standin-cpu" and "ngc-22.07" in why
+    assert testrun.choose_profile(v, {"Env": ["PATH=/bin"]}) == ("ngc-22.07", "")
+
+
+def test_modules_follow_the_spec():
+    mods = {n: checks.modules_for(spec.load(VARIANTS / f"{n}.yaml").spec) for n in ("bert", "worker", "dev")}
+    assert {"test_ssh", "test_jupyter"} <= set(mods["bert"])
+    assert "test_ssh" in mods["worker"] and "test_jupyter" not in mods["worker"]
+    assert not {"test_ssh", "test_jupyter"} & set(mods["dev"])
+    assert all(set(checks.SHARED) <= set(m) for m in mods.values())
+
+
+def test_child_inherits_parent_checks_and_says_where(tmp_path):
+    got = checks.declared(spec.load(VARIANTS / "bert.yaml"))
+    assert [(c["file"], c["id"]) for c in got["commands"]] == [("base.yaml", "base.yaml#1"), ("bert.yaml", "bert.yaml#1")]
+    assert got["python_packages"] == [{"name": "transformers", "specifier": "==4.21.*", "file": "bert.yaml"}]
+    child = tmp_path / "child.yaml"
+    child.write_text(f"extends: {VARIANTS / 'dev.yaml'}\nchecks:\n  commands: [\"true\"]\n"
+                     "  python_packages: {numpy: '<2'}\n")
+    got = checks.declared(spec.load(child))
+    assert got["commands"] == [{"command": "true", "file": "child.yaml", "id": "child.yaml#1"}]   # replaced
+    assert {p["name"]: p["file"] for p in got["python_packages"]} == {"numpy": "child.yaml", "pytest": "dev.yaml"}
+
+
+def test_requirement_pins_name_file_and_line():
+    pins = testrun.requirement_pins(spec.load(VARIANTS / "bert.yaml"))
+    assert {"name": "transformers", "specifier": "==4.21.3", "file": "bert.txt", "line": 3} in pins
+
+
+def test_check_ids_and_failure_message():
+    assert suite.check_id("test_ssh.py::test_login_with_key") == "ssh::login_with_key"
+    assert suite.check_id("test_variant.py::test_command[base.yaml#1]") == "variant::command[base.yaml#1]"
+    section = {"image": "img", "junit": "j.xml", "log": "l.log", "variant": "v",
+               "counts": {"passed": 1, "failed": 1, "error": 0, "skipped": 1},
+               "gpu": {"enabled": False, "requested": "auto", "reason": "no NVIDIA runtime"},
+               "results": [{"check": "a::ok", "status": "passed", "detail": "fine"},
+                           {"check": "b::bad", "status": "failed", "detail": "broken [x]\nmore"},
+                           {"check": "stack::gpu_driver", "status": "skipped", "detail": "GPU mode is off"}]}
+    err = testrun.failure(section)
+    assert isinstance(err, ChecksFailed) and err.exit_code == 1
+    assert "b::bad: broken [x]" in err.message and "a::ok" not in err.message
+    from rich.console import Console
+    console = Console(width=200, record=True)
+    console.print(testrun.table(section))
+    text = console.export_text()
+    assert "b::bad" in text and "FAILED" in text and "SKIPPED" in text and "broken [x]" in text
+
+
+# --------------------------------------------------------------------------- against Docker
+
+
+@pytest.fixture(scope="module")
+def dev_run(built, tmp_path_factory):
+    b = built("dev")
+    out = tmp_path_factory.mktemp("dev")
+    section = testrun.run_checks(spec.load(VARIANTS / "dev.yaml"), b["image"], out, gpu="auto",
+                                 base_ref=b["base"]["ref"], raise_on_failure=False)
+    return b, out, section
+
+
+@pytest.mark.slow
+def test_dev_passes_and_writes_report_junit_and_facts(dev_run):
+    b, out, section = dev_run
+    assert section["passed"] is True, [r for r in section["results"] if r["status"] != "passed"]
+    rep = report.load(out)
+    assert rep["checks"]["passed"] is True and rep["checks"]["image_id"] == b["image_id"]
+    facts = rep["facts"]
+    assert facts["tensorflow"] == "2.9.3" and facts["python"].startswith("3.9")
+    assert facts["cuda"] is None and facts["cudnn"] is None and facts["image_id"] == b["image_id"]
+    suite_xml = ET.parse(out / "checks.xml").getroot()
+    cases = suite_xml.findall(".//testcase")
+    assert len(cases) == len(section["results"]) and suite_xml.find(".//testsuite").get("name") == "tfimg-checks-dev"
+    assert [r["check"] for r in section["results"] if r["status"] == "skipped"] and \
+        all("GPU mode is off" in r["detail"] for r in section["results"] if r["status"] == "skipped")
+
+
+@pytest.mark.slow
+def test_containers_are_removed_after_a_run(dev_run):
+    assert engine.containers_with_label(testrun.RUN_LABEL, dev_run[2]["run_id"]) == []
+
+
+@pytest.mark.slow
+def test_containers_are_removed_on_ctrl_c(built, tmp_path, monkeypatch):
+    b = built("dev")
+    seen: list[str] = []
+
+    def interrupted(spec_, ctx_path, out_dir, timeout):
+        import json
+        ctx = json.loads(Path(ctx_path).read_text())
+        seen.extend(c for c in (ctx["services"], ctx["pristine"], ctx["base_container"]) if c)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(testrun, "_run_suite", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        testrun.run_checks(spec.load(VARIANTS / "dev.yaml"), b["image"], tmp_path, gpu="off", base_ref=b["base"]["ref"])
+    assert len(seen) == 3
+    assert not [c for c in engine.client().containers.list(all=True) if c.id in seen]
+
+
+def test_cli_gpu_on_without_nvidia_runtime_exits_2(built, tmp_path, capsys):
+    if engine.gpu_available():
+        pytest.skip("this engine has an NVIDIA runtime")
+    image = built("dev")["image"]
+    code = cli.main(["test", image, "--spec", str(VARIANTS / "dev.yaml"), "--gpu", "on", "--out", str(tmp_path)])
+    assert code == 2
+    assert "--gpu on" in capsys.readouterr().err
+
+
+def test_cli_test_a_spec_that_was_never_built_says_so(tmp_path, capsys):
+    code = cli.main(["test", str(VARIANTS / "dev.yaml"), "--out", str(tmp_path)])
+    assert code == 2 and "has not been built" in capsys.readouterr().err
