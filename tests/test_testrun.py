@@ -143,3 +143,31 @@ def test_cli_gpu_on_without_nvidia_runtime_exits_2(built, tmp_path, capsys):
 def test_cli_test_a_spec_that_was_never_built_says_so(tmp_path, capsys):
     code = cli.main(["test", str(VARIANTS / "dev.yaml"), "--out", str(tmp_path)])
     assert code == 2 and "has not been built" in capsys.readouterr().err
+
+
+def test_baked_keys_only_means_login_cannot_be_tested(tmp_path):
+    child = tmp_path / "baked.yaml"
+    child.write_text(f"extends: {VARIANTS / 'bert.yaml'}\nssh:\n  authorized_keys_file: null\n")
+    v = spec.load(child).spec
+    volumes, key, note, wrong = testrun._keys(tmp_path, v)
+    assert volumes == {} and key is None and wrong
+    assert "baked keys" in note and "authorized_keys_file" in note
+
+
+def test_runtime_keys_path_gets_a_throwaway_key(tmp_path):
+    v = spec.load(VARIANTS / "worker.yaml").spec
+    volumes, key, note, wrong = testrun._keys(tmp_path, v)
+    (src, mount), = volumes.items()
+    assert mount == {"bind": "/run/secrets/authorized_keys", "mode": "ro"} and note == ""
+    assert Path(src).read_text() == Path(key + ".pub").read_text() != Path(wrong + ".pub").read_text()
+
+
+def test_terrapin_needs_strict_kex_or_safe_ciphers():
+    from builder.checks.test_ssh import terrapin
+    chacha = {"kex": [{"algorithm": "curve25519-sha256"}], "enc": ["chacha20-poly1305@openssh.com"], "mac": []}
+    assert "chacha20" in terrapin(chacha)
+    assert terrapin({**chacha, "kex": [{"algorithm": "kex-strict-s-v00@openssh.com"}]}) is None
+    cbc = {"kex": [], "enc": ["aes128-cbc"], "mac": ["hmac-sha2-256-etm@openssh.com"]}
+    assert "CBC" in terrapin(cbc)
+    assert terrapin({"kex": [], "enc": ["aes256-gcm@openssh.com", "aes128-ctr"],
+                     "mac": ["hmac-sha2-256-etm@openssh.com"]}) is None
