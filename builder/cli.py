@@ -15,6 +15,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+try:  # typer >= 0.20 vendors click
+    from typer import _click  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - older typer depends on click
+    import click as _click
 from rich.console import Console
 from rich.markup import escape
 
@@ -71,12 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except SystemExit as exc:  # click usage errors in standalone mode off
         return int(exc.code or 0)
-    except Exception as exc:  # click.ClickException and the unexpected
-        import click
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:  # click's usage errors and the unexpected
+        if isinstance(exc, typer.Abort):
             console.print("tfimg: interrupted")
             return 130
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, _click.ClickException):
             exc.show()
             return 2
         if debug:

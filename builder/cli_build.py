@@ -14,7 +14,7 @@ from .ui import UI
 
 @app.command("build")
 def build_cmd(
-    spec_file: Path = typer.Argument(..., help="Variant file (variants/NAME.yaml).", show_default=False),
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="Variant file (variants/NAME.yaml).", show_default=False),
     base: Optional[str] = typer.Option(None, "--base", envvar=pipeline.BASE_ENV,
                                        help="Build on this base image instead of the spec's (air-gapped and test use)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when an image with the same inputs exists."),

@@ -23,7 +23,7 @@ def context_dir(name: str, out_dir: Optional[Path] = None) -> Path:
 
 @app.command("render")
 def render_cmd(
-    spec_file: Path = typer.Argument(..., help="Variant file (variants/NAME.yaml).", show_default=False),
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="Variant file (variants/NAME.yaml).", show_default=False),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Write the context here instead of build/<variant>/context."),
     stdout: bool = typer.Option(False, "--stdout", help="Print the Dockerfile and write nothing."),
 ) -> None:

@@ -97,7 +97,7 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, 
         existing = [] if opts.force or opts.no_cache else engine.images_with_label("io.tfimg.input-hash", ihash)
         up_to_date = bool(existing)
         if up_to_date:
-            image_id = existing[0]["Id"]
+            image_id = max(existing, key=lambda a: a.get("Created", ""))["Id"]   # the newest of equals
             engine.tag(image_id, LOCAL_REPO.format(name=loaded.name), ihash[7:19])
             ui.info(f"{loaded.name} is up to date ({image_id[:19]}); use --force to rebuild")
         else:

@@ -150,7 +150,7 @@ def test_secrets_never_reach_image_history_labels_report_or_logs(tmp_path: Path,
         jupyter: {{enabled: true, password_hash: '{hashed}'}}
     """))
     out = tmp_path / "out"
-    res = tfimg("build", str(v), "--base", standin_base, "--out", str(out), "--no-test", "--no-scan",
+    res = tfimg("build", str(v), "--base", standin_base, "--out", str(out), "--no-test", "--no-scan", "--no-cache",
                 env={"CANARY_PIP_INDEX_URL": f"https://tfimgbot:{canary['index']}@pypi.org/simple"})
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads((out / "canary" / "report.json").read_text())
