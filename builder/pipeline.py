@@ -75,6 +75,19 @@ def resolve_base(ref: str) -> dict[str, Any]:
             "size": int(attrs.get("Size") or 0), "layers": attrs.get("RootFS", {}).get("Layers", [])}
 
 
+def _same_inputs(image_ref: str, ihash: str) -> str | None:
+    """The id of an image built from the same inputs, or None.
+
+    The local tag ``tfimg/<variant>:<input hash>`` follows the latest build; an
+    image found only by its label (the tag was removed) is the fallback.
+    """
+    attrs = engine.image_attrs(image_ref)
+    if attrs and ((attrs.get("Config") or {}).get("Labels") or {}).get("io.tfimg.input-hash") == ihash:
+        return attrs["Id"]
+    found = engine.images_with_label("io.tfimg.input-hash", ihash)
+    return found[0]["Id"] if found else None
+
+
 def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, Any]:
     """Render and build; write the ``build`` section of the report and return it."""
     if loaded.spec.abstract:
@@ -94,14 +107,16 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, 
     with build.SecretFiles(loaded) as secrets:
         ihash = build.input_hash(rendered.context_hash(), base["id"], secrets.used, base["ref"])
         image_ref = f"{LOCAL_REPO.format(name=loaded.name)}:{ihash[7:19]}"
-        existing = [] if opts.force or opts.no_cache else engine.images_with_label("io.tfimg.input-hash", ihash)
-        up_to_date = bool(existing)
-        if up_to_date:
-            image_id = max(existing, key=lambda a: a.get("Created", ""))["Id"]   # the newest of equals
+        if opts.docker:   # an explicit client is checked even when no build is needed
+            builder = build.find_builder(opts.docker)
+        existing = None if opts.force or opts.no_cache else _same_inputs(image_ref, ihash)
+        up_to_date = existing is not None
+        if existing is not None:
+            image_id = existing
             engine.tag(image_id, LOCAL_REPO.format(name=loaded.name), ihash[7:19])
             ui.info(f"{loaded.name} is up to date ({image_id[:19]}); use --force to rebuild")
         else:
-            builder = build.find_builder(opts.docker)
+            builder = builder or build.find_builder(opts.docker)
             revision = git_revision(loaded.path)
             for sid in secrets.skipped:
                 warnings.append(f"optional secret '{sid}' is absent and was not passed")
