@@ -33,9 +33,11 @@ from typing import Any
 import requests
 from packaging.requirements import InvalidRequirement, Requirement
 
-from . import checks, engine, passwords, probe, profiles, render, report, runner
+from . import checks, engine, passwords, probe, render, report, runner
+from .checks import results
 from .checks.context import ENV, Context
-from .errors import ChecksFailed, EnvError, TfimgError
+from .checks.results import facts, failure, table  # re-exported: the table and error of a run
+from .errors import EnvError, TfimgError
 from .spec import LoadedVariant, Variant
 
 RUN_LABEL = "io.tfimg.run"
@@ -160,7 +162,7 @@ def _answers(port: int, kind: str) -> bool:
 def _probe(container: Any, timeout: float = 300) -> tuple[dict[str, Any], str | None]:
     try:
         code, output = engine.exec_run(container, probe.command("python3"), timeout=timeout)
-    except Exception as exc:  # docker.errors.APIError: the container is not running
+    except Exception as exc:  # noqa: BLE001  docker.errors.APIError: the container is not running
         return {}, f"cannot exec in the container: {str(exc).splitlines()[0][:300]}"
     try:
         return probe.summarize(probe.parse_output(output)), None
@@ -220,10 +222,16 @@ def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, gpu: str = 
             jupyter_password=password, gpu=mode.enabled, gpu_reason=mode.reason, probe=summary,
             probe_error=probe_error, requirements=requirement_pins(loaded), declared=checks.declared(loaded))
         ctx_path = ctx.write(tmp / "context.json")
-        res = _run_suite(spec, ctx_path, out_dir, timeout)
+        try:
+            res = _run_suite(spec, ctx_path, out_dir, timeout)
+        except TfimgError as exc:
+            report.update(out_dir, "checks", {"passed": False, "image": image_ref, "error": exc.render(),
+                                              "results": [], "gpu": asdict(mode), "run_id": run_id})
+            raise
         (out_dir / "checks-services.log").write_text(engine.container_logs(services, 400))
         outcome = json.loads(Path(ctx.results_path).read_text()) if Path(ctx.results_path).is_file() else {}
-    section = _section(loaded, image_ref, attrs, mode, ctx, outcome, res, out_dir, time.time() - started)
+    section = results.section(loaded, image_ref, attrs, mode, ctx, outcome, res.returncode, out_dir,
+                              time.time() - started)
     section["run_id"] = run_id
     report.update(out_dir, "checks", section)
     report.update(out_dir, "facts", facts(summary, attrs["Id"], profile))
@@ -246,56 +254,3 @@ def _run_suite(spec: Variant, ctx_path: Path, out_dir: Path, timeout: float) -> 
         raise TfimgError(f"the check suite could not run (pytest exit {res.returncode})",
                          hint="\n".join((res.stdout + res.stderr).strip().splitlines()[-15:]))
     return res
-
-
-def _section(loaded: LoadedVariant, image_ref: str, attrs: dict[str, Any], mode: GpuMode, ctx: Context,
-             outcome: dict[str, Any], res: runner.Result, out_dir: Path, took: float) -> dict[str, Any]:
-    results = outcome.get("results") or []
-    counts = {s: sum(r["status"] == s for r in results) for s in ("passed", "failed", "error", "skipped")}
-    passed = res.returncode == 0 and bool(results) and not counts["failed"] and not counts["error"]
-    prof = profiles.get(ctx.profile).with_overrides(loaded.spec.base.expect)
-    return {
-        "passed": passed, "variant": loaded.name, "image": image_ref, "image_id": attrs["Id"],
-        "results": results, "counts": counts, "records": outcome.get("records") or {},
-        "gpu": asdict(mode), "profile": ctx.profile, "profile_note": ctx.profile_note,
-        "base": ctx.base_ref, "base_note": ctx.base_note, "services_note": ctx.services_note,
-        "probe": {"summary": ctx.probe, "error": ctx.probe_error,
-                  "rows": probe.evaluate(ctx.probe, prof, gpu=mode.enabled) if ctx.probe else []},
-        "modules": checks.modules_for(loaded.spec), "junit": str(out_dir / "checks.xml"),
-        "log": str(out_dir / "checks.log"), "duration": round(took, 1),
-    }
-
-
-def facts(summary: dict[str, Any], image_id: str, profile: str) -> dict[str, Any]:
-    """The ``facts`` section: versions detected in the image (read by tagging)."""
-    keys = ("tensorflow", "python", "cuda", "cudnn", "nccl", "driver", "gpus", "tf_cuda_build", "tf_build_cuda")
-    return {**{k: summary.get(k) for k in keys}, "image_id": image_id, "profile": profile,
-            "source": "tfimg test: probe in the container (CUDA/cuDNN/NCCL from the libraries)"}
-
-
-def failure(section: dict[str, Any]) -> ChecksFailed:
-    bad = [r for r in section["results"] if r["status"] in ("failed", "error")]
-    lines = [f"  {r['check']}: {r['detail'].splitlines()[0] if r['detail'] else r['status']}" for r in bad]
-    msg = f"{len(bad)} of {len(section['results'])} checks failed on {section['image']}"
-    if not section["results"]:
-        msg = f"no check ran on {section['image']}"
-    return ChecksFailed(msg + (":\n" + "\n".join(lines) if lines else ""),
-                        hint=f"Details: {section['junit']}, {section['log']}")
-
-
-def table(section: dict[str, Any]) -> Any:
-    """A rich table: check, status, detail."""
-    from rich.table import Table
-    from rich.text import Text
-    style = {"passed": "green", "failed": "bold red", "error": "bold red", "skipped": "yellow"}
-    t = Table(title=f"checks: {section['variant']} ({section['image']})", title_justify="left")
-    t.add_column("check", no_wrap=True)
-    t.add_column("status")
-    t.add_column("detail", overflow="fold")
-    for r in section["results"]:
-        status = r["status"].upper() if r["status"] != "passed" else "passed"
-        t.add_row(Text(r["check"]), Text(status, style=style.get(r["status"], "")), Text(r["detail"] or ""))
-    c = section["counts"]
-    t.caption = (f"{c['passed']} passed, {c['failed']} failed, {c['error']} errors, {c['skipped']} skipped; "
-                 f"GPU: {'on' if section['gpu']['enabled'] else 'off'} ({section['gpu']['reason']})")
-    return t

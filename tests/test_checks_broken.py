@@ -25,14 +25,19 @@ CASES = [  # (Dockerfile, variant it is built from, the one check that must fail
 
 
 def broken_image(name: str, parent: str) -> str:
-    """Build tests/data/broken/<name>.Dockerfile FROM ``parent`` once (tag keyed by both)."""
+    """Build tests/data/broken/<name>.Dockerfile FROM ``parent`` (tag keyed by both).
+
+    The parent's ``io.tfimg.input-hash`` label is overwritten: otherwise `tfimg build`
+    would find the broken image by that label and take it for an up-to-date build.
+    """
     dockerfile = BROKEN / f"{name}.Dockerfile"
     parent_id = engine.image_attrs(parent)["Id"]
     key = hashlib.sha256(dockerfile.read_bytes() + parent_id.encode()).hexdigest()[:12]
     tag = f"tfimg-test-broken/{name}:{key}"
     if engine.image_attrs(tag) is None:
         b = build.find_builder()
-        runner.run([*b.argv(), "-q", "--build-arg", f"FROM={parent}", "-t", tag, "-f", str(dockerfile), str(BROKEN)],
+        runner.run([*b.argv(), "-q", "--build-arg", f"FROM={parent}", "--label", f"io.tfimg.input-hash=broken-{name}",
+                    "--label", "io.tfimg.temporary=1", "-t", tag, "-f", str(dockerfile), str(BROKEN)],
                    env=b.env(), timeout=600)
     return tag
 
@@ -43,10 +48,14 @@ def test_broken_image_fails_exactly_its_check(name, variant, expected, built, st
     parent = built(variant)["image"]
     image = broken_image(name, parent)
     loaded = spec.load(VARIANTS / f"{variant}.yaml")
-    section = testrun.run_checks(loaded, image, tmp_path, gpu="off", base_ref=standin_base, raise_on_failure=False)
+    try:
+        section = testrun.run_checks(loaded, image, tmp_path, gpu="off", base_ref=standin_base, raise_on_failure=False)
+        labels = engine.image_attrs(image)["Config"]["Labels"]
+    finally:
+        engine.remove_image(image)      # never leave a broken image behind for others to find
+    assert labels["io.tfimg.input-hash"] == f"broken-{name}"
     failed = {r["check"]: r["detail"] for r in section["results"] if r["status"] in ("failed", "error")}
     assert set(failed) == {expected}, f"expected only {expected} to fail, got: {failed}"
     assert section["passed"] is False
-    with pytest.raises(Exception) as exc_info:
-        raise testrun.failure(section)
-    assert expected in exc_info.value.message and exc_info.value.exit_code == 1
+    err = testrun.failure(section)          # what `tfimg test` and `tfimg build` raise: exit 1
+    assert expected in err.message and err.exit_code == 1

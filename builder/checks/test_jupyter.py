@@ -52,8 +52,8 @@ def test_login_with_password(base_url, ctx, note):
 def test_wrong_password_refused(base_url, note):
     s, res = _login(base_url, "not-the-password")
     assert res.status_code not in (302, 303), f"POST /login with a wrong password gave {res.status_code} (a redirect)"
-    granted = [c for c in s.cookies.keys() if c != "_xsrf"]
-    assert not granted, f"a wrong password got a login cookie: {', '.join(granted)}"
+    granted = [c for c in s.cookies if c.name != "_xsrf"]
+    assert not granted, f"a wrong password got a login cookie: {', '.join(c.name for c in granted)}"
     note(f"wrong password: POST /login -> {res.status_code}, no login cookie")
 
 
