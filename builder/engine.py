@@ -160,15 +160,16 @@ def run_to_exit(image: str, *, command: list[str] | None = None, environment: di
 
     The container is always force-removed. None means it was still running.
     """
-    kwargs: dict[str, Any] = dict(detach=True, environment=environment or {},
-                                  labels={"io.tfimg.temporary": "1"}, **(extra or {}))
+    kwargs: dict[str, Any] = {"environment": environment or {}, "labels": {"io.tfimg.temporary": "1"},
+                              **(extra or {})}
     if command is not None:
         kwargs["command"] = command
-    container = client().containers.run(image, **kwargs)
+    container = client().containers.create(image, **kwargs)
     try:
+        container.start()
         try:
             code: int | None = int(container.wait(timeout=timeout).get("StatusCode", -1))
-        except Exception:  # requests ReadTimeout / ConnectionError: still running
+        except Exception:  # noqa: BLE001  requests ReadTimeout / ConnectionError: still running
             code = None
         logs = container.logs(stdout=True, stderr=True).decode(errors="replace")
         return code, logs
@@ -197,3 +198,13 @@ def container_state(container: Container) -> dict[str, Any]:
 def containers_with_label(label: str, value: str) -> list[str]:
     """Ids of containers (running or not) carrying ``label=value``."""
     return [c.id for c in client().containers.list(all=True, filters={"label": f"{label}={value}"})]
+
+
+def remove_containers_with_label(label: str, value: str) -> int:
+    """Force-remove every container carrying ``label=value`` (also created-but-never-started ones)."""
+    removed = 0
+    for c in client().containers.list(all=True, filters={"label": f"{label}={value}"}):
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            c.remove(force=True)
+            removed += 1
+    return removed

@@ -42,6 +42,9 @@ from .spec import LoadedVariant, Variant
 
 RUN_LABEL = "io.tfimg.run"
 STANDIN_ENV = "TFIMG_STANDIN=1"
+# NVIDIA's recommended run flags (--ipc=host --ulimit memlock=-1 --ulimit stack=67108864) as SDK options.
+NGC_RUN = {"ipc_mode": "host", "ulimits": [{"name": "memlock", "soft": -1, "hard": -1},
+                                           {"name": "stack", "soft": 67108864, "hard": 67108864}]}
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,15 @@ def _probe(container: Any, timeout: float = 300) -> tuple[dict[str, Any], str | 
         return {}, f"exit {code}: {exc.message}; " + (exc.hint or "")[-400:]
 
 
+def _enter(stack: contextlib.ExitStack, cm: Any, what: str) -> Any:
+    try:
+        return stack.enter_context(cm)
+    except Exception as exc:  # noqa: BLE001  docker.errors.APIError, ImageNotFound: say which and why
+        raise EnvError(f"could not start {what}: {str(exc).splitlines()[0][:500]}",
+                       hint="The engine refused the container; with --ngc-run-flags it must allow "
+                            "--ulimit memlock=-1 and stack limits.") from None
+
+
 def _sleeper(image: str, run_id: str, seconds: int) -> Any:
     labels = {"io.tfimg.temporary": "1", RUN_LABEL: run_id}
     return engine.running(image, command=[str(seconds)], extra={"entrypoint": ["sleep"], "labels": labels})
@@ -195,41 +207,43 @@ def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, gpu: str = 
     out_dir.mkdir(parents=True, exist_ok=True)
     run_id = uuid.uuid4().hex[:12]
     labels = {"io.tfimg.temporary": "1", RUN_LABEL: run_id}
-    with tempfile.TemporaryDirectory(prefix="tfimg-test-") as tmpdir, contextlib.ExitStack() as stack:
-        tmp = Path(tmpdir)
-        volumes, key, key_note, wrong = _keys(tmp, spec)
-        password = secrets.token_urlsafe(16) if spec.jupyter.enabled else None
-        env = {spec.jupyter.password_hash_env: passwords.hash_password(password)} if password else {}
-        extra: dict[str, Any] = {"labels": labels, "volumes": volumes}
-        if ngc_run_flags:
-            extra.update(ipc_mode="host", ulimits=[{"name": "memlock", "soft": -1, "hard": -1},
-                                                   {"name": "stack", "soft": 67108864, "hard": 67108864}])
-        # No services: the image's entrypoint runs a command instead; keep it alive with sleep.
-        command = None if (spec.ssh.enabled or spec.jupyter.enabled) else ["sleep", str(int(timeout) + 300)]
-        services, ports = stack.enter_context(engine.running(
-            image_ref, command=command, ports=spec.exposed_ports(), environment=env, gpu=mode.enabled, extra=extra))
-        pristine, _ = stack.enter_context(_sleeper(image_ref, run_id, int(timeout) + 300))
-        base_c = stack.enter_context(_sleeper(base, run_id, int(timeout) + 300))[0] if base else None
-        services_note = wait_ready(services, spec, ports)
-        summary, probe_error = _probe(services)
-        ctx = Context(
-            variant=spec.name, spec=spec.model_dump(mode="json"), spec_hash=render.spec_hash(loaded),
-            image=image_ref, image_config=config, profile=profile, profile_note=profile_note,
-            results_path=str(tmp / "results.json"), services=services.id, services_note=services_note,
-            pristine=pristine.id, base_ref=base, base_container=base_c.id if base_c else None,
-            base_config=((engine.image_attrs(base) or {}).get("Config") if base else None), base_note=base_note,
-            ports={str(k): v for k, v in ports.items()}, ssh_key=key, ssh_key_note=key_note, wrong_key=wrong,
-            jupyter_password=password, gpu=mode.enabled, gpu_reason=mode.reason, probe=summary,
-            probe_error=probe_error, requirements=requirement_pins(loaded), declared=checks.declared(loaded))
-        ctx_path = ctx.write(tmp / "context.json")
-        try:
-            res = _run_suite(spec, ctx_path, out_dir, timeout)
-        except TfimgError as exc:
-            report.update(out_dir, "checks", {"passed": False, "image": image_ref, "error": exc.render(),
-                                              "results": [], "gpu": asdict(mode), "run_id": run_id})
-            raise
-        (out_dir / "checks-services.log").write_text(engine.container_logs(services, 400))
-        outcome = json.loads(Path(ctx.results_path).read_text()) if Path(ctx.results_path).is_file() else {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="tfimg-test-") as tmpdir, contextlib.ExitStack() as stack:
+            tmp = Path(tmpdir)
+            volumes, key, key_note, wrong = _keys(tmp, spec)
+            password = secrets.token_urlsafe(16) if spec.jupyter.enabled else None
+            env = {spec.jupyter.password_hash_env: passwords.hash_password(password)} if password else {}
+            extra: dict[str, Any] = {"labels": labels, "volumes": volumes, **(NGC_RUN if ngc_run_flags else {})}
+            # No services: the image's entrypoint runs a command instead; keep it alive with sleep.
+            command = None if (spec.ssh.enabled or spec.jupyter.enabled) else ["sleep", str(int(timeout) + 300)]
+            services, ports = _enter(stack, engine.running(
+                image_ref, command=command, ports=spec.exposed_ports(), environment=env, gpu=mode.enabled, extra=extra),
+                f"the services container of {image_ref}")
+            pristine, _ = _enter(stack, _sleeper(image_ref, run_id, int(timeout) + 300), f"a container of {image_ref}")
+            base_c = _enter(stack, _sleeper(base, run_id, int(timeout) + 300),
+                            f"a container of {base}")[0] if base else None
+            services_note = wait_ready(services, spec, ports)
+            summary, probe_error = _probe(services)
+            ctx = Context(
+                variant=spec.name, spec=spec.model_dump(mode="json"), spec_hash=render.spec_hash(loaded),
+                image=image_ref, image_config=config, profile=profile, profile_note=profile_note,
+                results_path=str(tmp / "results.json"), services=services.id, services_note=services_note,
+                pristine=pristine.id, base_ref=base, base_container=base_c.id if base_c else None,
+                base_config=((engine.image_attrs(base) or {}).get("Config") if base else None), base_note=base_note,
+                ports={str(k): v for k, v in ports.items()}, ssh_key=key, ssh_key_note=key_note, wrong_key=wrong,
+                jupyter_password=password, gpu=mode.enabled, gpu_reason=mode.reason, probe=summary,
+                probe_error=probe_error, requirements=requirement_pins(loaded), declared=checks.declared(loaded))
+            ctx_path = ctx.write(tmp / "context.json")
+            try:
+                res = _run_suite(spec, ctx_path, out_dir, timeout)
+            except TfimgError as exc:
+                report.update(out_dir, "checks", {"passed": False, "image": image_ref, "error": exc.render(),
+                                                  "results": [], "gpu": asdict(mode), "run_id": run_id})
+                raise
+            (out_dir / "checks-services.log").write_text(engine.container_logs(services, 400))
+            outcome = json.loads(Path(ctx.results_path).read_text()) if Path(ctx.results_path).is_file() else {}
+    finally:   # also containers created but never started (engine.running cannot see them)
+        engine.remove_containers_with_label(RUN_LABEL, run_id)
     section = results.section(loaded, image_ref, attrs, mode, ctx, outcome, res.returncode, out_dir,
                               time.time() - started)
     section["run_id"] = run_id
