@@ -63,10 +63,6 @@ def image_history(ref: str) -> list[dict[str, Any]]:
     return client().api.history(ref)
 
 
-def images_with_label(label: str, value: str) -> list[dict[str, Any]]:
-    return [i.attrs for i in client().images.list(filters={"label": f"{label}={value}"})]
-
-
 def tag(image: str, repository: str, tag_: str) -> None:
     if not client().api.tag(image, repository, tag_, force=True):
         raise TfimgError(f"could not tag {image} as {repository}:{tag_}")

@@ -1,9 +1,8 @@
 """Facts about a built image, for tags and evidence.
 
-Versions are read from the image itself by running a short Python snippet in a
-throwaway container (:func:`builder.engine.running`): TensorFlow, Python, and
-CUDA/cuDNN from ``tf.sysconfig.get_build_info()`` when it is a CUDA build
-(else None). The date is the image's creation date (UTC), so the tag does not
+Versions are read from the image itself by running the probe
+(:mod:`builder.probe`) in a throwaway container: TensorFlow, Python, and
+CUDA/cuDNN/NCCL from the libraries themselves (None where they are absent). The date is the image's creation date (UTC), so the tag does not
 change between ``tfimg tags`` and ``tfimg publish``; the revision is the short
 git revision the image was built from (``build.revision``), else of the
 variant file's repository now ('norev' outside git). A
@@ -13,28 +12,12 @@ variant file's repository now ('norev' outside git). A
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Any
 
-from . import engine, runner
-from .errors import EnvError, TfimgError
+from . import engine, probe, runner
+from .errors import EnvError
 
-MARK = "TFIMG_FACTS="
-SNIPPET = f"""
-import json, platform
-out = {{"python": platform.python_version(), "tensorflow": None, "cuda": None, "cudnn": None}}
-try:
-    import tensorflow as tf
-    out["tensorflow"] = tf.__version__
-    info = dict(tf.sysconfig.get_build_info())
-    if info.get("is_cuda_build"):
-        out["cuda"] = info.get("cuda_version")
-        out["cudnn"] = info.get("cudnn_version")
-except Exception as exc:
-    out["error"] = type(exc).__name__ + ": " + str(exc)[:200]
-print("{MARK}" + json.dumps(out))
-"""
 ALIASES = {"tf": "tensorflow", "tf_version": "tensorflow", "py": "python",
            "python_version": "python", "cuda_version": "cuda", "cudnn_version": "cudnn"}
 KEYS = ("tensorflow", "python", "cuda", "cudnn", "date", "rev")
@@ -48,26 +31,23 @@ def normalize(section: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_output(text: str) -> dict[str, Any]:
-    """The JSON line the snippet prints, among whatever else the image prints."""
-    for line in reversed(text.splitlines()):
-        if line.startswith(MARK):
-            return json.loads(line[len(MARK):])
-    raise TfimgError("could not read versions from the image: the probe printed no result",
-                     hint="Last output:\n" + "\n".join(text.strip().splitlines()[-5:]))
+def from_image(image: str, *, timeout: float = 300) -> dict[str, Any]:
+    """Run the probe (:mod:`builder.probe`) in a throwaway container; returns versions as detected.
 
-
-def from_image(image: str, *, timeout: float = 120) -> dict[str, Any]:
-    """Run the probe in a throwaway container; returns tensorflow/python/cuda/cudnn."""
+    CUDA, cuDNN and NCCL come from the libraries in the image, not from what
+    TensorFlow was built against: pip's TensorFlow says CUDA 11.2 even where no
+    CUDA library exists.
+    """
     with engine.running(image, command=["sleep", str(int(timeout) + 30)],
-                        environment={"TF_CPP_MIN_LOG_LEVEL": "3"}) as (container, _):
+                        environment={"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}) as (container, _):
         for python in ("python3", "python"):
-            code, output = engine.exec_run(container, [python, "-c", SNIPPET], timeout=timeout)
+            code, output = engine.exec_run(container, probe.command(python), timeout=timeout)
             if code not in (126, 127):
                 break
         else:
             raise EnvError(f"image {image} has no python3 or python on PATH; cannot read its versions")
-    return parse_output(output)
+    s = probe.summarize(probe.parse_output(output))
+    return {k: s.get(k) for k in ("tensorflow", "python", "cuda", "cudnn", "nccl")}
 
 
 def image_date(image: str) -> str:

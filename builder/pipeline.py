@@ -76,16 +76,16 @@ def resolve_base(ref: str) -> dict[str, Any]:
 
 
 def _same_inputs(image_ref: str, ihash: str) -> str | None:
-    """The id of an image built from the same inputs, or None.
+    """The id of the image built from the same inputs, or None.
 
-    The local tag ``tfimg/<variant>:<input hash>`` follows the latest build; an
-    image found only by its label (the tag was removed) is the fallback.
+    Only the local tag ``tfimg/<variant>:<input hash>`` counts: the build sets it,
+    and it follows the latest build. The ``io.tfimg.input-hash`` label alone is
+    not enough: an image built FROM a tfimg image inherits it.
     """
     attrs = engine.image_attrs(image_ref)
     if attrs and ((attrs.get("Config") or {}).get("Labels") or {}).get("io.tfimg.input-hash") == ihash:
         return attrs["Id"]
-    found = engine.images_with_label("io.tfimg.input-hash", ihash)
-    return found[0]["Id"] if found else None
+    return None
 
 
 def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, Any]:
@@ -113,7 +113,6 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, 
         up_to_date = existing is not None
         if existing is not None:
             image_id = existing
-            engine.tag(image_id, LOCAL_REPO.format(name=loaded.name), ihash[7:19])
             ui.info(f"{loaded.name} is up to date ({image_id[:19]}); use --force to rebuild")
         else:
             builder = builder or build.find_builder(opts.docker)
