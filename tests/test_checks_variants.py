@@ -15,7 +15,7 @@ GPU_CHECKS = {"stack::gpu_driver", "stack::tensorflow_cuda_build", "stack::tenso
 
 def run(variant: str, built, out: Path) -> dict:
     b = built(variant)
-    return testrun.run_checks(spec.load(VARIANTS / f"{variant}.yaml"), b["image"], out, gpu="off",
+    return testrun.run_checks(spec.load(VARIANTS / f"{variant}.yaml"), b["image_id"], out, gpu="off",
                               base_ref=b["base"]["ref"], raise_on_failure=False)
 
 

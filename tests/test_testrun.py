@@ -87,7 +87,7 @@ def test_check_ids_and_failure_message():
 def dev_run(built, tmp_path_factory):
     b = built("dev")
     out = tmp_path_factory.mktemp("dev")
-    section = testrun.run_checks(spec.load(VARIANTS / "dev.yaml"), b["image"], out, gpu="auto",
+    section = testrun.run_checks(spec.load(VARIANTS / "dev.yaml"), b["image_id"], out, gpu="auto",
                                  base_ref=b["base"]["ref"], raise_on_failure=False)
     return b, out, section
 
@@ -126,7 +126,7 @@ def test_containers_are_removed_on_ctrl_c(built, tmp_path, monkeypatch):
 
     monkeypatch.setattr(testrun, "_run_suite", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        testrun.run_checks(spec.load(VARIANTS / "dev.yaml"), b["image"], tmp_path, gpu="off", base_ref=b["base"]["ref"])
+        testrun.run_checks(spec.load(VARIANTS / "dev.yaml"), b["image_id"], tmp_path, gpu="off", base_ref=b["base"]["ref"])
     assert len(seen) == 3
     assert not [c for c in engine.client().containers.list(all=True) if c.id in seen]
 
