@@ -101,19 +101,30 @@ def _merge(base: dict[str, Any], over: dict[str, Any], origin: Origin, over_orig
         append = isinstance(key, str) and key.endswith("+")
         name = key[:-1] if append else key
         where = (*path, name)
-        if append:
-            if not isinstance(value, list):
-                value = [value]
-            out[name] = list(out.get(name) or []) + value
-        elif isinstance(value, dict) and isinstance(out.get(name), dict):
-            out[name] = _merge(out[name], value, origin, over_origin, where)
-            continue
+        if append:   # onto the parent's list, or onto the default when no parent set one
+            start = out[name] if name in out else _default_at(where)
+            out[name] = list(start or []) + (value if isinstance(value, list) else [value])
+        elif isinstance(value, dict):
+            out[name] = _merge(out[name] if isinstance(out.get(name), dict) else {}, value,
+                               origin, over_origin, where)
         else:
             out[name] = value
         for k, v in over_origin.items():
             if k[: len(path) + 1] == (*path, key):
                 origin[(*where, *k[len(path) + 1:])] = v
     return out
+
+
+def _default_at(loc: tuple[Any, ...]) -> Any:
+    """The model's default for a key path (``("python", "protected")``), or None."""
+    model: Any = Variant
+    field = None
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        model = field.annotation
+    return field.get_default(call_default_factory=True) if field else None
 
 
 def _resolve_paths(data: dict[str, Any], root: Path) -> None:

@@ -175,3 +175,23 @@ def test_secrets_never_reach_image_history_labels_report_or_logs(tmp_path: Path,
     assert "six" in (out / "canary" / "build.log").read_text()
     eng.remove_image(image_id, force=True)
     shutil.rmtree(out)
+
+
+def test_ctrl_c_during_a_build_exits_130_and_leaves_no_image(tmp_path: Path, standin_base: str) -> None:
+    import signal
+    v = _variant(tmp_path, "six==1.16.0\n", extra="apt: {packages: [rsync]}\n")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "builder", "build", str(v), "--base", standin_base,
+                             "--out", str(out), "--no-cache", "--no-test", "--no-scan"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "CI": "1"})
+    deadline = time.monotonic() + 60
+    while not (out / "broken" / "build.log").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)                      # the build is under way (apt-get)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    _assert_nothing_left("broken")
+    assert not (out / "broken" / "report.json").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -206,3 +207,19 @@ def test_abstract_is_not_inherited_and_is_never_built(tmp_path: Path) -> None:
         pipeline.build_stage(base, pipeline.BuildOptions(out_root=tmp_path), UI(quiet=True))
     assert "abstract" in info.value.render() and "never built" in info.value.render()
     assert not (tmp_path / "base").exists()
+
+
+def test_readme_full_example_is_a_valid_variant(tmp_path: Path) -> None:
+    import re
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- full-example.*?```yaml\n(.*?)```", readme, re.S)
+    assert block, "README lost its full example"
+    shutil.copytree(ROOT / "variants", tmp_path / "variants")
+    shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    (tmp_path / "variants/full.yaml").write_text(block.group(1))
+    v = spec.load(tmp_path / "variants/full.yaml").spec
+    documented = set(spec.Variant.model_fields) | {"extends"}
+    assert documented <= set(re.findall(r"^(\w+):", block.group(1), re.M)), "a top-level key lacks an example"
+    assert v.name == "bert-large" and v.python.protected[-1] == "transformers"
+    assert "tensorflow" in v.python.protected   # "+" appended to the default list
+    assert v.base.digest and v.ssh.enabled and v.jupyter.enabled and v.policy.endswith("strict.yaml")
