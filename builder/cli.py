@@ -63,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and turn errors into messages and exit codes."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode typer returns exit codes (typer.Exit, and 130 for Ctrl-C).
+        rv = app(args=argv, standalone_mode=False)
+        if isinstance(rv, int) and not isinstance(rv, bool) and rv:
+            if rv == 130:
+                console.print("tfimg: interrupted")
+            return rv
     except TfimgError as exc:
         if debug:
             console.print_exception()
