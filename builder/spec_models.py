@@ -8,11 +8,11 @@ from __future__ import annotations
 import re
 import string
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from . import profiles, yamlfile
 
@@ -48,6 +48,17 @@ PATH_KEYS = [  # keys whose values are host paths, resolved relative to the decl
 ]
 
 
+def _specifier(value: str) -> str:
+    try:
+        SpecifierSet(value)
+    except InvalidSpecifier:
+        raise ValueError(f"'{value}' is not a PEP 440 specifier (e.g. '==2.9.*' or '>=4.21,<5')") from None
+    return value
+
+
+Specifier = Annotated[str, AfterValidator(_specifier)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -60,7 +71,7 @@ class Base(Strict):
     digest: str | None = Field(None, pattern=r"^sha256:[0-9a-f]{64}$",
                                description="Pin the base to this digest (FROM image@digest).")
     profile: str = Field(DEFAULT_PROFILE, description="Base profile (expected versions).")
-    expect: dict[str, str] = Field(default_factory=dict,
+    expect: dict[str, Specifier] = Field(default_factory=dict,
                                    description="Override a profile expectation: component -> PEP 440 specifier.")
 
     @field_validator("image")
@@ -78,16 +89,6 @@ class Base(Strict):
         if v not in known:
             raise ValueError(f"unknown base profile '{v}'{_did_you_mean(v, known)}; "
                              f"known profiles: {', '.join(known)}")
-        return v
-
-    @field_validator("expect")
-    @classmethod
-    def _expect(cls, v: dict[str, str]) -> dict[str, str]:
-        for comp, spec in v.items():
-            try:
-                SpecifierSet(spec)
-            except InvalidSpecifier:
-                raise ValueError(f"'{spec}' for {comp} is not a PEP 440 specifier (e.g. '==2.9.*')")
         return v
 
 
@@ -248,19 +249,9 @@ class Jupyter(Strict):
 class Checks(Strict):
     """Expectations checked against a running container (`tfimg test`)."""
 
-    python_packages: dict[str, str] = Field(default_factory=dict,
+    python_packages: dict[str, Specifier] = Field(default_factory=dict,
                                             description="Distribution -> PEP 440 specifier.")
     commands: list[str] = Field(default_factory=list, description="Commands that must exit 0 as the user.")
-
-    @field_validator("python_packages")
-    @classmethod
-    def _specs(cls, v: dict[str, str]) -> dict[str, str]:
-        for name, spec in v.items():
-            try:
-                SpecifierSet(spec)
-            except InvalidSpecifier:
-                raise ValueError(f"'{spec}' for {name} is not a PEP 440 specifier")
-        return v
 
 
 class Tags(Strict):
