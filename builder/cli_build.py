@@ -26,6 +26,9 @@ def build_cmd(
     no_scan: bool = typer.Option(False, "--no-scan", help="Skip scan and gate: the image is UNSCANNED and cannot be published."),
     gpu: str = typer.Option("auto", "--gpu", help="GPU checks: auto, on or off."),
     policy: Optional[Path] = typer.Option(None, "--policy", help="Gate under this policy file instead of the variant's."),
+    trivy_path: Optional[str] = typer.Option(None, "--trivy", envvar="TFIMG_TRIVY", help="Trivy executable to scan with."),
+    trivy_cache: Optional[Path] = typer.Option(None, "--trivy-cache-dir", help="Trivy cache (a pre-downloaded DB for air-gapped use)."),
+    offline: bool = typer.Option(False, "--offline", help="Scan without updating Trivy's DB (needs --trivy-cache-dir)."),
 ) -> None:
     """Render, build (BuildKit, secrets mounted), check, scan, gate and tag a variant.
 
@@ -35,7 +38,8 @@ def build_cmd(
     """
     loaded = spec.load(spec_file)
     opts = pipeline.BuildOptions(out_root=out_root, base=base, force=force, no_cache=no_cache, docker=docker,
-                                 checks=not no_test, scan=not no_scan, gpu=gpu, policy=policy)
+                                 checks=not no_test, scan=not no_scan, gpu=gpu, policy=policy,
+                                 trivy=trivy_path, trivy_cache=trivy_cache, offline=offline)
     ui = UI(quiet=STATE["quiet"])
     result = pipeline.run(loaded, opts, ui)
     out.print(pipeline.summary(result))

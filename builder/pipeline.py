@@ -36,6 +36,9 @@ class BuildOptions:
     tag: bool = True
     gpu: str = "auto"
     policy: Path | None = None       # --policy: gate under this policy instead of the variant's
+    trivy: str | None = None         # --trivy / $TFIMG_TRIVY: the Trivy executable
+    trivy_cache: Path | None = None  # --trivy-cache-dir: a pre-downloaded DB (air-gapped)
+    offline: bool = False            # --offline: never update Trivy's DB
 
 
 def variant_dir(opts: BuildOptions, loaded: LoadedVariant) -> Path:
@@ -174,7 +177,7 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, Any]:
     computed tag is applied to an image that did not pass.
     """
     # Stage modules are imported here: the build alone (and `tfimg render`) needs none of them.
-    from . import cli_scan, gate, policy as policies, publish, testrun
+    from . import cli_scan, gate, policy as policies, publish, testrun, trivy
 
     if opts.policy:
         loaded = loaded.model_copy(update={"spec": loaded.spec.model_copy(update={"policy": str(opts.policy)})})
@@ -189,7 +192,9 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, Any]:
         report.update(vdir, "checks", {"passed": None, "skipped": "--no-test"})
     if opts.scan:
         with ui.stage("scan and gate"):
-            cli_scan.run_scan_and_gate(loaded, image, vdir, section["base"]["ref"],
+            options = trivy.Options(binary=opts.trivy or os.environ.get("TFIMG_TRIVY") or "trivy",
+                                    cache_dir=opts.trivy_cache, offline=opts.offline)
+            cli_scan.run_scan_and_gate(loaded, image, vdir, section["base"]["ref"], options=options,
                                        base_layers=section.get("base_layers"))
     else:
         pol = policies.load(loaded.spec.policy)
@@ -197,9 +202,14 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, Any]:
     with ui.stage("tags"):
         tags = publish.tags_stage(loaded, vdir)
         repo = LOCAL_REPO.format(name=loaded.name)
-        for tag in [tags["immutable"], *tags["moving"]]:
-            engine.tag(image, repo, tag)
-        report.update(vdir, "local_tags", [f"{repo}:{t}" for t in [tags["immutable"], *tags["moving"]]])
+        refs = [f"{repo}:{t}" for t in [tags["immutable"], *tags["moving"]]]
+        if opts.checks and opts.scan:
+            for tag in [tags["immutable"], *tags["moving"]]:
+                engine.tag(image, repo, tag)
+        else:   # a stage was skipped: the tags are computed (tags.txt) but not applied
+            ui.info("not tagged: " + ("the checks" if not opts.checks else "the scan") + " were skipped")
+            refs = []
+        report.update(vdir, "local_tags", refs)
     return report.load(vdir)
 
 
@@ -207,9 +217,10 @@ def summary(rep: dict[str, Any]) -> str:
     b = rep.get("build", {})
     lines = [f"variant   {b.get('variant')}",
              f"image     {b.get('image')} ({str(b.get('image_id', ''))[:19]})",
-             f"base      {b.get('base', {}).get('ref')}",
+             f"base      {(b.get('base') or {}).get('ref')}",
              f"size      {b.get('size', 0) / 1e9:.2f} GB, {b.get('added_bytes', 0) / 1e6:.1f} MB over the base",
-             f"builder   {b.get('builder', {}).get('kind')} ({b.get('builder', {}).get('docker')})"]
+             "builder   " + (f"{b['builder']['kind']} ({b['builder']['docker']})" if b.get("builder")
+                                else "none (up to date: nothing was built)")]
     checks = rep.get("checks") or {}
     lines.append("checks    " + {True: "passed", False: "FAILED", None: "not run"}[checks.get("passed")])
     gate_ = rep.get("gate") or {}

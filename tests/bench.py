@@ -72,10 +72,13 @@ def main() -> None:
     full = tfimg("build", bert, *common, "--no-cache")
     row("1. full build of bert (pip, SSH, Jupyter)", f"{full:.1f}s", None, "(reference)", None)
 
-    # 2. rebuild after changing only an authorized key
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / "newkey")], check=True)
-    shutil.copy(work / "newkey.pub", work / "variants/keys/team.pub")
-    rekey = tfimg("build", bert, *common)
+    # 2. rebuild after changing only an authorized key (median of three new keys)
+    rekeys = []
+    for i in range(3):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / f"newkey{i}")], check=True)
+        shutil.copy(work / f"newkey{i}.pub", work / "variants/keys/team.pub")
+        rekeys.append(tfimg("build", bert, *common))
+    rekey = sorted(rekeys)[1]
     row("2. rebuild after changing one authorized key", f"{rekey:.1f}s", rekey / full, "<= 0.10 of full",
         rekey / full <= 0.10)
 
@@ -86,6 +89,9 @@ def main() -> None:
     row("3. no-op tfimg build (up to date)", f"{noop:.2f}s", noop / cached,
         "< 1 s and < 0.2 of cached", noop < 1 and noop / cached < 0.2)
     row("   cached docker build of the same context", f"{cached:.2f}s", None, "(reference)", None)
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import builder.cli"], check=True)
+    row("   of which: starting Python and importing tfimg", f"{time.monotonic() - start:.2f}s", None, "", None)
 
     # 4. bytes added over the base vs the naive recipe
     naive = work / "naive"
