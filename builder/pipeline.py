@@ -199,17 +199,17 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, Any]:
     else:
         pol = policies.load(loaded.spec.policy)
         cli_scan.write_gate(vdir, gate.unscanned(pol, "scan skipped (--no-scan)"))
+    if not (opts.checks and opts.scan):   # a skipped stage: computed tags would not be applied
+        ui.info(f"not tagged: the {'checks' if not opts.checks else 'scan'} was skipped "
+                f"(`tfimg tags {loaded.path}` shows the tags it would get)")
+        report.update(vdir, "local_tags", [])
+        return report.load(vdir)
     with ui.stage("tags"):
         tags = publish.tags_stage(loaded, vdir)
         repo = LOCAL_REPO.format(name=loaded.name)
-        refs = [f"{repo}:{t}" for t in [tags["immutable"], *tags["moving"]]]
-        if opts.checks and opts.scan:
-            for tag in [tags["immutable"], *tags["moving"]]:
-                engine.tag(image, repo, tag)
-        else:   # a stage was skipped: the tags are computed (tags.txt) but not applied
-            ui.info("not tagged: " + ("the checks" if not opts.checks else "the scan") + " were skipped")
-            refs = []
-        report.update(vdir, "local_tags", refs)
+        for tag in [tags["immutable"], *tags["moving"]]:
+            engine.tag(image, repo, tag)
+        report.update(vdir, "local_tags", [f"{repo}:{t}" for t in [tags["immutable"], *tags["moving"]]])
     return report.load(vdir)
 
 
