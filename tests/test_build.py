@@ -63,6 +63,9 @@ def test_up_to_date_skip_and_force(built, build_root: Path, standin_base: str) -
     report = json.loads((build_root / "dev" / "report.json").read_text())["build"]
     assert report["image_id"] == first["image_id"] and report["up_to_date"] is True
     assert took < 30
+    # checks and scan were skipped: the image is not tagged
+    assert "not tagged" in res.stderr
+    assert json.loads((build_root / "dev" / "report.json").read_text())["local_tags"] == []
     res = tfimg("build", spec_file, *common, "--force")
     assert res.returncode == 0, res.stderr
     assert "up to date" not in res.stderr
