@@ -1,4 +1,4 @@
-"""``tfimg build``: render, build, check, scan, gate and tag one variant."""
+"""``tfimg build``: render, build, check, scan, gate and tag variants."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ from typing import Optional
 
 import typer
 
-from . import pipeline, spec
+from . import fanout, pipeline, spec
+from .errors import SpecErrors, TfimgError
 from .cli import STATE, app, out
 from .ui import UI
 
 
 @app.command("build")
 def build_cmd(
-    spec_file: Path = typer.Argument(..., metavar="SPEC", help="Variant file (variants/NAME.yaml).", show_default=False),
+    spec_files: list[Path] = typer.Argument(..., metavar="SPEC...", help="Variant file(s) (variants/NAME.yaml).",
+                                            show_default=False),
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="With several variants: how many build at once."),
     base: Optional[str] = typer.Option(None, "--base", envvar=pipeline.BASE_ENV,
                                        help="Build on this base image instead of the spec's (air-gapped and test use)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when an image with the same inputs exists."),
@@ -30,16 +33,37 @@ def build_cmd(
     trivy_cache: Optional[Path] = typer.Option(None, "--trivy-cache-dir", help="Trivy cache (a pre-downloaded DB for air-gapped use)."),
     offline: bool = typer.Option(False, "--offline", help="Scan without updating Trivy's DB (needs --trivy-cache-dir)."),
 ) -> None:
-    """Render, build (BuildKit, secrets mounted), check, scan, gate and tag a variant.
+    """Render, build (BuildKit, secrets mounted), check, scan, gate and tag variants.
 
     Writes build/<variant>/: context/, build.log, report.json (and the later
-    stages' files). Exit 0 when every stage passed, 1 when a build, check or
-    gate failed, 2 on bad input or environment.
+    stages' files). Several variants build --jobs at a time, each on its own.
+    Exit 0 when every stage passed, 1 when a build, check or gate failed, 2 on
+    bad input or environment.
     """
-    loaded = spec.load(spec_file)
+    variants, errors = [], []
+    for f in spec_files:   # every spec is validated before anything is built
+        try:
+            variants.append(spec.load(f))
+        except SpecErrors as exc:
+            errors += exc.errors
+    if errors:
+        raise SpecErrors(errors)
+    if dupes := fanout.unique_names(variants):
+        raise TfimgError(f"several files define the variant(s) {', '.join(dupes)}; their build/ folders would clash")
+    if len(variants) > 1:
+        results = fanout.build_many(variants, fanout.child_args(**{
+            "--base": base, "--force": force, "--no-cache": no_cache, "--docker": docker, "--out": out_root,
+            "--no-test": no_test, "--no-scan": no_scan, "--gpu": gpu, "--policy": policy, "--trivy": trivy_path,
+            "--trivy-cache-dir": trivy_cache, "--offline": offline}), jobs)
+        for name, rc, why in results:
+            out.print(f"{name:<20} {'ok' if rc == 0 else f'exit {rc}'}  {why}".rstrip())
+        code = fanout.exit_code([rc for _, rc, _ in results])
+        if code:
+            raise typer.Exit(code)
+        return
     opts = pipeline.BuildOptions(out_root=out_root, base=base, force=force, no_cache=no_cache, docker=docker,
                                  checks=not no_test, scan=not no_scan, gpu=gpu, policy=policy,
                                  trivy=trivy_path, trivy_cache=trivy_cache, offline=offline)
     ui = UI(quiet=STATE["quiet"])
-    result = pipeline.run(loaded, opts, ui)
+    result = pipeline.run(variants[0], opts, ui)
     out.print(pipeline.summary(result))

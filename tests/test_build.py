@@ -198,3 +198,24 @@ def test_ctrl_c_during_a_build_exits_130_and_leaves_no_image(tmp_path: Path, sta
     assert "interrupted" in err and "Traceback" not in err
     _assert_nothing_left("broken")
     assert not (out / "broken" / "report.json").exists()
+
+
+def test_several_variants_build_side_by_side_and_one_failure_fails_the_run(tmp_path: Path, standin_base: str) -> None:
+    bad = _variant(tmp_path, "tfimg-no-such-package-xyz==1.0\n")
+    out = tmp_path / "out"
+    res = tfimg("build", str(ROOT / "variants/dev.yaml"), str(bad), "--jobs", "2", "--base", standin_base,
+                "--out", str(out), "--no-test", "--no-scan")
+    assert res.returncode == 1, res.stderr
+    assert "[broken] tfimg: build failed" in res.stderr and "[dev]" in res.stderr
+    assert "dev                  ok" in res.stdout and "broken               exit 1" in res.stdout
+    assert json.loads((out / "dev/report.json").read_text())["build"]["image_id"].startswith("sha256:")
+    _assert_nothing_left("broken")
+
+
+def test_one_invalid_spec_among_several_builds_nothing(tmp_path: Path, standin_base: str) -> None:
+    (tmp_path / "bad.yaml").write_text("usr: {}\n")
+    out = tmp_path / "out"
+    res = tfimg("build", str(ROOT / "variants/dev.yaml"), str(tmp_path / "bad.yaml"), "--base", standin_base,
+                "--out", str(out))
+    assert res.returncode == 2 and "unknown key 'usr'" in res.stderr
+    assert not out.exists()
