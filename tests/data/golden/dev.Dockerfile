@@ -9,7 +9,8 @@ FROM ${TFIMG_BASE}
 USER 0
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
-# --- apt: system packages (tini is the init that forwards signals)
+# --- apt: system packages (tini is the init that forwards signals; its unused
+# static copy, apt's logs and dpkg's backup files stay out of the layer)
 # The CA bundle of a TLS proxy is a BuildKit secret: it is never in a layer.
 # hadolint ignore=DL3008
 RUN --mount=type=secret,id=ca_bundle,required=false \
@@ -18,12 +19,13 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
     if [ -s /run/secrets/ca_bundle ]; then opts=(-o Acquire::https::CAInfo=/run/secrets/ca_bundle); fi; \
     apt-get "${opts[@]}" update; \
     DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" install -y --no-install-recommends \
+      -o DPkg::Options::=--path-exclude=/usr/bin/tini-static \
       ca-certificates \
       git \
       make \
       tini; \
     apt-get clean; \
-    rm -rf /var/lib/apt/lists/*
+    rm -rf /var/lib/apt/lists/* /var/log/apt/* /var/log/dpkg.log /var/lib/dpkg/*-old
 
 # --- python: private requirements, installed into the base's system Python
 # protect_base: the base's distributions matching python.protected are pinned by
