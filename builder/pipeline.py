@@ -182,6 +182,8 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, Any]:
     if opts.policy:
         loaded = loaded.model_copy(update={"spec": loaded.spec.model_copy(update={"policy": str(opts.policy)})})
     policies.load(loaded.spec.policy)   # a bad policy is bad input: stop before building anything
+    if opts.checks:
+        testrun.gpu_mode(opts.gpu)       # a bad --gpu, or --gpu on without a GPU: before the build too
     vdir = variant_dir(opts, loaded)
     section = build_stage(loaded, opts, ui)
     image = section["image_id"]

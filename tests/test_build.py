@@ -219,3 +219,12 @@ def test_one_invalid_spec_among_several_builds_nothing(tmp_path: Path, standin_b
                 "--out", str(out))
     assert res.returncode == 2 and "unknown key 'usr'" in res.stderr
     assert not out.exists()
+
+
+def test_gpu_on_without_a_gpu_fails_before_building(tmp_path: Path, standin_base: str) -> None:
+    if eng.gpu_available():
+        pytest.skip("this engine has an NVIDIA runtime: --gpu on is valid here")
+    res = tfimg("build", str(ROOT / "variants/dev.yaml"), "--gpu", "on", "--base", standin_base,
+                "--out", str(tmp_path))
+    assert res.returncode == 2 and "no NVIDIA runtime" in res.stderr
+    assert not (tmp_path / "dev").exists()
