@@ -283,6 +283,7 @@ def test_cli_scan_image_then_gate(fake, tmp_path, capsys):
     assert report.load(out)["gate"]["counts"]["vulnerability"]["inherited"]["HIGH"] == 1
 
 
+@pytest.mark.docker   # looks up the base's layers in the engine
 def test_cli_scan_spec_gates_under_its_policy(fake, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     variant(tmp_path, "vulnerabilities: {new: {fixed: CRITICAL}}\n")
