@@ -205,6 +205,7 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, Any]:
         ui.info(f"not tagged: the {'checks' if not opts.checks else 'scan'} was skipped "
                 f"(`tfimg tags {loaded.path}` shows the tags it would get)")
         report.update(vdir, "local_tags", [])
+        report.update(vdir, "timings", dict(ui.timings))
         return report.load(vdir)
     with ui.stage("tags"):
         tags = publish.tags_stage(loaded, vdir)
@@ -212,6 +213,7 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, Any]:
         for tag in [tags["immutable"], *tags["moving"]]:
             engine.tag(image, repo, tag)
         report.update(vdir, "local_tags", [f"{repo}:{t}" for t in [tags["immutable"], *tags["moving"]]])
+    report.update(vdir, "timings", dict(ui.timings))   # seconds per stage of this run
     return report.load(vdir)
 
 

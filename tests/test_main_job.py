@@ -39,7 +39,8 @@ def test_build_checks_scans_gates_tags_then_publishes(standin_base: str, tmp_pat
                 "--trivy", str(FAKE_TRIVY), env=clean)
     assert res.returncode == 0, res.stderr[-4000:]
     rep = json.loads((out / "dev/report.json").read_text())
-    assert set(rep) >= {"build", "checks", "scan", "gate", "facts", "tags", "local_tags"}
+    assert set(rep) >= {"build", "checks", "scan", "gate", "facts", "tags", "local_tags", "timings"}
+    assert {"render", "checks", "scan and gate", "tags"} <= set(rep["timings"])
     assert rep["checks"]["passed"] is True and rep["gate"]["decision"] == "pass"
     image_id = rep["build"]["image_id"]
     for ref in rep["local_tags"]:
