@@ -12,6 +12,7 @@ line, the log or the report.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -208,22 +209,15 @@ def run_build(req: BuildRequest, builder: Builder, secrets: SecretFiles,
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
-    with _suppress():
+    """Stop a build and everything it started (its own process group), politely first."""
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGINT)
     try:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        with _suppress():
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True
 
 
 def _failure(text: str, tail: list[str], log_path: Path) -> BuildFailed:

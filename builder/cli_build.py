@@ -48,7 +48,7 @@ def build_cmd(
             errors += exc.errors
     if errors:
         raise SpecErrors(errors)
-    if dupes := fanout.unique_names(variants):
+    if dupes := fanout.duplicate_names(variants):
         raise TfimgError(f"several files define the variant(s) {', '.join(dupes)}; their build/ folders would clash")
     if len(variants) > 1:
         results = fanout.build_many(variants, fanout.child_args(**{

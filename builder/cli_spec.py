@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from . import passwords, render, runner, spec
-from .cli import STATE, app, out, console
+from .cli import app, out
 from .errors import ChecksFailed, EnvError, SpecErrors, TfimgError
 
 BUILD_ROOT = Path("build")
@@ -119,5 +119,3 @@ def hash_password_cmd(
         raise TfimgError("the password is empty; give a non-empty password")
     sys.stdout.write(passwords.hash_password(password) + "\n")
 
-
-_ = (STATE, console)

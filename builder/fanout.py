@@ -58,7 +58,7 @@ def child_args(**options: object) -> list[str]:
     return args
 
 
-def unique_names(variants: list[LoadedVariant]) -> list[str]:
+def duplicate_names(variants: list[LoadedVariant]) -> list[str]:
     names = [v.name for v in variants]
     return sorted({n for n in names if names.count(n) > 1})
 

@@ -68,22 +68,21 @@ def _shell_quote(value: object) -> str:
 
 
 def spec_hash(loaded: LoadedVariant) -> str:
-    """Hash of the merged spec plus the content of every file it names (machine independent)."""
+    """Hash of the merged spec plus the content of every file it names (machine independent).
+
+    Files are hashed by content; a secret's file by where it is, relative to the
+    variant file (absolute paths outside the checkout, like a system CA bundle, stay).
+    """
     data = loaded.spec.model_dump(mode="json")
     root = loaded.path.resolve().parent
-
-    def portable(p: str) -> str:
-        return os.path.relpath(p, root)
-
     data["python"]["requirements"] = [(Path(p).name, _sha(Path(p).read_bytes()))
                                       for p in loaded.spec.python.requirements]
     data["ssh"]["authorized_keys"] = [_sha(Path(p).read_bytes()) for p in loaded.spec.ssh.authorized_keys]
     if loaded.spec.policy:
         data["policy"] = _sha(Path(loaded.spec.policy).read_bytes())
     for ref in data["secrets"].values():
-        if ref and ref.get("file"):
-            ref["file"] = portable(ref["file"]) if not Path(ref["file"]).is_absolute() or \
-                str(ref["file"]).startswith(str(root.parent)) else ref["file"]
+        if ref and ref.get("file") and Path(ref["file"]).is_relative_to(root.parent):
+            ref["file"] = os.path.relpath(ref["file"], root)
     blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     return "sha256:" + hashlib.sha256(blob).hexdigest()
 

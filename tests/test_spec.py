@@ -115,7 +115,7 @@ BAD_CASES = {
                          ["tags.immutable", "unknown tag field '{colour}'"]),
     "bad_tag_chars": ({"v.yaml": "tags: {moving: ['{variant}/latest']}\n"}, ["tags.moving", "cannot give a valid tag"]),
     "port_out_of_range": ({"v.yaml": "ports: [70000]\n"}, ["ports", "out of range"]),
-    "privileged_ssh_port": ({"v.yaml": f"ssh: {{enabled: true, port: 22, authorized_keys_file: /run/k}}\n"},
+    "privileged_ssh_port": ({"v.yaml": "ssh: {enabled: true, port: 22, authorized_keys_file: /run/k}\n"},
                             ["ssh.port", "greater than or equal to 1024"]),
     "port_clash": ({"v.yaml": "ssh: {enabled: true, port: 8888, authorized_keys_file: /run/k}\n"
                               "jupyter: {enabled: true}\n"}, ["port 8888 is used by both"]),
