@@ -35,6 +35,7 @@ from .spec import LoadedVariant
 
 DOCKER_ENV = "TFIMG_DOCKER"
 PROTECT_MARK = "TFIMG-PROTECT-BASE:"
+ERROR_MARK = "TFIMG-ERROR:"   # a rendered RUN step explains its own failure on such a line
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,9 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 
 def _failure(text: str, tail: list[str], log_path: Path) -> BuildFailed:
+    errors = [ln.split(ERROR_MARK, 1)[1].strip() for ln in text.splitlines() if ERROR_MARK in ln]
+    if errors:   # a rendered step said exactly what is wrong
+        return BuildFailed(errors[-1], log_tail="\n".join(tail[-8:]), log_path=str(log_path))
     marks = [ln.split(PROTECT_MARK, 1)[1].strip() for ln in text.splitlines() if PROTECT_MARK in ln]
     if marks:
         return BuildFailed("protect_base stopped the build: " + marks[-1], log_tail="\n".join(tail[-12:]),

@@ -228,3 +228,22 @@ def test_gpu_on_without_a_gpu_fails_before_building(tmp_path: Path, standin_base
                 "--out", str(tmp_path))
     assert res.returncode == 2 and "no NVIDIA runtime" in res.stderr
     assert not (tmp_path / "dev").exists()
+
+
+def test_a_base_that_already_uses_the_uid_fails_with_a_clear_message(tmp_path: Path, standin_base: str) -> None:
+    ctx = tmp_path / "base"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {standin_base}\nRUN useradd --uid 1000 --user-group ubuntu\n")
+    ref = "tfimg-test-base-uid1000:latest"
+    subprocess.run(["/usr/bin/docker", "build", "-q", "-t", ref, str(ctx)], check=True, capture_output=True,
+                   env={**os.environ, "DOCKER_BUILDKIT": "1"})
+    try:
+        res = tfimg("build", str(ROOT / "variants/dev.yaml"), "--base", ref, "--out", str(tmp_path / "out"),
+                    "--no-test", "--no-scan")
+        assert res.returncode == 1, res.stderr[-2000:]
+        assert "the base image already has the user or group (name:id) ubuntu:1000; set user.name" in res.stderr
+        images = eng.client().images.list(filters={"label": "io.tfimg.variant=dev", "reference": "tfimg/dev"})
+        assert all(eng.image_attrs(i.id)["Config"]["Labels"].get("org.opencontainers.image.base.name") != ref
+                   for i in images)
+    finally:
+        eng.remove_image(ref, force=True)

@@ -34,6 +34,12 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
 
 # --- user: ml (1000:1000), not root, no sudo
 RUN set -eu; \
+    taken=$( { getent passwd 1000 ml || true; getent group 1000 ml || true; } \
+             | cut -d: -f1,3 | sort -u | tr '\n' ' '); \
+    if [ -n "$taken" ]; then \
+      echo "TFIMG-ERROR: the base image already has the user or group (name:id) ${taken% }; set user.name, user.uid and user.gid to ones it does not use" >&2; \
+      exit 1; \
+    fi; \
     groupadd --gid 1000 ml; \
     useradd --no-log-init --uid 1000 --gid 1000 --create-home --home-dir /home/ml --shell /bin/bash ml; \
     passwd --lock ml >/dev/null; \
