@@ -39,6 +39,7 @@ test-unit: venv
 	$(BIN)/pytest -m "not docker" $(PYTEST_ARGS)
 
 lint: venv
+	$(BIN)/ruff check builder tests
 	$(BIN)/tfimg lint variants/*.yaml
 
 # The main job end to end: validate and lint every variant, then build, check,
