@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def spec_arg(help: str = "Variant file (variants/NAME.yaml).") -> Path:
-    return typer.Argument(..., help=help, show_default=False)
+    return typer.Argument(..., metavar="SPEC", help=help, show_default=False)
 
 
 # Stage commands register themselves on `app`.

@@ -42,7 +42,7 @@ class BuildOptions:
 
 
 def variant_dir(opts: BuildOptions, loaded: LoadedVariant) -> Path:
-    return opts.out_root / loaded.name
+    return report.variant_dir(opts.out_root, loaded.name)
 
 
 def base_ref(loaded: LoadedVariant, override: str | None) -> str:

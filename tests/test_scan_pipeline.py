@@ -327,11 +327,6 @@ def test_cli_scan_failure_exits_2(fake, monkeypatch, tmp_path):
 
 # --------------------------------------------------------------------------- with a real engine / trivy
 
-def _engine_ok() -> bool:
-    docker = shutil.which("docker")
-    return bool(docker) and subprocess.run([docker, "info"], capture_output=True, timeout=30).returncode == 0
-
-
 def make_image(files: dict[str, bytes]) -> str:
     """A tiny real image made with `docker import` of a tarball (nothing is pulled)."""
     buf = io.BytesIO()
@@ -346,10 +341,8 @@ def make_image(files: dict[str, bytes]) -> str:
 
 
 @pytest.fixture
-def images():
-    """Make tiny images; all are removed afterwards."""
-    if not _engine_ok():
-        pytest.skip("no Docker engine answers")
+def images(engine):
+    """Make tiny images; all are removed afterwards (no engine: skipped, or failed in CI)."""
     made: list[str] = []
 
     def make(files: dict[str, bytes]) -> str:
