@@ -4,7 +4,7 @@ Stages, each a module that leaves a file under ``build/<variant>/``::
 
     spec -> render -> build -> checks -> scan/gate -> tags -> publish
 
-``builder.pipeline`` is the one orchestrator that knows their order.
+``builder.pipeline.orchestrator`` is the one orchestrator that knows their order.
 """
 
 __version__ = "0.1.0"

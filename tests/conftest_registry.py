@@ -27,7 +27,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from builder import engine, report, runner
+from builder.infra import engine
+from builder.infra import report
+from builder.infra import runner
 
 USER, PASSWORD = "tfimg-ci", "s3cret-Pa55-" + uuid.uuid4().hex[:8]
 

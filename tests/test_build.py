@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from builder import engine as eng
-from builder import passwords
+from builder.infra import engine as eng
+from builder.spec import passwords
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from builder import report, spec, testrun
+from builder.infra import report
+from builder.spec import loader as spec
+from builder.check import stage as testrun
 
 VARIANTS = Path(__file__).resolve().parent.parent / "variants"
 GPU_CHECKS = {"stack::gpu_driver", "stack::tensorflow_cuda_build", "stack::tensorflow_lists_gpu",

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from builder import gate, gate_render, policy, scanreport
+from builder.scan import gate
+from builder.scan import gate_outputs as gate_render
+from builder.scan import policy
+from builder.scan import trivy_report as scanreport
 
 DATA = Path(__file__).parent / "data" / "trivy"
 TODAY = dt.date(2026, 11, 27)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from builder import engine as eng
+from builder.infra import engine as eng
 
 pytest_plugins = ["tests.conftest_registry"]
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

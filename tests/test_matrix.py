@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from builder import matrix
+from builder.spec import matrix
 from builder.errors import SpecErrors
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from builder import policy
+from builder.scan import policy
 from builder.errors import SpecErrors
 
 ROOT = Path(__file__).parent.parent

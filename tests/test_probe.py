@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from builder import cli, probe, profiles
+from builder import cli
+from builder.check import probe
+from builder.spec import profiles
 
 DATA = Path(__file__).parent / "data" / "probe"
 NGC = profiles.get("ngc-22.07")

@@ -8,9 +8,13 @@ import logging
 import pytest
 import requests
 
-from builder import engine, evidence, publish, report, spec
+from builder.infra import engine
+from builder.publish import evidence
+from builder.publish import push as publish
+from builder.infra import report
+from builder.spec import loader as spec
 from builder.errors import PublishRefused
-from builder.regapi import Registry, RegistryError
+from builder.publish.registry_client import Registry, RegistryError
 
 pytest_plugins = ["tests.conftest_registry"]
 

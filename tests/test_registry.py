@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from builder import evidence, publish, registry, spec
+from builder.publish import evidence
+from builder.publish import push as publish
+from builder.publish import curation as registry
+from builder.spec import loader as spec
 from builder.errors import PublishRefused
-from builder.regapi import Ref, Registry, RegistryError, TransientError, parse_ref, with_retry
-from builder.registry import Entry
+from builder.publish.registry_client import Ref, Registry, RegistryError, TransientError, parse_ref, with_retry
+from builder.publish.curation import Entry
 
 pytest_plugins = ["tests.conftest_registry"]
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from builder import facts, spec, tagging
-from builder.spec import Tags
+from builder.check import imagefacts as facts
+from builder.spec import loader as spec
+from builder.publish import tagging
+from builder.spec.loader import Tags
 
 pytest_plugins = ["tests.conftest_registry"]
 
@@ -111,7 +113,8 @@ def test_facts_read_from_a_real_image(standin_base: str, tmp_path: Path) -> None
 
 
 def test_tags_stage_writes_tags_txt_and_report_sections(tmp_path: Path) -> None:
-    from builder import publish, report
+    from builder.publish import push as publish
+    from builder.infra import report
     (tmp_path / "bert.yaml").write_text("name: bert\n")
     out = tmp_path / "build" / "bert"
     image_id = "sha256:" + "2" * 64

@@ -7,8 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from builder import checks, cli, engine, report, spec, testrun
-from builder.checks import conftest as suite
+from builder.check import suite as checks
+from builder import cli
+from builder.infra import engine
+from builder.infra import report
+from builder.spec import loader as spec
+from builder.check import stage as testrun
+from builder.check.suite import conftest as suite
 from builder.errors import ChecksFailed, EnvError
 
 VARIANTS = Path(__file__).resolve().parent.parent / "variants"
@@ -163,7 +168,7 @@ def test_runtime_keys_path_gets_a_throwaway_key(tmp_path):
 
 
 def test_terrapin_needs_strict_kex_or_safe_ciphers():
-    from builder.checks.test_ssh import terrapin
+    from builder.check.suite.test_ssh import terrapin
     chacha = {"kex": [{"algorithm": "curve25519-sha256"}], "enc": ["chacha20-poly1305@openssh.com"], "mac": []}
     assert "chacha20" in terrapin(chacha)
     assert terrapin({**chacha, "kex": [{"algorithm": "kex-strict-s-v00@openssh.com"}]}) is None

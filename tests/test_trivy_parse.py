@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from builder import scanreport
+from builder.scan import trivy_report as scanreport
 from builder.errors import TfimgError
 
 DATA = Path(__file__).parent / "data" / "trivy"

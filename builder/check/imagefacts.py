@@ -1,0 +1,96 @@
+"""Facts about a built image, for tags and evidence.
+
+Versions are read from the image itself by running the probe
+(:mod:`builder.check.probe`) in a throwaway container: TensorFlow, Python, and
+CUDA/cuDNN/NCCL from the libraries themselves (None where they are absent). The date is the image's creation date (UTC), so the tag does not
+change between ``tfimg tags`` and ``tfimg publish``; the revision is the short
+git revision the image was built from (``build.revision``), else of the
+variant file's repository now ('norev' outside git). A
+``facts`` section already in ``report.json`` for the same image is reused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from builder.infra import engine
+from builder.check import probe
+from builder.infra import runner
+from builder.errors import EnvError
+
+ALIASES = {"tf": "tensorflow", "tf_version": "tensorflow", "py": "python",
+           "python_version": "python", "cuda_version": "cuda", "cudnn_version": "cudnn"}
+KEYS = ("tensorflow", "python", "cuda", "cudnn", "date", "rev")
+
+
+def normalize(section: dict[str, Any]) -> dict[str, Any]:
+    """Accept a facts section written by another stage (aliases such as tf/py)."""
+    out: dict[str, Any] = {}
+    for key, value in section.items():
+        out[ALIASES.get(key, key)] = value
+    return out
+
+
+def from_image(image: str, *, timeout: float = 300) -> dict[str, Any]:
+    """Run the probe (:mod:`builder.check.probe`) in a throwaway container; returns versions as detected.
+
+    CUDA, cuDNN and NCCL come from the libraries in the image, not from what
+    TensorFlow was built against: pip's TensorFlow says CUDA 11.2 even where no
+    CUDA library exists.
+    """
+    with engine.running(image, command=["sleep", str(int(timeout) + 30)],
+                        environment={"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}) as (container, _):
+        for python in ("python3", "python"):
+            code, output = engine.exec_run(container, probe.command(python), timeout=timeout)
+            if code not in (126, 127):
+                break
+        else:
+            raise EnvError(f"image {image} has no python3 or python on PATH; cannot read its versions")
+    s = probe.summarize(probe.parse_output(output))
+    return {k: s.get(k) for k in ("tensorflow", "python", "cuda", "cudnn", "nccl")}
+
+
+def image_date(image: str) -> str:
+    """Creation date (UTC, YYYYMMDD) of the image; today when unknown or implausible."""
+    attrs = engine.image_attrs(image) or {}
+    created = str(attrs.get("Created") or "")
+    try:
+        when = dt.datetime.fromisoformat(created[:19]).replace(tzinfo=dt.timezone.utc)
+        if when.year >= 2000:
+            return when.strftime("%Y%m%d")
+    except ValueError:
+        pass
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")
+
+
+def git_rev(directory: Path | str) -> str:
+    """Short git revision of the repository holding ``directory``, or 'norev'."""
+    try:
+        res = runner.run(["git", "-C", str(directory), "rev-parse", "--short", "HEAD"], check=False, timeout=30)
+    except EnvError:
+        return "norev"
+    rev = res.stdout.strip()
+    return rev if res.returncode == 0 and rev else "norev"
+
+
+def read(image: str, variant_file: Path | str, report: dict[str, Any]) -> dict[str, Any]:
+    """Facts for ``image``: the report's ``facts`` section when it is for this image, else probed.
+
+    Missing date/rev are filled in; ``image_id`` records which image they describe.
+    """
+    cached = normalize(report.get("facts") or {})
+    image_id = (report.get("build") or {}).get("image_id") or image
+    if cached and cached.get("image_id", image_id) == image_id and cached.get("python"):
+        facts = dict(cached)
+    else:
+        facts = from_image(image)
+    facts.setdefault("date", None)
+    facts.setdefault("rev", None)
+    facts["date"] = facts["date"] or image_date(image)
+    built_rev = (report.get("build") or {}).get("revision")      # what the image was built from
+    facts["rev"] = facts["rev"] or (built_rev if built_rev and image_id == (report.get("build") or {}).get("image_id")
+                                    else git_rev(Path(variant_file).resolve().parent))
+    facts["image_id"] = image_id
+    return {k: facts.get(k) for k in (*KEYS, "image_id", "error") if k in facts}

@@ -1,0 +1,59 @@
+"""What the runner hands the check suite: one JSON file named by ``$TFIMG_CHECKS_CONTEXT``.
+
+The runner (:mod:`builder.check.stage`) starts the containers, makes the throwaway
+SSH keys and Jupyter password, probes the image, and writes a
+:class:`Context`; the suite (a separate ``python -m pytest`` process) reads it
+in ``conftest.py``. Plain data only, so it survives the process boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV = "TFIMG_CHECKS_CONTEXT"
+
+
+@dataclass
+class Context:
+    variant: str
+    spec: dict[str, Any]                    # Variant.model_dump(mode="json")
+    spec_hash: str
+    image: str
+    image_config: dict[str, Any]            # docker inspect .Config of the image
+    profile: str                            # the profile versions are compared with
+    profile_note: str = ""
+    results_path: str = ""
+    services: str | None = None             # container running the variant's services
+    services_note: str = ""                 # why services may be down (logs tail)
+    pristine: str | None = None             # container of the image with the entrypoint bypassed
+    base_ref: str | None = None
+    base_container: str | None = None       # container of the base image, for comparisons
+    base_config: dict[str, Any] | None = None
+    base_note: str = ""                     # why there is no base container
+    ports: dict[str, int] = field(default_factory=dict)    # container port -> 127.0.0.1 port
+    ssh_key: str | None = None              # private key matching the mounted authorized_keys
+    ssh_key_note: str = ""                  # why no key could be mounted
+    wrong_key: str | None = None            # a key that is NOT authorized
+    jupyter_password: str | None = None
+    gpu: bool = False
+    gpu_reason: str = ""
+    probe: dict[str, Any] = field(default_factory=dict)   # builder.check.probe.summarize(...)
+    probe_error: str | None = None
+    requirements: list[dict[str, Any]] = field(default_factory=list)   # name, specifier, file, line
+    declared: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # commands, python_packages
+    timeout: float = 120.0                  # per command inside a check
+
+    def write(self, path: Path) -> Path:
+        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True, default=str))
+        return path
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str] | None = None) -> Context:
+        where = path or os.environ.get(ENV)
+        if not where:
+            raise RuntimeError(f"${ENV} is not set: run the checks with `tfimg test`, not pytest directly")
+        return cls(**json.loads(Path(where).read_text()))

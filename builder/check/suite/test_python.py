@@ -1,0 +1,121 @@
+"""Python: private requirements at their pins, pip check clean, TensorFlow and the base's packages intact."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+
+import pytest
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from builder.check.suite.helpers import lines, python_json, sh
+
+DISTS = """import importlib, importlib.metadata as md, json
+res = {}
+for n in __NAMES__:
+    try:
+        d = md.distribution(n)
+    except md.PackageNotFoundError:
+        res[n] = {"version": None}
+        continue
+    errs = {}
+    for top in sorted({t.split("/")[0] for t in (d.read_text("top_level.txt") or "").split()}):
+        if top.startswith("_") or top in ("tests", "test", "testing"):
+            continue
+        try:
+            importlib.import_module(top)
+        except Exception as exc:
+            errs[top] = type(exc).__name__ + ": " + str(exc)[:200]
+    res[n] = {"version": d.version, "import_errors": errs}
+print(json.dumps(res))
+"""
+BASE_FREEZE = "/opt/tfimg/python/base-packages.txt"
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _freeze(text: str) -> dict[str, str]:
+    out = {}
+    for ln in lines(text):
+        name, sep, version = ln.partition("==")
+        if sep:
+            out[_norm(name)] = version.strip()
+    return out
+
+
+def _in(version: str | None, spec: str) -> bool:
+    try:
+        return version is not None and Version(version) in SpecifierSet(spec, prereleases=True)
+    except InvalidVersion:
+        return False
+
+
+def test_requirements_installed_at_pins(host, ctx, note):
+    reqs = ctx.requirements
+    if not reqs:
+        pytest.skip("the variant has no private requirements")
+    names = sorted({r["name"] for r in reqs})
+    got = python_json(host, DISTS.replace("__NAMES__", json.dumps(names)), 300)
+    bad = []
+    for r in reqs:
+        info = got.get(r["name"]) or {}
+        where = f"{r['file']}:{r['line']}"
+        if info.get("version") is None:
+            bad.append(f"{r['name']} is not installed ({where})")
+        elif r["specifier"] and not _in(info["version"], r["specifier"]):
+            bad.append(f"{r['name']} {info['version']} does not match {r['specifier']} ({where})")
+        for top, err in (info.get("import_errors") or {}).items():
+            bad.append(f"`import {top}` ({r['name']}) fails: {err}")
+    assert not bad, "; ".join(bad)
+    note(f"{len(reqs)} requirements installed at their pins and importable")
+
+
+def test_pip_check(host, ctx, request, note):
+    res = sh(host, "python3 -m pip check --disable-pip-version-check", 180)
+    if res.rc == 0:
+        note("pip check: no broken requirements")
+        return
+    problems = set(lines(res.stdout))
+    inherited: set[str] = set()
+    if ctx.base_container:
+        base = sh(request.getfixturevalue("base_host"), "python3 -m pip check --disable-pip-version-check", 180)
+        inherited = set(lines(base.stdout))
+    new = sorted(problems - inherited)
+    assert not new, "pip check: " + "; ".join(new)
+    note(f"pip check: {len(problems)} problem(s), all already in the base")
+
+
+def test_python_version(ctx, profile, note):
+    row = profile.compare("python", ctx.probe.get("python"))
+    assert row["status"] in ("ok", "recorded"), \
+        f"Python {row['detected']} does not match the profile {profile.name} ({row['expected']})"
+    note(f"Python {row['detected']} ({row['status']} against {profile.name} {row['expected']})")
+
+
+def test_tensorflow_version(ctx, profile, note):
+    detected = ctx.probe.get("tensorflow")
+    assert detected, f"TensorFlow does not import: {ctx.probe.get('tf_error') or ctx.probe_error}"
+    row = profile.compare("tensorflow", detected)
+    assert row["status"] in ("ok", "recorded"), \
+        f"TensorFlow {detected} does not match the profile {profile.name} ({row['expected']})"
+    note(f"TensorFlow {detected} ({row['status']} against {profile.name} {row['expected']})")
+
+
+def test_protected_packages_unchanged(host, variant, ctx, request, note):
+    if sh(host, f"test -s {BASE_FREEZE}").rc == 0:
+        base, source = _freeze(sh(host, f"cat {BASE_FREEZE}").stdout), BASE_FREEZE
+    elif ctx.base_container:
+        base_host = request.getfixturevalue("base_host")
+        base, source = _freeze(sh(base_host, "python3 -m pip list --format=freeze", 180).stdout), ctx.base_ref
+    else:
+        pytest.skip(f"cannot run: no {BASE_FREEZE} in the image and no base image ({ctx.base_note})")
+    now = _freeze(sh(host, "python3 -m pip list --format=freeze --disable-pip-version-check", 180).stdout)
+    pats = [_norm(p) for p in variant.python.protected]
+    protected = sorted(n for n in base if any(fnmatch.fnmatch(n, p) for p in pats))
+    changed = [f"{n} {base[n]} -> {now.get(n, 'removed')}" for n in protected if now.get(n) != base[n]]
+    assert not changed, f"protected packages differ from the base: {', '.join(changed)}"
+    note(f"{len(protected)} protected packages as in the base (from {source})")

@@ -1,0 +1,72 @@
+"""The CUDA stack and the GPU, from :mod:`builder.check.probe` run in the container.
+
+Library versions (CUDA runtime, cuDNN, NCCL) are read without a GPU and
+compared with the base profile in every mode; values the profile does not
+confirm are recorded, not asserted. The GPU checks need GPU mode (``--gpu``)
+and are skipped with the reason otherwise -- never passed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from builder.check import probe
+
+
+@pytest.fixture(scope="module")
+def rows(ctx, profile):
+    if ctx.probe_error:
+        pytest.fail(f"the probe failed in the container: {ctx.probe_error}")
+    return {r["component"]: r for r in probe.evaluate(ctx.probe, profile, gpu=ctx.gpu)}
+
+
+@pytest.fixture
+def gpu(ctx):
+    if not ctx.gpu:
+        pytest.skip(f"GPU mode is off: {ctx.gpu_reason}")
+
+
+def _version(rows, component, note):
+    r = rows[component]
+    assert r["status"] in ("ok", "recorded"), \
+        f"{component} {r['detected'] or '(not found)'}: {r['status']} against the profile ({r['expected']})"
+    why = "recorded, not asserted: the profile does not confirm it" if r["status"] == "recorded" else "ok"
+    note(f"{component} {r['detected'] or 'not present'} (expected {r['expected'] or 'nothing'}; {why})")
+
+
+def test_cuda_runtime(rows, note):
+    _version(rows, "cuda", note)
+
+
+def test_cudnn(rows, note):
+    _version(rows, "cudnn", note)
+
+
+def test_nccl(rows, note):
+    _version(rows, "nccl", note)
+
+
+def _gpu_row(rows, component, note):
+    r = rows[component]
+    assert r["status"] == "ok", f"{component}: {r['detail']}"
+    note(r["detail"])
+
+
+@pytest.mark.gpu
+def test_gpu_driver(gpu, rows, note):
+    _gpu_row(rows, "driver", note)
+
+
+@pytest.mark.gpu
+def test_tensorflow_cuda_build(gpu, rows, note):
+    _gpu_row(rows, "tf_cuda_build", note)
+
+
+@pytest.mark.gpu
+def test_tensorflow_lists_gpu(gpu, rows, note):
+    _gpu_row(rows, "tf_gpus", note)
+
+
+@pytest.mark.gpu
+def test_matmul_on_gpu0(gpu, rows, note):
+    _gpu_row(rows, "matmul", note)

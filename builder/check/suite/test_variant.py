@@ -1,0 +1,52 @@
+"""The variant's own checks, from its spec (``checks.python_packages``, ``checks.commands``).
+
+A child variant inherits its parent's checks through spec merging; each id
+names the file that declared the check (``command[base.yaml#1]``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from builder.check.suite.context import Context
+from builder.check.suite.helpers import python_json, sh
+
+VERSIONS = ("import importlib.metadata as md, json\nout = {}\nfor n in __NAMES__:\n"
+            "    try:\n        out[n] = md.version(n)\n    except md.PackageNotFoundError:\n        out[n] = None\n"
+            "print(json.dumps(out))")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    declared = Context.read().declared
+    if "command" in metafunc.fixturenames:
+        items = declared.get("commands") or []
+        metafunc.parametrize("command", items or [None], ids=[c["id"] for c in items] or ["none"])
+    if "package" in metafunc.fixturenames:
+        items = declared.get("python_packages") or []
+        metafunc.parametrize("package", items or [None], ids=[p["name"] for p in items] or ["none"])
+
+
+def test_command(command, user_host, ctx, note):
+    if command is None:
+        pytest.skip("the variant declares no checks.commands")
+    res = sh(user_host, command["command"], ctx.timeout)
+    output = (res.stderr or res.stdout).strip()[-500:]
+    timed_out = " (timed out)" if res.rc in (124, 137) else ""
+    assert res.rc == 0, f"`{command['command']}` (declared in {command['file']}) exited {res.rc}{timed_out}: {output}"
+    note(f"`{command['command']}` exits 0 (declared in {command['file']})")
+
+
+def test_python_package(package, host, ctx, note):
+    if package is None:
+        pytest.skip("the variant declares no checks.python_packages")
+    got = python_json(host, VERSIONS.replace("__NAMES__", json.dumps([package["name"]])), ctx.timeout)
+    version = got.get(package["name"])
+    where = f"declared in {package['file']}"
+    assert version is not None, f"{package['name']} is not installed ({where})"
+    assert Version(version) in SpecifierSet(package["specifier"], prereleases=True), \
+        f"{package['name']} {version} does not match {package['specifier']} ({where})"
+    note(f"{package['name']} {version} matches {package['specifier']} ({where})")

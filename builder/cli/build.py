@@ -1,0 +1,71 @@
+"""``tfimg build``: render, build, check, scan, gate and tag variants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from builder.pipeline import fanout
+from builder.pipeline import orchestrator as pipeline
+from builder.spec import loader as spec
+from builder.errors import SpecErrors, TfimgError
+from builder.cli.root import STATE, app, out
+from builder.infra.ui import UI
+
+
+@app.command("build")
+def build_cmd(
+    spec_files: list[Path] = typer.Argument(..., metavar="SPEC...", help="Variant file(s) (variants/NAME.yaml).",
+                                            show_default=False),
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="With several variants: how many build at once."),
+    base: Optional[str] = typer.Option(None, "--base", envvar=pipeline.BASE_ENV,
+                                       help="Build on this base image instead of the spec's (air-gapped and test use)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when an image with the same inputs exists."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Rebuild every layer (implies --force)."),
+    docker: Optional[str] = typer.Option(None, "--docker", envvar="TFIMG_DOCKER",
+                                         help="BuildKit-capable docker client to use."),
+    out_root: Path = typer.Option(Path("build"), "--out", help="Where build/<variant>/ goes."),
+    no_test: bool = typer.Option(False, "--no-test", help="Skip the container checks stage."),
+    no_scan: bool = typer.Option(False, "--no-scan", help="Skip scan and gate: the image is UNSCANNED and cannot be published."),
+    gpu: str = typer.Option("auto", "--gpu", help="GPU checks: auto, on or off."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="Gate under this policy file instead of the variant's."),
+    trivy_path: Optional[str] = typer.Option(None, "--trivy", envvar="TFIMG_TRIVY", help="Trivy executable to scan with."),
+    trivy_cache: Optional[Path] = typer.Option(None, "--trivy-cache-dir", help="Trivy cache (a pre-downloaded DB for air-gapped use)."),
+    offline: bool = typer.Option(False, "--offline", help="Scan without updating Trivy's DB (needs --trivy-cache-dir)."),
+) -> None:
+    """Render, build (BuildKit, secrets mounted), check, scan, gate and tag variants.
+
+    Writes build/<variant>/: context/, build.log, report.json (and the later
+    stages' files). Several variants build --jobs at a time, each on its own.
+    Exit 0 when every stage passed, 1 when a build, check or gate failed, 2 on
+    bad input or environment.
+    """
+    variants, errors = [], []
+    for f in spec_files:   # every spec is validated before anything is built
+        try:
+            variants.append(spec.load(f))
+        except SpecErrors as exc:
+            errors += exc.errors
+    if errors:
+        raise SpecErrors(errors)
+    if dupes := fanout.duplicate_names(variants):
+        raise TfimgError(f"several files define the variant(s) {', '.join(dupes)}; their build/ folders would clash")
+    if len(variants) > 1:
+        results = fanout.build_many(variants, fanout.child_args(**{
+            "--base": base, "--force": force, "--no-cache": no_cache, "--docker": docker, "--out": out_root,
+            "--no-test": no_test, "--no-scan": no_scan, "--gpu": gpu, "--policy": policy, "--trivy": trivy_path,
+            "--trivy-cache-dir": trivy_cache, "--offline": offline}), jobs)
+        for name, rc, why in results:
+            out.print(f"{name:<20} {'ok' if rc == 0 else f'exit {rc}'}  {why}".rstrip())
+        code = fanout.exit_code([rc for _, rc, _ in results])
+        if code:
+            raise typer.Exit(code)
+        return
+    opts = pipeline.BuildOptions(out_root=out_root, base=base, force=force, no_cache=no_cache, docker=docker,
+                                 checks=not no_test, scan=not no_scan, gpu=gpu, policy=policy,
+                                 trivy=trivy_path, trivy_cache=trivy_cache, offline=offline)
+    ui = UI(quiet=STATE["quiet"])
+    result = pipeline.run(variants[0], opts, ui)
+    out.print(pipeline.summary(result))

@@ -1,0 +1,140 @@
+"""``tfimg test`` (container checks) and ``tfimg probe`` (CUDA stack and GPU, no Docker)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from builder.infra import engine
+from builder.check import probe
+from builder.spec import profiles
+from builder.render import context as render
+from builder.infra import report
+from builder.spec import loader as spec
+from builder.check import stage as testrun
+from builder.cli.root import app, console, out
+from builder.errors import ChecksFailed, EnvError
+from builder.spec.loader import LoadedVariant
+
+VARIANT_LABEL = "io.tfimg.variant"
+
+
+def _target(target: str, spec_file: Optional[Path], out_root: Path) -> tuple[LoadedVariant, str, Path]:
+    """(variant, image, out dir) for a SPEC or IMAGE argument."""
+    if target.endswith((".yaml", ".yml")):
+        loaded = spec.load(target)
+        built = report.load(out_root / loaded.name).get("build") or {}
+        image = built.get("image_id") or built.get("image")
+        if built.get("image") and (engine.image_attrs(built["image"]) or {}).get("Id") == built.get("image_id"):
+            image = built["image"]
+        if not image:
+            raise EnvError(f"{loaded.name} has not been built here (no {out_root / loaded.name / report.REPORT})",
+                           hint=f"Build it first (tfimg build {target}), or pass the image: "
+                                f"tfimg test IMAGE --spec {target}")
+        return loaded, image, out_root / loaded.name
+    attrs = engine.image_attrs(target)
+    if attrs is None:
+        raise EnvError(f"image {target} is not in the local engine", hint="Pull or build it first.")
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    name = labels.get(VARIANT_LABEL)
+    if spec_file is None and name and Path(f"variants/{name}.yaml").is_file():
+        spec_file = Path(f"variants/{name}.yaml")
+    if spec_file is None:
+        raise EnvError(f"cannot tell which variant {target} is (label {VARIANT_LABEL}: {name or 'absent'}); "
+                       "the checks need its spec", hint="Pass it: tfimg test IMAGE --spec variants/NAME.yaml")
+    loaded = spec.load(spec_file)
+    built_hash = labels.get("io.tfimg.spec-hash")
+    if built_hash and built_hash != render.spec_hash(loaded):
+        console.print(f"tfimg: warning: {target} was built from another version of {spec_file} "
+                      "(spec hash differs); the oci_labels check will fail", markup=False)
+    return loaded, target, out_root / loaded.name
+
+
+@app.command("test")
+def test_cmd(
+    target: str = typer.Argument(..., help="Variant file (.yaml; its built image) or an image reference.",
+                                 show_default=False),
+    spec_file: Optional[Path] = typer.Option(None, "--spec", help="With an IMAGE: its variant file "
+                                             "(default variants/<io.tfimg.variant label>.yaml)."),
+    gpu: str = typer.Option("auto", "--gpu", help="GPU checks: auto (when the engine has an NVIDIA runtime), "
+                            "on (fail without one), off."),
+    ngc_flags: bool = typer.Option(False, "--ngc-run-flags", help="Run with NVIDIA's recommended "
+                                   "--ipc=host --ulimit memlock=-1 --ulimit stack=67108864."),
+    base: Optional[str] = typer.Option(None, "--base", help="Base image to compare with (default: from "
+                                       "report.json or the image's base label)."),
+    out_root: Path = typer.Option(Path("build"), "--out", help="Where build/<variant>/ goes."),
+    timeout: float = typer.Option(900, "--timeout", help="Seconds the whole suite may take."),
+) -> None:
+    """Check a running container of the image against its spec (pytest-testinfra suite).
+
+    Writes build/<variant>/checks.xml (JUnit), checks.log and report.json's
+    `checks` and `facts` sections. Exit 0 when every check passed (skipped
+    checks say why), 1 when one failed, 2 on bad input or environment
+    (e.g. --gpu on without an NVIDIA runtime).
+    """
+    loaded, image, where = _target(target, spec_file, out_root)
+    section = testrun.run_checks(loaded, image, where, gpu=gpu, base_ref=base, ngc_run_flags=ngc_flags,
+                                 raise_on_failure=False, timeout=timeout)
+    out.print(testrun.table(section))
+    if not section["passed"]:
+        raise testrun.failure(section)
+
+
+def probe_table(rows: list[dict], title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("component", "detected", "expected", "status", "detail"):
+        t.add_column(col)
+    colours = {"ok": "green", "mismatch": "bold red", "missing": "bold red", "failed": "bold red",
+               "recorded": "cyan", "skipped": "yellow"}
+    for r in rows:
+        t.add_row(r["component"], Text(str(r["detected"]) if r["detected"] is not None else "-"),
+                  Text(r["expected"] or "-"), Text(r["status"], style=colours.get(r["status"], "")),
+                  Text(r.get("detail") or ("unconfirmed: recorded, not asserted" if r["status"] == "recorded" else "")))
+    return t
+
+
+@app.command("probe")
+def probe_cmd(
+    local: bool = typer.Option(False, "--local", help="Probe this host (no Docker). Required for now."),
+    python: str = typer.Option("python3", "--python", help="Python that has TensorFlow (TensorFlow is optional)."),
+    profile_name: str = typer.Option("ngc-22.07", "--profile", help="Base profile to compare with."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+    timeout: float = typer.Option(300, "--timeout", help="Seconds the probe may take."),
+    check: bool = typer.Option(False, "--check", help="Exit 1 when a row is a mismatch, missing or failed."),
+) -> None:
+    """Read CUDA, cuDNN, NCCL (from the libraries), the driver, TensorFlow and a GPU matmul on this host.
+
+    Prints a table (or --json) and exits 0: a host without a GPU or without
+    TensorFlow is reported, not an error (--check: exit 1 on a failed row). Inside an image, `tfimg test` runs
+    the same probe.
+    """
+    if not local:
+        raise EnvError("only --local is supported: `tfimg probe --local` probes this host; "
+                       "`tfimg test` probes inside an image")
+    if profile_name not in profiles.names():
+        raise EnvError(f"unknown profile '{profile_name}'; known: {', '.join(profiles.names())}")
+    prof = profiles.get(profile_name)
+    raw = probe.run_local(python, timeout=timeout)
+    summary = probe.summarize(raw)
+    has_gpu = bool(summary["gpus"])
+    rows = probe.evaluate(summary, prof, gpu=has_gpu,
+                          reason=f"no GPU on this host ({summary['smi'] or 'nvidia-smi not on PATH'})")
+    if as_json:
+        out.print_json(json.dumps({"summary": summary, "rows": rows, "gpu": has_gpu, "profile": profile_name,
+                                   "raw": raw}, default=str))
+        return
+    gpu_line = f"GPUs: {', '.join(summary['gpus'])} (driver {summary['driver']})" if has_gpu else \
+        f"no GPU: {summary['smi'] or 'nvidia-smi not on PATH'}; GPU rows skipped"
+    tf_line = f"TensorFlow {summary['tensorflow']}" if summary["tensorflow"] else \
+        f"TensorFlow absent ({summary['tf_error'] or 'not probed'})"
+    out.print(probe_table(rows, f"probe: this host, profile {profile_name}"))
+    out.print(f"Python {summary['python']} ({python}); {tf_line}; {gpu_line}", markup=False)
+    bad = probe.failed(rows)
+    if check and bad:
+        raise ChecksFailed("probe: " + "; ".join(f"{r['component']} {r['detected']}: {r['status']} "
+                                                 f"{r['detail'] or r['expected'] or ''}".strip() for r in bad))

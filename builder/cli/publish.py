@@ -1,0 +1,149 @@
+"""Commands: ``tags``, ``publish``, ``promote``, ``registry ls|show|prune``, ``matrix``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from builder.spec import matrix as matrix_mod
+from builder.publish import push as publish_mod
+from builder.publish import curation as registry_mod
+from builder.infra import report
+from builder.spec import loader as spec
+from builder.publish import tagging
+from builder.cli.root import STATE, app, out, spec_arg
+
+registry_app = typer.Typer(help="Look at and curate published images (list, evidence, retention).",
+                           no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+
+OUT_OPT = typer.Option(Path("build"), "--out", help="Root of the per-variant output folders.")
+
+
+def _say(text: str) -> None:
+    if not STATE["quiet"]:
+        out.print(text, markup=False, highlight=False)
+
+
+@app.command()
+def tags(spec_file: Path = spec_arg(), out_root: Path = OUT_OPT,
+         image: Optional[str] = typer.Option(None, "--image", help="Tag this image instead of the built one."),
+         ) -> None:
+    """Print the variant's tags (read from the built image) and write build/<variant>/tags.txt."""
+    loaded = spec.load(spec_file)
+    ts, _ = publish_mod.compute_tags(loaded, report.variant_dir(out_root, loaded.name), image=image)
+    out.print(tagging.tags_text(ts).rstrip(), markup=False, highlight=False)
+
+
+@app.command()
+def publish(spec_file: Path = spec_arg(), out_root: Path = OUT_OPT,
+            registry: str = typer.Option(..., "--registry", help="HOST[:PORT]/NAMESPACE; the repository is "
+                                         "NAMESPACE/<variant>. Credentials: `docker login HOST`."),
+            push: bool = typer.Option(False, "--push", help="Really push (default: print the plan)."),
+            ) -> None:
+    """Push a checked, scanned and gated image: immutable tag, moving tags, evidence."""
+    loaded = spec.load(spec_file)
+    directory = report.variant_dir(out_root, loaded.name)
+    rec = publish_mod.publish(loaded, directory, registry, push=push)
+    if rec.get("dry_run"):
+        for line in rec["lines"]:
+            _say(line)
+        _say("dry run: nothing pushed; add --push to publish")
+        return
+    _say(f"published {rec['repository']}@{rec['digest']}")
+    for ref in rec["refs"]:
+        _say(f"  {ref}")
+    _say(f"  evidence: {rec['repository']}:{rec['evidence']['tag']}")
+
+
+@app.command()
+def promote(source: str = typer.Argument(..., help="HOST/NAME@sha256:... (the tested digest)."),
+            to: str = typer.Option(..., "--to", help="Target repository HOST/PRODNAME."),
+            policy: Optional[Path] = typer.Option(None, "--policy", help="Target gate policy to re-evaluate."),
+            dry_run: bool = typer.Option(False, "--dry-run", help="Check only; copy nothing."),
+            ) -> None:
+    """Copy one digest to a target repository if its attached evidence passes the policy."""
+    res = registry_mod.promote(source, to, policy=policy, dry_run=dry_run)
+    verb = "would promote" if dry_run else "promoted"
+    _say(f"{verb} {res['source']} -> {res['target']} ({res['policy']})")
+    for tag in res["tags"]:
+        _say(f"  {res['target']}:{tag}")
+
+
+@registry_app.command("ls")
+def registry_ls(namespace: str = typer.Argument(..., help="HOST[:PORT]/NAMESPACE or a repository."),
+                as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List variants, tags, digests, ages, sizes and gate status."""
+    rows = registry_mod.ls(namespace)
+    if as_json:
+        out.print(json.dumps([r.__dict__ for r in rows], indent=2), markup=False, highlight=False)
+        return
+    _say(f"{'VARIANT':<16} {'DIGEST':<19} {'AGE':>6} {'SIZE':>9} {'GATE':<13} {'PROMOTED':<8} TAGS")
+    for r in rows:
+        _say(f"{r.variant:<16} {r.digest[:19]:<19} {_age(r.created):>6} {_size(r.size):>9} "
+             f"{r.gate:<13} {'yes' if r.promoted else '-':<8} {', '.join(r.tags)}  [{r.repository}]")
+
+
+@registry_app.command("show")
+def registry_show(ref: str = typer.Argument(..., help="HOST/NAME@sha256:... (or HOST/NAME:TAG).")) -> None:
+    """Print the evidence (build report) attached to a digest."""
+    out.print(json.dumps(registry_mod.show(ref), indent=2, sort_keys=True), markup=False, highlight=False)
+
+
+@registry_app.command("prune")
+def registry_prune(name: str = typer.Argument(..., help="HOST[:PORT]/NAME (one repository)."),
+                   keep: int = typer.Option(5, "--keep", help="Newest digests kept per variant."),
+                   protect: list[str] = typer.Option([], "--protect", help="Glob of protected repositories; "
+                                                     "their immutable tags are never deleted (repeatable)."),
+                   yes: bool = typer.Option(False, "--yes", help="Really delete (default: dry run)."),
+                   ) -> None:
+    """Apply retention: keep the newest N digests per variant, never promoted or protected ones."""
+    decided = registry_mod.prune(name, keep=keep, protect=protect, yes=yes)
+    for e, why in decided:
+        _say(f"{why.split(':')[0]:<6} {e.variant:<16} {e.digest[:19]}  {', '.join(e.tags)}  ({why.split(': ', 1)[1]})")
+    n = sum(why.startswith("delete") for _, why in decided)
+    _say(f"deleted {n} digest(s)" if yes else f"dry run: {n} digest(s) would be deleted; add --yes")
+
+
+@app.command()
+def matrix(directory: Path = typer.Argument(Path("variants"), help="Folder of variant files."),
+           level: Optional[int] = typer.Option(None, "--level", help="Only variants at this depth."),
+           skip: list[str] = typer.Option([], "--skip", help="Leave out files matching this glob "
+                                          "(e.g. a shared base.yaml); repeatable."),
+           ) -> None:
+    """Print the variants as a JSON matrix for CI fan-out, parents before children."""
+    data = matrix_mod.matrix(directory, skip)
+    if level is not None:
+        data["include"] = [i for i in data["include"] if i["level"] == level]
+    out.print(json.dumps(data, separators=(",", ":")), markup=False, highlight=False, soft_wrap=True)
+
+
+def _age(created: str | None) -> str:
+    if not created:
+        return "?"
+    try:
+        when = dt.datetime.fromisoformat(re.sub(r"\.\d+", "", created).replace("Z", "+00:00"))
+    except ValueError:
+        return "?"
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    secs = (dt.datetime.now(dt.timezone.utc) - when).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{int(secs // size)}{unit}"
+    return f"{int(max(secs, 0))}s"
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024  # type: ignore[assignment]
+    return "?"

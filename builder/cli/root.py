@@ -1,0 +1,105 @@
+"""The ``tfimg`` command line. Error classes map to exit codes here, in one place.
+
+Exit codes: 0 ok, 1 a gate, check or build failed, 2 bad input or environment,
+130 interrupted. No traceback unless ``--debug``.
+
+Command modules (``builder/cli/*.py``) add their commands to :data:`app`;
+:mod:`builder.cli` imports each of them explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+try:  # typer >= 0.20 vendors click
+    from typer import _click  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - older typer depends on click
+    import click as _click
+from rich.console import Console
+from rich.markup import escape
+
+from builder import __version__
+from builder.errors import TfimgError
+
+app = typer.Typer(
+    name="tfimg",
+    help="Build hardened, tested, scanned and tagged TensorFlow images from YAML variant files.\n\n"
+         "Exit codes: 0 ok; 1 a gate, check or build failed; 2 bad input or environment; 130 interrupted.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+console = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+STATE = {"debug": False, "quiet": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"tfimg {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain, terse output (also in CI)."),
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
+                                           help="Print the version and exit."),
+) -> None:
+    STATE["debug"] = debug
+    STATE["quiet"] = quiet
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app and turn errors into messages and exit codes."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        # Without standalone mode typer returns exit codes (typer.Exit, and 130 for Ctrl-C).
+        rv = app(args=argv, standalone_mode=False)
+        if isinstance(rv, int) and not isinstance(rv, bool) and rv:
+            if rv == 130:
+                console.print("tfimg: interrupted")
+            return rv
+    except TfimgError as exc:
+        if debug:
+            console.print_exception()
+        console.print(f"[bold red]tfimg: {exc.title}:[/] {escape(exc.render())}", markup=True, highlight=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.print("tfimg: interrupted")
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except SystemExit as exc:  # click usage errors in standalone mode off
+        return int(exc.code or 0)
+    except Exception as exc:  # click's usage errors and the unexpected
+        if isinstance(exc, typer.Abort):
+            console.print("tfimg: interrupted")
+            return 130
+        if isinstance(exc, _click.ClickException):
+            exc.show()
+            return 2
+        if debug:
+            raise
+        console.print(f"tfimg: internal error: {type(exc).__name__}: {exc}\n"
+                      "This is a bug in tfimg; run again with --debug for the traceback and report it.")
+        return 3
+    return 0
+
+
+def warn(text: str) -> None:
+    """A warning on stderr (not an error: the command goes on)."""
+    console.print(f"[bold yellow]tfimg: warning:[/] {escape(text)}", highlight=False)
+
+
+def spec_arg(help: str = "Variant file (variants/NAME.yaml).") -> Path:
+    return typer.Argument(..., metavar="SPEC", help=help, show_default=False)

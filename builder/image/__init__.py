@@ -1,0 +1,2 @@
+"""The build stage: a rendered context built with BuildKit through the docker CLI.
+"""

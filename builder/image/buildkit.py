@@ -1,0 +1,253 @@
+"""Build a rendered context with BuildKit through the docker CLI.
+
+The Docker SDK cannot drive BuildKit (docker-py issue 2230), so this module
+runs ``docker buildx build --load`` where buildx is installed, else a docker
+client older than 23 with ``DOCKER_BUILDKIT=1`` (it has BuildKit built in and
+takes ``--secret``). The image id is read from ``--iidfile``, never from log
+text. Secrets are passed with ``--secret id=...,src=FILE``; a secret that
+comes from an environment variable is written to a private temporary file
+that is removed when the build ends. Secret values never reach the command
+line, the log or the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from builder.infra import runner
+from builder.errors import BuildFailed, EnvError
+from builder.spec.loader import LoadedVariant
+
+DOCKER_ENV = "TFIMG_DOCKER"
+PROTECT_MARK = "TFIMG-PROTECT-BASE:"
+ERROR_MARK = "TFIMG-ERROR:"   # a rendered RUN step explains its own failure on such a line
+
+
+@dataclass(frozen=True)
+class Builder:
+    """A BuildKit-capable docker client."""
+
+    kind: str            # "buildx" or "docker-buildkit"
+    docker: str          # path of the docker client
+    version: str
+
+    def argv(self) -> list[str]:
+        if self.kind == "buildx":
+            return [self.docker, "buildx", "build", "--load"]
+        return [self.docker, "build"]
+
+    def env(self) -> dict[str, str]:
+        return {"DOCKER_BUILDKIT": "1"} if self.kind == "docker-buildkit" else {}
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": self.kind, "docker": self.docker, "version": self.version}
+
+
+def find_builder(override: str | None = None) -> Builder:
+    """Pick a BuildKit-capable client: ``override`` or $TFIMG_DOCKER, else search.
+
+    Raises EnvError when no candidate can do BuildKit builds with secrets;
+    never falls back to a build without secrets.
+    """
+    chosen = override or os.environ.get(DOCKER_ENV)
+    candidates = [chosen] if chosen else _unique([shutil.which("docker"), "/usr/bin/docker",
+                                                 "/usr/local/bin/docker"])
+    tried = []
+    for cand in candidates:
+        if not cand or not (Path(cand).exists() or shutil.which(cand)):
+            tried.append(f"{cand}: not found")
+            continue
+        version = _client_version(cand)
+        res = runner.run([cand, "buildx", "version"], check=False, timeout=30)
+        if res.returncode == 0:
+            return Builder("buildx", cand, version)
+        if _older_than_23(version):
+            return Builder("docker-buildkit", cand, version)
+        tried.append(f"{cand} (client {version}): no buildx, and clients from 23 on need buildx for BuildKit")
+    raise EnvError("no docker client that can do BuildKit builds with secrets was found.\n  " + "\n  ".join(tried),
+                   hint=f"Install buildx (docker-buildx-plugin), or point {DOCKER_ENV} / --docker at a "
+                        "client that has it (on Debian: /usr/bin/docker from docker.io).")
+
+
+def _unique(items: list[str | None]) -> list[str]:
+    seen: list[str] = []
+    for i in items:
+        if i and os.path.realpath(i) not in [os.path.realpath(s) for s in seen]:
+            seen.append(i)
+    return seen
+
+
+def _client_version(docker: str) -> str:
+    res = runner.run([docker, "version", "--format", "{{.Client.Version}}"], check=False, timeout=30)
+    return (res.stdout.strip().splitlines() or ["unknown"])[0]
+
+
+def _older_than_23(version: str) -> bool:
+    try:
+        return Version(re.split(r"[+~-]", version)[0]) < Version("23")
+    except InvalidVersion:
+        return False
+
+
+# --------------------------------------------------------------------------- secrets
+
+class SecretFiles:
+    """``--secret`` arguments for a variant; env secrets go through private temp files."""
+
+    def __init__(self, loaded: LoadedVariant) -> None:
+        self.loaded = loaded
+        self.tmp: str | None = None
+        self.args: list[str] = []
+        self.used: dict[str, str] = {}      # id -> identity (never the value)
+        self.skipped: list[str] = []
+
+    def __enter__(self) -> SecretFiles:
+        for sid, ref in self.loaded.spec.secrets.items():
+            if ref.file:
+                if not Path(ref.file).is_file():
+                    if ref.required:
+                        raise EnvError(f"{self.loaded.path}: secrets.{sid}: file '{ref.file}' does not exist",
+                                       hint="Create it, or mark the secret `required: false`.")
+                    self.skipped.append(sid)
+                    continue
+                src = ref.file
+            else:
+                value = os.environ.get(ref.env or "")
+                if not value:
+                    if ref.required:
+                        raise EnvError(f"{self.loaded.path}: secrets.{sid}: environment variable "
+                                       f"{ref.env} is not set", hint=f"Export {ref.env} before building.")
+                    self.skipped.append(sid)
+                    continue
+                if self.tmp is None:
+                    self.tmp = tempfile.mkdtemp(prefix="tfimg-secrets-")
+                src = os.path.join(self.tmp, sid)
+                fd = os.open(src, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(value)
+            self.args += ["--secret", f"id={sid},src={src}"]
+            self.used[sid] = ref.identity()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- build
+
+@dataclass(frozen=True)
+class BuildRequest:
+    loaded: LoadedVariant
+    context: Path
+    base_ref: str
+    base_id: str
+    image_ref: str
+    input_hash: str
+    build_args: dict[str, str]
+    log_path: Path
+
+
+def input_hash(context_hash: str, base_id: str, secret_ids: dict[str, str],
+               base_ref: str) -> str:
+    """What decides whether a build is needed: context, base, secrets' identities (not values)."""
+    blob = json.dumps({"context": context_hash, "base_id": base_id, "base_ref": base_ref,
+                       "secrets": secret_ids}, sort_keys=True).encode()
+    return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def run_build(req: BuildRequest, builder: Builder, secrets: SecretFiles,
+              on_line: Callable[[str], None] | None = None, no_cache: bool = False) -> str:
+    """Run the build; return the image id. Raises BuildFailed with the log tail."""
+    req.log_path.parent.mkdir(parents=True, exist_ok=True)
+    iid = req.log_path.parent / "iid"
+    iid.unlink(missing_ok=True)
+    argv = builder.argv() + ["--progress=plain", "--iidfile", str(iid), *secrets.args]
+    if no_cache:
+        argv.append("--no-cache")
+    for k, v in sorted(req.build_args.items()):
+        argv += ["--build-arg", f"{k}={v}"]
+    argv += ["--label", f"io.tfimg.input-hash={req.input_hash}", "-t", req.image_ref, str(req.context)]
+    env = {**os.environ, **builder.env()}
+    tail: list[str] = []
+    with open(req.log_path, "w") as log:
+        log.write("$ " + " ".join(argv) + "\n")
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                tail = (tail + [line.rstrip("\n")])[-25:]
+                if on_line:
+                    on_line(line.rstrip("\n"))
+            rc = proc.wait()
+        except BaseException:
+            _stop(proc)
+            raise
+    if rc != 0:
+        text = req.log_path.read_text(errors="replace")
+        raise _failure(text, tail, req.log_path)
+    if not iid.exists():
+        raise BuildFailed("the build ended without writing an image id", log_tail="\n".join(tail),
+                          log_path=str(req.log_path))
+    return iid.read_text().strip()
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Stop a build and everything it started (its own process group), politely first."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _failure(text: str, tail: list[str], log_path: Path) -> BuildFailed:
+    errors = [ln.split(ERROR_MARK, 1)[1].strip() for ln in text.splitlines() if ERROR_MARK in ln]
+    if errors:   # a rendered step said exactly what is wrong
+        return BuildFailed(errors[-1], log_tail="\n".join(tail[-8:]), log_path=str(log_path))
+    marks = [ln.split(PROTECT_MARK, 1)[1].strip() for ln in text.splitlines() if PROTECT_MARK in ln]
+    if marks:
+        return BuildFailed("protect_base stopped the build: " + marks[-1], log_tail="\n".join(tail[-12:]),
+                           log_path=str(log_path))
+    missing = re.findall(r"No matching distribution found for (\S+)", text)
+    if missing:
+        return BuildFailed(f"pip found no distribution for '{missing[-1]}': check the name and version in the "
+                           "requirements file, and that the index (python.index_url or the pip_index_url "
+                           "secret) serves it", log_tail="\n".join(tail[-12:]), log_path=str(log_path))
+    if re.search(r"Cannot connect to the Docker daemon|error during connect|connection refused", text, re.I):
+        return BuildFailed("the Docker engine could not be reached during the build",
+                           log_tail="\n".join(tail[-8:]), log_path=str(log_path),
+                           hint="Start Docker (scripts/engine.sh) or check DOCKER_HOST.")
+    return BuildFailed("the image build failed", log_tail="\n".join(tail[-20:]), log_path=str(log_path))
+
+
+def layer_sizes(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-layer sizes from ``docker history``, oldest first."""
+    rows = []
+    for h in reversed(history):
+        rows.append({"created_by": (h.get("CreatedBy") or "")[:160], "size": int(h.get("Size") or 0)})
+    return rows
+
+
+def now_rfc3339() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

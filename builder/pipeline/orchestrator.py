@@ -1,0 +1,247 @@
+"""The one orchestrator: knows the order of the stages, which do not know each other.
+
+    spec -> render -> build -> checks -> scan/gate -> tags
+
+Each stage writes its file under ``build/<variant>/`` and its section of
+``report.json``. A failure stops the pipeline before tagging: no computed tag
+is applied to an image that did not pass its checks and gate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder.image import buildkit as build
+from builder.infra import engine
+from builder.render import context as render
+from builder.infra import report
+from builder.infra import runner
+from builder.errors import EnvError, SpecError, SpecErrors, TfimgError
+from builder.spec.loader import LoadedVariant
+from builder.infra.ui import UI
+
+BASE_ENV = "TFIMG_BASE"
+LOCAL_REPO = "tfimg/{name}"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    out_root: Path = Path("build")
+    base: str | None = None          # --base / $TFIMG_BASE: override the spec's base image
+    force: bool = False
+    no_cache: bool = False           # --no-cache: do not reuse BuildKit's layer cache
+    docker: str | None = None        # --docker / $TFIMG_DOCKER: the BuildKit-capable client
+    checks: bool = True
+    scan: bool = True
+    tag: bool = True
+    gpu: str = "auto"
+    policy: Path | None = None       # --policy: gate under this policy instead of the variant's
+    trivy: str | None = None         # --trivy / $TFIMG_TRIVY: the Trivy executable
+    trivy_cache: Path | None = None  # --trivy-cache-dir: a pre-downloaded DB (air-gapped)
+    offline: bool = False            # --offline: never update Trivy's DB
+
+
+def variant_dir(opts: BuildOptions, loaded: LoadedVariant) -> Path:
+    return report.variant_dir(opts.out_root, loaded.name)
+
+
+def base_ref(loaded: LoadedVariant, override: str | None) -> str:
+    chosen = override or os.environ.get(BASE_ENV)
+    if chosen:
+        return chosen
+    b = loaded.spec.base
+    return f"{b.image}@{b.digest}" if b.digest else b.image
+
+
+def git_revision(path: Path) -> str:
+    res = runner.run(["git", "-C", str(path.resolve().parent), "rev-parse", "--short=7", "HEAD"],
+                     check=False, timeout=20)
+    return res.stdout.strip() if res.returncode == 0 and res.stdout.strip() else "norev"
+
+
+def resolve_base(ref: str) -> dict[str, Any]:
+    attrs = engine.image_attrs(ref)
+    if attrs is None:
+        try:
+            engine.pull(ref)
+        except Exception as exc:  # docker.errors.* : the message says why
+            raise EnvError(f"the base image '{ref}' is not present locally and could not be pulled "
+                           f"({str(exc).splitlines()[0][:200]}).",
+                           hint=f"Log in to its registry (docker login), or build on another base with "
+                                f"--base IMAGE or {BASE_ENV}=IMAGE (e.g. the stand-in: "
+                                "scripts/standin/build.sh).") from None
+        attrs = engine.image_attrs(ref)
+        if attrs is None:
+            raise EnvError(f"the base image '{ref}' could not be found after pulling it")
+    digests = [d.split("@", 1)[1] for d in attrs.get("RepoDigests") or [] if "@" in d]
+    return {"ref": ref, "id": attrs["Id"], "digest": digests[0] if digests else None,
+            "size": int(attrs.get("Size") or 0), "layers": attrs.get("RootFS", {}).get("Layers", [])}
+
+
+def _same_inputs(image_ref: str, ihash: str) -> str | None:
+    """The id of the image built from the same inputs, or None.
+
+    Only the local tag ``tfimg/<variant>:<input hash>`` counts: the build sets it,
+    and it follows the latest build. The ``io.tfimg.input-hash`` label alone is
+    not enough: an image built FROM a tfimg image inherits it.
+    """
+    attrs = engine.image_attrs(image_ref)
+    if attrs and ((attrs.get("Config") or {}).get("Labels") or {}).get("io.tfimg.input-hash") == ihash:
+        return attrs["Id"]
+    return None
+
+
+def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, Any]:
+    """Render and build; write the ``build`` section of the report and return it."""
+    if loaded.spec.abstract:
+        raise SpecErrors([SpecError(loaded.path, "abstract", "this variant is abstract: it is a parent for "
+                                    "other variants and is never built",
+                                    hint="Build a variant that extends it.")])
+    vdir = variant_dir(opts, loaded)
+    with ui.stage("render"):
+        rendered = render.render(loaded)
+        context = render.write(rendered, vdir / "context")
+    engine.client()
+    base = resolve_base(base_ref(loaded, opts.base))
+    warnings: list[str] = []
+    if not loaded.spec.base.digest and not base["digest"]:
+        warnings.append("the base is not pinned by digest (base.digest); builds may drift")
+    builder: build.Builder | None = None
+    with build.SecretFiles(loaded) as secrets:
+        ihash = build.input_hash(rendered.context_hash(), base["id"], secrets.used, base["ref"])
+        image_ref = f"{LOCAL_REPO.format(name=loaded.name)}:{ihash[7:19]}"
+        if opts.docker:   # an explicit client is checked even when no build is needed
+            builder = build.find_builder(opts.docker)
+        existing = None if opts.force or opts.no_cache else _same_inputs(image_ref, ihash)
+        up_to_date = existing is not None
+        if existing is not None:
+            image_id = existing
+            ui.info(f"{loaded.name} is up to date ({image_id[:19]}); use --force to rebuild")
+        else:
+            builder = builder or build.find_builder(opts.docker)
+            revision = git_revision(loaded.path)
+            for sid in secrets.skipped:
+                warnings.append(f"optional secret '{sid}' is absent and was not passed")
+            req = build.BuildRequest(
+                loaded=loaded, context=context, base_ref=base["ref"], base_id=base["id"],
+                image_ref=image_ref, input_hash=ihash, log_path=vdir / "build.log",
+                build_args={"TFIMG_BASE": base["ref"], "TFIMG_CREATED": build.now_rfc3339(),
+                            "TFIMG_REVISION": revision,
+                            "TFIMG_BASE_DIGEST": loaded.spec.base.digest or base["digest"] or "unknown"})
+            with ui.stage(f"build {loaded.name}"):
+                image_id = build.run_build(req, builder, secrets, on_line=ui.build_line,
+                                           no_cache=opts.no_cache)
+    attrs = engine.image_attrs(image_id)
+    if attrs is None:
+        raise TfimgError(f"the built image {image_id} is not in the engine")
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    previous = report.load(vdir)
+    if up_to_date:   # what the earlier build recorded, from the image itself
+        revision = labels.get("org.opencontainers.image.revision", "norev")
+    if previous.get("build", {}).get("image_id") != image_id:
+        report.write_json(vdir / report.REPORT, {})   # a new image: older stages' results are void
+    section = {
+        "variant": loaded.name,
+        "spec": str(loaded.path),
+        "spec_chain": [str(p) for p in loaded.chain],
+        "spec_hash": rendered.spec_hash,
+        "dockerfile_hash": "sha256:" + hashlib.sha256(rendered.dockerfile.encode()).hexdigest(),
+        "context_hash": rendered.context_hash(),
+        "input_hash": ihash,
+        "base": {k: base[k] for k in ("ref", "id", "digest", "size")},
+        "base_layers": base["layers"],
+        "profile": loaded.spec.base.profile,
+        "image_id": image_id,
+        "image": image_ref,
+        "size": int(attrs.get("Size") or 0),
+        "added_bytes": int(attrs.get("Size") or 0) - base["size"],
+        "layers": build.layer_sizes(engine.image_history(image_id)),
+        "labels": labels,
+        "builder": builder.describe() if builder else previous.get("build", {}).get("builder"),
+        "revision": revision,
+        "up_to_date": up_to_date,
+        "timings": dict(ui.timings),
+        "warnings": warnings,
+        "log": str(vdir / "build.log") if (vdir / "build.log").exists() else None,
+    }
+    if up_to_date and previous.get("build", {}).get("image_id") == image_id:
+        section["timings"] = previous["build"].get("timings", section["timings"])
+    report.update(vdir, "build", section)
+    return section
+
+
+def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, Any]:
+    """All stages in order; returns the final report.
+
+    A failed check or a blocking gate raises before the tag stage, so no
+    computed tag is applied to an image that did not pass.
+    """
+    # Stage modules are imported here: the build alone (and `tfimg render`) needs none of them.
+    from builder.scan import stage as scan_stage
+    from builder.scan import gate
+    from builder.scan import policy as policies
+    from builder.publish import push as publish
+    from builder.check import stage as testrun
+    from builder.scan import trivy
+
+    if opts.policy:
+        loaded = loaded.model_copy(update={"spec": loaded.spec.model_copy(update={"policy": str(opts.policy)})})
+    policies.load(loaded.spec.policy)   # a bad policy is bad input: stop before building anything
+    if opts.checks:
+        testrun.gpu_mode(opts.gpu)       # a bad --gpu, or --gpu on without a GPU: before the build too
+    vdir = variant_dir(opts, loaded)
+    section = build_stage(loaded, opts, ui)
+    image = section["image_id"]
+    if opts.checks:
+        with ui.stage("checks"):
+            testrun.run_checks(loaded, image, vdir, gpu=opts.gpu, base_ref=section["base"]["ref"], ui=ui)
+    else:
+        report.update(vdir, "checks", {"passed": None, "skipped": "--no-test"})
+    if opts.scan:
+        with ui.stage("scan and gate"):
+            options = trivy.Options(binary=opts.trivy or os.environ.get("TFIMG_TRIVY") or "trivy",
+                                    cache_dir=opts.trivy_cache, offline=opts.offline)
+            scan_stage.run_scan_and_gate(loaded, image, vdir, section["base"]["ref"], options=options,
+                                         base_layers=section.get("base_layers"), warn=ui.warn)
+    else:
+        pol = policies.load(loaded.spec.policy)
+        scan_stage.write_gate(vdir, gate.unscanned(pol, "scan skipped (--no-scan)"))
+    if not (opts.checks and opts.scan):   # a skipped stage: computed tags would not be applied
+        ui.info(f"not tagged: the {'checks' if not opts.checks else 'scan'} was skipped "
+                f"(`tfimg tags {loaded.path}` shows the tags it would get)")
+        report.update(vdir, "local_tags", [])
+        report.update(vdir, "timings", dict(ui.timings))
+        return report.load(vdir)
+    with ui.stage("tags"):
+        tags = publish.tags_stage(loaded, vdir)
+        repo = LOCAL_REPO.format(name=loaded.name)
+        for tag in [tags["immutable"], *tags["moving"]]:
+            engine.tag(image, repo, tag)
+        report.update(vdir, "local_tags", [f"{repo}:{t}" for t in [tags["immutable"], *tags["moving"]]])
+    report.update(vdir, "timings", dict(ui.timings))   # seconds per stage of this run
+    return report.load(vdir)
+
+
+def summary(rep: dict[str, Any]) -> str:
+    b = rep.get("build", {})
+    lines = [f"variant   {b.get('variant')}",
+             f"image     {b.get('image')} ({str(b.get('image_id', ''))[:19]})",
+             f"base      {(b.get('base') or {}).get('ref')}",
+             f"size      {b.get('size', 0) / 1e9:.2f} GB, {b.get('added_bytes', 0) / 1e6:.1f} MB over the base",
+             "builder   " + (f"{b['builder']['kind']} ({b['builder']['docker']})" if b.get("builder")
+                                else "none (up to date: nothing was built)")]
+    checks = rep.get("checks") or {}
+    lines.append("checks    " + {True: "passed", False: "FAILED", None: "not run"}[checks.get("passed")])
+    gate_ = rep.get("gate") or {}
+    decision = str(gate_.get("decision", "not run"))
+    lines.append("gate      " + (decision.upper() if decision in ("unscanned", "block") else decision)
+                 + (f" ({gate_.get('policy')})" if gate_.get("policy") else ""))
+    for ref in rep.get("local_tags") or []:
+        lines.append(f"tag       {ref}")
+    for w in b.get("warnings", []):
+        lines.append(f"warning   {w}")
+    return "\n".join(lines)

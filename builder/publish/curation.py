@@ -1,0 +1,241 @@
+"""Registry curation: promote by digest, list, show evidence, prune with retention.
+
+``promote`` copies one digest (``skopeo copy --all --preserve-digests``, no
+rebuild, no re-tagging elsewhere) to a target repository only when its
+attached evidence passes the target policy; the evidence is copied too, the
+moving tags at the target follow, and both sides record the promotion.
+``prune`` keeps the newest N digests per variant and never deletes a digest
+that was promoted, carries a moving tag, or carries an immutable tag in a
+protected repository. Blobs are freed by the registry's garbage-collect.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from builder.publish import evidence
+from builder.infra import runner
+from builder.errors import PublishRefused
+from builder.publish.registry_client import INDEX_TYPES, LOOPBACK, Ref, Registry, RegistryError, docker_config_path, parse_ref
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def resolve(reg: Registry, ref: Ref) -> Ref:
+    """Give ``ref`` its digest (looked up by tag when needed). Raises when absent."""
+    if ref.digest:
+        return ref
+    digest = reg.digest_of(ref.repo, ref.tag or "latest")
+    if digest is None:
+        raise RegistryError(f"{ref} was not found in the registry", status=404)
+    return ref.at(tag=ref.tag, digest=digest)
+
+
+def show(text: str) -> dict[str, Any]:
+    """The evidence attached to ``REF@DIGEST`` (or ``REF:TAG``)."""
+    ref = parse_ref(text)
+    reg = Registry(ref.host)
+    ref = resolve(reg, ref)
+    doc = evidence.read(reg, ref.repo, str(ref.digest))
+    if doc is None:
+        raise RegistryError(f"no tfimg evidence is attached to {ref.name}@{ref.digest}", status=404,
+                            hint=f"Evidence lives under the tag {evidence.tag_for(str(ref.digest))}; "
+                                 "publish with `tfimg publish --push`.")
+    return doc
+
+
+# --------------------------------------------------------------------------- promote
+
+def policy_decision(doc: dict[str, Any], policy: Path | None,
+                    trivy: dict[str, Any] | None) -> tuple[str, str]:
+    """(decision, how) for evidence under the target policy (pure apart from loading the policy)."""
+    recorded = evidence.verdict(doc)
+    if policy is None:
+        return recorded, "recorded gate decision and checks"
+    try:
+        from builder.scan import gate
+        from builder.scan import policy as policies
+        from builder.scan import trivy_report as scanreport
+    except ModuleNotFoundError as exc:
+        if exc.name not in (f"{__package__}.gate", f"{__package__}.policy", f"{__package__}.scanreport"):
+            raise
+        return recorded, f"recorded decision ({policy} not re-evaluated: the gate module is not installed)"
+    if recorded in ("checks-failed", "checks-missing", "no-evidence"):
+        return recorded, "recorded checks"
+    if trivy is None:
+        return "unscanned", f"no Trivy report attached, so {policy} cannot be evaluated"
+    report = doc.get("report") or {}
+    result = gate.evaluate(scanreport.from_data(trivy, source="evidence"), policies.load(policy),
+                           (report.get("build") or {}).get("base_layers") or None, dt.date.today(),
+                           bool((report.get("gate") or {}).get("base_digest_pinned")))
+    why = "; ".join(result.reasons[:3])
+    return result.decision, f"re-evaluated with {policy}" + (f": {why}" if why else "")
+
+
+def _skopeo_copy(src: Ref, dst: Ref) -> None:
+    argv = [runner.which("skopeo", purpose="copy images between registries by digest"), "copy", "--all",
+            "--preserve-digests", "--retry-times", "3"]
+    cfg = docker_config_path()
+    if cfg.is_file():
+        argv.append(f"--authfile={cfg}")
+    if LOOPBACK.match(src.host):
+        argv.append("--src-tls-verify=false")
+    if LOOPBACK.match(dst.host):
+        argv.append("--dest-tls-verify=false")
+    runner.run([*argv, f"docker://{src}", f"docker://{dst}"], timeout=3600)
+
+
+def promote(source: str, target: str, *, policy: Path | None = None, dry_run: bool = False) -> dict[str, Any]:
+    """Copy ``HOST/NAME@sha256:...`` to ``HOST/PRODNAME`` if its evidence passes the policy."""
+    src = parse_ref(source)
+    dst = parse_ref(target)
+    if dst.tag or dst.digest:
+        raise PublishRefused(f"--to takes HOST/NAME without a tag or digest, not '{target}'")
+    sreg, dreg = Registry(src.host), Registry(dst.host)
+    src = resolve(sreg, src)
+    digest = str(src.digest)
+    doc = evidence.read(sreg, src.repo, digest)
+    if doc is None:
+        raise PublishRefused(f"{src.name}@{digest} has no tfimg evidence; only published, gated images are promoted")
+    trivy = evidence.read(sreg, src.repo, digest, evidence.TRIVY_TYPE)
+    decision, how = policy_decision(doc, policy, trivy)
+    if decision != "pass":
+        raise PublishRefused(f"{src.name}@{digest} does not pass the target policy: decision '{decision}' ({how})")
+    tags = doc.get("tags") or {}
+    immutable, moving = tags.get("immutable"), list(tags.get("moving") or [])
+    if not immutable:
+        raise PublishRefused("the evidence names no immutable tag; republish with `tfimg publish --push`")
+    current = dreg.digest_of(dst.repo, immutable)
+    if current not in (None, digest):
+        raise PublishRefused(f"{dst.name}:{immutable} already points at {current}; immutable tags are never moved")
+    result = {"source": f"{src.name}@{digest}", "target": dst.name, "digest": digest, "decision": decision,
+              "policy": how, "tags": [immutable, *moving], "dry_run": dry_run}
+    if dry_run:
+        return result
+    if current is None:
+        _skopeo_copy(src.at(digest=digest), dst.at(tag=immutable))
+    found = dreg.manifest(dst.repo, digest)
+    if found is None or dreg.digest_of(dst.repo, immutable) != digest:
+        raise RegistryError(f"after the copy {dst.name}:{immutable} is not {digest}")
+    for tag in moving:
+        dreg.put_manifest(dst.repo, tag, found[0], found[1])
+    when = _now()
+    record = {"from": src.name, "to": dst.name, "digest": digest, "at": when, "policy": how}
+    src_doc = copy.deepcopy(doc)
+    src_doc.setdefault("promotions", []).append(record)
+    evidence.attach(sreg, src.repo, digest, src_doc, trivy)
+    dst_doc = copy.deepcopy(src_doc)
+    dst_doc["repository"] = dst.name
+    evidence.attach(dreg, dst.repo, digest, dst_doc, trivy)
+    return {**result, "promoted_at": when}
+
+
+# --------------------------------------------------------------------------- list and prune
+
+@dataclass
+class Entry:
+    repository: str
+    variant: str
+    digest: str
+    tags: list[str]
+    created: str | None
+    size: int | None
+    gate: str
+    promoted: bool
+    immutable: str | None
+    moving: list[str] = field(default_factory=list)
+
+
+def _size_and_created(reg: Registry, repo: str, raw: bytes, media: str) -> tuple[int | None, str | None]:
+    manifest = json.loads(raw)
+    if media in INDEX_TYPES:
+        return sum(m.get("size", 0) for m in manifest.get("manifests", [])), None
+    config = manifest.get("config") or {}
+    size = config.get("size", 0) + sum(lyr.get("size", 0) for lyr in manifest.get("layers", []))
+    try:
+        created = json.loads(reg.blob(repo, config["digest"])).get("created")
+    except (KeyError, ValueError, RegistryError):
+        created = None
+    return size, created
+
+
+def entries(reg: Registry, repo: str) -> list[Entry]:
+    """One entry per digest in ``repo`` (evidence artifacts excluded), newest first."""
+    by_digest: dict[str, list[str]] = {}
+    manifests: dict[str, tuple[bytes, str]] = {}
+    for tag in reg.tags(repo):
+        if evidence.is_evidence_tag(tag):
+            continue
+        found = reg.manifest(repo, tag)
+        if found:
+            by_digest.setdefault(found[2], []).append(tag)
+            manifests[found[2]] = (found[0], found[1])
+    out = []
+    for digest, tags in by_digest.items():
+        doc = evidence.read(reg, repo, digest)
+        size, created = _size_and_created(reg, repo, *manifests[digest])
+        t = (doc or {}).get("tags") or {}
+        out.append(Entry(f"{reg.host}/{repo}", (doc or {}).get("variant") or repo.rsplit("/", 1)[-1],
+                         digest, sorted(tags), created or (doc or {}).get("published_at"), size,
+                         evidence.verdict(doc), bool((doc or {}).get("promotions")),
+                         t.get("immutable"), list(t.get("moving") or [])))
+    return sorted(out, key=lambda e: e.created or "9999", reverse=True)
+
+
+def ls(namespace: str) -> list[Entry]:
+    """Entries of every repository at or under ``HOST/NAMESPACE``."""
+    ref = parse_ref(namespace)
+    reg = Registry(ref.host)
+    try:
+        repos = [r for r in reg.catalog() if r == ref.repo or r.startswith(ref.repo + "/")]
+    except RegistryError as exc:
+        if exc.status not in (401, 403, 404):
+            raise
+        repos = [ref.repo]
+    return [e for repo in sorted(repos) for e in entries(reg, repo)]
+
+
+def retention(items: list[Entry], *, keep: int, protected: bool) -> list[tuple[Entry, str]]:
+    """Decide per entry (pure): ('keep: why' | 'delete: why'). ``items`` newest first."""
+    decided: list[tuple[Entry, str]] = []
+    seen: dict[str, int] = {}
+    for e in items:
+        seen[e.variant] = seen.get(e.variant, 0) + 1
+        if seen[e.variant] <= keep:
+            decided.append((e, f"keep: among the newest {keep} of {e.variant}"))
+        elif e.promoted:
+            decided.append((e, "keep: promoted"))
+        elif any(t in e.moving or (e.immutable and t != e.immutable) for t in e.tags):
+            decided.append((e, "keep: carries a moving tag"))
+        elif protected and (e.immutable in e.tags or e.immutable is None):
+            decided.append((e, "keep: immutable tag in a protected repository"))
+        else:
+            decided.append((e, "delete: older than the newest " + str(keep)))
+    return decided
+
+
+def prune(name: str, *, keep: int = 5, protect: list[str] | None = None, yes: bool = False
+          ) -> list[tuple[Entry, str]]:
+    """Apply retention to ``HOST/NAME``; deletes only with ``yes``. Returns the decisions."""
+    if keep < 1:
+        raise PublishRefused("--keep must be at least 1")
+    ref = parse_ref(name)
+    reg = Registry(ref.host)
+    protected = any(fnmatch.fnmatch(ref.name, pat) or fnmatch.fnmatch(ref.repo, pat) for pat in protect or [])
+    decided = retention(entries(reg, ref.repo), keep=keep, protected=protected)
+    if yes:
+        for e, why in decided:
+            if why.startswith("delete"):
+                ev = reg.digest_of(ref.repo, evidence.tag_for(e.digest))
+                if ev:
+                    reg.delete_manifest(ref.repo, ev)
+                reg.delete_manifest(ref.repo, e.digest)
+    return decided

@@ -1,0 +1,119 @@
+"""Evidence attached to a pushed digest: the build report, as an OCI artifact.
+
+Distribution 2.8 has no referrers API, so tfimg uses the cosign-style tag
+convention: an OCI image manifest whose config is a small JSON blob and whose
+one layer is the evidence document (media type :data:`REPORT_TYPE`), tagged
+``sha256-<hex>.tfimg`` in the same repository. :func:`read` finds it again by
+the image digest. :func:`document` and :func:`scrub` are pure; secrets never
+go in (keys that look like credentials are dropped, URL passwords redacted).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from builder.publish.registry_client import OCI_MANIFEST, Registry
+from builder.spec.loader import CREDENTIAL_NAME
+
+REPORT_TYPE = "application/vnd.tfimg.report.v1+json"
+TRIVY_TYPE = "application/vnd.tfimg.trivy.v1+json"     # the full Trivy report, for re-gating at promotion
+CONFIG_TYPE = "application/vnd.tfimg.report.config.v1+json"
+SUFFIX = ".tfimg"
+SCHEMA = "tfimg.evidence/v1"
+REPORT_SECTIONS = ("build", "checks", "scan", "gate", "facts", "tags")
+BULKY_SCAN_KEYS = ("findings", "results", "vulnerabilities", "raw", "Results")
+URL_CREDS = re.compile(r"(://)[^/@\s:]+:[^/@\s]+@")
+
+
+def tag_for(digest: str) -> str:
+    """``sha256:abc...`` -> ``sha256-abc....tfimg`` (the tag the evidence lives under)."""
+    algo, _, hexpart = digest.partition(":")
+    return f"{algo}-{hexpart}{SUFFIX}"
+
+
+def is_evidence_tag(tag: str) -> bool:
+    return tag.startswith("sha256-") and tag.endswith(SUFFIX)
+
+
+def scrub(value: Any) -> Any:
+    """Drop credential-like keys and redact passwords embedded in URLs, recursively."""
+    if isinstance(value, dict):
+        return {k: scrub(v) for k, v in value.items() if not CREDENTIAL_NAME.search(str(k))}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    if isinstance(value, str):
+        return URL_CREDS.sub(r"\1***@", value)
+    return value
+
+
+def document(report: dict[str, Any], *, variant: str, repository: str, digest: str,
+             tags: dict[str, Any], published_at: str) -> dict[str, Any]:
+    """The evidence for one pushed digest, from the local report (pure)."""
+    sections = {k: report[k] for k in REPORT_SECTIONS if k in report}
+    if isinstance(sections.get("scan"), dict):
+        sections["scan"] = {k: v for k, v in sections["scan"].items() if k not in BULKY_SCAN_KEYS}
+    return scrub({
+        "schema": SCHEMA, "variant": variant, "repository": repository, "digest": digest,
+        "tags": tags, "published_at": published_at, "promotions": [], "report": sections,
+    })
+
+
+def verdict(doc: dict[str, Any] | None) -> str:
+    """'pass', 'fail', 'unscanned', ... from an evidence document; 'no-evidence' when none."""
+    if not doc:
+        return "no-evidence"
+    report = doc.get("report") or {}
+    checks = (report.get("checks") or {}).get("passed")
+    decision = (report.get("gate") or {}).get("decision") or "unknown"
+    if decision == "pass" and checks is not True:
+        return "checks-failed" if checks is False else "checks-missing"
+    return str(decision)
+
+
+def attach(reg: Registry, repo: str, digest: str, doc: dict[str, Any], trivy: dict[str, Any] | None = None) -> str:
+    """Push ``doc`` (and the Trivy report) as the evidence of ``digest``; returns the artifact's digest."""
+    old = reg.digest_of(repo, tag_for(digest))
+    body = json.dumps(doc, indent=2, sort_keys=True).encode()
+    config = json.dumps({"schema": SCHEMA, "subject": digest}, sort_keys=True).encode()
+    layers = [{"mediaType": REPORT_TYPE, "digest": reg.put_blob(repo, body), "size": len(body),
+               "annotations": {"org.opencontainers.image.title": "tfimg-report.json"}}]
+    if trivy is not None:
+        raw = json.dumps(trivy, sort_keys=True).encode()
+        layers.append({"mediaType": TRIVY_TYPE, "digest": reg.put_blob(repo, raw), "size": len(raw),
+                       "annotations": {"org.opencontainers.image.title": "trivy.json"}})
+    config_digest = reg.put_blob(repo, config)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": REPORT_TYPE,
+        "config": {"mediaType": CONFIG_TYPE, "digest": config_digest, "size": len(config)},
+        "layers": layers,
+        "annotations": {"io.tfimg.subject": digest, "org.opencontainers.image.created": doc.get("published_at", "")},
+    }
+    raw = json.dumps(manifest, sort_keys=True).encode()
+    new = reg.put_manifest(repo, tag_for(digest), raw, OCI_MANIFEST)
+    if old and old != new:   # the tag moved on; drop the superseded artifact when deletes are allowed
+        try:
+            reg.delete_manifest(repo, old)
+        except Exception:  # noqa: BLE001 -- an orphaned old artifact is harmless
+            pass
+    return new
+
+
+def read(reg: Registry, repo: str, digest: str, media_type: str = REPORT_TYPE) -> dict[str, Any] | None:
+    """The evidence document (or, with ``TRIVY_TYPE``, the Trivy report) attached to ``digest``."""
+    found = reg.manifest(repo, tag_for(digest))
+    if found is None:
+        return None
+    manifest = json.loads(found[0])
+    if (manifest.get("annotations") or {}).get("io.tfimg.subject") != digest:
+        return None
+    layer = next((lyr for lyr in manifest.get("layers", []) if lyr.get("mediaType") == media_type), None)
+    if layer is None:
+        return None
+    doc = json.loads(reg.blob(repo, layer["digest"]))
+    if media_type == REPORT_TYPE and doc.get("digest") != digest:
+        return None
+    return doc

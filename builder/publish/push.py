@@ -1,0 +1,223 @@
+"""Tags and publishing: compute a variant's tags, push a gated image, attach its evidence.
+
+``tags`` writes ``build/<variant>/tags.txt`` and changes nothing else.
+``publish`` pushes only an image whose report shows checks passed and the gate
+passed; the immutable tag goes first, then the moving tags (as manifest puts
+of the very same digest), then the evidence (:mod:`builder.publish.evidence`). An
+immutable tag that already names another image in the registry is never
+moved. Without ``push=True`` it only plans (and writes ``publish-plan.json``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from builder.infra import engine
+from builder.publish import evidence
+from builder.check import imagefacts as facts_mod
+from builder.infra import report as report_mod
+from builder.publish import tagging
+from builder.errors import PublishRefused, TfimgError
+from builder.publish.registry_client import INDEX_TYPES, Ref, Registry, RegistryError, parse_ref, with_retry
+from builder.spec.loader import LoadedVariant
+
+PUSH_TRANSIENT = re.compile(r"\b(429|5\d\d)\b|connection (refused|reset)|timeout|EOF|Service Unavailable|"
+                            r"Too Many Requests|Bad Gateway", re.I)
+
+
+@dataclass(frozen=True)
+class Plan:
+    variant: str
+    image_id: str
+    repository: str                  # HOST/NAMESPACE/VARIANT
+    tags: dict[str, Any]             # {"immutable": ..., "moving": [...]}
+    state: str                       # new | published | conflict | unchecked
+    existing: str | None = None      # digest the immutable tag names in the registry
+    notes: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        verb = {"new": "push", "published": "already there (same image): skip the push",
+                "conflict": "REFUSED", "unchecked": "push (registry not checked)"}[self.state]
+        out = [f"variant {self.variant}: image {self.image_id[:19]} -> {self.repository}",
+               f"  1. {self.repository}:{self.tags['immutable']}  (immutable) {verb}"]
+        out += [f"  {i}. {self.repository}:{t}  (moving) point at the same digest"
+                for i, t in enumerate(self.tags["moving"], 2)]
+        out.append(f"  {len(self.tags['moving']) + 2}. evidence (report) attached to the digest")
+        return out + [f"  note: {n}" for n in self.notes]
+
+
+def require_build(report: dict[str, Any]) -> str:
+    image_id = (report.get("build") or {}).get("image_id")
+    if not image_id:
+        raise PublishRefused("the report has no built image (build.image_id)",
+                             hint="Run `tfimg build SPEC` first.")
+    return str(image_id)
+
+
+def eligibility(report: dict[str, Any]) -> None:
+    """Refuse an image whose checks or gate did not pass (pure)."""
+    require_build(report)
+    checks = report.get("checks")
+    if not checks:
+        raise PublishRefused("the image was not checked (no checks section in report.json)",
+                             hint="Run `tfimg test SPEC` first.")
+    if checks.get("passed") is not True:
+        raise PublishRefused("the image failed its checks; a failed image is never published",
+                             hint="See checks in report.json (and checks.xml).")
+    gate = report.get("gate") or {}
+    decision = gate.get("decision")
+    if decision == "unscanned" or not gate:
+        raise PublishRefused("the image was not scanned (gate decision 'unscanned'); only a scanned image "
+                             "that passed the gate is published", hint="Run `tfimg scan SPEC` first.")
+    if decision != "pass":
+        reasons = gate.get("reasons") or gate.get("blocking") or []
+        detail = "".join(f"\n  - {r}" for r in reasons[:10]) if isinstance(reasons, list) else ""
+        raise PublishRefused(f"the gate decision is '{decision}', not 'pass'{detail}",
+                             hint="Fix or waive the findings, rescan, and publish again.")
+
+
+def compute_tags(loaded: LoadedVariant, out_dir: Path, *, image: str | None = None
+                 ) -> tuple[tagging.TagSet, dict[str, Any]]:
+    """Facts of the image and the variant's tags; writes ``tags.txt`` (and nothing else)."""
+    rep = report_mod.load(out_dir)
+    image = image or require_build(rep)
+    facts = facts_mod.read(image, loaded.path, rep)
+    values = tagging.fields(loaded.name, facts, loaded.spec.base.profile)
+    ts = tagging.compute(loaded.spec.tags, values)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "tags.txt").write_text(tagging.tags_text(ts))
+    return ts, facts
+
+
+def tags_stage(loaded: LoadedVariant, out_dir: Path) -> dict[str, Any]:
+    """The orchestrator's tag stage: tags.txt plus report.json's ``facts`` and ``tags`` sections."""
+    ts, facts = compute_tags(loaded, out_dir)
+    if (report_mod.load(out_dir).get("facts") or {}) != facts:
+        report_mod.update(out_dir, "facts", facts)
+    report_mod.update(out_dir, "tags", ts.as_dict())
+    return ts.as_dict()
+
+
+def remote_state(reg: Registry, repo: str, tag: str, image_id: str) -> tuple[str, str | None]:
+    """('new' | 'published' | 'conflict', digest) for the immutable tag in the registry."""
+    found = reg.manifest(repo, tag)
+    if found is None:
+        return "new", None
+    raw, media, digest = found
+    if media in INDEX_TYPES:
+        return "conflict", digest
+    config = (json.loads(raw).get("config") or {}).get("digest")
+    return ("published" if config == image_id else "conflict"), digest
+
+
+def plan(loaded: LoadedVariant, out_dir: Path, registry: str, *, strict: bool = False) -> Plan:
+    """What a publish would do. ``strict``: a registry error is raised, not noted."""
+    rep = report_mod.load(out_dir)
+    eligibility(rep)
+    image_id = require_build(rep)
+    target = parse_ref(registry)
+    if target.tag or target.digest:
+        raise PublishRefused(f"--registry takes HOST/NAMESPACE without a tag or digest, not '{registry}'")
+    ts, facts = compute_tags(loaded, out_dir, image=image_id)
+    repo = f"{target.repo}/{loaded.name}"
+    notes: list[str] = []
+    state, existing = "unchecked", None
+    try:
+        state, existing = remote_state(Registry(target.host), repo, ts.immutable, image_id)
+    except RegistryError as exc:
+        if strict:
+            raise
+        notes.append(f"registry not checked: {exc.message}")
+    if engine.image_attrs(image_id) is None:
+        notes.append(f"image {image_id} is not in the local engine; the push would fail")
+    return Plan(loaded.name, image_id, f"{target.host}/{repo}", ts.as_dict(), state, existing, notes, facts)
+
+
+def push_transient(exc: BaseException) -> bool:
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+        return True
+    return isinstance(exc, TfimgError) and bool(PUSH_TRANSIENT.search(str(exc)))
+
+
+def _push(ref: Ref, image_id: str, *, attempts: int, base_delay: float) -> str:
+    engine.tag(image_id, ref.name, ref.tag or "")
+
+    def once() -> str:
+        try:
+            lines = engine.push(ref.name, ref.tag or "")
+        except TfimgError as exc:
+            if re.search(r"no basic auth credentials|unauthorized|authentication required", str(exc), re.I):
+                raise RegistryError(f"push to {ref.host} was refused: not logged in", status=401,
+                                    hint=f"Log in with `docker login {ref.host}`.") from None
+            raise
+        digest = next((ln["aux"]["Digest"] for ln in lines if isinstance(ln.get("aux"), dict)
+                       and ln["aux"].get("Digest")), None)
+        if not digest:
+            raise TfimgError(f"push of {ref} reported no digest")
+        return str(digest)
+
+    return with_retry(once, attempts=attempts, base_delay=base_delay, transient=push_transient,
+                      what=f"push {ref}")
+
+
+def _trivy(out_dir: Path) -> dict[str, Any] | None:
+    path = out_dir / "trivy.json"
+    if not path.is_file():
+        return None
+    from builder.scan.trivy_report import redact
+    return redact(json.loads(path.read_text()))
+
+
+def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, push: bool = False,
+            attempts: int = 5, base_delay: float = 1.0) -> dict[str, Any]:
+    """Plan, and with ``push`` push + tag + attach evidence; returns the publish record."""
+    p = plan(loaded, out_dir, registry, strict=push)
+    report_mod.write_json(out_dir / "publish-plan.json", asdict(p))
+    if p.state == "conflict":
+        raise PublishRefused(
+            f"the immutable tag {p.repository}:{p.tags['immutable']} already points at {p.existing}, "
+            f"which is not image {p.image_id}; immutable tags are never moved",
+            hint="Rebuild (a new date or revision gives a new tag) or publish to another namespace.")
+    if not push:
+        return {"dry_run": True, "plan": asdict(p), "lines": p.lines()}
+    if p.state == "new" and engine.image_attrs(p.image_id) is None:
+        raise PublishRefused(f"image {p.image_id} is not in the local Docker engine",
+                             hint="Rebuild it with `tfimg build SPEC` (same inputs give the same checks and scan).")
+    ref = parse_ref(p.repository)
+    reg = Registry(ref.host, attempts=attempts, base_delay=base_delay)
+    if p.state == "published":
+        digest = str(p.existing)
+    else:
+        digest = _push(ref.at(tag=p.tags["immutable"]), p.image_id, attempts=attempts, base_delay=base_delay)
+    found = reg.manifest(ref.repo, digest)
+    if found is None or reg.digest_of(ref.repo, p.tags["immutable"]) != digest:
+        raise TfimgError(f"the registry does not show {ref.name}:{p.tags['immutable']} at {digest} after the push")
+    for tag in p.tags["moving"]:
+        reg.put_manifest(ref.repo, tag, found[0], found[1])
+    rep = report_mod.load(out_dir)
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    facts = p.facts
+    doc = evidence.document({**rep, "facts": facts, "tags": p.tags}, variant=p.variant,
+                            repository=ref.name, digest=digest, tags=p.tags, published_at=now)
+    previous = evidence.read(reg, ref.repo, digest)
+    if previous:
+        doc["promotions"] = previous.get("promotions") or []
+    evidence_digest = evidence.attach(reg, ref.repo, digest, doc, trivy=_trivy(out_dir))
+    record = {"registry": registry, "repository": ref.name, "digest": digest, "image_id": p.image_id,
+              "immutable": p.tags["immutable"], "moving": p.tags["moving"],
+              "refs": [f"{ref.name}:{t}" for t in (p.tags["immutable"], *p.tags["moving"])],
+              "evidence": {"tag": evidence.tag_for(digest), "digest": evidence_digest},
+              "pushed_at": now, "skipped_push": p.state == "published"}
+    if "facts" not in rep:
+        report_mod.update(out_dir, "facts", facts)
+    report_mod.update(out_dir, "tags", p.tags)
+    report_mod.update(out_dir, "publish", record)
+    return record

@@ -1,0 +1,200 @@
+"""Render a variant into a Dockerfile and its build context (pure, deterministic).
+
+Templates live in ``templates/`` (one per concern, composed by
+``Dockerfile.j2``); Jinja2 runs with StrictUndefined. Same spec, same bytes:
+nothing depends on time, machine or absolute paths. Nothing secret is
+rendered: secrets are referenced by id in ``RUN --mount=type=secret`` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from builder.spec.loader import LoadedVariant, Variant
+
+PKG = Path(__file__).resolve().parents[1]  # builder/
+# Installed: builder/templates (force-included in the wheel); from a checkout: the top-level templates/.
+TEMPLATES = PKG / "templates" if (PKG / "templates").is_dir() else PKG.parent / "templates"
+PYTHON_SECRETS = ("pip_index_url", "pip_extra_index_url", "netrc", "ca_bundle")
+SECRET_MOUNT = "/run/secrets"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered build context: relative path -> (content, mode)."""
+
+    variant: str
+    files: dict[str, tuple[str, int]] = field(default_factory=dict)
+    spec_hash: str = ""
+
+    @property
+    def dockerfile(self) -> str:
+        return self.files["Dockerfile"][0]
+
+    def context_hash(self) -> str:
+        h = hashlib.sha256()
+        for name in sorted(self.files):
+            content, mode = self.files[name]
+            h.update(f"{name}\0{mode:o}\0{len(content.encode())}\0".encode())
+            h.update(content.encode())
+        return "sha256:" + h.hexdigest()
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    env.filters["dq"] = _dockerfile_quote
+    env.filters["shq"] = _shell_quote
+    env.filters["pyrepr"] = repr
+    return env
+
+
+def _dockerfile_quote(value: object) -> str:
+    s = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("\n", "\\n")
+    return f'"{s}"'
+
+
+def _shell_quote(value: object) -> str:
+    return "'" + str(value).replace("'", "'\"'\"'") + "'"
+
+
+def spec_hash(loaded: LoadedVariant) -> str:
+    """Hash of the merged spec plus the content of every file it names (machine independent).
+
+    Files are hashed by content; a secret's file by where it is, relative to the
+    variant file (absolute paths outside the checkout, like a system CA bundle, stay).
+    """
+    data = loaded.spec.model_dump(mode="json")
+    root = loaded.path.resolve().parent
+    data["python"]["requirements"] = [(Path(p).name, _sha(Path(p).read_bytes()))
+                                      for p in loaded.spec.python.requirements]
+    data["ssh"]["authorized_keys"] = [_sha(Path(p).read_bytes()) for p in loaded.spec.ssh.authorized_keys]
+    if loaded.spec.policy:
+        data["policy"] = _sha(Path(loaded.spec.policy).read_bytes())
+    for ref in data["secrets"].values():
+        if ref and ref.get("file") and Path(ref["file"]).is_relative_to(root.parent):
+            ref["file"] = os.path.relpath(ref["file"], root)
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _apt_packages(v: Variant) -> list[str]:
+    pkgs = {"tini", "ca-certificates"}
+    if v.ssh.enabled:
+        pkgs.add("openssh-server")
+    if v.user.sudo:
+        pkgs.add("sudo")
+    pkgs.update(v.apt.packages)
+    return sorted(pkgs)
+
+
+def _labels(loaded: LoadedVariant, shash: str) -> list[tuple[str, str]]:
+    v = loaded.spec
+    labels = {
+        "org.opencontainers.image.title": v.name,
+        "org.opencontainers.image.description": v.description or f"tfimg variant {v.name}",
+        "org.opencontainers.image.created": '"${TFIMG_CREATED}"',
+        "org.opencontainers.image.revision": '"${TFIMG_REVISION}"',
+        "org.opencontainers.image.source": v.source or "",
+        "org.opencontainers.image.base.name": '"${TFIMG_BASE}"',
+        "org.opencontainers.image.base.digest": '"${TFIMG_BASE_DIGEST}"',
+        "io.tfimg.variant": v.name,
+        "io.tfimg.profile": v.base.profile,
+        "io.tfimg.spec-hash": shash,
+        "io.tfimg.user": f"{v.user.name}:{v.user.uid}:{v.user.gid}",
+    }
+    for k, val in v.labels.items():
+        labels.setdefault(k, val)
+    return sorted(labels.items())
+
+
+def render(loaded: LoadedVariant) -> Rendered:
+    """Render the Dockerfile and context files of a loaded variant."""
+    v = loaded.spec
+    shash = spec_hash(loaded)
+    env = _env()
+    req_names = [f"requirements-{i + 1}-{Path(p).name}" for i, p in enumerate(v.python.requirements)]
+    declared = {name for name, _ in v.secrets.items()}
+    python_secrets = sorted(s for s in PYTHON_SECRETS if s in declared or s == "ca_bundle")
+    ctx: dict[str, Any] = {
+        "v": v,
+        "u": v.user,
+        "spec_file": loaded.path.name,
+        "spec_hash": shash,
+        "base_ref": f"{v.base.image}@{v.base.digest}" if v.base.digest else v.base.image,
+        "apt_packages": _apt_packages(v),
+        "requirements": bool(req_names),
+        "requirement_files": req_names,
+        "python_mounts": [
+            f"--mount=type=secret,id={s},required="
+            + ("true" if getattr(v.secrets, s) and getattr(v.secrets, s).required else "false")
+            for s in python_secrets],
+        "env": sorted({**v.env, "TFIMG_VARIANT": v.name}.items()),
+        "ports": v.exposed_ports(),
+        "labels": _labels(loaded, shash),
+        "services": [s for s, on in (("jupyter", v.jupyter.enabled), ("sshd", v.ssh.enabled)) if on],
+        "authorized_keys_files": [p for p in (
+            "/etc/tfimg/ssh/authorized_keys" if v.ssh.authorized_keys else None,
+            v.ssh.authorized_keys_file) if p],
+    }
+    files: dict[str, tuple[str, int]] = {
+        "Dockerfile": (env.get_template("Dockerfile.j2").render(ctx), 0o644),
+        "entrypoint.sh": (env.get_template("context/entrypoint.sh.j2").render(ctx), 0o755),
+    }
+    if req_names:
+        files["python/pip-install.sh"] = (env.get_template("context/pip-install.sh.j2").render(ctx), 0o755)
+        files["python/protect.py"] = (env.get_template("context/protect.py.j2").render(ctx), 0o644)
+        for name, src in zip(req_names, v.python.requirements):
+            files[f"python/{name}"] = (Path(src).read_text(), 0o644)
+    if v.ssh.enabled:
+        files["etc/ssh/sshd_config"] = (env.get_template("context/sshd_config.j2").render(ctx), 0o644)
+        if v.ssh.authorized_keys:
+            keys = "".join(_normalise_key(Path(p).read_text()) for p in v.ssh.authorized_keys)
+            files["etc/ssh/authorized_keys"] = (keys, 0o644)
+    if v.jupyter.enabled:
+        cfg = env.get_template("context/jupyter_config.py.j2").render(ctx)
+        files["etc/jupyter/jupyter_server_config.py"] = (cfg, 0o644)
+        files["etc/jupyter/jupyter_notebook_config.py"] = (cfg, 0o644)
+        if v.jupyter.password_hash:
+            files["etc/jupyter/tfimg_password_hash"] = (v.jupyter.password_hash + "\n", 0o644)
+    files[".dockerignore"] = ("# rendered by tfimg: the context holds only rendered files\n", 0o644)
+    return Rendered(variant=v.name, files=files, spec_hash=shash)
+
+
+def _normalise_key(text: str) -> str:
+    return "".join(line.strip() + "\n" for line in text.splitlines()
+                   if line.strip() and not line.lstrip().startswith("#"))
+
+
+def write(rendered: Rendered, directory: Path | str) -> Path:
+    """Write the context into ``directory`` atomically (replacing what was there)."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    try:
+        for name, (content, mode) in sorted(rendered.files.items()):
+            path = tmp / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+            path.chmod(mode)
+        if directory.exists():
+            shutil.rmtree(directory)
+        tmp.rename(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory

@@ -1,0 +1,195 @@
+"""Gate policies (``policies/*.yaml``): pydantic models, the loader and its errors.
+
+A policy says which findings of a Trivy report block an image. Unknown keys
+are errors; every problem is raised at once as
+:class:`~builder.errors.SpecErrors` naming file, line, key path and the fix.
+
+Thresholds are written per severity, either as a floor (``HIGH`` means
+HIGH and CRITICAL may not appear at all), a list (``[CRITICAL]``) or a
+mapping of the most findings allowed (``{CRITICAL: 0, HIGH: 5}``); ``none``
+blocks nothing. A key left out takes the default policy's value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from builder.infra import yamlfile
+from builder.errors import SpecError, SpecErrors
+from builder.scan.trivy_report import RANK, SEVERITIES
+
+_HERE = Path(__file__).resolve().parents[1]  # builder/ (installed) or beside the checkout's policies/
+SHIPPED = next((p for p in (_HERE / "policies", _HERE.parent / "policies") if p.is_dir()),
+               _HERE.parent / "policies")
+DEFAULT = "default"
+
+
+def _threshold(v: Any) -> dict[str, int]:
+    """``HIGH`` -> {HIGH: 0, CRITICAL: 0}; ``{CRITICAL: 0, HIGH: 5}`` stays; none/null -> {}."""
+    if v is None or (isinstance(v, str) and v.lower() == "none"):
+        return {}
+    if isinstance(v, str):
+        sev = v.upper()
+        if sev not in RANK:
+            raise ValueError(f"'{v}' is not a severity; use one of {', '.join(SEVERITIES)} or 'none'")
+        return {s: 0 for s in SEVERITIES if RANK[s] >= RANK[sev]}
+    if isinstance(v, list):
+        return _threshold({s: 0 for s in v})
+    if isinstance(v, dict):
+        out: dict[str, int] = {}
+        for k, n in v.items():
+            if str(k).upper() not in RANK:
+                raise ValueError(f"'{k}' is not a severity; use one of {', '.join(SEVERITIES)}")
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                raise ValueError(f"the allowance for {k} must be a whole number >= 0 (0 blocks any)")
+            out[str(k).upper()] = n
+        return out
+    raise ValueError("give a severity floor such as HIGH, a list such as [CRITICAL, HIGH], "
+                     "a mapping such as {CRITICAL: 0, HIGH: 5}, or none")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Fixability(_Strict):
+    """Thresholds for vulnerabilities with a fixed version, and without one."""
+
+    fixed: dict[str, int] = Field(default_factory=dict, description="Vulnerabilities with a fix available.")
+    unfixed: dict[str, int] = Field(default_factory=dict, description="Vulnerabilities without a fix.")
+
+    _t = field_validator("fixed", "unfixed", mode="before")(_threshold)
+
+
+class NewFindings(Fixability):
+    """Thresholds for the variant's own findings; by default HIGH and CRITICAL with a fix block."""
+
+    fixed: dict[str, int] = Field(default_factory=lambda: {"HIGH": 0, "CRITICAL": 0},
+                                  description="Vulnerabilities with a fix available (default: HIGH).")
+
+
+class Vulnerabilities(_Strict):
+    new: NewFindings = Field(default_factory=NewFindings,
+                             description="Findings in the variant's own layers (or anywhere when base layers are unknown).")
+    inherited: Fixability = Field(default_factory=Fixability,
+                                  description="Findings in layers of the base image (reported, blocked only if set).")
+
+
+class Misconfigurations(_Strict):
+    block: dict[str, int] = Field(default_factory=dict, description="Failed checks that block, by severity.")
+
+    _t = field_validator("block", mode="before")(_threshold)
+
+
+class Licenses(_Strict):
+    block_categories: list[str] = Field(default_factory=list,
+                                        description="Trivy license categories that block, e.g. forbidden.")
+
+
+class Scan(_Strict):
+    required: bool = Field(True, description="false: a local build may continue UNSCANNED when Trivy "
+                                             "cannot run; publishing still refuses it.")
+    misconfig: bool = Field(False, description="Also run `trivy config` on the rendered Dockerfile.")
+
+
+class Waiver(_Strict):
+    """An accepted finding: who accepted it, why, and until when."""
+
+    id: str = Field(..., min_length=1, description="CVE/GHSA id, check id (DS-0002) or secret rule id.")
+    package: str | None = Field(None, description="Only this package name (or name@version).")
+    purl: str | None = Field(None, description="Only this package URL (version and qualifiers optional).")
+    path: str | None = Field(None, description="Only findings in files matching this glob (secrets need it).")
+    reason: str = Field(..., min_length=3)
+    owner: str = Field(..., min_length=1, description="Who renews or removes it (name or e-mail).")
+    expires: dt.date = Field(..., description="Last day the waiver applies (YYYY-MM-DD).")
+
+    @field_validator("reason", "owner")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v.strip()
+
+    @field_validator("purl")
+    @classmethod
+    def _purl(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("pkg:"):
+            raise ValueError("a package URL starts with 'pkg:' (e.g. pkg:deb/ubuntu/openssl)")
+        return v
+
+    def expired(self, today: dt.date) -> bool:
+        return today > self.expires
+
+
+class Policy(_Strict):
+    """A gate policy. ``policies/default.yaml`` is used when a variant names none."""
+
+    description: str = ""
+    scan: Scan = Field(default_factory=Scan)
+    vulnerabilities: Vulnerabilities = Field(default_factory=Vulnerabilities)
+    misconfigurations: Misconfigurations = Field(default_factory=Misconfigurations)
+    licenses: Licenses = Field(default_factory=Licenses)
+    require_base_digest: bool = Field(False, description="Block unless the base is pinned by digest.")
+    waivers: list[Waiver] = Field(default_factory=list)
+    name: str = Field("", description="Set from the file name; do not write it.")
+    file: str = Field("", description="Set by the loader; do not write it.")
+
+
+def resolve(name_or_path: str | Path | None) -> Path:
+    """A policy file: a path, or the name of a shipped policy (default, strict)."""
+    if name_or_path is None:
+        return SHIPPED / f"{DEFAULT}.yaml"
+    p = Path(name_or_path)
+    if not p.exists() and p.suffix == "" and (SHIPPED / f"{p.name}.yaml").is_file():
+        return SHIPPED / f"{p.name}.yaml"
+    return p
+
+
+def load(name_or_path: str | Path | None = None) -> Policy:
+    """Load and validate a policy file (None: the shipped default). Raises SpecErrors."""
+    path = resolve(name_or_path)
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.yaml")))
+        raise SpecErrors([SpecError(path, "", "policy file not found",
+                                    hint=f"Give a path, or one of the shipped policies: {shipped}.")])
+    data, lines = yamlfile.read_mapping(path, path, "a policy")
+    errors = [SpecError(path, key, f"'{key}' is set by tfimg; remove it", line=lines.get((key,)))
+              for key in ("name", "file") if key in data]
+    if "secrets" in data:
+        errors.append(SpecError(path, "secrets", "secrets cannot be configured: every secret finding blocks",
+                                line=lines.get(("secrets",)),
+                                hint="Remove the key. Accept a known false positive with a waiver "
+                                     "that names the rule id and the file (id + path)."))
+    if errors:
+        raise SpecErrors(errors)
+    try:
+        return Policy.model_validate({**data, "name": path.stem, "file": str(path)})
+    except ValidationError as exc:
+        raise SpecErrors(_errors(exc, lines, path)) from None
+
+
+def _errors(exc: ValidationError, lines: dict[tuple[Any, ...], int], path: Path) -> list[SpecError]:
+    def where(loc: tuple[Any, ...]) -> tuple[Path, int | None]:
+        return path, next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+
+    def special(err: dict[str, Any]) -> str | None:
+        if err["type"] == "missing" and "waivers" in err["loc"]:
+            return "this key is required (every waiver names id, reason, owner and expires)"
+        if err["type"].startswith("date"):
+            return "not a date; write it as YYYY-MM-DD (e.g. 2027-01-31)"
+        return None
+
+    return yamlfile.translate(exc, Policy, where, hidden=("name", "file"), special=special)
+
+
+def schema() -> dict[str, Any]:
+    """JSON Schema of a policy file, for editors."""
+    sch = Policy.model_json_schema()
+    sch["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    for key in ("name", "file"):
+        sch["properties"].pop(key, None)
+    return sch

@@ -1,0 +1,138 @@
+"""The scan and gate stage: scan an image with Trivy, gate the report under the variant's policy.
+
+Files written to the variant's directory: ``trivy.json`` (Trivy's report,
+secret code lines redacted), ``gate.json``, ``gate.sarif``, ``gate.md``, and
+the ``scan`` and ``gate`` sections of ``report.json``. Publishing reads
+``gate.decision``: ``pass``, ``block`` or ``unscanned``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from builder.errors import EnvError, GateFailed, TfimgError
+from builder.infra import engine
+from builder.infra import report
+from builder.scan import gate
+from builder.scan import gate_outputs as gate_render
+from builder.scan import policy as policies
+from builder.scan import trivy
+from builder.spec.loader import LoadedVariant
+
+log = logging.getLogger(__name__)
+
+
+def run_scan_and_gate(loaded: LoadedVariant, image_ref: str, out_dir: Path, base_ref: str | None, *,
+                      options: trivy.Options | None = None, base_layers: list[str] | None = None,
+                      today: dt.date | None = None, raise_on_block: bool = True,
+                      warn: Callable[[str], None] = log.warning) -> gate.GateResult:
+    """Scan ``image_ref`` with Trivy and gate it under the variant's policy.
+
+    Writes trivy.json, gate.json, gate.sarif, gate.md and report.json's
+    ``scan`` and ``gate`` sections in ``out_dir``. Returns the result for
+    pass and UNSCANNED.
+
+    Raises:
+        GateFailed: the gate blocks (unless ``raise_on_block`` is False).
+        EnvError: Trivy could not scan and the policy requires a scan (the
+            gate is recorded as ``block``: it fails closed).
+        SpecErrors: the policy file is invalid.
+    """
+    today = today or dt.date.today()
+    pol = policies.load(loaded.spec.policy)
+    opts = options or trivy.Options()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Until this stage finishes, an older 'pass' must not stand (a crash or Ctrl-C leaves 'block').
+    report.update(out_dir, "gate", {"decision": "block", "policy": pol.name,
+                                    "reasons": ["the scan did not finish (interrupted or crashed)"]})
+    try:
+        run = trivy.scan_image(image_ref, out_dir / "trivy.json", opts)
+        rep = run.report
+        if pol.scan.misconfig:
+            context = next((d for d in (out_dir / "context", out_dir) if (d / "Dockerfile").is_file()),
+                           out_dir / "context")
+            cfg = trivy.scan_config(context, out_dir / "trivy-config.json", opts)
+            rep = trivy.merge(rep, cfg)
+    except TfimgError as exc:
+        return _scan_failed(exc, pol, image_ref, out_dir, today, warn)
+    report.update(out_dir, "scan", {**run.info, "misconfig": pol.scan.misconfig})
+    if base_layers is None:
+        base_layers = base_layers_of(base_ref) if base_ref else None
+    if base_layers is None:
+        base_layers = report.load(out_dir).get("build", {}).get("base_layers") or None
+    pinned = bool(loaded.spec.base.digest) or "@sha256:" in (base_ref or "")
+    result = gate.evaluate(rep, pol, base_layers, today, pinned)
+    write_gate(out_dir, result)
+    if result.decision == "block" and raise_on_block:
+        raise blocked(result, out_dir)
+    return result
+
+
+def blocked(result: gate.GateResult, out_dir: Path) -> GateFailed:
+    """The error for a blocking gate: every reason (expired waivers name their owner)."""
+    more = [f"- {r}" for r in result.reasons[1:]]
+    return GateFailed(gate_render.headline(result), hint="\n".join([*more, f"What blocks and why: {out_dir / 'gate.md'}"]))
+
+
+def _scan_failed(exc: TfimgError, pol: policies.Policy, image_ref: str, out_dir: Path,
+                 today: dt.date, warn: Callable[[str], None]) -> gate.GateResult:
+    report.update(out_dir, "scan", {"status": "failed", "tool": "trivy", "image": image_ref, "error": exc.message})
+    (out_dir / "trivy.json").unlink(missing_ok=True)   # never leave an older report that looks current
+    if pol.scan.required:
+        write_gate(out_dir, gate.failed_closed(pol, exc.message, today=today))
+        raise EnvError(f"{exc.message}\nThe gate fails closed (policy '{pol.name}' requires a scan).",
+                       hint=exc.hint) from None
+    result = gate.unscanned(pol, exc.message, today=today)
+    write_gate(out_dir, result)
+    warn(f"{exc.message}\nGate UNSCANNED (policy '{pol.name}' has scan.required: false); "
+         "this image cannot be published.")
+    return result
+
+
+def write_gate(out_dir: Path, result: gate.GateResult) -> None:
+    """gate.json, gate.sarif, gate.md and the ``gate`` section of report.json."""
+    report.write_json(out_dir / "gate.json", result.model_dump(mode="json"))
+    report.write_json(out_dir / "gate.sarif", gate_render.sarif(result))
+    (out_dir / "gate.md").write_text(gate_render.markdown(result))
+    report.update(out_dir, "gate", {**result.summary(),
+                                    "files": {"json": "gate.json", "sarif": "gate.sarif", "markdown": "gate.md"}})
+
+
+def base_layers_of(ref: str) -> list[str] | None:
+    """The base image's layer DiffIDs (``docker image inspect`` RootFS.Layers), None when absent."""
+    try:
+        attrs = engine.image_attrs(ref)
+    except EnvError:
+        raise
+    except Exception:  # an invalid reference: treat as absent
+        return None
+    layers = list(((attrs or {}).get("RootFS") or {}).get("Layers") or [])
+    return layers or None
+
+
+def read_base_layers(path: Path) -> list[str]:
+    """DiffIDs from a file: a JSON list, `docker image inspect` output, a Trivy report of the
+    base, or one ``sha256:...`` per line. Raises TfimgError."""
+    if not path.is_file():
+        raise TfimgError(f"base layers file '{path}' not found")
+    text = path.read_text()
+    try:
+        data: Any = json.loads(text)
+    except ValueError:
+        data = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
+        data = data[0]
+    if isinstance(data, dict):
+        data = (data.get("RootFS") or {}).get("Layers") or (data.get("Metadata") or {}).get("DiffIDs") or []
+    layers = [x for x in data if isinstance(x, str)] if isinstance(data, list) else []
+    if not layers or not all(re.match(r"^sha256:[0-9a-f]{64}$", x) for x in layers):
+        raise TfimgError(f"'{path}' holds no layer DiffIDs (sha256:<64 hex>)",
+                         hint="Give `docker image inspect BASE` output, a JSON list, or one DiffID per line.")
+    return layers

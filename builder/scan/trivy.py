@@ -1,0 +1,260 @@
+"""Running Trivy: an argument list through :func:`builder.infra.runner.run`, never a shell.
+
+The image is scanned from a ``docker save`` archive (``--input``; nothing is
+pulled) or by reference from the local engine (``--image-src docker``). The
+JSON report is written to a file and decided on by the gate; Trivy's exit
+code only says whether Trivy itself worked (``--exit-code 0``).
+
+Hermetic runs: the working directory is an empty temp dir, so no stray
+``.trivyignore``, ``trivy.yaml`` or ``trivy-secret.yaml`` is read, and
+``TRIVY_*`` variables that change findings (``TRIVY_SEVERITY``,
+``TRIVY_IGNORE_UNFIXED``, ``TRIVY_IGNOREFILE``, ...) are blanked; only
+those naming where the databases come from and registry credentials pass.
+
+Fails closed: Trivy missing, too old (< 0.37), timing out, exiting non-zero,
+or writing something that is not a report raises
+:class:`~builder.errors.EnvError`; the caller turns that into a blocked (or,
+with ``scan: {required: false}``, an UNSCANNED) gate.
+
+Air-gapped use::
+
+    # on a connected host: fetch the databases once into a cache directory
+    trivy image --download-db-only --cache-dir ./trivy-cache
+    trivy image --download-java-db-only --cache-dir ./trivy-cache   # only if jars are scanned
+    # copy ./trivy-cache (it holds db/trivy.db and db/metadata.json) to the build host, then
+    tfimg scan variants/gpu.yaml --offline --cache-dir ./trivy-cache
+
+``--offline`` adds ``--skip-db-update --skip-java-db-update
+--skip-check-update --offline-scan`` (and ``--skip-version-check
+--disable-telemetry`` on Trivy 0.63+), so Trivy makes no network calls; the
+Dockerfile checks then come from the bundle embedded in the Trivy binary.
+tfimg refuses to start when ``<cache>/db/trivy.db`` is missing rather than
+letting Trivy fail half way. A DB older than a few days still scans; its
+``UpdatedAt`` is recorded in ``report.json`` (``scan.db``) so reviewers can
+see how fresh it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from builder.infra import engine
+from builder.infra import report as report_file
+from builder.infra import runner
+from builder.errors import CommandFailed, EnvError, TfimgError
+from builder.scan.trivy_report import Report, from_data, redact
+
+MIN_VERSION = (0, 37, 0)
+KEEP_ENV = {"TRIVY_DB_REPOSITORY", "TRIVY_JAVA_DB_REPOSITORY", "TRIVY_CHECKS_BUNDLE_REPOSITORY",
+            "TRIVY_USERNAME", "TRIVY_PASSWORD", "TRIVY_REGISTRY_TOKEN", "TRIVY_INSECURE",
+            "TRIVY_CACHE_DIR", "TRIVY_NO_PROGRESS"}
+INSTALL_HINT = ("Install Trivy (https://trivy.dev, 0.45 or newer) or pass --trivy PATH. For a local "
+                "build without a scan, use a policy with `scan: {required: false}` (the result is "
+                "UNSCANNED and cannot be published).")
+
+
+class Options(BaseModel):
+    """How to run Trivy. ``timeout`` is in seconds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    binary: str = "trivy"
+    timeout: float = 900
+    cache_dir: Path | None = None
+    offline: bool = False
+    scanners: tuple[str, ...] = ("vuln", "secret")
+    mode: Literal["archive", "reference"] = "archive"
+
+
+class ScanRun(BaseModel):
+    """One finished scan: the parsed report and what is recorded about it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    report: Report
+    path: Path
+    info: dict[str, Any]
+
+
+def binary(opts: Options) -> str:
+    """The Trivy executable to run. Raises EnvError when there is none."""
+    if "/" in opts.binary:
+        p = Path(opts.binary)
+        if p.is_file() and os.access(p, os.X_OK):
+            return str(p.resolve())
+        raise EnvError(f"Trivy executable '{opts.binary}' does not exist or is not executable.",
+                       hint=INSTALL_HINT)
+    found = shutil.which(opts.binary)
+    if not found:
+        raise EnvError(f"`{opts.binary}` was not found on PATH; it is needed to scan the image.",
+                       hint=INSTALL_HINT)
+    return found
+
+
+def version(opts: Options) -> dict[str, Any]:
+    """``trivy version --format json`` as a dict with ``Version`` (and DB info). Raises EnvError."""
+    exe = binary(opts)
+    res = _run([exe, "version", "--format", "json"], timeout=60, what="`trivy version`")
+    try:
+        data = json.loads(res.stdout)
+        if not isinstance(data, dict) or not isinstance(data.get("Version"), str):
+            raise ValueError("no 'Version' key")
+    except ValueError as exc:
+        raise EnvError(f"`{exe} version --format json` did not print Trivy's version JSON ({exc}); "
+                       "is this really Trivy?", hint=INSTALL_HINT) from None
+    parsed = parse_version(data["Version"])
+    if parsed is not None and parsed < MIN_VERSION:
+        raise EnvError(f"Trivy {data['Version']} is too old; tfimg needs 0.37 or newer.", hint=INSTALL_HINT)
+    return data
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """``0.58.1`` -> (0, 58, 1); ``dev`` and other non-releases -> None (treated as newest)."""
+    m = re.match(r"^v?(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) if m else None
+
+
+def common_flags(opts: Options, ver: tuple[int, int, int] | None, out: Path, *, image: bool = True) -> list[str]:
+    """Flags of ``trivy image`` (and, with ``image=False``, of ``trivy config``: no DB flags)."""
+    new = ver is None or ver >= (0, 63, 0)
+    argv = runner.args(format="json", output=out, quiet=True, exit_code=0,
+                       timeout=f"{max(1, int(opts.timeout))}s", cache_dir=opts.cache_dir)
+    if opts.offline:
+        check_flag = "--skip-check-update" if ver is None or ver >= (0, 51, 0) else "--skip-policy-update"
+        argv += ["--skip-db-update", "--skip-java-db-update", check_flag, "--offline-scan"] if image else [check_flag]
+        if new:
+            argv += ["--skip-version-check", "--disable-telemetry"]
+    return argv
+
+
+def scan_image(image: str, out_path: Path, opts: Options) -> ScanRun:
+    """Scan a local image; write the (redacted) JSON report to ``out_path``. Raises EnvError."""
+    ver_info = version(opts)
+    ver = parse_version(ver_info["Version"])
+    exe = binary(opts)
+    if opts.offline:
+        check_offline_cache(opts.cache_dir)
+    with tempfile.TemporaryDirectory(prefix="tfimg-trivy-") as tmp:
+        raw = Path(tmp) / "trivy.json"
+        rename: dict[str, str] = {}
+        if opts.mode == "archive":
+            tar = Path(tmp) / "image.tar"
+            _save(image, tar)
+            target, rename = ["--input", str(tar)], {str(tar): image}
+        else:
+            target = ["--image-src", "docker", image]
+        argv = [exe, "image", *common_flags(opts, ver, raw), "--scanners", ",".join(opts.scanners),
+                "--list-all-pkgs=false", *target]
+        started = time.monotonic()
+        _run(argv, timeout=opts.timeout + min(30.0, opts.timeout / 4 + 1), cwd=tmp, what="Trivy")
+        seconds = round(time.monotonic() - started, 1)
+        report, data = _read(raw, ver_info["Version"], rename)
+    report_file.write_json(out_path, redact(data))
+    info = {"status": "ok", "tool": "trivy", "trivy_version": ver_info["Version"],
+            "db": _db(ver_info), "image": image, "image_id": report.Metadata.ImageID if report.Metadata else None,
+            "mode": opts.mode, "scanners": list(opts.scanners), "offline": opts.offline,
+            "report": out_path.name, "seconds": seconds,
+            "findings": {k: n for k, n in _kinds(report).items()}}
+    return ScanRun(report=report, path=out_path, info=info)
+
+
+def scan_config(context: Path, out_path: Path, opts: Options) -> Report:
+    """``trivy config`` on a rendered build context (Dockerfile checks). Raises EnvError."""
+    ver_info = version(opts)
+    exe = binary(opts)
+    if not (context / "Dockerfile").is_file():
+        raise EnvError(f"no rendered Dockerfile at {context} for the Dockerfile checks (scan.misconfig)",
+                       hint="Render the variant first (tfimg build), or set scan.misconfig: false.")
+    with tempfile.TemporaryDirectory(prefix="tfimg-trivy-") as tmp:
+        raw = Path(tmp) / "config.json"
+        argv = [exe, "config", *common_flags(opts, parse_version(ver_info["Version"]), raw, image=False),
+                str(context.resolve())]
+        _run(argv, timeout=opts.timeout + 30, cwd=tmp, what="`trivy config`")
+        report, data = _read(raw, ver_info["Version"])
+    report_file.write_json(out_path, redact(data))
+    return report
+
+
+def merge(image: Report, config: Report) -> Report:
+    """The image report with the Dockerfile check results added."""
+    return image.model_copy(update={"Results": [*image.Results, *config.Results]})
+
+
+def check_offline_cache(cache_dir: Path | None) -> None:
+    base = cache_dir or Path(os.environ.get("TRIVY_CACHE_DIR") or Path.home() / ".cache" / "trivy")
+    missing = [n for n in ("db/trivy.db", "db/metadata.json") if not (base / n).is_file()]
+    if missing:
+        raise EnvError(f"--offline needs a pre-downloaded Trivy DB, but {base} lacks {', '.join(missing)}.",
+                       hint="On a connected host run `trivy image --download-db-only --cache-dir DIR`, copy "
+                            "DIR here and pass --cache-dir DIR (it must hold db/trivy.db and db/metadata.json).")
+
+
+def scrubbed_env() -> dict[str, str]:
+    """Blank TRIVY_* variables that would change findings (viper treats empty as unset)."""
+    return {k: "" for k in os.environ if k.startswith("TRIVY_") and k not in KEEP_ENV}
+
+
+def _run(argv: list[str], *, timeout: float, what: str, cwd: str | None = None) -> runner.Result:
+    try:
+        return runner.run(argv, timeout=timeout, cwd=cwd, env=scrubbed_env())
+    except CommandFailed as exc:
+        if exc.returncode == -1:
+            raise EnvError(f"{what} did not finish within {timeout:.0f} s; the scan is incomplete.",
+                           hint="Raise --timeout, warm the DB cache (--cache-dir), or check the network.") from None
+        tail = "\n".join((exc.stderr or exc.stdout).strip().splitlines()[-8:])
+        raise EnvError(f"{what} failed with exit code {exc.returncode}; no findings were decided.",
+                       hint=(tail + "\n" if tail else "") + "Run again with --debug for the full command.") from None
+
+
+def _save(image: str, tar: Path) -> None:
+    if engine.image_attrs(image) is None:
+        raise EnvError(f"image '{image}' is not in the local Docker engine; build it first")
+    try:
+        engine.save(image, str(tar))
+    except TfimgError:
+        raise
+    except Exception as exc:  # docker SDK and socket errors
+        raise EnvError(f"`docker save {image}` failed: {type(exc).__name__}: {str(exc)[:300]}") from None
+
+
+def _read(path: Path, ver: str, rename: dict[str, str] | None = None) -> tuple[Report, Any]:
+    """Parse Trivy's output; ``rename`` replaces the temp archive path by the image reference."""
+    if not path.is_file() or path.stat().st_size == 0:
+        raise EnvError(f"Trivy {ver} exited 0 but wrote no report; no findings were decided.")
+    try:
+        data = json.loads(path.read_text(errors="replace"))
+        if isinstance(data, dict):
+            for old, new in (rename or {}).items():
+                if data.get("ArtifactName") == old:
+                    data["ArtifactName"] = new
+                for r in data.get("Results") or []:
+                    if isinstance(r, dict) and str(r.get("Target", "")).startswith(old):
+                        r["Target"] = new + r["Target"][len(old):]
+        return from_data(data, source=f"Trivy {ver} output"), data
+    except ValueError as exc:
+        raise EnvError(f"Trivy {ver} wrote something that is not JSON ({str(exc)[:120]}).") from None
+    except TfimgError as exc:
+        raise EnvError(exc.message, hint=exc.hint) from None
+
+
+def _db(ver_info: dict[str, Any]) -> dict[str, Any] | None:
+    db = ver_info.get("VulnerabilityDB")
+    if not isinstance(db, dict):
+        return None
+    return {k: db.get(k) for k in ("Version", "UpdatedAt", "NextUpdate", "DownloadedAt")}
+
+
+def _kinds(report: Report) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for f in report.findings():
+        out[f.kind] = out.get(f.kind, 0) + 1
+    return out
