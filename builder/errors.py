@@ -1,21 +1,34 @@
-"""One error tree; the CLI maps each class to an exit code in one place.
+"""One error tree, and the one place where exit codes are defined.
 
 Exit codes (documented in the README):
 
 * 0 -- success
-* 1 -- a gate or a check failed (:class:`GateFailed`, :class:`ChecksFailed`,
-  :class:`BuildFailed`)
-* 2 -- bad input or environment (:class:`SpecError`, :class:`EnvError`)
+* 1 -- a gate, a check, a build or a publish policy failed (:class:`GateFailed`,
+  :class:`ChecksFailed`, :class:`BuildFailed`, :class:`PublishRefused`)
+* 2 -- bad input or environment (:class:`SpecError`, :class:`EnvError` and its
+  kinds: :class:`RegistryError`, :class:`EngineError`)
+* 3 -- a bug in tfimg (an unexpected exception)
 * 130 -- interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
 
+OK, FAILED, BAD_INPUT, INTERNAL, INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def worst(codes: list[int]) -> int:
+    """One exit code for many (several variants): interrupted, then input or environment,
+    then a bug, then a failure, else ok."""
+    for code in (INTERRUPTED, BAD_INPUT, INTERNAL, FAILED):
+        if code in codes:
+            return code
+    return OK
+
 
 class TfimgError(Exception):
     """Base of every error shown to the user without a traceback."""
 
-    exit_code = 2
+    exit_code = BAD_INPUT
     title = "error"
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
@@ -64,7 +77,7 @@ class EnvError(TfimgError):
 class BuildFailed(TfimgError):
     """The image build failed; carries the tail of the log and its path."""
 
-    exit_code = 1
+    exit_code = FAILED
     title = "build failed"
 
     def __init__(self, message: str, *, log_tail: str = "", log_path: str | None = None,
@@ -82,17 +95,17 @@ class BuildFailed(TfimgError):
 
 
 class ChecksFailed(TfimgError):
-    exit_code = 1
+    exit_code = FAILED
     title = "checks failed"
 
 
 class GateFailed(TfimgError):
-    exit_code = 1
+    exit_code = FAILED
     title = "gate blocked"
 
 
 class PublishRefused(TfimgError):
-    exit_code = 1
+    exit_code = FAILED
     title = "publish refused"
 
 
@@ -110,3 +123,29 @@ class CommandFailed(TfimgError):
         tail = (stderr or stdout).strip().splitlines()[-10:]
         msg = message or f"`{argv[0]}` exited with {returncode}"
         super().__init__(msg, hint="\n".join(tail) or None)
+
+
+class EngineError(EnvError):
+    """The Docker engine refused an operation (tag, push, pull) that was not the user's input."""
+
+    title = "docker engine"
+
+
+class RegistryError(EnvError):
+    """The registry answered with an error (or not at all); carries the HTTP status."""
+
+    title = "registry"
+
+    def __init__(self, message: str, *, status: int | None = None, hint: str | None = None) -> None:
+        self.status = status
+        super().__init__(message, hint=hint)
+
+
+class TransientError(RegistryError):
+    """A failure worth retrying: connection error, timeout, 429 or 5xx."""
+
+
+class TaggingError(TfimgError):
+    """A tag template cannot be filled from the image's facts (bad input: the spec's tags)."""
+
+    title = "tags"

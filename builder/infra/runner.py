@@ -1,19 +1,26 @@
 """The one place that runs subprocesses: argument lists, never a shell.
 
-Each call logs the joined command at DEBUG, applies a timeout, and raises
-:class:`~builder.errors.CommandFailed` (with the command, exit code and
-output) or :class:`~builder.errors.EnvError` when the program is missing.
+:func:`run` runs a program to completion and captures its output; :func:`stream`
+hands each output line to a callback as it comes (builds, child ``tfimg``
+processes) and stops the program's whole process group when interrupted.
+Each call logs the joined command at DEBUG. :func:`run` applies a timeout and
+raises :class:`~builder.errors.CommandFailed` (with the command, exit code and
+output); both raise :class:`~builder.errors.EnvError` when the program is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
 import shutil
+import signal
 import subprocess
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from builder.errors import CommandFailed, EnvError
 
@@ -49,9 +56,11 @@ def args(*parts: object, **options: object) -> list[str]:
     return argv
 
 
-def which(program: str, *, purpose: str) -> str:
-    found = shutil.which(program)
-    if not found:
+def which(program: str, *, purpose: str | None = None) -> str | None:
+    """The full path of ``program``: on PATH, else beside this Python (a venv's ``bin/``, where
+    tfimg's extras put trivy, ssh-audit and hadolint). Missing: None, or EnvError with a ``purpose``."""
+    found = shutil.which(program) or shutil.which(program, path=str(Path(sys.executable).parent))
+    if not found and purpose:
         raise EnvError(f"`{program}` was not found on PATH; it is needed to {purpose}.")
     return found
 
@@ -77,6 +86,47 @@ def run(argv: Iterable[object], *, timeout: float | None = 600, check: bool = Tr
         log.error("%s exited with %s:\n%s", argv[0], proc.returncode, proc.stderr or proc.stdout)
         raise CommandFailed(argv, proc.returncode, proc.stdout, proc.stderr)
     return result
+
+
+def stream(argv: Iterable[object], on_line: Callable[[str], None], *,
+           env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
+           own_group: bool = False) -> int:
+    """Run a program, handing each line of its output (stdout and stderr merged) to ``on_line``.
+
+    Returns the exit code. With ``own_group`` the program runs in its own process
+    group, and an interrupt (Ctrl-C, or any exception in ``on_line``) stops that
+    whole group, politely first (SIGINT, then SIGKILL after 15 s), before re-raising.
+    """
+    argv = [str(a) for a in argv]
+    log.debug("stream: %s", shlex.join(argv))
+    full_env = None if env is None else {**os.environ, **env}
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace", env=full_env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                start_new_session=own_group)
+    except FileNotFoundError as exc:
+        raise EnvError(f"`{argv[0]}` was not found; install it or put it on PATH.") from exc
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            on_line(line.rstrip("\n"))
+        return proc.wait()
+    except BaseException:
+        _stop(proc, own_group)
+        raise
+
+
+def _stop(proc: subprocess.Popen[str], group: bool) -> None:
+    """Stop a program (and its process group when it has its own), politely first."""
+    def send(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+    send(signal.SIGINT)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        proc.wait()
 
 
 def _text(data: bytes | str | None) -> str:

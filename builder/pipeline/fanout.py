@@ -9,11 +9,11 @@ child (same process group) and each cleans up after itself.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from builder.infra import runner
 from builder.spec.loader import LoadedVariant
 
 _PRINT = threading.Lock()
@@ -21,41 +21,21 @@ _PRINT = threading.Lock()
 
 def _run_one(loaded: LoadedVariant, child_args: list[str]) -> tuple[str, int, str]:
     argv = [sys.executable, "-m", "builder", "build", str(loaded.path), *child_args]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            stdin=subprocess.DEVNULL, env={**os.environ, "CI": os.environ.get("CI", "1")})
     last: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip("\n")
+
+    def show(line: str) -> None:
+        nonlocal last
         last = (last + [line])[-3:]
         with _PRINT:
             print(f"[{loaded.name}] {line}", file=sys.stderr, flush=True)
-    rc = proc.wait()
+    rc = runner.stream(argv, show, env={"CI": os.environ.get("CI", "1")})
     return loaded.name, rc, "; ".join(x for x in last if x.startswith("tfimg:")) or ""
-
-
-def exit_code(codes: list[int]) -> int:
-    """One exit code for many: interrupted, then environment or input, then failure, else 0."""
-    for code in (130, 2, 3, 1):
-        if code in codes:
-            return code
-    return 0
 
 
 def build_many(variants: list[LoadedVariant], child_args: list[str], jobs: int) -> list[tuple[str, int, str]]:
     """Build every variant, ``jobs`` at a time; returns (name, exit code, error line) per variant."""
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(lambda lv: _run_one(lv, child_args), variants))
-
-
-def child_args(**options: object) -> list[str]:
-    """The options of this command, for each child (unset ones left out)."""
-    args: list[str] = []
-    for flag, value in options.items():
-        if value in (None, False):
-            continue
-        args += [flag] if value is True else [flag, str(value)]
-    return args
 
 
 def duplicate_names(variants: list[LoadedVariant]) -> list[str]:

@@ -13,13 +13,14 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from builder.image import buildkit as build
 from builder.infra import engine
 from builder.render import context as render
 from builder.infra import report
 from builder.infra import runner
+from builder.infra.report_models import (BaseImage, BuilderInfo, BuildSection, ChecksSection, LayerSize,
+                                         LocalTags, Report, Timings)
 from builder.errors import EnvError, SpecError, SpecErrors, TfimgError
 from builder.spec.loader import LoadedVariant
 from builder.infra.ui import UI
@@ -63,7 +64,13 @@ def git_revision(path: Path) -> str:
     return res.stdout.strip() if res.returncode == 0 and res.stdout.strip() else "norev"
 
 
-def resolve_base(ref: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ResolvedBase:
+    image: BaseImage       # what the report records
+    layers: list[str]      # its layer DiffIDs
+
+
+def resolve_base(ref: str) -> ResolvedBase:
     attrs = engine.image_attrs(ref)
     if attrs is None:
         try:
@@ -78,8 +85,9 @@ def resolve_base(ref: str) -> dict[str, Any]:
         if attrs is None:
             raise EnvError(f"the base image '{ref}' could not be found after pulling it")
     digests = [d.split("@", 1)[1] for d in attrs.get("RepoDigests") or [] if "@" in d]
-    return {"ref": ref, "id": attrs["Id"], "digest": digests[0] if digests else None,
-            "size": int(attrs.get("Size") or 0), "layers": attrs.get("RootFS", {}).get("Layers", [])}
+    return ResolvedBase(BaseImage(ref=ref, id=attrs["Id"], digest=digests[0] if digests else None,
+                                  size=int(attrs.get("Size") or 0)),
+                        list(attrs.get("RootFS", {}).get("Layers", [])))
 
 
 def _same_inputs(image_ref: str, ihash: str) -> str | None:
@@ -95,7 +103,16 @@ def _same_inputs(image_ref: str, ihash: str) -> str | None:
     return None
 
 
-def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, Any]:
+def _previous(vdir: Path, ui: UI) -> Report:
+    """The report of the last build here; an empty one when it is not a report tfimg can read."""
+    try:
+        return report.load(vdir)
+    except TfimgError as exc:
+        ui.warn(f"{exc.message}; starting a new one")
+        return Report()
+
+
+def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> BuildSection:
     """Render and build; write the ``build`` section of the report and return it."""
     if loaded.spec.abstract:
         raise SpecErrors([SpecError(loaded.path, "abstract", "this variant is abstract: it is a parent for "
@@ -106,13 +123,14 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, 
         rendered = render.render(loaded)
         context = render.write(rendered, vdir / "context")
     engine.client()
-    base = resolve_base(base_ref(loaded, opts.base))
+    resolved = resolve_base(base_ref(loaded, opts.base))
+    base = resolved.image
     warnings: list[str] = []
-    if not loaded.spec.base.digest and not base["digest"]:
+    if not loaded.spec.base.digest and not base.digest:
         warnings.append("the base is not pinned by digest (base.digest); builds may drift")
     builder: build.Builder | None = None
     with build.SecretFiles(loaded) as secrets:
-        ihash = build.input_hash(rendered.context_hash(), base["id"], secrets.used, base["ref"])
+        ihash = build.input_hash(rendered.context_hash(), base.id, secrets.used, base.ref)
         image_ref = f"{LOCAL_REPO.format(name=loaded.name)}:{ihash[7:19]}"
         if opts.docker:   # an explicit client is checked even when no build is needed
             builder = build.find_builder(opts.docker)
@@ -127,11 +145,11 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, 
             for sid in secrets.skipped:
                 warnings.append(f"optional secret '{sid}' is absent and was not passed")
             req = build.BuildRequest(
-                loaded=loaded, context=context, base_ref=base["ref"], base_id=base["id"],
+                loaded=loaded, context=context, base_ref=base.ref, base_id=base.id,
                 image_ref=image_ref, input_hash=ihash, log_path=vdir / "build.log",
-                build_args={"TFIMG_BASE": base["ref"], "TFIMG_CREATED": build.now_rfc3339(),
+                build_args={"TFIMG_BASE": base.ref, "TFIMG_CREATED": build.now_rfc3339(),
                             "TFIMG_REVISION": revision,
-                            "TFIMG_BASE_DIGEST": loaded.spec.base.digest or base["digest"] or "unknown"})
+                            "TFIMG_BASE_DIGEST": loaded.spec.base.digest or base.digest or "unknown"})
             with ui.stage(f"build {loaded.name}"):
                 image_id = build.run_build(req, builder, secrets, on_line=ui.build_line,
                                            no_cache=opts.no_cache)
@@ -139,42 +157,57 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, 
     if attrs is None:
         raise TfimgError(f"the built image {image_id} is not in the engine")
     labels = (attrs.get("Config") or {}).get("Labels") or {}
-    previous = report.load(vdir)
+    previous = _previous(vdir, ui)
     if up_to_date:   # what the earlier build recorded, from the image itself
         revision = labels.get("org.opencontainers.image.revision", "norev")
-    if previous.get("build", {}).get("image_id") != image_id:
-        report.write_json(vdir / report.REPORT, {})   # a new image: older stages' results are void
-    section = {
-        "variant": loaded.name,
-        "spec": str(loaded.path),
-        "spec_chain": [str(p) for p in loaded.chain],
-        "spec_hash": rendered.spec_hash,
-        "dockerfile_hash": "sha256:" + hashlib.sha256(rendered.dockerfile.encode()).hexdigest(),
-        "context_hash": rendered.context_hash(),
-        "input_hash": ihash,
-        "base": {k: base[k] for k in ("ref", "id", "digest", "size")},
-        "base_layers": base["layers"],
-        "profile": loaded.spec.base.profile,
-        "image_id": image_id,
-        "image": image_ref,
-        "size": int(attrs.get("Size") or 0),
-        "added_bytes": int(attrs.get("Size") or 0) - base["size"],
-        "layers": build.layer_sizes(engine.image_history(image_id)),
-        "labels": labels,
-        "builder": builder.describe() if builder else previous.get("build", {}).get("builder"),
-        "revision": revision,
-        "up_to_date": up_to_date,
-        "timings": dict(ui.timings),
-        "warnings": warnings,
-        "log": str(vdir / "build.log") if (vdir / "build.log").exists() else None,
-    }
-    if up_to_date and previous.get("build", {}).get("image_id") == image_id:
-        section["timings"] = previous["build"].get("timings", section["timings"])
-    report.update(vdir, "build", section)
+    same_image = previous.build is not None and previous.build.image_id == image_id
+    if not same_image:   # a new image: older stages' results (and its tags.txt) are void
+        report.save(vdir, Report())
+        (vdir / "tags.txt").unlink(missing_ok=True)
+    if builder:
+        used = BuilderInfo.model_validate(builder.describe())
+    else:
+        used = previous.build.builder if previous.build is not None else None
+    section = BuildSection(
+        variant=loaded.name,
+        spec=str(loaded.path),
+        spec_chain=[str(p) for p in loaded.chain],
+        spec_hash=rendered.spec_hash,
+        dockerfile_hash="sha256:" + hashlib.sha256(rendered.dockerfile.encode()).hexdigest(),
+        context_hash=rendered.context_hash(),
+        input_hash=ihash,
+        base=base,
+        base_layers=resolved.layers,
+        profile=loaded.spec.base.profile,
+        image_id=image_id,
+        image=image_ref,
+        size=int(attrs.get("Size") or 0),
+        added_bytes=int(attrs.get("Size") or 0) - base.size,
+        layers=[LayerSize.model_validate(row) for row in build.layer_sizes(engine.image_history(image_id))],
+        labels=labels,
+        builder=used,
+        revision=revision,
+        up_to_date=up_to_date,
+        timings=previous.build.timings if up_to_date and same_image and previous.build else dict(ui.timings),
+        warnings=warnings,
+        log=str(vdir / "build.log") if (vdir / "build.log").exists() else None,
+    )
+    report.write_section(vdir, section)
     return section
 
 
-def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, Any]:
+def apply_tags(image: str, name: str, out_dir: Path) -> LocalTags:
+    """Tag ``image`` locally as ``tfimg/<name>:<tag>`` for each tag of ``tags.txt`` (never recomputed)."""
+    from builder.publish import push as publish
+    repo = LOCAL_REPO.format(name=name)
+    refs = []
+    for tag in publish.read_tags(out_dir).all:
+        engine.tag(image, repo, tag)
+        refs.append(f"{repo}:{tag}")
+    return LocalTags(refs)
+
+
+def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> Report:
     """All stages in order; returns the final report.
 
     A failed check or a blocking gate raises before the tag stage, so no
@@ -195,53 +228,49 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> dict[str, Any]:
         testrun.gpu_mode(opts.gpu)       # a bad --gpu, or --gpu on without a GPU: before the build too
     vdir = variant_dir(opts, loaded)
     section = build_stage(loaded, opts, ui)
-    image = section["image_id"]
+    image = section.image_id
     if opts.checks:
         with ui.stage("checks"):
-            testrun.run_checks(loaded, image, vdir, gpu=opts.gpu, base_ref=section["base"]["ref"], ui=ui)
+            testrun.run_checks(loaded, image, vdir, gpu=opts.gpu, base_ref=section.base.ref, ui=ui)
     else:
-        report.update(vdir, "checks", {"passed": None, "skipped": "--no-test"})
+        report.write_section(vdir, ChecksSection(passed=None, skipped="--no-test"))
     if opts.scan:
         with ui.stage("scan and gate"):
             options = trivy.Options(binary=opts.trivy or os.environ.get("TFIMG_TRIVY") or "trivy",
                                     cache_dir=opts.trivy_cache, offline=opts.offline)
-            scan_stage.run_scan_and_gate(loaded, image, vdir, section["base"]["ref"], options=options,
-                                         base_layers=section.get("base_layers"), warn=ui.warn)
+            scan_stage.run_scan_and_gate(loaded, image, vdir, section.base.ref, options=options,
+                                         base_layers=section.base_layers, warn=ui.warn)
     else:
         pol = policies.load(loaded.spec.policy)
         scan_stage.write_gate(vdir, gate.unscanned(pol, "scan skipped (--no-scan)"))
     if not (opts.checks and opts.scan):   # a skipped stage: computed tags would not be applied
         ui.info(f"not tagged: the {'checks' if not opts.checks else 'scan'} was skipped "
                 f"(`tfimg tags {loaded.path}` shows the tags it would get)")
-        report.update(vdir, "local_tags", [])
-        report.update(vdir, "timings", dict(ui.timings))
-        return report.load(vdir)
+        report.write_section(vdir, LocalTags([]))
+        return report.write_section(vdir, Timings(dict(ui.timings)))
     with ui.stage("tags"):
-        tags = publish.tags_stage(loaded, vdir)
-        repo = LOCAL_REPO.format(name=loaded.name)
-        for tag in [tags["immutable"], *tags["moving"]]:
-            engine.tag(image, repo, tag)
-        report.update(vdir, "local_tags", [f"{repo}:{t}" for t in [tags["immutable"], *tags["moving"]]])
-    report.update(vdir, "timings", dict(ui.timings))   # seconds per stage of this run
-    return report.load(vdir)
+        publish.tags_stage(loaded, vdir)                 # compute: writes tags.txt
+        report.write_section(vdir, apply_tags(image, loaded.name, vdir))   # apply: reads tags.txt
+    return report.write_section(vdir, Timings(dict(ui.timings)))   # seconds per stage of this run
 
 
-def summary(rep: dict[str, Any]) -> str:
-    b = rep.get("build", {})
-    lines = [f"variant   {b.get('variant')}",
-             f"image     {b.get('image')} ({str(b.get('image_id', ''))[:19]})",
-             f"base      {(b.get('base') or {}).get('ref')}",
-             f"size      {b.get('size', 0) / 1e9:.2f} GB, {b.get('added_bytes', 0) / 1e6:.1f} MB over the base",
-             "builder   " + (f"{b['builder']['kind']} ({b['builder']['docker']})" if b.get("builder")
+def summary(rep: Report) -> str:
+    b = rep.build
+    if b is None:
+        return "variant   (not built)"
+    lines = [f"variant   {b.variant}",
+             f"image     {b.image} ({b.image_id[:19]})",
+             f"base      {b.base.ref}",
+             f"size      {b.size / 1e9:.2f} GB, {b.added_bytes / 1e6:.1f} MB over the base",
+             "builder   " + (f"{b.builder.kind} ({b.builder.docker})" if b.builder
                                 else "none (up to date: nothing was built)")]
-    checks = rep.get("checks") or {}
-    lines.append("checks    " + {True: "passed", False: "FAILED", None: "not run"}[checks.get("passed")])
-    gate_ = rep.get("gate") or {}
-    decision = str(gate_.get("decision", "not run"))
+    passed = rep.checks.passed if rep.checks else None
+    lines.append("checks    " + {True: "passed", False: "FAILED", None: "not run"}[passed])
+    decision = rep.gate.decision if rep.gate else "not run"
     lines.append("gate      " + (decision.upper() if decision in ("unscanned", "block") else decision)
-                 + (f" ({gate_.get('policy')})" if gate_.get("policy") else ""))
-    for ref in rep.get("local_tags") or []:
+                 + (f" ({rep.gate.policy})" if rep.gate and rep.gate.policy else ""))
+    for ref in rep.local_tags or []:
         lines.append(f"tag       {ref}")
-    for w in b.get("warnings", []):
+    for w in b.warnings:
         lines.append(f"warning   {w}")
     return "\n".join(lines)

@@ -21,8 +21,8 @@ from typing import Any
 
 from builder.publish import evidence
 from builder.infra import runner
-from builder.errors import PublishRefused
-from builder.publish.registry_client import INDEX_TYPES, LOOPBACK, Ref, Registry, RegistryError, docker_config_path, parse_ref
+from builder.errors import PublishRefused, RegistryError
+from builder.publish.registry_client import INDEX_TYPES, LOOPBACK, Ref, Registry, docker_config_path, parse_ref
 
 
 def _now() -> str:

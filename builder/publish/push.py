@@ -1,6 +1,9 @@
 """Tags and publishing: compute a variant's tags, push a gated image, attach its evidence.
 
-``tags`` writes ``build/<variant>/tags.txt`` and changes nothing else.
+Tags go compute -> file -> apply: :func:`compute_tags` (``tfimg tags``, and
+the tag stage of ``tfimg build``) writes ``build/<variant>/tags.txt``;
+applying them locally and publishing read that file (:func:`read_tags`) and
+never compute them again, so what is pushed is what the file says.
 ``publish`` pushes only an image whose report shows checks passed and the gate
 passed; the immutable tag goes first, then the moving tags (as manifest puts
 of the very same digest), then the evidence (:mod:`builder.publish.evidence`). An
@@ -13,100 +16,123 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import requests
+from pydantic import BaseModel, ConfigDict, Field
 
 from builder.infra import engine
 from builder.publish import evidence
 from builder.check import imagefacts as facts_mod
 from builder.infra import report as report_mod
+from builder.infra.report_models import EvidenceRef, FactsSection, PublishSection, Report, TagsSection
 from builder.publish import tagging
-from builder.errors import PublishRefused, TfimgError
-from builder.publish.registry_client import INDEX_TYPES, Ref, Registry, RegistryError, parse_ref, with_retry
+from builder.errors import PublishRefused, RegistryError, TfimgError
+from builder.publish.registry_client import INDEX_TYPES, Ref, Registry, parse_ref, with_retry
 from builder.spec.loader import LoadedVariant
 
 PUSH_TRANSIENT = re.compile(r"\b(429|5\d\d)\b|connection (refused|reset)|timeout|EOF|Service Unavailable|"
                             r"Too Many Requests|Bad Gateway", re.I)
 
 
-@dataclass(frozen=True)
-class Plan:
+TAGS_FILE = "tags.txt"
+
+
+class Plan(BaseModel):
+    """What a publish would do (``publish-plan.json``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     variant: str
     image_id: str
     repository: str                  # HOST/NAMESPACE/VARIANT
-    tags: dict[str, Any]             # {"immutable": ..., "moving": [...]}
-    state: str                       # new | published | conflict | unchecked
+    tags: TagsSection                # as tags.txt has them
+    state: Literal["new", "published", "conflict", "unchecked"]
     existing: str | None = None      # digest the immutable tag names in the registry
-    notes: list[str] = field(default_factory=list)
-    facts: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+    facts: FactsSection | None = None
 
     def lines(self) -> list[str]:
         verb = {"new": "push", "published": "already there (same image): skip the push",
                 "conflict": "REFUSED", "unchecked": "push (registry not checked)"}[self.state]
         out = [f"variant {self.variant}: image {self.image_id[:19]} -> {self.repository}",
-               f"  1. {self.repository}:{self.tags['immutable']}  (immutable) {verb}"]
+               f"  1. {self.repository}:{self.tags.immutable}  (immutable) {verb}"]
         out += [f"  {i}. {self.repository}:{t}  (moving) point at the same digest"
-                for i, t in enumerate(self.tags["moving"], 2)]
-        out.append(f"  {len(self.tags['moving']) + 2}. evidence (report) attached to the digest")
+                for i, t in enumerate(self.tags.moving, 2)]
+        out.append(f"  {len(self.tags.moving) + 2}. evidence (report) attached to the digest")
         return out + [f"  note: {n}" for n in self.notes]
 
 
-def require_build(report: dict[str, Any]) -> str:
-    image_id = (report.get("build") or {}).get("image_id")
-    if not image_id:
+def require_build(report: Report) -> str:
+    if report.build is None:
         raise PublishRefused("the report has no built image (build.image_id)",
                              hint="Run `tfimg build SPEC` first.")
-    return str(image_id)
+    return report.build.image_id
 
 
-def eligibility(report: dict[str, Any]) -> None:
+def eligibility(report: Report) -> None:
     """Refuse an image whose checks or gate did not pass (pure)."""
     require_build(report)
-    checks = report.get("checks")
-    if not checks:
+    checks = report.checks
+    if checks is None:
         raise PublishRefused("the image was not checked (no checks section in report.json)",
                              hint="Run `tfimg test SPEC` first.")
-    if checks.get("passed") is not True:
+    if checks.passed is not True:
         raise PublishRefused("the image failed its checks; a failed image is never published",
                              hint="See checks in report.json (and checks.xml).")
-    gate = report.get("gate") or {}
-    decision = gate.get("decision")
-    if decision == "unscanned" or not gate:
+    gate = report.gate
+    if gate is None or gate.decision == "unscanned":
         raise PublishRefused("the image was not scanned (gate decision 'unscanned'); only a scanned image "
                              "that passed the gate is published", hint="Run `tfimg scan SPEC` first.")
-    if decision != "pass":
-        reasons = gate.get("reasons") or gate.get("blocking") or []
-        detail = "".join(f"\n  - {r}" for r in reasons[:10]) if isinstance(reasons, list) else ""
-        raise PublishRefused(f"the gate decision is '{decision}', not 'pass'{detail}",
+    if gate.decision != "pass":
+        detail = "".join(f"\n  - {r}" for r in gate.reasons[:10])
+        raise PublishRefused(f"the gate decision is '{gate.decision}', not 'pass'{detail}",
                              hint="Fix or waive the findings, rescan, and publish again.")
 
 
 def compute_tags(loaded: LoadedVariant, out_dir: Path, *, image: str | None = None
-                 ) -> tuple[tagging.TagSet, dict[str, Any]]:
+                 ) -> tuple[tagging.TagSet, FactsSection]:
     """Facts of the image and the variant's tags; writes ``tags.txt`` (and nothing else)."""
     rep = report_mod.load(out_dir)
     image = image or require_build(rep)
     facts = facts_mod.read(image, loaded.path, rep)
-    values = tagging.fields(loaded.name, facts, loaded.spec.base.profile)
+    values = tagging.fields(loaded.name, facts.model_dump(exclude_unset=True), loaded.spec.base.profile)
     ts = tagging.compute(loaded.spec.tags, values)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "tags.txt").write_text(tagging.tags_text(ts))
+    (out_dir / TAGS_FILE).write_text(tagging.tags_text(ts))
     return ts, facts
 
 
-def tags_stage(loaded: LoadedVariant, out_dir: Path) -> dict[str, Any]:
+def read_tags(out_dir: Path) -> TagsSection:
+    """The tags in ``tags.txt``, immutable first: what is applied and published, never recomputed.
+
+    Raises PublishRefused when there is no such file or it holds no tag; TaggingError for a
+    line that is not a valid tag (the file was edited by hand).
+    """
+    path = out_dir / TAGS_FILE
+    if not path.is_file():
+        raise PublishRefused(f"no {path}: the tags of this build have not been computed",
+                             hint="Run `tfimg tags SPEC` (or `tfimg build SPEC`) first.")
+    tags = [tagging.validate(line.strip()) for line in path.read_text().splitlines() if line.strip()]
+    if not tags:
+        raise PublishRefused(f"{path} holds no tag", hint="Run `tfimg tags SPEC` to write it again.")
+    return TagsSection(immutable=tags[0], moving=[t for t in dict.fromkeys(tags[1:]) if t != tags[0]])
+
+
+def tags_stage(loaded: LoadedVariant, out_dir: Path) -> TagsSection:
     """The orchestrator's tag stage: tags.txt plus report.json's ``facts`` and ``tags`` sections."""
-    ts, facts = compute_tags(loaded, out_dir)
-    if (report_mod.load(out_dir).get("facts") or {}) != facts:
-        report_mod.update(out_dir, "facts", facts)
-    report_mod.update(out_dir, "tags", ts.as_dict())
-    return ts.as_dict()
+    _, facts = compute_tags(loaded, out_dir)
+    current = report_mod.load(out_dir).facts
+    if current is None or current.model_dump(exclude_unset=True) != facts.model_dump(exclude_unset=True):
+        report_mod.write_section(out_dir, facts)
+    tags = read_tags(out_dir)
+    report_mod.write_section(out_dir, tags)
+    return tags
 
 
-def remote_state(reg: Registry, repo: str, tag: str, image_id: str) -> tuple[str, str | None]:
+def remote_state(reg: Registry, repo: str, tag: str, image_id: str
+                 ) -> tuple[Literal["new", "published", "conflict"], str | None]:
     """('new' | 'published' | 'conflict', digest) for the immutable tag in the registry."""
     found = reg.manifest(repo, tag)
     if found is None:
@@ -126,19 +152,21 @@ def plan(loaded: LoadedVariant, out_dir: Path, registry: str, *, strict: bool = 
     target = parse_ref(registry)
     if target.tag or target.digest:
         raise PublishRefused(f"--registry takes HOST/NAMESPACE without a tag or digest, not '{registry}'")
-    ts, facts = compute_tags(loaded, out_dir, image=image_id)
+    tags = read_tags(out_dir)   # as the tags stage wrote them: never recomputed here
     repo = f"{target.repo}/{loaded.name}"
     notes: list[str] = []
-    state, existing = "unchecked", None
+    state: Literal["new", "published", "conflict", "unchecked"] = "unchecked"
+    existing = None
     try:
-        state, existing = remote_state(Registry(target.host), repo, ts.immutable, image_id)
+        state, existing = remote_state(Registry(target.host), repo, tags.immutable, image_id)
     except RegistryError as exc:
         if strict:
             raise
         notes.append(f"registry not checked: {exc.message}")
     if engine.image_attrs(image_id) is None:
         notes.append(f"image {image_id} is not in the local engine; the push would fail")
-    return Plan(loaded.name, image_id, f"{target.host}/{repo}", ts.as_dict(), state, existing, notes, facts)
+    return Plan(variant=loaded.name, image_id=image_id, repository=f"{target.host}/{repo}", tags=tags,
+                state=state, existing=existing, notes=notes, facts=rep.facts)
 
 
 def push_transient(exc: BaseException) -> bool:
@@ -161,7 +189,7 @@ def _push(ref: Ref, image_id: str, *, attempts: int, base_delay: float) -> str:
         digest = next((ln["aux"]["Digest"] for ln in lines if isinstance(ln.get("aux"), dict)
                        and ln["aux"].get("Digest")), None)
         if not digest:
-            raise TfimgError(f"push of {ref} reported no digest")
+            raise RegistryError(f"push of {ref} reported no digest")
         return str(digest)
 
     return with_retry(once, attempts=attempts, base_delay=base_delay, transient=push_transient,
@@ -177,17 +205,20 @@ def _trivy(out_dir: Path) -> dict[str, Any] | None:
 
 
 def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, push: bool = False,
-            attempts: int = 5, base_delay: float = 1.0) -> dict[str, Any]:
-    """Plan, and with ``push`` push + tag + attach evidence; returns the publish record."""
+            attempts: int = 5, base_delay: float = 1.0) -> Plan | PublishSection:
+    """Plan, and with ``push`` push + tag + attach evidence.
+
+    Returns the plan (without ``push``) or the publish record (report.json's ``publish``).
+    """
     p = plan(loaded, out_dir, registry, strict=push)
-    report_mod.write_json(out_dir / "publish-plan.json", asdict(p))
+    report_mod.write_json(out_dir / "publish-plan.json", p.model_dump(mode="json", by_alias=True))
     if p.state == "conflict":
         raise PublishRefused(
-            f"the immutable tag {p.repository}:{p.tags['immutable']} already points at {p.existing}, "
+            f"the immutable tag {p.repository}:{p.tags.immutable} already points at {p.existing}, "
             f"which is not image {p.image_id}; immutable tags are never moved",
             hint="Rebuild (a new date or revision gives a new tag) or publish to another namespace.")
     if not push:
-        return {"dry_run": True, "plan": asdict(p), "lines": p.lines()}
+        return p
     if p.state == "new" and engine.image_attrs(p.image_id) is None:
         raise PublishRefused(f"image {p.image_id} is not in the local Docker engine",
                              hint="Rebuild it with `tfimg build SPEC` (same inputs give the same checks and scan).")
@@ -196,28 +227,25 @@ def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, push: bool =
     if p.state == "published":
         digest = str(p.existing)
     else:
-        digest = _push(ref.at(tag=p.tags["immutable"]), p.image_id, attempts=attempts, base_delay=base_delay)
+        digest = _push(ref.at(tag=p.tags.immutable), p.image_id, attempts=attempts, base_delay=base_delay)
     found = reg.manifest(ref.repo, digest)
-    if found is None or reg.digest_of(ref.repo, p.tags["immutable"]) != digest:
-        raise TfimgError(f"the registry does not show {ref.name}:{p.tags['immutable']} at {digest} after the push")
-    for tag in p.tags["moving"]:
+    if found is None or reg.digest_of(ref.repo, p.tags.immutable) != digest:
+        raise RegistryError(f"the registry does not show {ref.name}:{p.tags.immutable} at {digest} after the push")
+    for tag in p.tags.moving:
         reg.put_manifest(ref.repo, tag, found[0], found[1])
-    rep = report_mod.load(out_dir)
+    rep = report_mod.load(out_dir).with_section(p.tags)
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
-    facts = p.facts
-    doc = evidence.document({**rep, "facts": facts, "tags": p.tags}, variant=p.variant,
-                            repository=ref.name, digest=digest, tags=p.tags, published_at=now)
+    doc = evidence.document(rep, variant=p.variant, repository=ref.name, digest=digest, tags=p.tags,
+                            published_at=now)
     previous = evidence.read(reg, ref.repo, digest)
     if previous:
         doc["promotions"] = previous.get("promotions") or []
     evidence_digest = evidence.attach(reg, ref.repo, digest, doc, trivy=_trivy(out_dir))
-    record = {"registry": registry, "repository": ref.name, "digest": digest, "image_id": p.image_id,
-              "immutable": p.tags["immutable"], "moving": p.tags["moving"],
-              "refs": [f"{ref.name}:{t}" for t in (p.tags["immutable"], *p.tags["moving"])],
-              "evidence": {"tag": evidence.tag_for(digest), "digest": evidence_digest},
-              "pushed_at": now, "skipped_push": p.state == "published"}
-    if "facts" not in rep:
-        report_mod.update(out_dir, "facts", facts)
-    report_mod.update(out_dir, "tags", p.tags)
-    report_mod.update(out_dir, "publish", record)
+    record = PublishSection(registry=registry, repository=ref.name, digest=digest, image_id=p.image_id,
+                            immutable=p.tags.immutable, moving=p.tags.moving,
+                            refs=[f"{ref.name}:{t}" for t in (p.tags.immutable, *p.tags.moving)],
+                            evidence=EvidenceRef(tag=evidence.tag_for(digest), digest=evidence_digest),
+                            pushed_at=now, skipped_push=p.state == "published")
+    report_mod.write_section(out_dir, p.tags)
+    report_mod.write_section(out_dir, record)
     return record

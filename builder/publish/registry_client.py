@@ -23,7 +23,7 @@ from typing import TypeVar
 import requests
 
 from builder.infra.credentials import credentials, docker_config_path  # noqa: F401 (re-exported)
-from builder.errors import TfimgError
+from builder.errors import RegistryError, TransientError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,20 +36,6 @@ MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST)
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$")
-
-
-class RegistryError(TfimgError):
-    """The registry answered with an error (or not at all); carries the HTTP status."""
-
-    title = "registry"
-
-    def __init__(self, message: str, *, status: int | None = None, hint: str | None = None) -> None:
-        self.status = status
-        super().__init__(message, hint=hint)
-
-
-class TransientError(RegistryError):
-    """A failure worth retrying: connection error, timeout, 429 or 5xx."""
 
 
 # --------------------------------------------------------------------------- references

@@ -23,14 +23,10 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from builder.errors import TfimgError
+from builder.errors import TaggingError
 from builder.spec.loader import TAG_FIELDS, TAG_RE, Tags
 
 Facts = Mapping[str, Any]
-
-
-class TaggingError(TfimgError):
-    title = "tags"
 
 
 @dataclass(frozen=True)

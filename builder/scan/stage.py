@@ -19,6 +19,7 @@ from typing import Any
 from builder.errors import EnvError, GateFailed, TfimgError
 from builder.infra import engine
 from builder.infra import report
+from builder.infra.report_models import GateFiles, GateSection, ScanSection
 from builder.scan import gate
 from builder.scan import gate_outputs as gate_render
 from builder.scan import policy as policies
@@ -50,8 +51,8 @@ def run_scan_and_gate(loaded: LoadedVariant, image_ref: str, out_dir: Path, base
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Until this stage finishes, an older 'pass' must not stand (a crash or Ctrl-C leaves 'block').
-    report.update(out_dir, "gate", {"decision": "block", "policy": pol.name,
-                                    "reasons": ["the scan did not finish (interrupted or crashed)"]})
+    report.write_section(out_dir, GateSection(decision="block", policy=pol.name,
+                                              reasons=["the scan did not finish (interrupted or crashed)"]))
     try:
         run = trivy.scan_image(image_ref, out_dir / "trivy.json", opts)
         rep = run.report
@@ -62,11 +63,12 @@ def run_scan_and_gate(loaded: LoadedVariant, image_ref: str, out_dir: Path, base
             rep = trivy.merge(rep, cfg)
     except TfimgError as exc:
         return _scan_failed(exc, pol, image_ref, out_dir, today, warn)
-    report.update(out_dir, "scan", {**run.info, "misconfig": pol.scan.misconfig})
+    report.write_section(out_dir, run.info.model_copy(update={"misconfig": pol.scan.misconfig}))
     if base_layers is None:
         base_layers = base_layers_of(base_ref) if base_ref else None
     if base_layers is None:
-        base_layers = report.load(out_dir).get("build", {}).get("base_layers") or None
+        built = report.load(out_dir).build
+        base_layers = (built.base_layers if built else None) or None
     pinned = bool(loaded.spec.base.digest) or "@sha256:" in (base_ref or "")
     result = gate.evaluate(rep, pol, base_layers, today, pinned)
     write_gate(out_dir, result)
@@ -83,7 +85,7 @@ def blocked(result: gate.GateResult, out_dir: Path) -> GateFailed:
 
 def _scan_failed(exc: TfimgError, pol: policies.Policy, image_ref: str, out_dir: Path,
                  today: dt.date, warn: Callable[[str], None]) -> gate.GateResult:
-    report.update(out_dir, "scan", {"status": "failed", "tool": "trivy", "image": image_ref, "error": exc.message})
+    report.write_section(out_dir, ScanSection(status="failed", tool="trivy", image=image_ref, error=exc.message))
     (out_dir / "trivy.json").unlink(missing_ok=True)   # never leave an older report that looks current
     if pol.scan.required:
         write_gate(out_dir, gate.failed_closed(pol, exc.message, today=today))
@@ -101,8 +103,8 @@ def write_gate(out_dir: Path, result: gate.GateResult) -> None:
     report.write_json(out_dir / "gate.json", result.model_dump(mode="json"))
     report.write_json(out_dir / "gate.sarif", gate_render.sarif(result))
     (out_dir / "gate.md").write_text(gate_render.markdown(result))
-    report.update(out_dir, "gate", {**result.summary(),
-                                    "files": {"json": "gate.json", "sarif": "gate.sarif", "markdown": "gate.md"}})
+    report.write_section(out_dir, result.summary(
+        files=GateFiles(json_="gate.json", sarif="gate.sarif", markdown="gate.md")))
 
 
 def base_layers_of(ref: str) -> list[str] | None:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -50,6 +49,7 @@ from pydantic import BaseModel, ConfigDict
 from builder.infra import engine
 from builder.infra import report as report_file
 from builder.infra import runner
+from builder.infra.report_models import ScanSection, TrivyDb
 from builder.errors import CommandFailed, EnvError, TfimgError
 from builder.scan.trivy_report import Report, from_data, redact
 
@@ -82,7 +82,7 @@ class ScanRun(BaseModel):
 
     report: Report
     path: Path
-    info: dict[str, Any]
+    info: ScanSection    # report.json's scan section
 
 
 def binary(opts: Options) -> str:
@@ -93,9 +93,9 @@ def binary(opts: Options) -> str:
             return str(p.resolve())
         raise EnvError(f"Trivy executable '{opts.binary}' does not exist or is not executable.",
                        hint=INSTALL_HINT)
-    found = shutil.which(opts.binary)
+    found = runner.which(opts.binary)
     if not found:
-        raise EnvError(f"`{opts.binary}` was not found on PATH; it is needed to scan the image.",
+        raise EnvError(f"`{opts.binary}` was not found on PATH (nor beside this Python); it is needed to scan the image.",
                        hint=INSTALL_HINT)
     return found
 
@@ -159,11 +159,10 @@ def scan_image(image: str, out_path: Path, opts: Options) -> ScanRun:
         seconds = round(time.monotonic() - started, 1)
         report, data = _read(raw, ver_info["Version"], rename)
     report_file.write_json(out_path, redact(data))
-    info = {"status": "ok", "tool": "trivy", "trivy_version": ver_info["Version"],
-            "db": _db(ver_info), "image": image, "image_id": report.Metadata.ImageID if report.Metadata else None,
-            "mode": opts.mode, "scanners": list(opts.scanners), "offline": opts.offline,
-            "report": out_path.name, "seconds": seconds,
-            "findings": {k: n for k, n in _kinds(report).items()}}
+    info = ScanSection(status="ok", tool="trivy", trivy_version=ver_info["Version"],
+                       db=_db(ver_info), image=image, image_id=report.Metadata.ImageID if report.Metadata else None,
+                       mode=opts.mode, scanners=list(opts.scanners), offline=opts.offline,
+                       report=out_path.name, seconds=seconds, findings=_kinds(report))
     return ScanRun(report=report, path=out_path, info=info)
 
 
@@ -246,11 +245,11 @@ def _read(path: Path, ver: str, rename: dict[str, str] | None = None) -> tuple[R
         raise EnvError(exc.message, hint=exc.hint) from None
 
 
-def _db(ver_info: dict[str, Any]) -> dict[str, Any] | None:
+def _db(ver_info: dict[str, Any]) -> TrivyDb | None:
     db = ver_info.get("VulnerabilityDB")
     if not isinstance(db, dict):
         return None
-    return {k: db.get(k) for k in ("Version", "UpdatedAt", "NextUpdate", "DownloadedAt")}
+    return TrivyDb.model_validate({k: db.get(k) for k in ("Version", "UpdatedAt", "NextUpdate", "DownloadedAt")})
 
 
 def _kinds(report: Report) -> dict[str, int]:

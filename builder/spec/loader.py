@@ -47,6 +47,19 @@ def load(path: str | Path) -> LoadedVariant:
     return LoadedVariant(spec=spec, path=path, chain=chain)
 
 
+def load_all(paths: list[Path]) -> list[LoadedVariant]:
+    """Load every variant file; raise one SpecErrors naming every error of every file."""
+    loaded, errors = [], []
+    for path in paths:
+        try:
+            loaded.append(load(path))
+        except SpecErrors as exc:
+            errors += exc.errors
+    if errors:
+        raise SpecErrors(errors)
+    return loaded
+
+
 def _read_yaml(path: Path, display: Path) -> tuple[dict[str, Any], Origin]:
     if not path.is_file():
         raise SpecErrors([SpecError(display, "", "file not found",
