@@ -11,6 +11,7 @@ from builder.check import imagefacts as facts
 from builder.spec import loader as spec
 from builder.publish import tagging
 from builder.spec.loader import Tags
+from builder.infra import git
 
 pytest_plugins = ["tests.conftest_registry"]
 
@@ -97,7 +98,7 @@ def test_facts_reuse_report_section_and_fill_rev(tmp_path: Path) -> None:
     got = facts.read("unused", repo / "v.yaml", rep)
     assert got == {"tensorflow": "2.9.1", "python": "3.8.10", "cuda": None, "cudnn": None,
                    "date": "20260101", "rev": head, "image_id": "sha256:" + "1" * 64}
-    assert facts.git_rev(tmp_path) == "norev"
+    assert git.revision(tmp_path) == "norev"
 
 
 @pytest.mark.docker

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.infra import labels
 from builder.check import suite as checks
 from builder import cli
 from builder.infra import engine
@@ -115,7 +116,7 @@ def test_dev_passes_and_writes_report_junit_and_facts(dev_run):
 
 @pytest.mark.slow
 def test_containers_are_removed_after_a_run(dev_run):
-    assert engine.containers_with_label(testrun.RUN_LABEL, dev_run[2]["run_id"]) == []
+    assert engine.containers_with_label(labels.RUN, dev_run[2]["run_id"]) == []
 
 
 @pytest.mark.slow

@@ -17,8 +17,8 @@ from typing import Any
 
 from builder.infra import engine
 from builder.check import probe
-from builder.infra import runner
 from builder.errors import EnvError
+from builder.infra import clock, git
 
 ALIASES = {"tf": "tensorflow", "tf_version": "tensorflow", "py": "python",
            "python_version": "python", "cuda_version": "cuda", "cudnn_version": "cudnn"}
@@ -62,17 +62,7 @@ def image_date(image: str) -> str:
             return when.strftime("%Y%m%d")
     except ValueError:
         pass
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")
-
-
-def git_rev(directory: Path | str) -> str:
-    """Short git revision of the repository holding ``directory``, or 'norev'."""
-    try:
-        res = runner.run(["git", "-C", str(directory), "rev-parse", "--short", "HEAD"], check=False, timeout=30)
-    except EnvError:
-        return "norev"
-    rev = res.stdout.strip()
-    return rev if res.returncode == 0 and rev else "norev"
+    return clock.now().strftime("%Y%m%d")
 
 
 def read(image: str, variant_file: Path | str, report: dict[str, Any]) -> dict[str, Any]:
@@ -91,6 +81,6 @@ def read(image: str, variant_file: Path | str, report: dict[str, Any]) -> dict[s
     facts["date"] = facts["date"] or image_date(image)
     built_rev = (report.get("build") or {}).get("revision")      # what the image was built from
     facts["rev"] = facts["rev"] or (built_rev if built_rev and image_id == (report.get("build") or {}).get("image_id")
-                                    else git_rev(Path(variant_file).resolve().parent))
+                                    else git.revision(Path(variant_file).resolve().parent))
     facts["image_id"] = image_id
     return {k: facts.get(k) for k in (*KEYS, "image_id", "error") if k in facts}

@@ -40,13 +40,14 @@ from builder.check import probe
 from builder.render import context as render
 from builder.infra import report
 from builder.infra import runner
+from builder.infra.report_models import ChecksSection, GpuInfo
 from builder.check.suite import results
 from builder.check.suite.context import ENV, Context
 from builder.check.suite.results import facts, failure, table  # re-exported: the table and error of a run
 from builder.errors import EnvError, TfimgError
 from builder.spec.loader import LoadedVariant, Variant
+from builder.infra import labels as label_names
 
-RUN_LABEL = "io.tfimg.run"
 STANDIN_ENV = "TFIMG_STANDIN=1"
 # NVIDIA's recommended run flags (--ipc=host --ulimit memlock=-1 --ulimit stack=67108864) as SDK options.
 NGC_RUN = {"ipc_mode": "host", "ulimits": [{"name": "memlock", "soft": -1, "hard": -1},
@@ -106,7 +107,8 @@ def requirement_pins(loaded: LoadedVariant) -> list[dict[str, Any]]:
 
 def resolve_base(out_dir: Path, image_config: dict[str, Any], base_ref: str | None) -> tuple[str | None, str]:
     """The base image to compare with: given, from report.json, or from the image's label; and a note."""
-    ref = base_ref or ((report.load(out_dir).get("build") or {}).get("base") or {}).get("ref") \
+    built = report.load(out_dir).build
+    ref = base_ref or (built.base.ref if built else None) \
         or (image_config.get("Labels") or {}).get("org.opencontainers.image.base.name")
     if not ref or ref == "unknown":
         return None, "the base image is unknown (no report build section, no base label)"
@@ -189,13 +191,13 @@ def _enter(stack: contextlib.ExitStack, cm: Any, what: str) -> Any:
 
 
 def _sleeper(image: str, run_id: str, seconds: int) -> Any:
-    labels = {"io.tfimg.temporary": "1", RUN_LABEL: run_id}
+    labels = {label_names.TEMPORARY: "1", label_names.RUN: run_id}
     return engine.running(image, command=[str(seconds)], extra={"entrypoint": ["sleep"], "labels": labels})
 
 
 def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, gpu: str = "auto",
                base_ref: str | None = None, *, ngc_run_flags: bool = False, ui: Any = None,
-               raise_on_failure: bool = True, timeout: float = 900) -> dict[str, Any]:
+               raise_on_failure: bool = True, timeout: float = 900) -> ChecksSection:
     """Check a built image against its spec; write checks.xml and report sections; return ``checks``.
 
     Raises:
@@ -212,7 +214,7 @@ def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, gpu: str = 
     base, base_note = resolve_base(out_dir, config, base_ref)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_id = uuid.uuid4().hex[:12]
-    labels = {"io.tfimg.temporary": "1", RUN_LABEL: run_id}
+    labels = {label_names.TEMPORARY: "1", label_names.RUN: run_id}
     try:
         with tempfile.TemporaryDirectory(prefix="tfimg-test-") as tmpdir, contextlib.ExitStack() as stack:
             tmp = Path(tmpdir)
@@ -243,21 +245,21 @@ def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, gpu: str = 
             try:
                 res = _run_suite(spec, ctx_path, out_dir, timeout)
             except TfimgError as exc:
-                report.update(out_dir, "checks", {"passed": False, "image": image_ref, "error": exc.render(),
-                                                  "results": [], "gpu": asdict(mode), "run_id": run_id})
+                report.write_section(out_dir, ChecksSection(
+                    passed=False, image=image_ref, error=exc.render(), results=[],
+                    gpu=GpuInfo.model_validate(asdict(mode)), run_id=run_id))
                 raise
             (out_dir / "checks-services.log").write_text(engine.container_logs(services, 400))
             outcome = json.loads(Path(ctx.results_path).read_text()) if Path(ctx.results_path).is_file() else {}
     finally:   # also containers created but never started (engine.running cannot see them)
-        engine.remove_containers_with_label(RUN_LABEL, run_id)
+        engine.remove_containers_with_label(label_names.RUN, run_id)
     section = results.section(loaded, image_ref, attrs, mode, ctx, outcome, res.returncode, out_dir,
-                              time.time() - started)
-    section["run_id"] = run_id
-    report.update(out_dir, "checks", section)
-    report.update(out_dir, "facts", facts(summary, attrs["Id"], profile))
+                              time.time() - started, run_id=run_id)
+    report.write_section(out_dir, section)
+    report.write_section(out_dir, facts(summary, attrs["Id"], profile))
     if ui is not None:
         ui.console.print(table(section))
-    if raise_on_failure and not section["passed"]:
+    if raise_on_failure and not section.passed:
         raise failure(section)
     return section
 

@@ -20,8 +20,8 @@ from builder.check import stage as testrun
 from builder.cli.root import app, console, out
 from builder.errors import ChecksFailed, EnvError
 from builder.spec.loader import LoadedVariant
+from builder.infra import labels as label_names
 
-VARIANT_LABEL = "io.tfimg.variant"
 
 
 def _target(target: str, spec_file: Optional[Path], out_root: Path) -> tuple[LoadedVariant, str, Path]:
@@ -41,14 +41,14 @@ def _target(target: str, spec_file: Optional[Path], out_root: Path) -> tuple[Loa
     if attrs is None:
         raise EnvError(f"image {target} is not in the local engine", hint="Pull or build it first.")
     labels = (attrs.get("Config") or {}).get("Labels") or {}
-    name = labels.get(VARIANT_LABEL)
+    name = labels.get(label_names.VARIANT)
     if spec_file is None and name and Path(f"variants/{name}.yaml").is_file():
         spec_file = Path(f"variants/{name}.yaml")
     if spec_file is None:
-        raise EnvError(f"cannot tell which variant {target} is (label {VARIANT_LABEL}: {name or 'absent'}); "
+        raise EnvError(f"cannot tell which variant {target} is (label {label_names.VARIANT}: {name or 'absent'}); "
                        "the checks need its spec", hint="Pass it: tfimg test IMAGE --spec variants/NAME.yaml")
     loaded = spec.load(spec_file)
-    built_hash = labels.get("io.tfimg.spec-hash")
+    built_hash = labels.get(label_names.SPEC_HASH)
     if built_hash and built_hash != render.spec_hash(loaded):
         console.print(f"tfimg: warning: {target} was built from another version of {spec_file} "
                       "(spec hash differs); the oci_labels check will fail", markup=False)

@@ -17,6 +17,7 @@ from builder.infra import report
 from builder.spec import loader as spec
 from builder.publish import tagging
 from builder.cli.root import app, settings, out, spec_arg
+from builder.infra import clock
 
 registry_app = typer.Typer(help="Look at and curate published images (list, evidence, retention).",
                            no_args_is_help=True)
@@ -132,7 +133,7 @@ def _age(created: str | None) -> str:
         return "?"
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
-    secs = (dt.datetime.now(dt.timezone.utc) - when).total_seconds()
+    secs = (clock.now() - when).total_seconds()
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if secs >= size:
             return f"{int(secs // size)}{unit}"

@@ -12,6 +12,7 @@ import typer
 from builder.cli.root import app, settings, console, out, warn
 from builder.errors import EnvError, TfimgError
 from builder.infra import report
+from builder.infra.report_models import ScanSection
 from builder.scan import gate
 from builder.scan import gate_outputs as gate_render
 from builder.scan import policy as policies
@@ -20,6 +21,7 @@ from builder.scan import trivy_report
 from builder.scan.stage import base_layers_of, blocked, read_base_layers, run_scan_and_gate, write_gate
 from builder.spec import loader as spec
 from builder.spec.loader import LoadedVariant
+from builder.infra import clock
 
 
 def _show(result: gate.GateResult, out_dir: Path) -> None:
@@ -47,7 +49,8 @@ def _target(target: str, out_dir: Path | None) -> tuple[LoadedVariant | None, st
     if target.endswith((".yaml", ".yml")):
         loaded = spec.load(target)
         where = out_dir or Path("build") / loaded.name
-        image = (report.load(where).get("build") or {}).get("image_id")
+        built = report.load(where).build
+        image = built.image_id if built else None
         if not image:
             raise TfimgError(f"no build of '{loaded.name}' recorded in {where / 'report.json'}",
                              hint=f"Build it first (tfimg build {target}"
@@ -79,7 +82,8 @@ def scan_cmd(
     opts = _options(trivy_path, timeout, cache_dir, offline, by_reference)
     if loaded is not None and not no_gate:
         base = loaded.spec.base
-        base_ref = (report.load(where).get("build", {}).get("base") or {}).get("ref") or \
+        built = report.load(where).build
+        base_ref = (built.base.ref if built else None) or \
             (f"{base.image}@{base.digest}" if base.digest else base.image)
         result = run_scan_and_gate(loaded, image, where, base_ref, options=opts, raise_on_block=False, warn=warn)
         _show(result, where)
@@ -90,11 +94,11 @@ def scan_cmd(
     try:
         run = trivy.scan_image(image, where / "trivy.json", opts)
     except TfimgError as exc:
-        report.update(where, "scan", {"status": "failed", "tool": "trivy", "image": image, "error": exc.message})
+        report.write_section(where, ScanSection(status="failed", tool="trivy", image=image, error=exc.message))
         raise
-    report.update(where, "scan", run.info)
-    counts = ", ".join(f"{k} {n}" for k, n in run.info["findings"].items()) or "no findings"
-    out.print(f"scanned {image} with Trivy {run.info['trivy_version']}: {counts}\nwritten: {run.path}\n"
+    report.write_section(where, run.info)
+    counts = ", ".join(f"{k} {n}" for k, n in (run.info.findings or {}).items()) or "no findings"
+    out.print(f"scanned {image} with Trivy {run.info.trivy_version}: {counts}\nwritten: {run.path}\n"
               f"gate it with: tfimg gate --report {run.path}", markup=False)
 
 
@@ -111,8 +115,8 @@ def gate_cmd(
     rep = trivy_report.load(report_file)
     pol = policies.load(policy_file)
     where = out_dir or report_file.parent
-    built = report.load(where).get("build", {})
-    base_ref = base or (built.get("base") or {}).get("ref") or ""
+    built = report.load(where).build
+    base_ref = base or (built.base.ref if built else "")
     layers: list[str] | None = None
     if base_layers_file:
         layers = read_base_layers(base_layers_file)
@@ -122,9 +126,9 @@ def gate_cmd(
             raise EnvError(f"base image '{base}' is not in the local Docker engine",
                            hint="Pull or load it, or pass its DiffIDs with --base-layers FILE.")
     else:
-        layers = built.get("base_layers") or None
+        layers = (built.base_layers if built else None) or None
     try:
-        today = dt.date.fromisoformat(on_date) if on_date else dt.date.today()
+        today = dt.date.fromisoformat(on_date) if on_date else clock.today()
     except ValueError:
         raise TfimgError(f"--date '{on_date}' is not a date (YYYY-MM-DD)") from None
     result = gate.evaluate(rep, pol, layers, today, base_digest_pinned="@sha256:" in base_ref)

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from packaging.version import InvalidVersion, Version
 from builder.infra import runner
 from builder.errors import BuildFailed, EnvError
 from builder.spec.loader import LoadedVariant
+from builder.infra import labels
 
 DOCKER_ENV = "TFIMG_DOCKER"
 PROTECT_MARK = "TFIMG-PROTECT-BASE:"
@@ -179,7 +179,7 @@ def run_build(req: BuildRequest, builder: Builder, secrets: SecretFiles,
         argv.append("--no-cache")
     for k, v in sorted(req.build_args.items()):
         argv += ["--build-arg", f"{k}={v}"]
-    argv += ["--label", f"io.tfimg.input-hash={req.input_hash}", "-t", req.image_ref, str(req.context)]
+    argv += ["--label", f"{labels.INPUT_HASH}={req.input_hash}", "-t", req.image_ref, str(req.context)]
     tail: list[str] = []
     with open(req.log_path, "w") as log:
         log.write("$ " + " ".join(argv) + "\n")
@@ -228,5 +228,3 @@ def layer_sizes(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def now_rfc3339() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

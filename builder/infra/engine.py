@@ -19,6 +19,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from builder.errors import EngineError, EnvError
+from builder.infra import labels
 
 log = logging.getLogger(__name__)
 _CLIENT: docker.DockerClient | None = None
@@ -114,7 +115,7 @@ def running(image: str, *, command: list[str] | None = None, ports: list[int] | 
     """
     kwargs: dict[str, Any] = dict(detach=True, environment=environment or {},
                                   ports={f"{p}/tcp": ("127.0.0.1", None) for p in ports or []},
-                                  labels={"io.tfimg.temporary": "1"})
+                                  labels={labels.TEMPORARY: "1"})
     if command is not None:
         kwargs["command"] = command
     if name:
@@ -156,7 +157,7 @@ def run_to_exit(image: str, *, command: list[str] | None = None, environment: di
 
     The container is always force-removed. None means it was still running.
     """
-    kwargs: dict[str, Any] = {"environment": environment or {}, "labels": {"io.tfimg.temporary": "1"},
+    kwargs: dict[str, Any] = {"environment": environment or {}, "labels": {labels.TEMPORARY: "1"},
                               **(extra or {})}
     if command is not None:
         kwargs["command"] = command

@@ -18,12 +18,12 @@ from builder.image import buildkit as build
 from builder.infra import engine
 from builder.render import context as render
 from builder.infra import report
-from builder.infra import runner
 from builder.infra.report_models import (BaseImage, BuilderInfo, BuildSection, ChecksSection, LayerSize,
                                          LocalTags, Report, Timings)
 from builder.errors import EnvError, SpecError, SpecErrors, TfimgError
 from builder.spec.loader import LoadedVariant
 from builder.infra.ui import UI
+from builder.infra import clock, git, labels
 
 BASE_ENV = "TFIMG_BASE"
 LOCAL_REPO = "tfimg/{name}"
@@ -56,12 +56,6 @@ def base_ref(loaded: LoadedVariant, override: str | None) -> str:
         return chosen
     b = loaded.spec.base
     return f"{b.image}@{b.digest}" if b.digest else b.image
-
-
-def git_revision(path: Path) -> str:
-    res = runner.run(["git", "-C", str(path.resolve().parent), "rev-parse", "--short=7", "HEAD"],
-                     check=False, timeout=20)
-    return res.stdout.strip() if res.returncode == 0 and res.stdout.strip() else "norev"
 
 
 @dataclass(frozen=True)
@@ -98,7 +92,7 @@ def _same_inputs(image_ref: str, ihash: str) -> str | None:
     not enough: an image built FROM a tfimg image inherits it.
     """
     attrs = engine.image_attrs(image_ref)
-    if attrs and ((attrs.get("Config") or {}).get("Labels") or {}).get("io.tfimg.input-hash") == ihash:
+    if attrs and ((attrs.get("Config") or {}).get("Labels") or {}).get(labels.INPUT_HASH) == ihash:
         return attrs["Id"]
     return None
 
@@ -141,13 +135,13 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> BuildSecti
             ui.info(f"{loaded.name} is up to date ({image_id[:19]}); use --force to rebuild")
         else:
             builder = builder or build.find_builder(opts.docker)
-            revision = git_revision(loaded.path)
+            revision = git.revision(loaded.path)
             for sid in secrets.skipped:
                 warnings.append(f"optional secret '{sid}' is absent and was not passed")
             req = build.BuildRequest(
                 loaded=loaded, context=context, base_ref=base.ref, base_id=base.id,
                 image_ref=image_ref, input_hash=ihash, log_path=vdir / "build.log",
-                build_args={"TFIMG_BASE": base.ref, "TFIMG_CREATED": build.now_rfc3339(),
+                build_args={"TFIMG_BASE": base.ref, "TFIMG_CREATED": clock.now_rfc3339z(),
                             "TFIMG_REVISION": revision,
                             "TFIMG_BASE_DIGEST": loaded.spec.base.digest or base.digest or "unknown"})
             with ui.stage(f"build {loaded.name}"):

@@ -12,7 +12,6 @@ protected repository. Blobs are freed by the registry's garbage-collect.
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import fnmatch
 import json
 from dataclasses import dataclass, field
@@ -23,10 +22,11 @@ from builder.publish import evidence
 from builder.infra import runner
 from builder.errors import PublishRefused, RegistryError
 from builder.publish.registry_client import INDEX_TYPES, LOOPBACK, Ref, Registry, docker_config_path, parse_ref
+from builder.infra import clock
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    return clock.now_iso()
 
 
 def resolve(reg: Registry, ref: Ref) -> Ref:
@@ -74,7 +74,7 @@ def policy_decision(doc: dict[str, Any], policy: Path | None,
         return "unscanned", f"no Trivy report attached, so {policy} cannot be evaluated"
     report = doc.get("report") or {}
     result = gate.evaluate(scanreport.from_data(trivy, source="evidence"), policies.load(policy),
-                           (report.get("build") or {}).get("base_layers") or None, dt.date.today(),
+                           (report.get("build") or {}).get("base_layers") or None, clock.today(),
                            bool((report.get("gate") or {}).get("base_digest_pinned")))
     why = "; ".join(result.reasons[:3])
     return result.decision, f"re-evaluated with {policy}" + (f": {why}" if why else "")

@@ -14,8 +14,10 @@ import json
 import re
 from typing import Any
 
+from builder.infra.report_models import Report, TagsSection
 from builder.publish.registry_client import OCI_MANIFEST, Registry
 from builder.spec.loader import CREDENTIAL_NAME
+from builder.infra import labels
 
 REPORT_TYPE = "application/vnd.tfimg.report.v1+json"
 TRIVY_TYPE = "application/vnd.tfimg.trivy.v1+json"     # the full Trivy report, for re-gating at promotion
@@ -23,7 +25,6 @@ CONFIG_TYPE = "application/vnd.tfimg.report.config.v1+json"
 SUFFIX = ".tfimg"
 SCHEMA = "tfimg.evidence/v1"
 REPORT_SECTIONS = ("build", "checks", "scan", "gate", "facts", "tags")
-BULKY_SCAN_KEYS = ("findings", "results", "vulnerabilities", "raw", "Results")
 URL_CREDS = re.compile(r"(://)[^/@\s:]+:[^/@\s]+@")
 
 
@@ -37,10 +38,24 @@ def is_evidence_tag(tag: str) -> bool:
     return tag.startswith("sha256-") and tag.endswith(SUFFIX)
 
 
-def scrub(value: Any) -> Any:
-    """Drop credential-like keys and redact passwords embedded in URLs, recursively."""
+def _numbers_only(value: Any) -> bool:
+    """Whether ``value`` holds nothing but numbers, booleans and nulls (a count is no credential)."""
     if isinstance(value, dict):
-        return {k: scrub(v) for k, v in value.items() if not CREDENTIAL_NAME.search(str(k))}
+        return all(_numbers_only(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_numbers_only(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float))
+
+
+def scrub(value: Any) -> Any:
+    """Drop credential-like keys and redact passwords embedded in URLs, recursively.
+
+    A credential-like key that holds only numbers stays: ``secret`` is also a kind of
+    finding, and its counts (``scan.findings.secret``, ``gate.counts.secret``) are evidence.
+    """
+    if isinstance(value, dict):
+        return {k: scrub(v) for k, v in value.items()
+                if not CREDENTIAL_NAME.search(str(k)) or _numbers_only(v)}
     if isinstance(value, list):
         return [scrub(v) for v in value]
     if isinstance(value, str):
@@ -48,15 +63,20 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def document(report: dict[str, Any], *, variant: str, repository: str, digest: str,
-             tags: dict[str, Any], published_at: str) -> dict[str, Any]:
-    """The evidence for one pushed digest, from the local report (pure)."""
-    sections = {k: report[k] for k in REPORT_SECTIONS if k in report}
-    if isinstance(sections.get("scan"), dict):
-        sections["scan"] = {k: v for k, v in sections["scan"].items() if k not in BULKY_SCAN_KEYS}
+def document(report: Report, *, variant: str, repository: str, digest: str,
+             tags: TagsSection, published_at: str) -> dict[str, Any]:
+    """The evidence for one pushed digest, from the local report (pure).
+
+    Each section goes in as report.json has it; the scan section is small (how Trivy ran
+    and ``findings``: the number of findings per kind), the findings themselves are the
+    Trivy report attached beside it (:data:`TRIVY_TYPE`).
+    """
+    full = report.to_json()
+    sections = {k: full[k] for k in REPORT_SECTIONS if k in full}
     return scrub({
         "schema": SCHEMA, "variant": variant, "repository": repository, "digest": digest,
-        "tags": tags, "published_at": published_at, "promotions": [], "report": sections,
+        "tags": tags.model_dump(mode="json"), "published_at": published_at, "promotions": [],
+        "report": sections,
     })
 
 
@@ -90,7 +110,7 @@ def attach(reg: Registry, repo: str, digest: str, doc: dict[str, Any], trivy: di
         "artifactType": REPORT_TYPE,
         "config": {"mediaType": CONFIG_TYPE, "digest": config_digest, "size": len(config)},
         "layers": layers,
-        "annotations": {"io.tfimg.subject": digest, "org.opencontainers.image.created": doc.get("published_at", "")},
+        "annotations": {labels.SUBJECT: digest, "org.opencontainers.image.created": doc.get("published_at", "")},
     }
     raw = json.dumps(manifest, sort_keys=True).encode()
     new = reg.put_manifest(repo, tag_for(digest), raw, OCI_MANIFEST)
@@ -108,7 +128,7 @@ def read(reg: Registry, repo: str, digest: str, media_type: str = REPORT_TYPE) -
     if found is None:
         return None
     manifest = json.loads(found[0])
-    if (manifest.get("annotations") or {}).get("io.tfimg.subject") != digest:
+    if (manifest.get("annotations") or {}).get(labels.SUBJECT) != digest:
         return None
     layer = next((lyr for lyr in manifest.get("layers", []) if lyr.get("mediaType") == media_type), None)
     if layer is None:

@@ -13,7 +13,6 @@ moved. Without ``push=True`` it only plans (and writes ``publish-plan.json``).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from pathlib import Path
@@ -31,6 +30,7 @@ from builder.publish import tagging
 from builder.errors import PublishRefused, RegistryError, TfimgError
 from builder.publish.registry_client import INDEX_TYPES, Ref, Registry, parse_ref, with_retry
 from builder.spec.loader import LoadedVariant
+from builder.infra import clock
 
 PUSH_TRANSIENT = re.compile(r"\b(429|5\d\d)\b|connection (refused|reset)|timeout|EOF|Service Unavailable|"
                             r"Too Many Requests|Bad Gateway", re.I)
@@ -234,7 +234,7 @@ def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, push: bool =
     for tag in p.tags.moving:
         reg.put_manifest(ref.repo, tag, found[0], found[1])
     rep = report_mod.load(out_dir).with_section(p.tags)
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    now = clock.now_iso()
     doc = evidence.document(rep, variant=p.variant, repository=ref.name, digest=digest, tags=p.tags,
                             published_at=now)
     previous = evidence.read(reg, ref.repo, digest)

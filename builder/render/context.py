@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 
 from builder.spec.loader import LoadedVariant, Variant
+from builder.infra import labels
 
 PKG = Path(__file__).resolve().parents[1]  # builder/
 # Installed: builder/templates (force-included in the wheel); from a checkout: the top-level templates/.
@@ -104,7 +105,7 @@ def _apt_packages(v: Variant) -> list[str]:
 
 def _labels(loaded: LoadedVariant, shash: str) -> list[tuple[str, str]]:
     v = loaded.spec
-    labels = {
+    found = {
         "org.opencontainers.image.title": v.name,
         "org.opencontainers.image.description": v.description or f"tfimg variant {v.name}",
         "org.opencontainers.image.created": '"${TFIMG_CREATED}"',
@@ -112,14 +113,14 @@ def _labels(loaded: LoadedVariant, shash: str) -> list[tuple[str, str]]:
         "org.opencontainers.image.source": v.source or "",
         "org.opencontainers.image.base.name": '"${TFIMG_BASE}"',
         "org.opencontainers.image.base.digest": '"${TFIMG_BASE_DIGEST}"',
-        "io.tfimg.variant": v.name,
-        "io.tfimg.profile": v.base.profile,
-        "io.tfimg.spec-hash": shash,
-        "io.tfimg.user": f"{v.user.name}:{v.user.uid}:{v.user.gid}",
+        labels.VARIANT: v.name,
+        labels.PROFILE: v.base.profile,
+        labels.SPEC_HASH: shash,
+        labels.USER: f"{v.user.name}:{v.user.uid}:{v.user.gid}",
     }
     for k, val in v.labels.items():
-        labels.setdefault(k, val)
-    return sorted(labels.items())
+        found.setdefault(k, val)
+    return sorted(found.items())
 
 
 def render(loaded: LoadedVariant) -> Rendered:

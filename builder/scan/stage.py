@@ -25,6 +25,7 @@ from builder.scan import gate_outputs as gate_render
 from builder.scan import policy as policies
 from builder.scan import trivy
 from builder.spec.loader import LoadedVariant
+from builder.infra import clock
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def run_scan_and_gate(loaded: LoadedVariant, image_ref: str, out_dir: Path, base
             gate is recorded as ``block``: it fails closed).
         SpecErrors: the policy file is invalid.
     """
-    today = today or dt.date.today()
+    today = today or clock.today()
     pol = policies.load(loaded.spec.policy)
     opts = options or trivy.Options()
     out_dir = Path(out_dir)
