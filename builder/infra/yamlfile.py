@@ -3,6 +3,11 @@
 Shared by variant specs (:mod:`builder.spec.loader`) and gate policies
 (:mod:`builder.scan.policy`): read a mapping and the line of every key, and turn a
 pydantic ``ValidationError`` into :class:`~builder.errors.SpecError` items.
+
+It is the one YAML reader of the package, and it refuses hostile files fast:
+more than :data:`MAX_BYTES`, nesting deeper than :data:`MAX_DEPTH`, more than
+:data:`MAX_ALIASES` aliases, a recursive alias, or more than :data:`MAX_NODES`
+nodes once aliases are expanded.
 """
 
 from __future__ import annotations
@@ -20,21 +25,134 @@ from builder.errors import SpecError, SpecErrors
 Loc = tuple[Any, ...]
 
 
-def read_mapping(path: Path, display: Path | str, what: str) -> tuple[dict[str, Any], dict[Loc, int]]:
-    """Read a YAML mapping and the line of each key and list item. Raises SpecErrors.
+# Limits for every YAML file tfimg reads (README, "Limits of a variant or policy file"):
+# a hostile file (a "billion laughs" of aliases, thousands of nested brackets) is
+# refused before it can hang tfimg or exhaust its stack. Real files are far below them.
+MAX_BYTES = 1024 * 1024      # file size
+MAX_DEPTH = 32               # nesting of mappings and lists
+MAX_ALIASES = 100            # alias nodes (*name)
+MAX_NODES = 100_000          # nodes once every alias is expanded
 
-    ``what`` names the kind of file in the message ("a variant file", "a policy").
+
+class _LimitExceeded(Exception):
+    def __init__(self, message: str, line: int | None, hint: str) -> None:
+        super().__init__(message)
+        self.message, self.line, self.hint = message, line, hint
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """A safe loader that counts depth, aliases and expanded nodes while it composes.
+
+    Composition is lazy (events are scanned as they are needed), so a limit stops
+    the reading at the first node over it, long before the file is expanded.
     """
-    text = path.read_text()
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+        self._aliases = 0
+        self._sizes: dict[int, int] = {}   # id(anchored node) -> its expanded size
+
+    def _line(self) -> int | None:
+        mark = self.peek_event().start_mark if self.check_event() else None
+        return mark.line + 1 if mark else None
+
+    def _count(self, n: int) -> None:
+        self._nodes += n
+        if self._nodes > MAX_NODES:
+            raise _LimitExceeded(f"expands to more than {MAX_NODES} nodes once its aliases are expanded "
+                                 f"(tfimg's limit; a 'billion laughs' file)", self._line(),
+                                 "Write the values out instead of nesting aliases of aliases.")
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise _LimitExceeded(f"uses more than {MAX_ALIASES} aliases (*name; tfimg's limit)",
+                                     event.start_mark.line + 1, "Write the values out instead of aliasing them.")
+            target = self.anchors.get(event.anchor)
+            if target is not None:
+                size = self._sizes.get(id(target))
+                if size is None:
+                    raise _LimitExceeded(f"has a recursive alias: *{event.anchor} is inside the node it refers "
+                                         "to (tfimg's limit: none allowed)",
+                                         event.start_mark.line + 1, "Remove the alias from inside its anchor.")
+                self._count(size)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _LimitExceeded(f"is nested more than {MAX_DEPTH} levels deep (tfimg's limit)", self._line(),
+                                 "Flatten the file: variant and policy files need only a few levels.")
+        before = self._nodes
+        self._count(1)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._sizes[id(node)] = self._nodes - before
+        return node
+
+
+def _read_text(path: Path, display: Path | str) -> str:
+    with path.open("rb") as fh:
+        raw = fh.read(MAX_BYTES + 1)
+    if len(raw) > MAX_BYTES:
+        raise SpecErrors([SpecError(display, "", f"refused: the file is larger than {MAX_BYTES / 2**20:g} MiB "
+                                                 "(tfimg's limit for a variant or policy file)",
+                                    hint="A variant or policy file is a few hundred lines: put long lists "
+                                         "(packages, requirements) in requirements files.")])
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SpecErrors([SpecError(display, "", "the file is not UTF-8 text", line=line,
+                                    hint="Save it as UTF-8.")]) from None
+
+
+def _compose(path: Path, display: Path | str) -> tuple[Any, Any]:
+    """The node tree and the Python data of one YAML file, within the limits.
+
+    Raises SpecErrors for a limit, yaml.YAMLError for bad YAML.
+    """
+    text = _read_text(path, display)
+    loader = _LimitedLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except _LimitExceeded as exc:
+        raise SpecErrors([SpecError(display, "", f"refused: the file {exc.message}", line=exc.line,
+                                    hint=exc.hint)]) from None
+    finally:
+        loader.dispose()
+    return node, data
+
+
+def load(path: Path, display: Path | str | None = None) -> Any:
+    """The Python data of a YAML file (any shape), within the limits. Raises SpecErrors."""
+    return _parse(path, path if display is None else display)[1]
+
+
+def _parse(path: Path, display: Path | str) -> tuple[Any, Any]:
+    """The one YAML reader of tfimg: every YAML file it reads (variants, policies, its own
+    catalog) comes through here, within the limits. Raises SpecErrors."""
+    try:
+        return _compose(path, display)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecErrors([SpecError(display, "", f"YAML syntax error: {problem}",
                                     line=mark.line + 1 if mark else None,
                                     hint="Fix the YAML at that line (indentation, a missing ':' or quote).")]) from None
+
+
+def read_mapping(path: Path, display: Path | str, what: str) -> tuple[dict[str, Any], dict[Loc, int]]:
+    """Read a YAML mapping and the line of each key and list item. Raises SpecErrors.
+
+    ``what`` names the kind of file in the message ("a variant file", "a policy").
+    """
+    node, data = _parse(path, display)
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise SpecErrors([SpecError(display, "", f"{what} must be a mapping of keys", line=1)])

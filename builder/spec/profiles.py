@@ -10,10 +10,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field
+
+from builder.infra import yamlfile
 
 CATALOG = Path(__file__).parent / "data" / "profiles.yaml"
 
@@ -92,7 +93,7 @@ def version_matches(detected: str, spec: str) -> bool:
 
 @lru_cache(maxsize=1)
 def _catalog() -> dict[str, Profile]:
-    raw = yaml.safe_load(CATALOG.read_text())
+    raw = yamlfile.load(CATALOG)
     return {name: Profile(name=name, **body) for name, body in raw.items()}
 
 

@@ -18,8 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from builder.infra import yamlfile
 from builder.spec.loader import LoadedVariant, Variant
 
 DIR = Path(__file__).parent
@@ -45,7 +44,7 @@ def declared(loaded: LoadedVariant) -> dict[str, list[dict[str, Any]]]:
     commands: list[dict[str, Any]] = []
     packages: dict[str, dict[str, Any]] = {}
     for path in loaded.chain:
-        raw = (yaml.safe_load(Path(path).read_text()) or {}).get("checks") or {}
+        raw = (yamlfile.load(Path(path)) or {}).get("checks") or {}
         if "commands" in raw:
             commands = []
         for key in ("commands", "commands+"):
