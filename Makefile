@@ -40,6 +40,8 @@ test-unit: venv
 
 lint: venv
 	$(BIN)/ruff check builder tests
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/tfimg lint variants/*.yaml
 
 # The main job end to end: validate and lint every variant, then build, check,

@@ -34,8 +34,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def engine(pytestconfig: pytest.Config):
     """A Docker engine that answers (the SDK client)."""
-    from builder.infra import engine as eng
     from builder.errors import EnvError
+    from builder.infra import engine as eng
     try:
         return eng.client()
     except EnvError as exc:
@@ -72,9 +72,9 @@ def built(standin_base: str, build_root: Path):
 
     ``built("bert")`` returns the ``build`` section of its report.json.
     """
+    from builder.infra.ui import UI
     from builder.pipeline import orchestrator as pipeline
     from builder.spec import loader as spec
-    from builder.infra.ui import UI
 
     cache: dict[str, dict] = {}
 

@@ -27,9 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from builder.infra import engine
-from builder.infra import report
-from builder.infra import runner
+from builder.infra import engine, report, runner
 
 USER, PASSWORD = "tfimg-ci", "s3cret-Pa55-" + uuid.uuid4().hex[:8]
 
@@ -55,7 +53,7 @@ def _docker_ok() -> bool:
     try:
         engine.client()
         return True
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
@@ -84,7 +82,7 @@ def registry_server(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pyte
         "http": {"addr": f"127.0.0.1:{port}", "secret": uuid.uuid4().hex},
         "auth": {"htpasswd": {"realm": "tfimg-test", "path": str(root / "htpasswd")}},
     }))
-    log = open(root / "registry.log", "w")
+    log = open(root / "registry.log", "w")  # noqa: SIM115  (the server writes it until teardown)
     env = {**os.environ, "REGISTRY_STORAGE_DELETE_ENABLED": "true"}
     proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=log, env=env)
     server = RegistryServer(f"127.0.0.1:{port}", root)

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.image import buildkit as build
-from builder.infra import engine
-from builder.infra import runner
-from builder.spec import loader as spec
 from builder.check import stage as testrun
+from builder.image import buildkit as build
+from builder.infra import engine, runner
+from builder.spec import loader as spec
 
 BROKEN = Path(__file__).parent / "data" / "broken"
 VARIANTS = Path(__file__).resolve().parent.parent / "variants"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from builder.check import stage as testrun
 from builder.infra import report
 from builder.spec import loader as spec
-from builder.check import stage as testrun
 
 VARIANTS = Path(__file__).resolve().parent.parent / "variants"
 GPU_CHECKS = {"stack::gpu_driver", "stack::tensorflow_cuda_build", "stack::tensorflow_lists_gpu",

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from builder.scan import gate
+from builder.scan import gate, policy
 from builder.scan import gate_outputs as gate_render
-from builder.scan import policy
 from builder.scan import trivy_report as scanreport
 
 DATA = Path(__file__).parent / "data" / "trivy"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.spec import matrix
 from builder.errors import SpecErrors
+from builder.spec import matrix
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.scan import policy
 from builder.errors import SpecErrors
+from builder.scan import policy
 
 ROOT = Path(__file__).parent.parent
 

@@ -8,13 +8,12 @@ import logging
 import pytest
 import requests
 
-from builder.infra import engine
+from builder.errors import PublishRefused, RegistryError
+from builder.infra import engine, report
 from builder.publish import evidence
 from builder.publish import push as publish
-from builder.infra import report
-from builder.spec import loader as spec
-from builder.errors import PublishRefused, RegistryError
 from builder.publish.registry_client import Registry
+from builder.spec import loader as spec
 
 pytest_plugins = ["tests.conftest_registry"]
 

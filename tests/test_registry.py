@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from builder.errors import PublishRefused, RegistryError, TransientError
+from builder.publish import curation as registry
 from builder.publish import evidence
 from builder.publish import push as publish
-from builder.publish import curation as registry
-from builder.spec import loader as spec
-from builder.errors import PublishRefused, RegistryError, TransientError
-from builder.publish.registry_client import Ref, Registry, parse_ref, with_retry
 from builder.publish.curation import Entry
+from builder.publish.registry_client import Ref, Registry, parse_ref, with_retry
+from builder.spec import loader as spec
 
 pytest_plugins = ["tests.conftest_registry"]
 

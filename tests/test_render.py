@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.spec import passwords
+from builder.cli.specs import hadolint
 from builder.render import context as render
 from builder.spec import loader as spec
-from builder.cli.specs import hadolint
+from builder.spec import passwords
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests/data/golden"

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from builder.scan import stage as scan_stage
-from builder.infra import report
-from builder.spec import loader as spec
-from builder.scan import trivy
 from builder.cli.root import main
 from builder.errors import EnvError, GateFailed
+from builder.infra import report
+from builder.scan import stage as scan_stage
+from builder.scan import trivy
+from builder.spec import loader as spec
 
 HERE = Path(__file__).parent
 FAKE = HERE / "fakes" / "fake_trivy"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.spec import passwords
-from builder.spec import loader as spec
 from builder.cli.root import main
 from builder.errors import SpecErrors
+from builder.spec import loader as spec
+from builder.spec import passwords
 
 ROOT = Path(__file__).resolve().parent.parent
 PUB = (ROOT / "variants/keys/team.pub").read_text()
@@ -200,8 +200,8 @@ def test_hash_password_command_reads_stdin() -> None:
 
 
 def test_abstract_is_not_inherited_and_is_never_built(tmp_path: Path) -> None:
-    from builder.pipeline import orchestrator as pipeline
     from builder.infra.ui import UI
+    from builder.pipeline import orchestrator as pipeline
     base = spec.load(ROOT / "variants/base.yaml")
     assert base.spec.abstract is True
     assert spec.load(ROOT / "variants/dev.yaml").spec.abstract is False

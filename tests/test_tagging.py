@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from builder.check import imagefacts as facts
-from builder.spec import loader as spec
-from builder.publish import tagging
-from builder.spec.loader import Tags
 from builder.infra import git
+from builder.publish import tagging
+from builder.spec import loader as spec
+from builder.spec.loader import Tags
 
 pytest_plugins = ["tests.conftest_registry"]
 
@@ -114,8 +114,8 @@ def test_facts_read_from_a_real_image(standin_base: str, tmp_path: Path) -> None
 
 
 def test_tags_stage_writes_tags_txt_and_report_sections(tmp_path: Path) -> None:
-    from builder.publish import push as publish
     from builder.infra import report
+    from builder.publish import push as publish
     (tmp_path / "bert.yaml").write_text("name: bert\n")
     out = tmp_path / "build" / "bert"
     image_id = "sha256:" + "2" * 64

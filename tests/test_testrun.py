@@ -7,15 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from builder.infra import labels
-from builder.check import suite as checks
 from builder import cli
-from builder.infra import engine
-from builder.infra import report
-from builder.spec import loader as spec
 from builder.check import stage as testrun
+from builder.check import suite as checks
 from builder.check.suite import conftest as suite
 from builder.errors import ChecksFailed, EnvError
+from builder.infra import engine, labels, report
+from builder.spec import loader as spec
 
 VARIANTS = Path(__file__).resolve().parent.parent / "variants"
 

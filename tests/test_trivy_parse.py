@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.scan import trivy_report as scanreport
 from builder.errors import TfimgError
+from builder.scan import trivy_report as scanreport
 
 DATA = Path(__file__).parent / "data" / "trivy"
 

@@ -15,22 +15,12 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from builder.infra import engine
 from builder.check import probe
 from builder.errors import EnvError
-from builder.infra import clock, git
+from builder.infra import clock, engine, git
+from builder.infra.report_models import FactsSection, Report
 
-ALIASES = {"tf": "tensorflow", "tf_version": "tensorflow", "py": "python",
-           "python_version": "python", "cuda_version": "cuda", "cudnn_version": "cudnn"}
 KEYS = ("tensorflow", "python", "cuda", "cudnn", "date", "rev")
-
-
-def normalize(section: dict[str, Any]) -> dict[str, Any]:
-    """Accept a facts section written by another stage (aliases such as tf/py)."""
-    out: dict[str, Any] = {}
-    for key, value in section.items():
-        out[ALIASES.get(key, key)] = value
-    return out
 
 
 def from_image(image: str, *, timeout: float = 300) -> dict[str, Any]:
@@ -65,22 +55,21 @@ def image_date(image: str) -> str:
     return clock.now().strftime("%Y%m%d")
 
 
-def read(image: str, variant_file: Path | str, report: dict[str, Any]) -> dict[str, Any]:
+def read(image: str, variant_file: Path | str, report: Report) -> FactsSection:
     """Facts for ``image``: the report's ``facts`` section when it is for this image, else probed.
 
-    Missing date/rev are filled in; ``image_id`` records which image they describe.
+    Missing date/rev are filled in; ``image_id`` records which image they describe. A
+    section written by another tool may use the short names (tf, py; see FactsSection).
     """
-    cached = normalize(report.get("facts") or {})
-    image_id = (report.get("build") or {}).get("image_id") or image
-    if cached and cached.get("image_id", image_id) == image_id and cached.get("python"):
-        facts = dict(cached)
+    built = report.build
+    image_id = built.image_id if built else image
+    cached = report.facts
+    if cached and (cached.image_id or image_id) == image_id and cached.python:
+        facts = cached.model_dump(exclude_unset=True)
     else:
         facts = from_image(image)
-    facts.setdefault("date", None)
-    facts.setdefault("rev", None)
-    facts["date"] = facts["date"] or image_date(image)
-    built_rev = (report.get("build") or {}).get("revision")      # what the image was built from
-    facts["rev"] = facts["rev"] or (built_rev if built_rev and image_id == (report.get("build") or {}).get("image_id")
-                                    else git.revision(Path(variant_file).resolve().parent))
+    facts["date"] = facts.get("date") or image_date(image)
+    facts["rev"] = facts.get("rev") or (built.revision if built and built.revision   # what the image was built from
+                                        else git.revision(Path(variant_file).resolve().parent))
     facts["image_id"] = image_id
-    return {k: facts.get(k) for k in (*KEYS, "image_id", "error") if k in facts}
+    return FactsSection.model_validate({k: facts.get(k) for k in (*KEYS, "image_id", "error") if k in facts})

@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from builder.infra import runner
 from builder.errors import TfimgError
+from builder.infra import runner
 from builder.spec.profiles import Profile
 
 MARK = "TFIMG_PROBE="

@@ -33,20 +33,18 @@ from typing import Any
 import requests
 from packaging.requirements import InvalidRequirement, Requirement
 
-from builder.check import suite as checks
-from builder.infra import engine
-from builder.spec import passwords
 from builder.check import probe
-from builder.render import context as render
-from builder.infra import report
-from builder.infra import runner
-from builder.infra.report_models import ChecksSection, GpuInfo
+from builder.check import suite as checks
 from builder.check.suite import results
 from builder.check.suite.context import ENV, Context
 from builder.check.suite.results import facts, failure, table  # re-exported: the table and error of a run
 from builder.errors import EnvError, TfimgError
-from builder.spec.loader import LoadedVariant, Variant
+from builder.infra import engine, report, runner
 from builder.infra import labels as label_names
+from builder.infra.report_models import ChecksSection, GpuInfo
+from builder.render import context as render
+from builder.spec import passwords
+from builder.spec.loader import LoadedVariant, Variant
 
 STANDIN_ENV = "TFIMG_STANDIN=1"
 # NVIDIA's recommended run flags (--ipc=host --ulimit memlock=-1 --ulimit stack=67108864) as SDK options.
@@ -173,7 +171,7 @@ def _answers(port: int, kind: str) -> bool:
 def _probe(container: Any, timeout: float = 300) -> tuple[dict[str, Any], str | None]:
     try:
         code, output = engine.exec_run(container, probe.command("python3"), timeout=timeout)
-    except Exception as exc:  # noqa: BLE001  docker.errors.APIError: the container is not running
+    except Exception as exc:
         return {}, f"cannot exec in the container: {str(exc).splitlines()[0][:300]}"
     try:
         return probe.summarize(probe.parse_output(output)), None
@@ -184,7 +182,7 @@ def _probe(container: Any, timeout: float = 300) -> tuple[dict[str, Any], str | 
 def _enter(stack: contextlib.ExitStack, cm: Any, what: str) -> Any:
     try:
         return stack.enter_context(cm)
-    except Exception as exc:  # noqa: BLE001  docker.errors.APIError, ImageNotFound: say which and why
+    except Exception as exc:
         raise EnvError(f"could not start {what}: {str(exc).splitlines()[0][:500]}",
                        hint="The engine refused the container; with --ngc-run-flags it must allow "
                             "--ulimit memlock=-1 and stack limits.") from None

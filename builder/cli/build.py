@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
+from builder import errors
+from builder.cli.root import app, out, settings
+from builder.errors import TfimgError
+from builder.infra import runner
+from builder.infra.ui import UI
 from builder.pipeline import fanout
 from builder.pipeline import orchestrator as pipeline
 from builder.spec import loader as spec
-from builder import errors
-from builder.errors import TfimgError
-from builder.infra import runner
-from builder.cli.root import app, settings, out
-from builder.infra.ui import UI
 
 
 @app.command("build")
@@ -22,19 +21,19 @@ def build_cmd(
     spec_files: list[Path] = typer.Argument(..., metavar="SPEC...", help="Variant file(s) (variants/NAME.yaml).",
                                             show_default=False),
     jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="With several variants: how many build at once."),
-    base: Optional[str] = typer.Option(None, "--base", envvar=pipeline.BASE_ENV,
+    base: str | None = typer.Option(None, "--base", envvar=pipeline.BASE_ENV,
                                        help="Build on this base image instead of the spec's (air-gapped and test use)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when an image with the same inputs exists."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Rebuild every layer (implies --force)."),
-    docker: Optional[str] = typer.Option(None, "--docker", envvar="TFIMG_DOCKER",
+    docker: str | None = typer.Option(None, "--docker", envvar="TFIMG_DOCKER",
                                          help="BuildKit-capable docker client to use."),
     out_root: Path = typer.Option(Path("build"), "--out", help="Where build/<variant>/ goes."),
     no_test: bool = typer.Option(False, "--no-test", help="Skip the container checks stage."),
     no_scan: bool = typer.Option(False, "--no-scan", help="Skip scan and gate: the image is UNSCANNED and cannot be published."),
     gpu: str = typer.Option("auto", "--gpu", help="GPU checks: auto, on or off."),
-    policy: Optional[Path] = typer.Option(None, "--policy", help="Gate under this policy file instead of the variant's."),
-    trivy_path: Optional[str] = typer.Option(None, "--trivy", envvar="TFIMG_TRIVY", help="Trivy executable to scan with."),
-    trivy_cache: Optional[Path] = typer.Option(None, "--trivy-cache-dir", help="Trivy cache (a pre-downloaded DB for air-gapped use)."),
+    policy: Path | None = typer.Option(None, "--policy", help="Gate under this policy file instead of the variant's."),
+    trivy_path: str | None = typer.Option(None, "--trivy", envvar="TFIMG_TRIVY", help="Trivy executable to scan with."),
+    trivy_cache: Path | None = typer.Option(None, "--trivy-cache-dir", help="Trivy cache (a pre-downloaded DB for air-gapped use)."),
     offline: bool = typer.Option(False, "--offline", help="Scan without updating Trivy's DB (needs --trivy-cache-dir)."),
 ) -> None:
     """Render, build (BuildKit, secrets mounted), check, scan, gate and tag variants.

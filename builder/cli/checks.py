@@ -4,34 +4,31 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from builder.infra import engine
 from builder.check import probe
-from builder.spec import profiles
-from builder.render import context as render
-from builder.infra import report
-from builder.spec import loader as spec
 from builder.check import stage as testrun
 from builder.cli.root import app, console, out
 from builder.errors import ChecksFailed, EnvError
-from builder.spec.loader import LoadedVariant
+from builder.infra import engine, report
 from builder.infra import labels as label_names
+from builder.render import context as render
+from builder.spec import loader as spec
+from builder.spec import profiles
+from builder.spec.loader import LoadedVariant
 
 
-
-def _target(target: str, spec_file: Optional[Path], out_root: Path) -> tuple[LoadedVariant, str, Path]:
+def _target(target: str, spec_file: Path | None, out_root: Path) -> tuple[LoadedVariant, str, Path]:
     """(variant, image, out dir) for a SPEC or IMAGE argument."""
     if target.endswith((".yaml", ".yml")):
         loaded = spec.load(target)
-        built = report.load(out_root / loaded.name).get("build") or {}
-        image = built.get("image_id") or built.get("image")
-        if built.get("image") and (engine.image_attrs(built["image"]) or {}).get("Id") == built.get("image_id"):
-            image = built["image"]
+        built = report.load(out_root / loaded.name).build
+        image = built.image_id if built else None
+        if built and (engine.image_attrs(built.image) or {}).get("Id") == built.image_id:
+            image = built.image
         if not image:
             raise EnvError(f"{loaded.name} has not been built here (no {out_root / loaded.name / report.REPORT})",
                            hint=f"Build it first (tfimg build {target}), or pass the image: "
@@ -59,13 +56,13 @@ def _target(target: str, spec_file: Optional[Path], out_root: Path) -> tuple[Loa
 def test_cmd(
     target: str = typer.Argument(..., help="Variant file (.yaml; its built image) or an image reference.",
                                  show_default=False),
-    spec_file: Optional[Path] = typer.Option(None, "--spec", help="With an IMAGE: its variant file "
+    spec_file: Path | None = typer.Option(None, "--spec", help="With an IMAGE: its variant file "
                                              "(default variants/<io.tfimg.variant label>.yaml)."),
     gpu: str = typer.Option("auto", "--gpu", help="GPU checks: auto (when the engine has an NVIDIA runtime), "
                             "on (fail without one), off."),
     ngc_flags: bool = typer.Option(False, "--ngc-run-flags", help="Run with NVIDIA's recommended "
                                    "--ipc=host --ulimit memlock=-1 --ulimit stack=67108864."),
-    base: Optional[str] = typer.Option(None, "--base", help="Base image to compare with (default: from "
+    base: str | None = typer.Option(None, "--base", help="Base image to compare with (default: from "
                                        "report.json or the image's base label)."),
     out_root: Path = typer.Option(Path("build"), "--out", help="Where build/<variant>/ goes."),
     timeout: float = typer.Option(900, "--timeout", help="Seconds the whole suite may take."),
@@ -81,7 +78,7 @@ def test_cmd(
     section = testrun.run_checks(loaded, image, where, gpu=gpu, base_ref=base, ngc_run_flags=ngc_flags,
                                  raise_on_failure=False, timeout=timeout)
     out.print(testrun.table(section))
-    if not section["passed"]:
+    if not section.passed:
         raise testrun.failure(section)
 
 

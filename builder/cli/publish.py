@@ -6,18 +6,16 @@ import datetime as dt
 import json
 import re
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from builder.spec import matrix as matrix_mod
-from builder.publish import push as publish_mod
+from builder.cli.root import app, out, settings, spec_arg
+from builder.infra import clock, report
 from builder.publish import curation as registry_mod
-from builder.infra import report
-from builder.spec import loader as spec
+from builder.publish import push as publish_mod
 from builder.publish import tagging
-from builder.cli.root import app, settings, out, spec_arg
-from builder.infra import clock
+from builder.spec import loader as spec
+from builder.spec import matrix as matrix_mod
 
 registry_app = typer.Typer(help="Look at and curate published images (list, evidence, retention).",
                            no_args_is_help=True)
@@ -33,7 +31,7 @@ def _say(text: str) -> None:
 
 @app.command()
 def tags(spec_file: Path = spec_arg(), out_root: Path = OUT_OPT,
-         image: Optional[str] = typer.Option(None, "--image", help="Tag this image instead of the built one."),
+         image: str | None = typer.Option(None, "--image", help="Tag this image instead of the built one."),
          ) -> None:
     """Print the variant's tags (read from the built image) and write build/<variant>/tags.txt."""
     loaded = spec.load(spec_file)
@@ -51,21 +49,21 @@ def publish(spec_file: Path = spec_arg(), out_root: Path = OUT_OPT,
     loaded = spec.load(spec_file)
     directory = report.variant_dir(out_root, loaded.name)
     rec = publish_mod.publish(loaded, directory, registry, push=push)
-    if rec.get("dry_run"):
-        for line in rec["lines"]:
+    if isinstance(rec, publish_mod.Plan):
+        for line in rec.lines():
             _say(line)
         _say("dry run: nothing pushed; add --push to publish")
         return
-    _say(f"published {rec['repository']}@{rec['digest']}")
-    for ref in rec["refs"]:
+    _say(f"published {rec.repository}@{rec.digest}")
+    for ref in rec.refs:
         _say(f"  {ref}")
-    _say(f"  evidence: {rec['repository']}:{rec['evidence']['tag']}")
+    _say(f"  evidence: {rec.repository}:{rec.evidence.tag}")
 
 
 @app.command()
 def promote(source: str = typer.Argument(..., help="HOST/NAME@sha256:... (the tested digest)."),
             to: str = typer.Option(..., "--to", help="Target repository HOST/PRODNAME."),
-            policy: Optional[Path] = typer.Option(None, "--policy", help="Target gate policy to re-evaluate."),
+            policy: Path | None = typer.Option(None, "--policy", help="Target gate policy to re-evaluate."),
             dry_run: bool = typer.Option(False, "--dry-run", help="Check only; copy nothing."),
             ) -> None:
     """Copy one digest to a target repository if its attached evidence passes the policy."""
@@ -113,7 +111,7 @@ def registry_prune(name: str = typer.Argument(..., help="HOST[:PORT]/NAME (one r
 
 @app.command()
 def matrix(directory: Path = typer.Argument(Path("variants"), help="Folder of variant files."),
-           level: Optional[int] = typer.Option(None, "--level", help="Only variants at this depth."),
+           level: int | None = typer.Option(None, "--level", help="Only variants at this depth."),
            skip: list[str] = typer.Option([], "--skip", help="Leave out files matching this glob "
                                           "(e.g. a shared base.yaml); repeatable."),
            ) -> None:

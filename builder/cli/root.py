@@ -13,19 +13,17 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 try:  # typer >= 0.20 vendors click
-    from typer import _click  # type: ignore[attr-defined]
+    from typer import _click
 except ImportError:  # pragma: no cover - older typer depends on click
-    import click as _click
+    import click as _click  # type: ignore[no-redef]
 from rich.console import Console
 from rich.markup import escape
 
-from builder import __version__
-from builder import errors
+from builder import __version__, errors
 from builder.errors import TfimgError
 
 app = typer.Typer(
@@ -51,7 +49,7 @@ class Settings:
 
 def settings() -> Settings:
     """This invocation's global options (defaults outside a command)."""
-    ctx = _click.get_current_context(silent=True)
+    ctx = _click.get_current_context(silent=True)  # type: ignore[attr-defined]
     obj = ctx.find_root().obj if ctx is not None else None
     return obj if isinstance(obj, Settings) else Settings()
 
@@ -67,7 +65,7 @@ def _root(
     ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain, terse output (also in CI)."),
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
+    version: bool | None = typer.Option(None, "--version", callback=_version, is_eager=True,
                                            help="Print the version and exit."),
 ) -> None:
     ctx.obj = Settings(debug=debug, quiet=quiet)

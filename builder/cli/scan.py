@@ -5,23 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from builder.cli.root import app, settings, console, out, warn
+from builder.cli.root import app, console, out, settings, warn
 from builder.errors import EnvError, TfimgError
-from builder.infra import report
+from builder.infra import clock, report
 from builder.infra.report_models import ScanSection
-from builder.scan import gate
+from builder.scan import gate, trivy, trivy_report
 from builder.scan import gate_outputs as gate_render
 from builder.scan import policy as policies
-from builder.scan import trivy
-from builder.scan import trivy_report
 from builder.scan.stage import base_layers_of, blocked, read_base_layers, run_scan_and_gate, write_gate
 from builder.spec import loader as spec
 from builder.spec.loader import LoadedVariant
-from builder.infra import clock
 
 
 def _show(result: gate.GateResult, out_dir: Path) -> None:
@@ -34,7 +30,7 @@ def _show(result: gate.GateResult, out_dir: Path) -> None:
               f"written: {out_dir / 'gate.json'}, gate.sarif, gate.md", markup=False)
 
 
-def _options(trivy_path: str, timeout: float, cache_dir: Optional[Path], offline: bool,
+def _options(trivy_path: str, timeout: float, cache_dir: Path | None, offline: bool,
              by_reference: bool) -> trivy.Options:
     return trivy.Options(binary=trivy_path, timeout=timeout, cache_dir=cache_dir, offline=offline,
                          mode="reference" if by_reference else "archive")
@@ -63,10 +59,10 @@ def _target(target: str, out_dir: Path | None) -> tuple[LoadedVariant | None, st
 @app.command("scan")
 def scan_cmd(
     target: str = typer.Argument(..., help="Variant file (.yaml) or local image reference.", show_default=False),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output directory (default build/<variant>)."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Output directory (default build/<variant>)."),
     trivy_path: str = typer.Option("trivy", "--trivy", envvar="TFIMG_TRIVY", help="Trivy executable."),
     timeout: float = typer.Option(900, "--timeout", help="Seconds Trivy may take."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Trivy cache (holds db/trivy.db)."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Trivy cache (holds db/trivy.db)."),
     offline: bool = typer.Option(False, "--offline", help="Air-gapped: use the pre-downloaded DB in --cache-dir, no network."),
     by_reference: bool = typer.Option(False, "--by-reference", help="Let Trivy read the image from the engine instead of a `docker save` archive."),
     no_gate: bool = typer.Option(False, "--no-gate", help="With a variant file: scan only, do not gate."),
@@ -105,11 +101,11 @@ def scan_cmd(
 @app.command("gate")
 def gate_cmd(
     report_file: Path = typer.Option(..., "--report", help="A Trivy JSON report (trivy image --format json).", show_default=False),
-    policy_file: Optional[str] = typer.Option(None, "--policy", help="Policy file or shipped name (default, strict)."),
-    base: Optional[str] = typer.Option(None, "--base", help="Base image in the local engine: its layers are 'inherited'."),
-    base_layers_file: Optional[Path] = typer.Option(None, "--base-layers", help="File with the base's layer DiffIDs."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where gate.* go (default: beside the report)."),
-    on_date: Optional[str] = typer.Option(None, "--date", help="Judge waiver expiry on this day (YYYY-MM-DD)."),
+    policy_file: str | None = typer.Option(None, "--policy", help="Policy file or shipped name (default, strict)."),
+    base: str | None = typer.Option(None, "--base", help="Base image in the local engine: its layers are 'inherited'."),
+    base_layers_file: Path | None = typer.Option(None, "--base-layers", help="File with the base's layer DiffIDs."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Where gate.* go (default: beside the report)."),
+    on_date: str | None = typer.Option(None, "--date", help="Judge waiver expiry on this day (YYYY-MM-DD)."),
 ) -> None:
     """Gate a saved Trivy report under a policy. Exit 1 when it blocks, 2 on bad input."""
     rep = trivy_report.load(report_file)

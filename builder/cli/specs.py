@@ -5,28 +5,27 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from builder.spec import passwords
-from builder.render import context as render
-from builder.infra import runner
-from builder.spec import loader as spec
 from builder.cli.root import app, out
 from builder.errors import ChecksFailed, EnvError, TfimgError
+from builder.infra import runner
+from builder.render import context as render
+from builder.spec import loader as spec
+from builder.spec import passwords
 
 BUILD_ROOT = Path("build")
 
 
-def context_dir(name: str, out_dir: Optional[Path] = None) -> Path:
+def context_dir(name: str, out_dir: Path | None = None) -> Path:
     return out_dir if out_dir else BUILD_ROOT / name / "context"
 
 
 @app.command("render")
 def render_cmd(
     spec_file: Path = typer.Argument(..., metavar="SPEC", help="Variant file (variants/NAME.yaml).", show_default=False),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write the context here instead of build/<variant>/context."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Write the context here instead of build/<variant>/context."),
     stdout: bool = typer.Option(False, "--stdout", help="Print the Dockerfile and write nothing."),
 ) -> None:
     """Validate a variant and render its Dockerfile and build context."""
@@ -68,7 +67,7 @@ def hadolint(dockerfile: Path) -> list[dict]:
 def lint_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.", show_default=False)) -> None:
     """Validate variants and run hadolint on each rendered Dockerfile (exit 1 on any finding)."""
     findings_total = 0
-    for f, loaded in zip(spec_files, spec.load_all(spec_files)):
+    for f, loaded in zip(spec_files, spec.load_all(spec_files), strict=True):
         ctx = render.write(render.render(loaded), context_dir(loaded.name))
         findings = hadolint(ctx / "Dockerfile")
         findings_total += len(findings)
@@ -83,7 +82,7 @@ def lint_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.",
 
 
 @app.command("schema")
-def schema_cmd(output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file.")) -> None:
+def schema_cmd(output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file.")) -> None:
     """Print the JSON Schema of a variant file (for editors)."""
     text = json.dumps(spec.schema(), indent=2, sort_keys=True) + "\n"
     if output:

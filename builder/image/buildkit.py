@@ -25,10 +25,9 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from builder.infra import runner
 from builder.errors import BuildFailed, EnvError
+from builder.infra import labels, runner
 from builder.spec.loader import LoadedVariant
-from builder.infra import labels
 
 DOCKER_ENV = "TFIMG_DOCKER"
 PROTECT_MARK = "TFIMG-PROTECT-BASE:"

@@ -15,8 +15,8 @@ import logging
 import os
 from pathlib import Path
 
-from builder.infra import runner
 from builder.errors import TfimgError
+from builder.infra import runner
 
 log = logging.getLogger(__name__)
 

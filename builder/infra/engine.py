@@ -113,9 +113,9 @@ def running(image: str, *, command: list[str] | None = None, ports: list[int] | 
     Yields the container and a map container port -> host port. The container
     is always force-removed, also on failure and Ctrl-C.
     """
-    kwargs: dict[str, Any] = dict(detach=True, environment=environment or {},
-                                  ports={f"{p}/tcp": ("127.0.0.1", None) for p in ports or []},
-                                  labels={labels.TEMPORARY: "1"})
+    kwargs: dict[str, Any] = {"detach": True, "environment": environment or {},
+                                  "ports": {f"{p}/tcp": ("127.0.0.1", None) for p in ports or []},
+                                  "labels": {labels.TEMPORARY: "1"}}
     if command is not None:
         kwargs["command"] = command
     if name:
@@ -166,7 +166,7 @@ def run_to_exit(image: str, *, command: list[str] | None = None, environment: di
         container.start()
         try:
             code: int | None = int(container.wait(timeout=timeout).get("StatusCode", -1))
-        except Exception:  # noqa: BLE001  requests ReadTimeout / ConnectionError: still running
+        except Exception:
             code = None
         logs = container.logs(stdout=True, stderr=True).decode(errors="replace")
         return code, logs

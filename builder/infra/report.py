@@ -1,8 +1,10 @@
 """``build/<variant>/report.json``: one report that every stage adds to.
 
-Each stage writes its own section (``build``, ``checks``, ``scan``, ``gate``,
-``tags``, ``publish``) with :func:`update`; nothing else is rewritten. Writes
-are atomic (temp file and rename) so a crash never leaves half a report.
+Each stage writes its own section (``build``, ``checks``, ``facts``, ``scan``,
+``gate``, ``tags``, ``local_tags``, ``publish``, ``timings``) as a model of
+:mod:`builder.infra.report_models` with :func:`write_section`; nothing else is
+rewritten. :func:`load` returns a :class:`Report`. Writes are atomic (temp
+file and rename) so a crash never leaves half a report.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from builder.errors import TfimgError
+from builder.infra.report_models import AnySection, Report
+
 REPORT = "report.json"
 
 
@@ -20,11 +27,24 @@ def variant_dir(out_root: Path | str, variant: str) -> Path:
     return Path(out_root) / variant
 
 
-def load(directory: Path | str) -> dict[str, Any]:
+def load(directory: Path | str) -> Report:
+    """The report in ``directory`` (an empty one when there is none).
+
+    Raises TfimgError when the file is not a report tfimg wrote (bad JSON, an
+    unknown section or key, a value of the wrong type).
+    """
     path = Path(directory) / REPORT
     if not path.exists():
-        return {}
-    return json.loads(path.read_text())
+        return Report()
+    try:
+        return Report.model_validate(json.loads(path.read_text()))
+    except (ValueError, ValidationError) as exc:
+        first = exc.errors()[0] if isinstance(exc, ValidationError) else None
+        where = ".".join(str(p) for p in first["loc"]) if first else ""
+        why = f"{where}: {first['msg']}" if first else str(exc)[:200]
+        raise TfimgError(f"{path} is not a tfimg report ({why})",
+                         hint="It was edited by hand or written by another tool; rebuild the variant "
+                              "(tfimg build SPEC) to write a new one.") from None
 
 
 def write_json(path: Path | str, data: Any) -> Path:
@@ -39,9 +59,12 @@ def write_json(path: Path | str, data: Any) -> Path:
     return path
 
 
-def update(directory: Path | str, section: str, data: Any) -> dict[str, Any]:
-    """Replace one section of the report and return the whole report."""
-    report = load(directory)
-    report[section] = data
-    write_json(Path(directory) / REPORT, report)
+def save(directory: Path | str, report: Report) -> Report:
+    """Write the whole report (e.g. ``Report()`` to void every section)."""
+    write_json(Path(directory) / REPORT, report.to_json())
     return report
+
+
+def write_section(directory: Path | str, section: AnySection) -> Report:
+    """Replace one section of the report (``section.SECTION``) and return the whole report."""
+    return save(directory, load(directory).with_section(section))

@@ -69,22 +69,22 @@ def run(argv: Iterable[object], *, timeout: float | None = 600, check: bool = Tr
         env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
         input: str | None = None) -> Result:
     """Run a program to completion and capture its output."""
-    argv = [str(a) for a in argv]
-    log.debug("run: %s", shlex.join(argv))
+    cmd = [str(a) for a in argv]
+    log.debug("run: %s", shlex.join(cmd))
     full_env = None if env is None else {**os.environ, **env}
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                               env=full_env, cwd=cwd, input=input,
                               stdin=None if input is not None else subprocess.DEVNULL)
     except FileNotFoundError as exc:
-        raise EnvError(f"`{argv[0]}` was not found; install it or put it on PATH.") from exc
+        raise EnvError(f"`{cmd[0]}` was not found; install it or put it on PATH.") from exc
     except subprocess.TimeoutExpired as exc:
-        raise CommandFailed(argv, -1, _text(exc.stdout), _text(exc.stderr),
-                            message=f"`{argv[0]}` did not finish within {timeout:.0f} s") from exc
-    result = Result(argv, proc.returncode, proc.stdout, proc.stderr)
+        raise CommandFailed(cmd, -1, _text(exc.stdout), _text(exc.stderr),
+                            message=f"`{cmd[0]}` did not finish within {timeout:.0f} s") from exc
+    result = Result(cmd, proc.returncode, proc.stdout, proc.stderr)
     if check and proc.returncode != 0:
-        log.error("%s exited with %s:\n%s", argv[0], proc.returncode, proc.stderr or proc.stdout)
-        raise CommandFailed(argv, proc.returncode, proc.stdout, proc.stderr)
+        log.error("%s exited with %s:\n%s", cmd[0], proc.returncode, proc.stderr or proc.stdout)
+        raise CommandFailed(cmd, proc.returncode, proc.stdout, proc.stderr)
     return result
 
 
@@ -97,15 +97,15 @@ def stream(argv: Iterable[object], on_line: Callable[[str], None], *,
     group, and an interrupt (Ctrl-C, or any exception in ``on_line``) stops that
     whole group, politely first (SIGINT, then SIGKILL after 15 s), before re-raising.
     """
-    argv = [str(a) for a in argv]
-    log.debug("stream: %s", shlex.join(argv))
+    cmd = [str(a) for a in argv]
+    log.debug("stream: %s", shlex.join(cmd))
     full_env = None if env is None else {**os.environ, **env}
     try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 errors="replace", env=full_env, cwd=cwd, stdin=subprocess.DEVNULL,
                                 start_new_session=own_group)
     except FileNotFoundError as exc:
-        raise EnvError(f"`{argv[0]}` was not found; install it or put it on PATH.") from exc
+        raise EnvError(f"`{cmd[0]}` was not found; install it or put it on PATH.") from exc
     try:
         assert proc.stdout is not None
         for line in proc.stdout:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 
 from rich.console import Console
+from rich.status import Status
 
 STEP = re.compile(r"^#\d+ \[(?:[\w-]+ )?\d+/\d+\] ")
 
@@ -24,7 +25,7 @@ class UI:
                                width=None if sys.stderr.isatty() else 160)
         self.live = self.console.is_terminal and not quiet and not os.environ.get("CI")
         self.quiet = quiet
-        self._status = None
+        self._status: Status | None = None
         self.timings: dict[str, float] = {}
 
     def info(self, text: str) -> None:

@@ -164,12 +164,12 @@ def read_mapping(path: Path, display: Path | str, what: str) -> tuple[dict[str, 
 def _index(node: Any, loc: Loc, out: dict[Loc, int]) -> None:
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
-            out[(*loc, k.value)] = k.start_mark.line + 1
-            _index(v, (*loc, k.value), out)
+            out[loc + (k.value,)] = k.start_mark.line + 1
+            _index(v, loc + (k.value,), out)
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
-            out[(*loc, i)] = v.start_mark.line + 1
-            _index(v, (*loc, i), out)
+            out[loc + (i,)] = v.start_mark.line + 1
+            _index(v, loc + (i,), out)
 
 
 def keypath(loc: Loc) -> str:
@@ -219,6 +219,6 @@ def translate(exc: ValidationError, model: type[BaseModel], where: Callable[[Loc
             hint = "Allowed keys here: " + ", ".join(allowed) if allowed else None
         elif err["type"] == "missing":
             msg = "this key is required"
-        better = special(err) if special else None
+        better = special(dict(err)) if special else None
         out.append(SpecError(file, keypath(loc), better or msg, line=line, hint=hint))
     return out

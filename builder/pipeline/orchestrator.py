@@ -14,16 +14,22 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.image import buildkit as build
-from builder.infra import engine
-from builder.render import context as render
-from builder.infra import report
-from builder.infra.report_models import (BaseImage, BuilderInfo, BuildSection, ChecksSection, LayerSize,
-                                         LocalTags, Report, Timings)
 from builder.errors import EnvError, SpecError, SpecErrors, TfimgError
-from builder.spec.loader import LoadedVariant
+from builder.image import buildkit as build
+from builder.infra import clock, engine, git, labels, report
+from builder.infra.report_models import (
+    BaseImage,
+    BuilderInfo,
+    BuildSection,
+    ChecksSection,
+    LayerSize,
+    LocalTags,
+    Report,
+    Timings,
+)
 from builder.infra.ui import UI
-from builder.infra import clock, git, labels
+from builder.render import context as render
+from builder.spec.loader import LoadedVariant
 
 BASE_ENV = "TFIMG_BASE"
 LOCAL_REPO = "tfimg/{name}"
@@ -208,12 +214,11 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> Report:
     computed tag is applied to an image that did not pass.
     """
     # Stage modules are imported here: the build alone (and `tfimg render`) needs none of them.
-    from builder.scan import stage as scan_stage
-    from builder.scan import gate
-    from builder.scan import policy as policies
-    from builder.publish import push as publish
     from builder.check import stage as testrun
-    from builder.scan import trivy
+    from builder.publish import push as publish
+    from builder.scan import gate, trivy
+    from builder.scan import policy as policies
+    from builder.scan import stage as scan_stage
 
     if opts.policy:
         loaded = loaded.model_copy(update={"spec": loaded.spec.model_copy(update={"policy": str(opts.policy)})})

@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder.publish import evidence
-from builder.infra import runner
 from builder.errors import PublishRefused, RegistryError
+from builder.infra import clock, runner
+from builder.publish import evidence
 from builder.publish.registry_client import INDEX_TYPES, LOOPBACK, Ref, Registry, docker_config_path, parse_ref
-from builder.infra import clock
 
 
 def _now() -> str:

@@ -10,14 +10,15 @@ go in (keys that look like credentials are dropped, URL passwords redacted).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from typing import Any
 
+from builder.infra import labels
 from builder.infra.report_models import Report, TagsSection
 from builder.publish.registry_client import OCI_MANIFEST, Registry
 from builder.spec.loader import CREDENTIAL_NAME
-from builder.infra import labels
 
 REPORT_TYPE = "application/vnd.tfimg.report.v1+json"
 TRIVY_TYPE = "application/vnd.tfimg.trivy.v1+json"     # the full Trivy report, for re-gating at promotion
@@ -115,10 +116,8 @@ def attach(reg: Registry, repo: str, digest: str, doc: dict[str, Any], trivy: di
     raw = json.dumps(manifest, sort_keys=True).encode()
     new = reg.put_manifest(repo, tag_for(digest), raw, OCI_MANIFEST)
     if old and old != new:   # the tag moved on; drop the superseded artifact when deletes are allowed
-        try:
+        with contextlib.suppress(Exception):
             reg.delete_manifest(repo, old)
-        except Exception:  # noqa: BLE001 -- an orphaned old artifact is harmless
-            pass
     return new
 
 

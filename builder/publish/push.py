@@ -21,16 +21,14 @@ from typing import Any, Literal
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 
-from builder.infra import engine
-from builder.publish import evidence
 from builder.check import imagefacts as facts_mod
+from builder.errors import PublishRefused, RegistryError, TfimgError
+from builder.infra import clock, engine
 from builder.infra import report as report_mod
 from builder.infra.report_models import EvidenceRef, FactsSection, PublishSection, Report, TagsSection
-from builder.publish import tagging
-from builder.errors import PublishRefused, RegistryError, TfimgError
+from builder.publish import evidence, tagging
 from builder.publish.registry_client import INDEX_TYPES, Ref, Registry, parse_ref, with_retry
 from builder.spec.loader import LoadedVariant
-from builder.infra import clock
 
 PUSH_TRANSIENT = re.compile(r"\b(429|5\d\d)\b|connection (refused|reset)|timeout|EOF|Service Unavailable|"
                             r"Too Many Requests|Bad Gateway", re.I)

@@ -22,8 +22,8 @@ from typing import TypeVar
 
 import requests
 
-from builder.infra.credentials import credentials, docker_config_path  # noqa: F401 (re-exported)
 from builder.errors import RegistryError, TransientError
+from builder.infra.credentials import credentials, docker_config_path  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -19,8 +19,8 @@ from typing import Any
 
 import jinja2
 
-from builder.spec.loader import LoadedVariant, Variant
 from builder.infra import labels
+from builder.spec.loader import LoadedVariant, Variant
 
 PKG = Path(__file__).resolve().parents[1]  # builder/
 # Installed: builder/templates (force-included in the wheel); from a checkout: the top-level templates/.
@@ -159,7 +159,7 @@ def render(loaded: LoadedVariant) -> Rendered:
     if req_names:
         files["python/pip-install.sh"] = (env.get_template("context/pip-install.sh.j2").render(ctx), 0o755)
         files["python/protect.py"] = (env.get_template("context/protect.py.j2").render(ctx), 0o644)
-        for name, src in zip(req_names, v.python.requirements):
+        for name, src in zip(req_names, v.python.requirements, strict=True):
             files[f"python/{name}"] = (Path(src).read_text(), 0o644)
     if v.ssh.enabled:
         files["etc/ssh/sshd_config"] = (env.get_template("context/sshd_config.j2").render(ctx), 0o644)

@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from builder.infra.report_models import GateFiles, GateSection
 from builder.scan.policy import Policy, Waiver
 from builder.scan.trivy_report import RANK, SEVERITIES, Finding, Report, check_id
 
@@ -77,19 +78,18 @@ class GateResult(_Frozen):
     def label(self) -> str:
         return self.decision.upper()
 
-    def summary(self) -> dict[str, object]:
-        """The ``gate`` section of report.json (publishing reads ``decision``)."""
-        return {
-            "decision": self.decision, "policy": self.policy, "policy_file": self.policy_file,
-            "artifact": self.artifact, "trivy_version": self.trivy_version,
-            "evaluated_on": self.evaluated_on.isoformat() if self.evaluated_on else None,
-            "reasons": self.reasons, "blocking": len(self.blocking),
-            "blocking_ids": sorted({b.finding.id for b in self.blocking}),
-            "counts": self.counts, "waived": len(self.waived),
-            "expired_waivers": [f"{w.id} (owner {w.owner}, expired {w.expires})" for w in self.expired_waivers],
-            "stale_waivers": [w.id for w in self.stale_waivers],
-            "base_layers_known": self.base_layers_known, "base_digest_pinned": self.base_digest_pinned,
-        }
+    def summary(self, files: GateFiles | None = None) -> GateSection:
+        """The ``gate`` section of report.json (publishing reads ``decision``); ``files``: where gate.* are."""
+        return GateSection(
+            decision=self.decision, policy=self.policy, policy_file=self.policy_file,
+            artifact=self.artifact, trivy_version=self.trivy_version, evaluated_on=self.evaluated_on,
+            reasons=self.reasons, blocking=len(self.blocking),
+            blocking_ids=sorted({b.finding.id for b in self.blocking}),
+            counts=self.counts, waived=len(self.waived),
+            expired_waivers=[f"{w.id} (owner {w.owner}, expired {w.expires})" for w in self.expired_waivers],
+            stale_waivers=[w.id for w in self.stale_waivers],
+            base_layers_known=self.base_layers_known, base_digest_pinned=self.base_digest_pinned,
+            **({"files": files} if files is not None else {}))
 
 
 def unscanned(policy: Policy, why: str, *, today: dt.date | None = None) -> GateResult:
@@ -208,9 +208,9 @@ def _blocking(rows: list[tuple[Finding, Literal["new", "inherited"]]], policy: P
                                 reason=f"license category '{f.category}' is blocked"))
     for key, members in groups.items():
         if key[0] == "vulnerability":
-            _, origin, fix, sev = key
-            limits = getattr(getattr(policy.vulnerabilities, origin), fix)
-            what = f"{origin} {sev}, " + ("fix available" if fix == "fixed" else "no fix")
+            _, vorigin, fix, sev = key
+            limits = getattr(getattr(policy.vulnerabilities, vorigin), fix)
+            what = f"{vorigin} {sev}, " + ("fix available" if fix == "fixed" else "no fix")
         else:
             sev = key[1]
             limits = policy.misconfigurations.block
@@ -236,7 +236,7 @@ def _counts(rows: list[tuple[Finding, Literal["new", "inherited"]]]) -> dict[str
     """{kind: {origin: {severity: n}}}, every severity present, findings before waivers."""
     out: dict[str, dict[str, dict[str, int]]] = {}
     for kind in ("vulnerability", "secret", "misconfiguration", "license"):
-        out[kind] = {o: {s: 0 for s in reversed(SEVERITIES)} for o in ("new", "inherited")}
+        out[kind] = {o: dict.fromkeys(reversed(SEVERITIES), 0) for o in ("new", "inherited")}
     for f, origin in rows:
         out[f.kind][origin][f.severity] += 1
     return out

@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from builder.infra import yamlfile
 from builder.errors import SpecError, SpecErrors
+from builder.infra import yamlfile
 from builder.scan.trivy_report import RANK, SEVERITIES
 
 _HERE = Path(__file__).resolve().parents[1]  # builder/ (installed) or beside the checkout's policies/
@@ -38,7 +38,7 @@ def _threshold(v: Any) -> dict[str, int]:
             raise ValueError(f"'{v}' is not a severity; use one of {', '.join(SEVERITIES)} or 'none'")
         return {s: 0 for s in SEVERITIES if RANK[s] >= RANK[sev]}
     if isinstance(v, list):
-        return _threshold({s: 0 for s in v})
+        return _threshold(dict.fromkeys(v, 0))
     if isinstance(v, dict):
         out: dict[str, int] = {}
         for k, n in v.items():

@@ -17,15 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import EnvError, GateFailed, TfimgError
-from builder.infra import engine
-from builder.infra import report
+from builder.infra import clock, engine, report
 from builder.infra.report_models import GateFiles, GateSection, ScanSection
-from builder.scan import gate
+from builder.scan import gate, trivy
 from builder.scan import gate_outputs as gate_render
 from builder.scan import policy as policies
-from builder.scan import trivy
 from builder.spec.loader import LoadedVariant
-from builder.infra import clock
 
 log = logging.getLogger(__name__)
 

@@ -46,11 +46,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from builder.infra import engine
-from builder.infra import report as report_file
-from builder.infra import runner
-from builder.infra.report_models import ScanSection, TrivyDb
 from builder.errors import CommandFailed, EnvError, TfimgError
+from builder.infra import engine, runner
+from builder.infra import report as report_file
+from builder.infra.report_models import ScanSection, TrivyDb
 from builder.scan.trivy_report import Report, from_data, redact
 
 MIN_VERSION = (0, 37, 0)

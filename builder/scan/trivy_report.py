@@ -262,7 +262,10 @@ def parse(text: str, *, source: str = "report") -> Report:
     """Parse Trivy JSON text. Raises TfimgError when it is not a Trivy report."""
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        raise TfimgError(f"{source} is not JSON (not UTF-8 text)",
+                         hint="Expected the output of `trivy image --format json`.") from None
+    except json.JSONDecodeError as exc:
         raise TfimgError(f"{source} is not JSON ({exc.msg} at line {exc.lineno})",
                          hint="Expected the output of `trivy image --format json`.") from None
     return from_data(data, source=source)

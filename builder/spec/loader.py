@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import ValidationError
 
-from builder.infra import yamlfile
 from builder.errors import SpecError, SpecErrors
-from builder.spec.models import *  # noqa: F401,F403  (the models are part of this module's API)
+from builder.infra import yamlfile
+from builder.spec.models import *  # noqa: F403  (the models are part of this module's API)
 from builder.spec.models import PATH_KEYS, PUBKEY_TYPES, LoadedVariant, Variant
 
 # --------------------------------------------------------------------------- loading
@@ -124,7 +124,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any], origin: Origin, over_orig
             out[name] = value
         for k, v in over_origin.items():
             if k[: len(path) + 1] == (*path, key):
-                origin[(*where, *k[len(path) + 1:])] = v
+                origin[tuple(where) + tuple(k[len(path) + 1:])] = v
     return out
 
 
@@ -197,9 +197,8 @@ def _check_files(spec: Variant, origin: Origin, path: Path) -> list[SpecError]:
         if not p.is_file():
             err(loc, f"public key file '{p}' not found")
             continue
-        problem = public_key_problem(p.read_text(errors="replace"))
-        if problem:
-            err(loc, f"{p.name}: {problem}")
+        if (key_problem := public_key_problem(p.read_text(errors="replace"))) is not None:
+            err(loc, f"{p.name}: {key_problem}")
     if spec.policy and not Path(spec.policy).is_file():
         err(("policy",), f"policy file '{spec.policy}' not found")
     return errors

@@ -12,8 +12,8 @@ import fnmatch
 from pathlib import Path
 from typing import Any
 
-from builder.spec import loader as spec
 from builder.errors import SpecError, SpecErrors
+from builder.spec import loader as spec
 
 
 def variant_files(directory: Path, skip: list[str] | None = None) -> list[Path]:
@@ -49,14 +49,14 @@ def matrix(directory: Path | str, skip: list[str] | None = None) -> dict[str, An
     directory = Path(directory)
     loaded = {p.resolve(): spec.load(p) for p in variant_files(directory, skip)}
     nodes = {p: [c.resolve() for c in lv.chain[:-1] if c.resolve() in loaded] for p, lv in loaded.items()}
-    include = []
+    include: list[dict[str, Any]] = []
     for path, lvl in order(nodes):
         lv = loaded[path]
         if lv.spec.abstract:   # a parent only: merged into others, never built
             continue
         include.append({"variant": lv.name, "file": str(directory / path.name),
                         "parents": [loaded[q].name for q in nodes[path]], "level": lvl})
-    names = [i["variant"] for i in include]
+    names: list[str] = [i["variant"] for i in include]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise SpecErrors([SpecError(directory, "name", f"variant names are not unique: {', '.join(dupes)}")])

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from builder.spec import profiles
 from builder.infra import yamlfile
+from builder.spec import profiles
 
 DEFAULT_BASE = "nvcr.io/nvidia/tensorflow:22.07-tf2-py3"
 DEFAULT_PROFILE = "ngc-22.07"
@@ -286,7 +286,7 @@ def _check_tag_template(tpl: str) -> str:
     except ValueError as exc:
         if "unknown tag field" in str(exc):
             raise
-        raise ValueError(f"'{tpl}' is not a valid tag template ({exc})")
+        raise ValueError(f"'{tpl}' is not a valid tag template ({exc})") from None
     rendered = tpl.format(**sample)
     if not TAG_RE.match(rendered):
         raise ValueError(f"'{tpl}' cannot give a valid tag: tags are letters, digits, '_', '.' "

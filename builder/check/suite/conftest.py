@@ -104,7 +104,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call" or report.outcome != "passed":
         if row.get("status") in ("failed", "error") and report.when == "teardown":
             return
-        status = report.outcome
+        status: str = report.outcome
         if report.outcome == "failed" and report.when != "call":
             status = "error"
         row["status"] = status

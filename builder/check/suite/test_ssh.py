@@ -14,8 +14,8 @@ import shutil
 
 import pytest
 
-from builder.infra import runner
 from builder.check.suite.helpers import out, ssh
+from builder.infra import runner
 
 CONFIG = "/etc/tfimg/ssh/sshd_config"
 WANT = {"passwordauthentication": "no", "kbdinteractiveauthentication": "no",

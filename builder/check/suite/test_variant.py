@@ -24,10 +24,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     declared = Context.read().declared
     if "command" in metafunc.fixturenames:
         items = declared.get("commands") or []
-        metafunc.parametrize("command", items or [None], ids=[c["id"] for c in items] or ["none"])
+        metafunc.parametrize("command", list(items) or [None], ids=[c["id"] for c in items] or ["none"])
     if "package" in metafunc.fixturenames:
         items = declared.get("python_packages") or []
-        metafunc.parametrize("package", items or [None], ids=[p["name"] for p in items] or ["none"])
+        metafunc.parametrize("package", list(items) or [None], ids=[p["name"] for p in items] or ["none"])
 
 
 def test_command(command, user_host, ctx, note):
