@@ -194,7 +194,7 @@ def test_evaluate_is_pure_and_deterministic():
 def test_unscanned_and_failed_closed():
     p = policy.load(None)
     u = gate.unscanned(p, "trivy not found")
-    assert u.decision == "unscanned" and u.label == "UNSCANNED" and u.summary()["decision"] == "unscanned"
+    assert u.decision == "unscanned" and u.label == "UNSCANNED" and u.summary().decision == "unscanned"
     f = gate.failed_closed(p, "trivy not found")
     assert f.decision == "block" and "requires" in f.reasons[0]
 
@@ -240,6 +240,6 @@ def test_markdown_and_table_say_what_blocks(tmp_path):
 def test_no_secret_material_in_any_output():
     result = gate.evaluate(rep("secrets.json.golden"), policy.load(None), None, TODAY, False)
     outputs = [json.dumps(result.model_dump(mode="json")), json.dumps(gate_render.sarif(result)),
-               gate_render.markdown(result), json.dumps(result.summary(), default=str)]
+               gate_render.markdown(result), json.dumps(result.summary().model_dump(mode="json"))]
     for text in outputs:
         assert "ghp_" not in text and "AWS_ACCESS_KEY_ID" not in text and "********" not in text

@@ -25,6 +25,7 @@ from builder.infra import report
 from builder.scan import stage as scan_stage
 from builder.scan import trivy
 from builder.spec import loader as spec
+from tests import reports
 
 HERE = Path(__file__).parent
 FAKE = HERE / "fakes" / "fake_trivy"
@@ -95,7 +96,7 @@ def test_scan_argv_is_hermetic_and_decides_nothing_from_exit_code(fake, monkeypa
     assert call["env"]["TRIVY_SEVERITY"] == ""                                # blanked
     assert call["env"]["TRIVY_DB_REPOSITORY"] == "mirror.example.com/trivy-db:2"   # kept
     assert {f.id for f in run.report.findings()} == {"CVE-2019-18224", "CVE-2020-8165"}
-    assert run.info["trivy_version"] == "0.58.1" and run.info["findings"] == {"vulnerability": 2}
+    assert run.info.trivy_version == "0.58.1" and run.info.findings == {"vulnerability": 2}
     assert json.loads(run.path.read_text())["SchemaVersion"] == 2
 
 
@@ -204,8 +205,8 @@ def test_stage_passes_and_writes_every_file(fake, monkeypatch, tmp_path):
     for name in ("trivy.json", "gate.json", "gate.sarif", "gate.md", "report.json"):
         assert (out / name).is_file(), name
     rep = report.load(out)
-    assert rep["scan"]["status"] == "ok" and rep["scan"]["trivy_version"] == "0.58.1"
-    assert rep["gate"]["decision"] == "pass" and rep["gate"]["policy"] == "policy"
+    assert rep.scan.status == "ok" and rep.scan.trivy_version == "0.58.1"
+    assert rep.gate.decision == "pass" and rep.gate.policy == "policy"
     assert json.loads((out / "gate.sarif").read_text())["version"] == "2.1.0"
 
 
@@ -213,13 +214,13 @@ def test_stage_blocks_with_gate_failed_and_uses_recorded_base_layers(fake, tmp_p
     loaded = variant(tmp_path)
     out = tmp_path / "build" / "demo"
     layers = json.loads((DATA / "fluentd-gems.json.golden").read_text())["Metadata"]["DiffIDs"][:2]
-    report.update(out, "build", {"base_layers": layers})
+    reports.write(out, reports.build("sha256:" + "c" * 64, base_layers=layers))
     with pytest.raises(GateFailed) as exc:
         scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, options=opts())
     assert exc.value.exit_code == 1 and "BLOCK" in exc.value.message
-    gate = report.load(out)["gate"]
-    assert gate["decision"] == "block" and gate["blocking_ids"] == ["CVE-2020-8165"]
-    assert gate["counts"]["vulnerability"]["inherited"]["CRITICAL"] == 1 and gate["base_layers_known"]
+    gate = report.load(out).gate
+    assert gate.decision == "block" and gate.blocking_ids == ["CVE-2020-8165"]
+    assert gate.counts["vulnerability"]["inherited"]["CRITICAL"] == 1 and gate.base_layers_known
 
 
 def test_trivy_missing_fails_closed(tmp_path, fake):
@@ -229,7 +230,7 @@ def test_trivy_missing_fails_closed(tmp_path, fake):
     with pytest.raises(EnvError, match="fails closed"):
         scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, options=trivy.Options(binary=str(tmp_path / "no")))
     rep = report.load(out)
-    assert rep["gate"]["decision"] == "block" and rep["scan"]["status"] == "failed"
+    assert rep.gate.decision == "block" and rep.scan.status == "failed"
     assert not (out / "trivy.json").exists()
 
 
@@ -239,7 +240,7 @@ def test_scan_not_required_gives_unscanned(tmp_path, fake, monkeypatch):
     out = tmp_path / "out"
     result = scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, options=opts())
     assert result.decision == "unscanned" and result.label == "UNSCANNED"
-    assert report.load(out)["gate"]["decision"] == "unscanned"
+    assert report.load(out).gate.decision == "unscanned"
     assert "UNSCANNED" in (out / "gate.md").read_text()
 
 
@@ -260,14 +261,14 @@ def test_misconfig_scan_of_the_rendered_dockerfile(fake, monkeypatch, tmp_path):
     out = tmp_path / "build" / "demo"
     with pytest.raises(EnvError, match="no rendered Dockerfile") as exc:   # nothing rendered yet
         scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, options=opts())
-    assert "fails closed" in exc.value.message and report.load(out)["gate"]["decision"] == "block"
+    assert "fails closed" in exc.value.message and report.load(out).gate.decision == "block"
     (out / "context").mkdir(parents=True)
     (out / "context" / "Dockerfile").write_text("FROM scratch\n")
     result = scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, options=opts(), raise_on_block=False)
     config_call = next(c["argv"] for c in fake() if c["argv"][0] == "config")
     assert config_call[-1] == str((out / "context").resolve()) and "--exit-code" in config_call
     assert [b.finding.id for b in result.blocking] == ["DS-0002"]
-    assert (out / "trivy-config.json").is_file() and report.load(out)["scan"]["misconfig"] is True
+    assert (out / "trivy-config.json").is_file() and report.load(out).scan.misconfig is True
 
 
 # --------------------------------------------------------------------------- CLI
@@ -276,25 +277,25 @@ def test_cli_scan_image_then_gate(fake, tmp_path, capsys):
     out = tmp_path / "scan"
     assert main(["scan", IMAGE, "--trivy", str(FAKE), "--by-reference", "--out", str(out)]) == 0
     assert "gate it with" in capsys.readouterr().out
-    assert report.load(out)["scan"]["image"] == IMAGE
+    assert report.load(out).scan.image == IMAGE
     assert main(["gate", "--report", str(out / "trivy.json")]) == 1
-    assert report.load(out)["gate"]["decision"] == "block"
+    assert report.load(out).gate.decision == "block"
     layers = tmp_path / "inspect.json"
     diff_ids = json.loads((DATA / "fluentd-gems.json.golden").read_text())["Metadata"]["DiffIDs"]
     layers.write_text(json.dumps([{"Id": "sha256:x", "RootFS": {"Type": "layers", "Layers": diff_ids}}]))
     assert main(["gate", "--report", str(out / "trivy.json"), "--base-layers", str(layers)]) == 0
-    assert report.load(out)["gate"]["counts"]["vulnerability"]["inherited"]["HIGH"] == 1
+    assert report.load(out).gate.counts["vulnerability"]["inherited"]["HIGH"] == 1
 
 
 @pytest.mark.docker   # looks up the base's layers in the engine
 def test_cli_scan_spec_gates_under_its_policy(fake, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     variant(tmp_path, "vulnerabilities: {new: {fixed: CRITICAL}}\n")
-    report.update(tmp_path / "build" / "demo", "build", {"image_id": "sha256:" + "b" * 64})
+    reports.write(tmp_path / "build" / "demo", reports.build("sha256:" + "b" * 64))
     rc = main(["scan", "demo.yaml", "--trivy", str(FAKE), "--by-reference"])
     assert rc == 1
     assert image_argv(fake)[-1] == "sha256:" + "b" * 64
-    assert report.load(tmp_path / "build" / "demo")["gate"]["blocking_ids"] == ["CVE-2019-18224"]
+    assert report.load(tmp_path / "build" / "demo").gate.blocking_ids == ["CVE-2019-18224"]
 
 
 def test_cli_gate_expired_waiver_names_owner(tmp_path, capsys):
@@ -325,7 +326,7 @@ def test_cli_scan_failure_exits_2(fake, monkeypatch, tmp_path):
     monkeypatch.setenv("FAKE_TRIVY_MODE", "garbage")
     out = tmp_path / "o"
     assert main(["scan", IMAGE, "--trivy", str(FAKE), "--by-reference", "--out", str(out)]) == 2
-    assert report.load(out)["scan"]["status"] == "failed"
+    assert report.load(out).scan.status == "failed"
 
 
 # --------------------------------------------------------------------------- with a real engine / trivy
@@ -391,9 +392,9 @@ def test_real_trivy_end_to_end(tmp_path, images):
     with pytest.raises(GateFailed):
         scan_stage.run_scan_and_gate(loaded, image, out, None, options=options)
     rep = report.load(out)
-    assert trivy.parse_version(rep["scan"]["trivy_version"]) >= trivy.MIN_VERSION
-    assert rep["gate"]["decision"] == "block" and "aws-access-key-id" in rep["gate"]["blocking_ids"]
-    assert rep["gate"]["counts"]["misconfiguration"]["new"]["HIGH"] >= 1        # DS-0002: no USER
+    assert trivy.parse_version(rep.scan.trivy_version) >= trivy.MIN_VERSION
+    assert rep.gate.decision == "block" and "aws-access-key-id" in rep.gate.blocking_ids
+    assert rep.gate.counts["misconfiguration"]["new"]["HIGH"] >= 1        # DS-0002: no USER
     gate_json = json.loads((out / "gate.json").read_text())
     secret = next(b["finding"] for b in gate_json["blocking"] if b["finding"]["kind"] == "secret")
     assert secret["path"].endswith("app/deploy.sh") and secret["line"] == 2
@@ -412,4 +413,4 @@ def test_an_interrupted_scan_leaves_no_pass_behind(fake, monkeypatch, tmp_path):
     monkeypatch.setattr(trivy, "scan_image", interrupted)
     with pytest.raises(KeyboardInterrupt):
         scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, options=opts())
-    assert report.load(out)["gate"]["decision"] == "block"
+    assert report.load(out).gate.decision == "block"

@@ -9,9 +9,11 @@ import pytest
 
 from builder.check import imagefacts as facts
 from builder.infra import git
+from builder.infra.report_models import FactsSection, Report
 from builder.publish import tagging
 from builder.spec import loader as spec
 from builder.spec.loader import Tags
+from tests import reports
 
 pytest_plugins = ["tests.conftest_registry"]
 
@@ -93,24 +95,26 @@ def test_facts_reuse_report_section_and_fill_rev(tmp_path: Path) -> None:
                    check=True)
     head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
                           text=True, check=True).stdout.strip()
-    rep = {"build": {"image_id": "sha256:" + "1" * 64},
-           "facts": {"tf": "2.9.1", "py": "3.8.10", "cuda": None, "cudnn": None, "date": "20260101"}}
-    got = facts.read("unused", repo / "v.yaml", rep)
-    assert got == {"tensorflow": "2.9.1", "python": "3.8.10", "cuda": None, "cudnn": None,
-                   "date": "20260101", "rev": head, "image_id": "sha256:" + "1" * 64}
+    # a facts section written by another tool (short names), no build recorded here: rev from git
+    rep = Report(facts=FactsSection.model_validate({"tf": "2.9.1", "py": "3.8.10", "cuda": None, "cudnn": None,
+                                                    "date": "20260101"}))
+    got = facts.read("sha256:" + "1" * 64, repo / "v.yaml", rep)
+    assert got.model_dump(exclude_unset=True) == {
+        "tensorflow": "2.9.1", "python": "3.8.10", "cuda": None, "cudnn": None,
+        "date": "20260101", "rev": head, "image_id": "sha256:" + "1" * 64}
     assert git.revision(tmp_path) == "norev"
 
 
 @pytest.mark.docker
 @pytest.mark.slow
 def test_facts_read_from_a_real_image(standin_base: str, tmp_path: Path) -> None:
-    got = facts.read(standin_base, tmp_path / "v.yaml", {})
-    assert got["tensorflow"].startswith("2.9") and got["python"].startswith("3.9")
+    got = facts.read(standin_base, tmp_path / "v.yaml", Report())
+    assert got.tensorflow.startswith("2.9") and got.python.startswith("3.9")
     # pip's tensorflow wheel says it was built for CUDA 11.2, but the stand-in has no CUDA library
-    assert got["cuda"] is None and got["cudnn"] is None
-    assert got["rev"] == "norev" and len(got["date"]) == 8
-    ts = tagging.compute(Tags(), tagging.fields("standin", got, "standin-cpu"))
-    assert ts.immutable.startswith(f"standin-tf{got['tensorflow']}-py3.9-cpu-")
+    assert got.cuda is None and got.cudnn is None
+    assert got.rev == "norev" and len(got.date) == 8
+    ts = tagging.compute(Tags(), tagging.fields("standin", got.model_dump(), "standin-cpu"))
+    assert ts.immutable.startswith(f"standin-tf{got.tensorflow}-py3.9-cpu-")
 
 
 def test_tags_stage_writes_tags_txt_and_report_sections(tmp_path: Path) -> None:
@@ -119,20 +123,72 @@ def test_tags_stage_writes_tags_txt_and_report_sections(tmp_path: Path) -> None:
     (tmp_path / "bert.yaml").write_text("name: bert\n")
     out = tmp_path / "build" / "bert"
     image_id = "sha256:" + "2" * 64
-    report.write_json(out / "report.json", {"build": {"image_id": image_id}, "facts": {**NGC, "image_id": image_id}})
+    reports.write(out, reports.build(image_id, "bert", revision="feed123"), reports.facts(**NGC, image_id=image_id))
     loaded = spec.load(tmp_path / "bert.yaml")
     ts, _ = publish.compute_tags(loaded, out)                      # `tfimg tags`: tags.txt only
     assert (out / "tags.txt").read_text() == tagging.tags_text(ts)
-    assert "tags" not in report.load(out)
+    assert report.load(out).tags is None
     got = publish.tags_stage(loaded, out)                           # the orchestrator's stage
     rep = report.load(out)
-    assert rep["tags"] == got == {"immutable": "bert-tf2.9.1-py3.8-cuda11.7-20261126-ab12cd3",
-                                  "moving": ["bert-tf2.9", "bert-latest"]}
-    assert rep["facts"]["rev"] == "ab12cd3" and rep["facts"]["image_id"] == image_id
+    assert rep.tags == got
+    assert got.model_dump() == {"immutable": "bert-tf2.9.1-py3.8-cuda11.7-20261126-ab12cd3",
+                                "moving": ["bert-tf2.9", "bert-latest"]}
+    assert rep.facts.rev == "ab12cd3" and rep.facts.image_id == image_id
+
+
+def _tagged_build(tmp_path: Path, image_id: str) -> tuple[Path, spec.LoadedVariant]:
+    """A checked, gated build of variant 'bert' whose tag stage has run (tags.txt written)."""
+    from builder.publish import push as publish
+    (tmp_path / "bert.yaml").write_text("name: bert\n")
+    out = tmp_path / "build" / "bert"
+    reports.write(out, reports.build(image_id, "bert"), reports.checks(True), reports.scan(image_id),
+                  reports.gate("pass"), reports.facts(**NGC, image_id=image_id))
+    loaded = spec.load(tmp_path / "bert.yaml")
+    publish.tags_stage(loaded, out)
+    return out, loaded
+
+
+def test_applying_and_publishing_read_tags_txt_and_never_recompute(tmp_path: Path, monkeypatch) -> None:
+    from builder.infra import engine
+    from builder.pipeline import orchestrator
+    from builder.publish import push as publish
+    image_id = "sha256:" + "4" * 64
+    out, loaded = _tagged_build(tmp_path, image_id)
+    assert (out / "tags.txt").read_text().splitlines()[0] == "bert-tf2.9.1-py3.8-cuda11.7-20261126-ab12cd3"
+    (out / "tags.txt").write_text("bert-hand-picked\nbert-stable\n")     # edited between the stages
+
+    def recompute(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the tags were computed again")
+    monkeypatch.setattr(tagging, "compute", recompute)
+    monkeypatch.setattr(facts, "read", recompute)
+    applied: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(engine, "tag", lambda image, repo, tag: applied.append((image, repo, tag)))
+    local = orchestrator.apply_tags(image_id, "bert", out)                  # apply: the local tags
+    assert list(local) == ["tfimg/bert:bert-hand-picked", "tfimg/bert:bert-stable"]
+    assert applied == [(image_id, "tfimg/bert", "bert-hand-picked"), (image_id, "tfimg/bert", "bert-stable")]
+
+    monkeypatch.setattr(publish, "remote_state", lambda reg, repo, tag, image: ("new", None))
+    monkeypatch.setattr(engine, "image_attrs", lambda ref: {"Id": image_id})
+    plan = publish.publish(loaded, out, "registry.example.com/team")        # publish (dry run)
+    assert isinstance(plan, publish.Plan)
+    assert plan.tags.immutable == "bert-hand-picked" and plan.tags.moving == ["bert-stable"]
+    assert plan.lines()[1].startswith("  1. registry.example.com/team/bert:bert-hand-picked  (immutable)")
+
+
+def test_publish_without_tags_txt_or_with_a_bad_tag_is_refused(tmp_path: Path) -> None:
+    from builder.errors import PublishRefused, TfimgError
+    from builder.publish import push as publish
+    out, loaded = _tagged_build(tmp_path, "sha256:" + "5" * 64)
+    (out / "tags.txt").write_text("bert:bad tag\n")
+    with pytest.raises(TfimgError, match="not a valid tag"):
+        publish.read_tags(out)
+    (out / "tags.txt").unlink()
+    with pytest.raises(PublishRefused, match="tags.txt"):
+        publish.plan(loaded, out, "registry.example.com/team")
 
 
 def test_rev_comes_from_the_build_when_recorded(tmp_path: Path) -> None:
     image_id = "sha256:" + "3" * 64
-    rep = {"build": {"image_id": image_id, "revision": "feed123"},
-           "facts": {"tensorflow": "2.9.1", "python": "3.8.10", "date": "20260101", "image_id": image_id}}
-    assert facts.read(image_id, tmp_path / "v.yaml", rep)["rev"] == "feed123"
+    rep = reports.write(tmp_path / "out", reports.build(image_id, revision="feed123"),
+                        reports.facts(tensorflow="2.9.1", python="3.8.10", date="20260101", image_id=image_id))
+    assert facts.read(image_id, tmp_path / "v.yaml", rep).rev == "feed123"

@@ -164,10 +164,9 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> BuildSecti
     if not same_image:   # a new image: older stages' results (and its tags.txt) are void
         report.save(vdir, Report())
         (vdir / "tags.txt").unlink(missing_ok=True)
+    used: BuilderInfo | None = previous.build.builder if previous.build is not None else None
     if builder:
         used = BuilderInfo.model_validate(builder.describe())
-    else:
-        used = previous.build.builder if previous.build is not None else None
     section = BuildSection(
         variant=loaded.name,
         spec=str(loaded.path),
