@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the machine tools the tests and the demo use, where missing, on
-# Debian/Ubuntu as root: debootstrap (stand-in base), the OpenSSH client and
-# ssh-audit (SSH checks), docker-registry, skopeo and htpasswd (registry tests).
+# Debian/Ubuntu as root: debootstrap (stand-in base), the OpenSSH client (SSH
+# checks), docker-registry, skopeo and htpasswd (registry tests). ssh-audit is
+# not one of them: the SSH checks use the pinned one from PyPI (tfimg[checks]).
 # The Docker engine itself is scripts/engine.sh's business. Elsewhere it only
 # reports what is missing.
 set -euo pipefail
@@ -10,7 +11,6 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have debootstrap     || need+=(debootstrap)
 have ssh             || need+=(openssh-client)
 have ssh-keygen      || need+=(openssh-client)
-have ssh-audit       || need+=(ssh-audit)
 have docker-registry || need+=(docker-registry)
 have skopeo          || need+=(skopeo)
 have htpasswd        || need+=(apache2-utils)

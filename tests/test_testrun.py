@@ -166,12 +166,48 @@ def test_runtime_keys_path_gets_a_throwaway_key(tmp_path):
     assert Path(src).read_text() == Path(key + ".pub").read_text() != Path(wrong + ".pub").read_text()
 
 
+def _algs(*names: str) -> list[dict]:
+    """A JSON section as ssh-audit 3.x writes it (one object per algorithm)."""
+    return [{"algorithm": n, "notes": {}} for n in names]
+
+
 def test_terrapin_needs_strict_kex_or_safe_ciphers():
     from builder.check.suite.test_ssh import terrapin
-    chacha = {"kex": [{"algorithm": "curve25519-sha256"}], "enc": ["chacha20-poly1305@openssh.com"], "mac": []}
+    chacha = {"kex": _algs("curve25519-sha256"), "enc": _algs("chacha20-poly1305@openssh.com"), "mac": []}
     assert "chacha20" in terrapin(chacha)
-    assert terrapin({**chacha, "kex": [{"algorithm": "kex-strict-s-v00@openssh.com"}]}) is None
-    cbc = {"kex": [], "enc": ["aes128-cbc"], "mac": ["hmac-sha2-256-etm@openssh.com"]}
+    assert terrapin({**chacha, "kex": _algs("kex-strict-s-v00@openssh.com")}) is None
+    cbc = {"kex": [], "enc": _algs("aes128-cbc"), "mac": _algs("hmac-sha2-256-etm@openssh.com")}
     assert "CBC" in terrapin(cbc)
-    assert terrapin({"kex": [], "enc": ["aes256-gcm@openssh.com", "aes128-ctr"],
-                     "mac": ["hmac-sha2-256-etm@openssh.com"]}) is None
+    assert terrapin({"kex": [], "enc": _algs("aes256-gcm@openssh.com", "aes128-ctr"),
+                     "mac": _algs("hmac-sha2-256-etm@openssh.com")}) is None
+    assert "chacha20" in terrapin({"kex": [], "enc": ["chacha20-poly1305@openssh.com"], "mac": []})  # 2.x: names
+
+
+def test_ssh_audit_findings_follow_its_json_levels():
+    from builder.check.suite.test_ssh import audit_findings
+    audit = {"kex": [{"algorithm": "kex-strict-s-v00@openssh.com", "notes": {"fail": ["using unknown algorithm"]}},
+                     {"algorithm": "diffie-hellman-group1-sha1", "notes": {"fail": ["using small 1024-bit modulus"],
+                                                                           "warn": ["using weak hashing algorithm"]}}],
+             "key": _algs("ssh-ed25519"), "enc": [], "mac": [],
+             "additional_notes": ["Potentially insufficient connection throttling detected"]}
+    found = audit_findings(audit)
+    assert found["fail"] == ["(kex) diffie-hellman-group1-sha1: using small 1024-bit modulus"]
+    assert "(kex) kex-strict-s-v00@openssh.com: using unknown algorithm" in found["warn"]    # a warning, as its exit says
+    assert "note: Potentially insufficient connection throttling detected" in found["warn"]
+
+
+def test_ssh_audit_beside_python_wins_over_path(tmp_path, monkeypatch):
+    from builder.check.suite import test_ssh
+
+    def tool(d: Path) -> Path:
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "ssh-audit").write_text("#!/bin/sh\n")
+        (d / "ssh-audit").chmod(0o755)
+        return d / "ssh-audit"
+
+    venv, system = tool(tmp_path / "venv/bin"), tool(tmp_path / "usr/bin")
+    monkeypatch.setenv("PATH", str(system.parent))
+    monkeypatch.setattr(test_ssh.sys, "executable", str(venv.parent / "python"))
+    assert test_ssh.ssh_audit_path() == str(venv)
+    venv.unlink()
+    assert test_ssh.ssh_audit_path() == str(system)

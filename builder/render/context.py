@@ -27,6 +27,10 @@ PKG = Path(__file__).resolve().parents[1]  # builder/
 TEMPLATES = PKG / "templates" if (PKG / "templates").is_dir() else PKG.parent / "templates"
 PYTHON_SECRETS = ("pip_index_url", "pip_extra_index_url", "netrc", "ca_bundle")
 SECRET_MOUNT = "/run/secrets"
+# JupyterLab's front-end defaults (jupyterlab_server reads labconfig/default_setting_overrides.json
+# in every Jupyter config dir): no "fetch Jupyter news?" prompt, no update check.
+LAB_SETTINGS = json.dumps({"@jupyterlab/apputils-extension:notification":
+                           {"fetchNews": "false", "checkForUpdates": False}}, indent=2) + "\n"
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,7 @@ def render(loaded: LoadedVariant) -> Rendered:
         cfg = env.get_template("context/jupyter_config.py.j2").render(ctx)
         files["etc/jupyter/jupyter_server_config.py"] = (cfg, 0o644)
         files["etc/jupyter/jupyter_notebook_config.py"] = (cfg, 0o644)
+        files["etc/jupyter/labconfig/default_setting_overrides.json"] = (LAB_SETTINGS, 0o644)
         if v.jupyter.password_hash:
             files["etc/jupyter/tfimg_password_hash"] = (v.jupyter.password_hash + "\n", 0o644)
     files[".dockerignore"] = ("# rendered by tfimg: the context holds only rendered files\n", 0o644)

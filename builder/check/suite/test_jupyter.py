@@ -7,12 +7,18 @@ start Jupyter and say why: a second container proves it.
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 import requests
+from packaging.version import InvalidVersion, Version
 
 from builder.infra import engine
 
 TIMEOUT = 30
+NOTIFICATION = "@jupyterlab/apputils-extension:notification"
+PAGE_CONFIG = re.compile(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', re.S)
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +61,43 @@ def test_wrong_password_refused(base_url, note):
     granted = [c for c in s.cookies if c.name != "_xsrf"]
     assert not granted, f"a wrong password got a login cookie: {', '.join(c.name for c in granted)}"
     note(f"wrong password: POST /login -> {res.status_code}, no login cookie")
+
+
+def test_no_news_or_update_check(base_url, ctx, note):
+    """JupyterLab neither asks to fetch Jupyter's news nor checks for updates (no calls out)."""
+    s, res = _login(base_url, ctx.jupyter_password)
+    assert res.status_code in (302, 303), f"POST /login with the right password gave {res.status_code}"
+    lab = s.get(f"{base_url}/lab", timeout=TIMEOUT)
+    if lab.status_code == 404:
+        pytest.skip("this Jupyter app serves no JupyterLab (/lab is 404): nothing asks for news or updates")
+    m = PAGE_CONFIG.search(lab.text)
+    assert lab.status_code == 200 and m, f"GET /lab gave {lab.status_code} without JupyterLab's page config"
+    page = json.loads(m.group(1))
+    version = page.get("appVersion", "")
+    try:
+        old = Version(version) < Version("3.6")
+    except InvalidVersion:
+        old = False
+    if old:
+        pytest.skip(f"JupyterLab {version} has no news feed or update check (they came in 3.6)")
+    assert page.get("news") == {"disabled": True}, \
+        f"the server would fetch Jupyter's news (page config news: {page.get('news')}): set c.LabApp.news_url = None"
+    got = s.get(f"{base_url}/lab/api/settings/{NOTIFICATION}", timeout=TIMEOUT)
+    assert got.status_code == 200, f"GET /lab/api/settings/{NOTIFICATION} gave {got.status_code}"
+    body = got.json()
+    props = (body.get("schema") or {}).get("properties") or {}
+    composite = {k: (body.get("settings") or {}).get(k, (props.get(k) or {}).get("default"))
+                 for k in ("fetchNews", "checkForUpdates")}
+    assert composite == {"fetchNews": "false", "checkForUpdates": False}, \
+        f"JupyterLab's notification settings are {composite}: the browser would ask for news or check for updates"
+    news = s.get(f"{base_url}/lab/api/news", timeout=TIMEOUT)
+    update = s.get(f"{base_url}/lab/api/update", timeout=TIMEOUT)
+    assert news.status_code == 200 and news.json().get("news") == [], \
+        f"GET /lab/api/news gave {news.status_code}: {news.text[:200]}"
+    assert update.status_code == 200 and update.json().get("notification") is None, \
+        f"GET /lab/api/update gave {update.status_code}: {update.text[:200]}"
+    note(f"JupyterLab {version}: page config news disabled; fetchNews 'false', checkForUpdates false; "
+         "/lab/api/news empty, /lab/api/update no notification")
 
 
 def test_refuses_to_start_without_password(ctx, variant, note):

@@ -9,8 +9,12 @@ keys only cannot be logged into by a check: that check says so and is skipped.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +25,6 @@ CONFIG = "/etc/tfimg/ssh/sshd_config"
 WANT = {"passwordauthentication": "no", "kbdinteractiveauthentication": "no",
         "challengeresponseauthentication": "no", "permitrootlogin": "no",
         "pubkeyauthentication": "yes", "permitemptypasswords": "no"}
-AUDIT_LINE = re.compile(r"^(?:\((\w+)\)\s+(\S+)\s+)?(?:--|`-)\s*\[(fail|warn)\]\s+(.*)$")
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +73,30 @@ def test_password_refused(variant, port, note):
     note(f"password refused; sshd offers only {', '.join(offered)}")
 
 
+# ssh-audit's exit status, by its documented meaning (ssh_audit/exitcodes.py, 2.x and 3.x alike);
+# anything else (-1, seen as 255) is an unknown error.
+AUDIT_EXIT = {0: "good", 1: "connection error", 2: "warnings", 3: "failures"}
+UNKNOWN_ALGORITHM = "using unknown algorithm"   # ssh-audit's JSON says this at fail level; its exit is a warning
+
+
+def ssh_audit_path() -> str | None:
+    """The ssh-audit beside this Python first (tfimg's ``checks`` extra pins it), then one on PATH."""
+    beside = Path(sys.executable).parent / "ssh-audit"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("ssh-audit")
+
+
+def _names(entries: list[Any]) -> set[str]:
+    """Algorithm names of a JSON section: entries are ``{"algorithm": ...}`` (3.x) or names (2.x)."""
+    return {e.get("algorithm", "") if isinstance(e, dict) else str(e) for e in entries or []}
+
+
 def terrapin(audit: dict) -> str | None:
     """Why the offered algorithms are open to Terrapin (CVE-2023-48795), or None."""
-    kex = {k.get("algorithm") for k in audit.get("kex") or []}
-    if "kex-strict-s-v00@openssh.com" in kex:
+    if "kex-strict-s-v00@openssh.com" in _names(audit.get("kex")):
         return None
-    enc, macs = set(audit.get("enc") or []), set(audit.get("mac") or [])
+    enc, macs = _names(audit.get("enc")), _names(audit.get("mac"))
     if "chacha20-poly1305@openssh.com" in enc:
         return "chacha20-poly1305 without strict key exchange"
     if any(c.endswith("-cbc") for c in enc) and any(m.endswith("-etm@openssh.com") for m in macs):
@@ -83,26 +104,49 @@ def terrapin(audit: dict) -> str | None:
     return None
 
 
+def audit_findings(audit: dict) -> dict[str, list[str]]:
+    """The fail and warn notes of ssh-audit's JSON (3.x), one line per algorithm and note."""
+    found: dict[str, list[str]] = {"fail": [], "warn": []}
+    for section in ("kex", "key", "enc", "mac"):
+        for entry in audit.get(section) or []:
+            if not isinstance(entry, dict):
+                continue
+            notes = entry.get("notes") or {}
+            for level in ("fail", "warn"):
+                for text in notes.get(level) or []:
+                    kind = "warn" if text == UNKNOWN_ALGORITHM else level
+                    found[kind].append(f"({section}) {entry.get('algorithm')}: {text}")
+    for note in audit.get("additional_notes") or []:
+        found["warn"].append(f"note: {note}")
+    return found
+
+
 def test_ssh_audit(port, record, note):
-    if not shutil.which("ssh-audit"):
-        pytest.skip("cannot run: ssh-audit is not on PATH (apt-get install ssh-audit)")
-    text = runner.run(["ssh-audit", "-n", "-t", "20", "-p", str(port), "127.0.0.1"], check=False, timeout=90)
-    data = runner.run(["ssh-audit", "-j", "-t", "20", "-p", str(port), "127.0.0.1"], check=False, timeout=90)
-    findings: dict[str, list[str]] = {"fail": [], "warn": []}
-    algo = ""
-    for ln in text.stdout.splitlines():
-        m = AUDIT_LINE.match(ln.strip())
-        if m:
-            algo = m.group(2) or algo
-            findings[m.group(3)].append(f"({m.group(1) or '-'}) {algo}: {m.group(4).strip()}")
-    audit = json.loads(data.stdout) if data.stdout.strip().startswith("{") else {}
+    tool = ssh_audit_path()
+    if not tool:
+        pytest.skip("cannot run: ssh-audit is not installed (pip install 'tfimg[checks]')")
+    res = runner.run([tool, "-j", "-t", "20", "-p", str(port), "127.0.0.1"], check=False, timeout=180)
+    code = res.returncode
+    meaning = AUDIT_EXIT.get(code, "unknown error")
+    helptext = runner.run([tool, "-h"], check=False, timeout=30)
+    version = re.search(r"ssh-audit v[\w.]+", helptext.stdout + helptext.stderr)
+    assert code in (0, 2, 3), (f"ssh-audit could not audit 127.0.0.1:{port} (exit {code}: {meaning}): "
+                               f"{(res.stderr or res.stdout).strip()[-400:]}")
+    try:
+        audit = json.loads(res.stdout)
+    except ValueError:
+        pytest.fail(f"ssh-audit -j printed no JSON (exit {code}): {res.stdout.strip()[-300:]}")
+    findings = audit_findings(audit)
     why = terrapin(audit)
     if why:
         findings["fail"].append(f"Terrapin (CVE-2023-48795): {why}")
-    helptext = runner.run(["ssh-audit", "-h"], check=False, timeout=30)
-    version = re.search(r"ssh-audit v[\w.]+", helptext.stdout + helptext.stderr)
-    record("ssh_audit", {"tool": version.group(0) if version else "ssh-audit", "banner": (audit.get("banner") or {}).get("raw"), **findings})
-    assert text.stdout.strip(), f"ssh-audit printed nothing ({text.returncode}): {text.stderr.strip()[-300:]}"
-    assert not findings["fail"], "ssh-audit failures: " + "; ".join(findings["fail"])
-    note(f"no failures; {len(findings['warn'])} warning(s) recorded" +
+    if code == 3 and not findings["fail"]:
+        findings["fail"].append("ssh-audit exited 3 (failures) without a failure in its JSON")
+    if code == 2 and not findings["warn"]:
+        findings["warn"].append("ssh-audit exited 2 (warnings) without a warning in its JSON")
+    record("ssh_audit", {"tool": version.group(0) if version else "ssh-audit", "path": tool, "exit": code,
+                         "meaning": meaning, "banner": (audit.get("banner") or {}).get("raw"), **findings})
+    assert not findings["fail"], f"ssh-audit: exit {code} ({meaning}): " + "; ".join(findings["fail"])
+    note(f"{version.group(0) if version else tool}: exit {code} ({meaning}); no failures; "
+         f"{len(findings['warn'])} warning(s) recorded" +
          (f": {'; '.join(findings['warn'])}" if findings["warn"] else ""))
