@@ -70,15 +70,16 @@ def build_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def built(standin_base: str, build_root: Path):
     """Factory: build a shipped variant (or a given spec file) on the stand-in once per session.
 
-    ``built("bert")`` returns the ``build`` section of its report.json.
+    ``built("bert")`` returns the ``build`` section of its report.json (a BuildSection).
     """
+    from builder.infra.report_models import BuildSection
     from builder.infra.ui import UI
     from builder.pipeline import orchestrator as pipeline
     from builder.spec import loader as spec
 
-    cache: dict[str, dict] = {}
+    cache: dict[str, BuildSection] = {}
 
-    def _build(name_or_path: str | Path, **opts) -> dict:
+    def _build(name_or_path: str | Path, **opts) -> BuildSection:
         path = Path(name_or_path) if str(name_or_path).endswith((".yaml", ".yml")) \
             else VARIANTS / f"{name_or_path}.yaml"
         key = f"{path}:{sorted(opts.items())}"

@@ -28,6 +28,11 @@ import pytest
 import requests
 
 from builder.infra import engine, report, runner
+from builder.infra.report_models import Report
+from builder.publish import push
+from builder.scan import trivy_report
+from builder.spec import loader as spec
+from tests import reports
 
 USER, PASSWORD = "tfimg-ci", "s3cret-Pa55-" + uuid.uuid4().hex[:8]
 
@@ -191,13 +196,17 @@ class Built:
     def dir(self) -> Path:
         return self.out_root / self.name
 
-    def report(self) -> dict:
+    def report(self) -> Report:
         return report.load(self.dir)
 
 
 @pytest.fixture
 def gated_variant(tmp_path: Path) -> Callable[..., Built]:
-    """Factory: a variant file plus build/<name>/report.json for an image (no real build)."""
+    """Factory: a variant file plus build/<name>/report.json for an image (no real build).
+
+    The report's sections are made with the report models (tests/reports.py), the scan
+    section's counts from the Trivy report beside it, and tags.txt by the tags stage.
+    """
 
     def make(image_id: str, name: str = "bert", *, checks: bool | None = True, decision: str | None = "pass",
              facts: dict | None = None, spec_text: str = "") -> Built:
@@ -207,17 +216,20 @@ def gated_variant(tmp_path: Path) -> Callable[..., Built]:
         spec_file.write_text(f"name: {name}\nbase:\n  profile: ngc-22.07\n{spec_text}")
         out_root = tmp_path / "build"
         d = out_root / name
-        rep = {"build": {"image_id": image_id, "variant": name}}
+        all_facts = {**FACTS, **(facts or {}), "image_id": image_id}
+        sections = [reports.build(image_id, name), reports.facts(**all_facts)]
         if checks is not None:
-            rep["checks"] = {"passed": checks, "total": 3, "failed": 0 if checks else 1}
+            sections.append(reports.checks(checks, image=image_id))
         if decision is not None:
-            rep["gate"] = {"decision": decision, "reasons": [] if decision == "pass" else ["CVE-2099-0001 CRITICAL"]}
-            rep["scan"] = {"summary": {"CRITICAL": 0, "HIGH": 1}, "findings": [{"id": "CVE-2099-0002"}]}
-        rep["facts"] = {**FACTS, **(facts or {}), "image_id": image_id}
-        report.write_json(d / "report.json", rep)
-        if decision is not None:
+            counts: dict[str, int] = {}
+            for f in trivy_report.from_data(TRIVY, source="test").findings():
+                counts[f.kind] = counts.get(f.kind, 0) + 1
+            sections += [reports.scan(image_id, counts),
+                         reports.gate(decision, [] if decision == "pass" else ["CVE-2099-0001 CRITICAL"])]
             report.write_json(d / "trivy.json", TRIVY)
-        return Built(spec_file, out_root, name, image_id, rep["facts"])
+        reports.write(d, *sections)
+        push.compute_tags(spec.load(spec_file), d)   # `tfimg tags`: writes tags.txt
+        return Built(spec_file, out_root, name, image_id, all_facts)
 
     return make
 

@@ -29,14 +29,14 @@ def tfimg(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None
 @pytest.mark.parametrize("name", ["dev", "worker"])
 def test_report_matches_docker_inspect(built, build_root: Path, name: str) -> None:
     section = built(name)
-    attrs = eng.image_attrs(section["image_id"])
+    attrs = eng.image_attrs(section.image_id)
     assert attrs is not None
     report = json.loads((build_root / name / "report.json").read_text())["build"]
-    assert report == section
+    assert report == section.model_dump(mode="json")
     assert report["size"] == attrs["Size"]
     assert report["added_bytes"] == attrs["Size"] - eng.image_attrs(report["base"]["ref"])["Size"]
     assert report["added_bytes"] > 0
-    assert len(report["layers"]) == len(eng.image_history(section["image_id"]))
+    assert len(report["layers"]) == len(eng.image_history(section.image_id))
     labels = attrs["Config"]["Labels"]
     assert labels["io.tfimg.input-hash"] == report["input_hash"]
     assert labels["io.tfimg.spec-hash"] == report["spec_hash"]
@@ -61,7 +61,7 @@ def test_up_to_date_skip_and_force(built, build_root: Path, standin_base: str) -
     assert res.returncode == 0, res.stderr
     assert "up to date" in res.stderr
     report = json.loads((build_root / "dev" / "report.json").read_text())["build"]
-    assert report["image_id"] == first["image_id"] and report["up_to_date"] is True
+    assert report["image_id"] == first.image_id and report["up_to_date"] is True
     assert took < 30
     # checks and scan were skipped: the image is not tagged
     assert "not tagged" in res.stderr
@@ -71,7 +71,7 @@ def test_up_to_date_skip_and_force(built, build_root: Path, standin_base: str) -
     assert "up to date" not in res.stderr
     forced = json.loads((build_root / "dev" / "report.json").read_text())["build"]
     assert forced["up_to_date"] is False
-    assert forced["input_hash"] == first["input_hash"]
+    assert forced["input_hash"] == first.input_hash
 
 
 def _variant(tmp: Path, requirements: str, extra: str = "") -> Path:

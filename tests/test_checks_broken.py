@@ -48,7 +48,7 @@ def broken_image(name: str, parent: str) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("name,variant,expected", CASES, ids=[c[0] for c in CASES])
 def test_broken_image_fails_exactly_its_check(name, variant, expected, built, standin_base, tmp_path):
-    parent = built(variant)["image"]
+    parent = built(variant).image
     image = broken_image(name, parent)
     loaded = spec.load(VARIANTS / f"{variant}.yaml")
     try:

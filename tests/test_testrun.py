@@ -13,6 +13,7 @@ from builder.check import suite as checks
 from builder.check.suite import conftest as suite
 from builder.errors import ChecksFailed, EnvError
 from builder.infra import engine, labels, report
+from builder.infra.report_models import CheckCounts, CheckRow, ChecksSection, GpuInfo
 from builder.spec import loader as spec
 
 VARIANTS = Path(__file__).resolve().parent.parent / "variants"
@@ -68,12 +69,13 @@ def test_requirement_pins_name_file_and_line():
 def test_check_ids_and_failure_message():
     assert suite.check_id("test_ssh.py::test_login_with_key") == "ssh::login_with_key"
     assert suite.check_id("test_variant.py::test_command[base.yaml#1]") == "variant::command[base.yaml#1]"
-    section = {"image": "img", "junit": "j.xml", "log": "l.log", "variant": "v",
-               "counts": {"passed": 1, "failed": 1, "error": 0, "skipped": 1},
-               "gpu": {"enabled": False, "requested": "auto", "reason": "no NVIDIA runtime"},
-               "results": [{"check": "a::ok", "status": "passed", "detail": "fine"},
-                           {"check": "b::bad", "status": "failed", "detail": "broken [x]\nmore"},
-                           {"check": "stack::gpu_driver", "status": "skipped", "detail": "GPU mode is off"}]}
+    section = ChecksSection(
+        passed=False, image="img", junit="j.xml", log="l.log", variant="v",
+        counts=CheckCounts(passed=1, failed=1, error=0, skipped=1),
+        gpu=GpuInfo(enabled=False, requested="auto", reason="no NVIDIA runtime"),
+        results=[CheckRow(check="a::ok", status="passed", detail="fine"),
+                 CheckRow(check="b::bad", status="failed", detail="broken [x]\nmore"),
+                 CheckRow(check="stack::gpu_driver", status="skipped", detail="GPU mode is off")])
     err = testrun.failure(section)
     assert isinstance(err, ChecksFailed) and err.exit_code == 1
     assert "b::bad: broken [x]" in err.message and "a::ok" not in err.message
@@ -91,30 +93,30 @@ def test_check_ids_and_failure_message():
 def dev_run(built, tmp_path_factory):
     b = built("dev")
     out = tmp_path_factory.mktemp("dev")
-    section = testrun.run_checks(spec.load(VARIANTS / "dev.yaml"), b["image_id"], out, gpu="auto",
-                                 base_ref=b["base"]["ref"], raise_on_failure=False)
+    section = testrun.run_checks(spec.load(VARIANTS / "dev.yaml"), b.image_id, out, gpu="auto",
+                                 base_ref=b.base.ref, raise_on_failure=False)
     return b, out, section
 
 
 @pytest.mark.slow
 def test_dev_passes_and_writes_report_junit_and_facts(dev_run):
     b, out, section = dev_run
-    assert section["passed"] is True, [r for r in section["results"] if r["status"] != "passed"]
+    assert section.passed is True, [r for r in section.results if r.status != "passed"]
     rep = report.load(out)
-    assert rep["checks"]["passed"] is True and rep["checks"]["image_id"] == b["image_id"]
-    facts = rep["facts"]
-    assert facts["tensorflow"] == "2.9.3" and facts["python"].startswith("3.9")
-    assert facts["cuda"] is None and facts["cudnn"] is None and facts["image_id"] == b["image_id"]
+    assert rep.checks.passed is True and rep.checks.image_id == b.image_id
+    facts = rep.facts
+    assert facts.tensorflow == "2.9.3" and facts.python.startswith("3.9")
+    assert facts.cuda is None and facts.cudnn is None and facts.image_id == b.image_id
     suite_xml = ET.parse(out / "checks.xml").getroot()
     cases = suite_xml.findall(".//testcase")
-    assert len(cases) == len(section["results"]) and suite_xml.find(".//testsuite").get("name") == "tfimg-checks-dev"
-    assert [r["check"] for r in section["results"] if r["status"] == "skipped"] and \
-        all("GPU mode is off" in r["detail"] for r in section["results"] if r["status"] == "skipped")
+    assert len(cases) == len(section.results) and suite_xml.find(".//testsuite").get("name") == "tfimg-checks-dev"
+    assert [r.check for r in section.results if r.status == "skipped"] and \
+        all("GPU mode is off" in r.detail for r in section.results if r.status == "skipped")
 
 
 @pytest.mark.slow
 def test_containers_are_removed_after_a_run(dev_run):
-    assert engine.containers_with_label(labels.RUN, dev_run[2]["run_id"]) == []
+    assert engine.containers_with_label(labels.RUN, dev_run[2].run_id) == []
 
 
 @pytest.mark.slow
@@ -130,7 +132,7 @@ def test_containers_are_removed_on_ctrl_c(built, tmp_path, monkeypatch):
 
     monkeypatch.setattr(testrun, "_run_suite", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        testrun.run_checks(spec.load(VARIANTS / "dev.yaml"), b["image_id"], tmp_path, gpu="off", base_ref=b["base"]["ref"])
+        testrun.run_checks(spec.load(VARIANTS / "dev.yaml"), b.image_id, tmp_path, gpu="off", base_ref=b.base.ref)
     assert len(seen) == 3
     assert not [c for c in engine.client().containers.list(all=True) if c.id in seen]
 
@@ -138,7 +140,7 @@ def test_containers_are_removed_on_ctrl_c(built, tmp_path, monkeypatch):
 def test_cli_gpu_on_without_nvidia_runtime_exits_2(built, tmp_path, capsys):
     if engine.gpu_available():
         pytest.skip("this engine has an NVIDIA runtime")
-    image = built("dev")["image"]
+    image = built("dev").image
     code = cli.main(["test", image, "--spec", str(VARIANTS / "dev.yaml"), "--gpu", "on", "--out", str(tmp_path)])
     assert code == 2
     assert "--gpu on" in capsys.readouterr().err

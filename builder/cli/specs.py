@@ -10,7 +10,7 @@ import typer
 
 from builder.cli.root import app, out
 from builder.errors import ChecksFailed, EnvError, TfimgError
-from builder.infra import runner
+from builder.infra import report_models, runner
 from builder.render import context as render
 from builder.spec import loader as spec
 from builder.spec import passwords
@@ -82,9 +82,12 @@ def lint_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.",
 
 
 @app.command("schema")
-def schema_cmd(output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file.")) -> None:
-    """Print the JSON Schema of a variant file (for editors)."""
-    text = json.dumps(spec.schema(), indent=2, sort_keys=True) + "\n"
+def schema_cmd(output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file."),
+               of_report: bool = typer.Option(False, "--report", help="The schema of build/<variant>/report.json "
+                                              "instead (docs/report.schema.json)."),
+               ) -> None:
+    """Print the JSON Schema of a variant file (for editors), or with --report of report.json."""
+    text = report_models.schema_text() if of_report else json.dumps(spec.schema(), indent=2, sort_keys=True) + "\n"
     if output:
         output.write_text(text)
         out.print(f"wrote {output}")

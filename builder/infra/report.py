@@ -15,12 +15,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from builder.errors import TfimgError
+from builder.infra import report_models
 from builder.infra.report_models import AnySection, Report
 
 REPORT = "report.json"
+MODEL_NAMES = {name for name, obj in vars(report_models).items()
+               if isinstance(obj, type) and issubclass(obj, BaseModel)}
 
 
 def variant_dir(out_root: Path | str, variant: str) -> Path:
@@ -40,7 +43,8 @@ def load(directory: Path | str) -> Report:
         return Report.model_validate(json.loads(path.read_text()))
     except (ValueError, ValidationError) as exc:
         first = exc.errors()[0] if isinstance(exc, ValidationError) else None
-        where = ".".join(str(p) for p in first["loc"]) if first else ""
+        # the loc also names a union's member (checks.ChecksSection.passed): keep the JSON path only
+        where = ".".join(str(p) for p in first["loc"] if str(p) not in MODEL_NAMES) if first else ""
         why = f"{where}: {first['msg']}" if first else str(exc)[:200]
         raise TfimgError(f"{path} is not a tfimg report ({why})",
                          hint="It was edited by hand or written by another tool; rebuild the variant "
