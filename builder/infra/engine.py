@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,30 +23,52 @@ from builder.errors import EngineError, EnvError
 from builder.infra import labels
 
 log = logging.getLogger(__name__)
-_CLIENT: docker.DockerClient | None = None
+_CLIENTS: dict[tuple[str, ...], docker.DockerClient] = {}
+
+
+def endpoint() -> tuple[str, ...]:
+    """Which engine the docker CLI would talk to now: DOCKER_HOST (with its TLS settings), else the
+    current docker context (DOCKER_CONTEXT or the config's currentContext), else the default socket."""
+    if os.environ.get("DOCKER_HOST"):
+        return ("env", os.environ["DOCKER_HOST"], os.environ.get("DOCKER_TLS_VERIFY", ""),
+                os.environ.get("DOCKER_CERT_PATH", ""))
+    try:
+        from docker.context import ContextAPI
+        ctx = ContextAPI.get_current_context()
+    except Exception:  # a broken context store: fall back to the default engine
+        ctx = None
+    if ctx is not None and ctx.Name != "default" and ctx.Host:
+        return ("context", ctx.Name, ctx.Host)
+    return ("default",)
 
 
 def client() -> docker.DockerClient:
-    """A client for the engine named by DOCKER_HOST (or the default socket)."""
-    global _CLIENT
-    if _CLIENT is None:
+    """A client for the engine the docker CLI would use (see :func:`endpoint`), one per engine.
+
+    Every stage comes here, so DOCKER_HOST and docker contexts are honoured by all of them
+    (builds pass the same environment to the docker CLI).
+    """
+    key = endpoint()
+    if key not in _CLIENTS:
         try:
-            c = docker.from_env(timeout=120)
+            c = (docker.DockerClient(base_url=key[2], timeout=120) if key[0] == "context"
+                 else docker.from_env(timeout=120))
             c.ping()
         except Exception as exc:  # docker.errors.DockerException, requests errors
+            where = {"env": f"DOCKER_HOST={key[1]}", "context": f"docker context '{key[1]}' ({key[-1]})"}.get(
+                key[0], "the default socket")
             raise EnvError(
-                "no Docker engine answers"
+                f"no Docker engine answers at {where}"
                 f" ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}).",
                 hint="Start Docker (on Debian/Ubuntu as root: scripts/engine.sh), or point DOCKER_HOST "
-                     "at a running engine.") from None
-        _CLIENT = c
-    return _CLIENT
+                     "(or `docker context use`) at a running engine.") from None
+        _CLIENTS[key] = c
+    return _CLIENTS[key]
 
 
 def reset() -> None:
-    """Forget the cached client (tests that change DOCKER_HOST)."""
-    global _CLIENT
-    _CLIENT = None
+    """Forget the clients (a test that stops an engine it started)."""
+    _CLIENTS.clear()
 
 
 def image_attrs(ref: str) -> dict[str, Any] | None:
