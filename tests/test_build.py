@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -180,14 +181,23 @@ def test_secrets_never_reach_image_history_labels_report_or_logs(tmp_path: Path,
     shutil.rmtree(out)
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C's default disposition, whatever the test run's was.
+
+    A parent that ignores SIGINT (a background job, ``trap "" INT``, some CI runners)
+    passes that on through exec; Python then keeps ignoring it and no KeyboardInterrupt
+    ever comes, so the test would test its caller instead of tfimg.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_a_build_exits_130_and_leaves_no_image(tmp_path: Path, standin_base: str) -> None:
-    import signal
     v = _variant(tmp_path, "six==1.16.0\n", extra="apt: {packages: [rsync]}\n")
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "builder", "build", str(v), "--base", standin_base,
                              "--out", str(out), "--no-cache", "--no-test", "--no-scan"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "CI": "1"})
+                            env={**os.environ, "CI": "1"}, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 60
     while not (out / "broken" / "build.log").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
