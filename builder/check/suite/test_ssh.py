@@ -87,7 +87,7 @@ def ssh_audit_path() -> str | None:
     return shutil.which("ssh-audit")
 
 
-def _names(entries: list[Any]) -> set[str]:
+def _names(entries: list[Any] | None) -> set[str]:
     """Algorithm names of a JSON section: entries are ``{"algorithm": ...}`` (3.x) or names (2.x)."""
     return {e.get("algorithm", "") if isinstance(e, dict) else str(e) for e in entries or []}
 
