@@ -18,6 +18,7 @@ from typing import Any
 import docker
 import docker.errors
 from docker.models.containers import Container
+from docker.utils import parse_repository_tag
 
 from builder.errors import EngineError, EnvError
 from builder.infra import labels
@@ -116,8 +117,12 @@ def push(repository: str, tag_: str) -> list[dict[str, Any]]:
 
 
 def pull(ref: str) -> None:
-    repo, _, tg = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "latest")
-    client().images.pull(repo, tag=tg or "latest")
+    """Pull ``name``, ``name:tag`` or ``name@sha256:...`` (a registry's port is not a tag).
+
+    The SDK's own reference parsing splits it: a digest is pulled by digest.
+    """
+    repository, tag_or_digest = parse_repository_tag(ref)
+    client().images.pull(repository, tag=tag_or_digest or "latest")
 
 
 def gpu_available() -> bool:
