@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from packaging.requirements import InvalidRequirement, Requirement
 
 from builder.check import probe
 from builder.check import suite as checks
@@ -43,10 +42,11 @@ from builder.infra import engine, report, runner
 from builder.infra import labels as label_names
 from builder.infra.report_models import ChecksSection, GpuInfo
 from builder.render import context as render
-from builder.spec import passwords
+from builder.spec import passwords, requirements
 from builder.spec.loader import LoadedVariant, Variant
 
 STANDIN_ENV = "TFIMG_STANDIN=1"
+STANDIN_CUDA_ENV = "TFIMG_STANDIN_CUDA=1"     # scripts/standin/cuda/Dockerfile (it also has STANDIN_ENV)
 # NVIDIA's recommended run flags (--ipc=host --ulimit memlock=-1 --ulimit stack=67108864) as SDK options.
 NGC_RUN = {"ipc_mode": "host", "ulimits": [{"name": "memlock", "soft": -1, "hard": -1},
                                            {"name": "stack", "soft": 67108864, "hard": 67108864}]}
@@ -79,28 +79,22 @@ def gpu_mode(requested: str, available: Callable[[], bool] = engine.gpu_availabl
 
 
 def choose_profile(spec: Variant, image_config: dict[str, Any]) -> tuple[str, str]:
-    """The profile to compare versions with, and why (the stand-in base has its own)."""
-    if STANDIN_ENV in (image_config.get("Env") or []) and spec.base.profile != "standin-cpu":
-        return "standin-cpu", (f"built on tfimg's stand-in base: versions compared with 'standin-cpu', "
-                               f"not the spec's '{spec.base.profile}'")
-    return spec.base.profile, ""
+    """The profile to compare versions with, and why (each stand-in base has its own)."""
+    env = image_config.get("Env") or []
+    if STANDIN_CUDA_ENV in env:
+        name, what = "standin-cuda", "CUDA stand-in"
+    elif STANDIN_ENV in env:
+        name, what = "standin-cpu", "stand-in"
+    else:
+        return spec.base.profile, ""
+    if spec.base.profile == name:
+        return name, ""
+    return name, f"built on tfimg's {what} base: versions compared with '{name}', not the spec's '{spec.base.profile}'"
 
 
 def requirement_pins(loaded: LoadedVariant) -> list[dict[str, Any]]:
     """Each private requirement: name, specifier, file and line (markers and URLs skipped)."""
-    pins = []
-    for path in map(Path, loaded.spec.python.requirements):
-        for n, raw in enumerate(path.read_text().splitlines(), 1):
-            line = raw.split(" #", 1)[0].strip()
-            if not line or line.startswith(("#", "-")):
-                continue
-            try:
-                req = Requirement(line)
-            except InvalidRequirement:
-                continue
-            if req.marker is None and not req.url:
-                pins.append({"name": req.name, "specifier": str(req.specifier), "file": path.name, "line": n})
-    return pins
+    return [pin for path in loaded.spec.python.requirements for pin in requirements.pins(Path(path))]
 
 
 def resolve_base(out_dir: Path, image_config: dict[str, Any], base_ref: str | None) -> tuple[str | None, str]:

@@ -16,13 +16,12 @@ import base64
 import binascii
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import ValidationError
 
 from builder.errors import SpecError, SpecErrors
 from builder.infra import yamlfile
+from builder.spec import requirements
 from builder.spec.models import *  # noqa: F403  (the models are part of this module's API)
 from builder.spec.models import PATH_KEYS, PUBKEY_TYPES, LoadedVariant, Variant
 
@@ -189,7 +188,7 @@ def _check_files(spec: Variant, origin: Origin, path: Path) -> list[SpecError]:
         if not p.is_file():
             err(loc, f"requirements file '{p}' not found", "Paths are relative to the variant file that names them.")
             continue
-        for problem in requirement_problems(p):
+        for problem in requirements.problems(p):
             err(loc, problem)
     for i, key in enumerate(spec.ssh.authorized_keys):
         loc = ("ssh", "authorized_keys", i)
@@ -202,27 +201,6 @@ def _check_files(spec: Variant, origin: Origin, path: Path) -> list[SpecError]:
     if spec.policy and not Path(spec.policy).is_file():
         err(("policy",), f"policy file '{spec.policy}' not found")
     return errors
-
-
-def requirement_problems(path: Path) -> list[str]:
-    """Problems of a requirements file; never echoes a line that could hold a credential."""
-    problems = []
-    for n, raw in enumerate(path.read_text().splitlines(), 1):
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("-"):
-            problems.append(f"{path.name}:{n}: pip options ('{line.split()[0]}') are not allowed in requirements "
-                            "files; set python.index_url / secrets in the spec and inline other files")
-            continue
-        try:
-            req = Requirement(line)
-        except InvalidRequirement:
-            problems.append(f"{path.name}:{n}: not a valid requirement (expected e.g. 'transformers==4.21.3')")
-            continue
-        if req.url and urlsplit(req.url).password:
-            problems.append(f"{path.name}:{n}: a direct URL with embedded credentials; use a netrc secret")
-    return problems
 
 
 def public_key_problem(text: str) -> str | None:

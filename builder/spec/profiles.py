@@ -84,7 +84,10 @@ class Profile(BaseModel):
                        f"branch ({', '.join(self.driver.forward_compatible) or 'none'})")
 
 
-def version_matches(detected: str, spec: str) -> bool:
+def version_matches(detected: str | None, spec: str) -> bool:
+    """Whether a detected version satisfies a PEP 440 specifier (pre-releases allowed); None never does."""
+    if detected is None:
+        return False
     try:
         return Version(detected) in SpecifierSet(spec, prereleases=True)
     except InvalidVersion:

@@ -7,10 +7,9 @@ import json
 import re
 
 import pytest
-from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
 
 from builder.check.suite.helpers import lines, python_json, sh
+from builder.spec.profiles import version_matches
 
 DISTS = """import importlib, importlib.metadata as md, json
 res = {}
@@ -47,13 +46,6 @@ def _freeze(text: str) -> dict[str, str]:
     return out
 
 
-def _in(version: str | None, spec: str) -> bool:
-    try:
-        return version is not None and Version(version) in SpecifierSet(spec, prereleases=True)
-    except InvalidVersion:
-        return False
-
-
 def test_requirements_installed_at_pins(host, ctx, note):
     reqs = ctx.requirements
     if not reqs:
@@ -66,7 +58,7 @@ def test_requirements_installed_at_pins(host, ctx, note):
         where = f"{r['file']}:{r['line']}"
         if info.get("version") is None:
             bad.append(f"{r['name']} is not installed ({where})")
-        elif r["specifier"] and not _in(info["version"], r["specifier"]):
+        elif r["specifier"] and not version_matches(info["version"], r["specifier"]):
             bad.append(f"{r['name']} {info['version']} does not match {r['specifier']} ({where})")
         for top, err in (info.get("import_errors") or {}).items():
             bad.append(f"`import {top}` ({r['name']}) fails: {err}")

@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from packaging.specifiers import SpecifierSet
-from packaging.version import Version
 
 from builder.check.suite.context import Context
 from builder.check.suite.helpers import python_json, sh
+from builder.spec.profiles import version_matches
 
 VERSIONS = ("import importlib.metadata as md, json\nout = {}\nfor n in __NAMES__:\n"
             "    try:\n        out[n] = md.version(n)\n    except md.PackageNotFoundError:\n        out[n] = None\n"
@@ -47,6 +46,6 @@ def test_python_package(package, host, ctx, note):
     version = got.get(package["name"])
     where = f"declared in {package['file']}"
     assert version is not None, f"{package['name']} is not installed ({where})"
-    assert Version(version) in SpecifierSet(package["specifier"], prereleases=True), \
+    assert version_matches(version, package["specifier"]), \
         f"{package['name']} {version} does not match {package['specifier']} ({where})"
     note(f"{package['name']} {version} matches {package['specifier']} ({where})")
