@@ -80,9 +80,18 @@ def test_allowances_are_counts(tmp_path):
 
 
 def test_nothing_found_passes():
-    for name in ("alpine-39-skip.json.golden", "sl-micro-rancher5.4.json.golden"):
-        result = gate.evaluate(rep(name), policy.load("strict"), None, TODAY, True)
-        assert result.decision == "pass" and result.blocking == []
+    result = gate.evaluate(rep("sl-micro-rancher5.4.json.golden"), policy.load("strict"), None, TODAY, True)
+    assert result.decision == "pass" and result.blocking == []
+
+
+def test_a_report_without_a_vulnerability_scan_is_unscanned_never_pass():
+    # no package result at all (every file skipped): nothing shows vulnerabilities were looked up
+    result = gate.evaluate(rep("alpine-39-skip.json.golden"), policy.load("strict"), None, TODAY, True)
+    assert result.decision == "unscanned" and "not scanned for vulnerabilities" in result.reasons[-1]
+    # a secret-only report (trivy image --scanners secret) of a clean image
+    secret_only = scanreport.from_data({"SchemaVersion": 2, "Results": [
+        {"Target": "/app/x", "Class": "secret", "Secrets": []}]})
+    assert gate.evaluate(secret_only, policy.load(None), None, TODAY, True).decision == "unscanned"
 
 
 def test_older_report_formats_give_the_same_decision():
@@ -153,7 +162,9 @@ def test_misconfiguration_ids_match_across_trivy_versions(tmp_path):
     for name in ("dockerfile.json.golden", "older/v0.68.0/dockerfile.json.golden"):
         assert gate.evaluate(rep(name), policy.load("strict"), None, TODAY, True).decision == "block"
         result = gate.evaluate(rep(name), p, None, TODAY, False)
-        assert result.decision == "pass" and [w.waiver for w in result.waived] == ["DS002"]
+        # a Dockerfile-only report never passes: no vulnerability scan (unscanned), but nothing blocks
+        assert result.decision == "unscanned" and not result.blocking
+        assert [w.waiver for w in result.waived] == ["DS002"]
 
 
 def test_secrets_always_block_and_need_a_path_to_be_waived(tmp_path):
@@ -174,7 +185,8 @@ def test_secrets_always_block_and_need_a_path_to_be_waived(tmp_path):
 
 def test_license_categories(tmp_path):
     report = rep("license-cyclonedx.json.golden")
-    assert gate.evaluate(report, policy.load(None), None, TODAY, False).decision == "pass"
+    # license-only report: nothing blocks, but without a vulnerability scan it is unscanned, never pass
+    assert gate.evaluate(report, policy.load(None), None, TODAY, False).decision == "unscanned"
     p = pol(tmp_path, "licenses: {block_categories: [reciprocal]}\n")
     assert blocking_ids(gate.evaluate(report, p, None, TODAY, False)) == ["EPL-1.0"]
 

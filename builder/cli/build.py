@@ -35,6 +35,9 @@ def build_cmd(
     trivy_path: str | None = typer.Option(None, "--trivy", envvar="TFIMG_TRIVY", help="Trivy executable to scan with."),
     trivy_cache: Path | None = typer.Option(None, "--trivy-cache-dir", help="Trivy cache (a pre-downloaded DB for air-gapped use)."),
     offline: bool = typer.Option(False, "--offline", help="Scan without updating Trivy's DB (needs --trivy-cache-dir)."),
+    trivy_db: str | None = typer.Option(None, "--trivy-db-repository", envvar="TFIMG_TRIVY_DB_REPOSITORY",
+                                        help="Pull Trivy's vulnerability DB from this OCI repository (an "
+                                             "internal trivy-db mirror, e.g. registry.corp/aquasec/trivy-db:2)."),
 ) -> None:
     """Render, build (BuildKit, secrets mounted), check, scan, gate and tag variants.
 
@@ -50,7 +53,7 @@ def build_cmd(
         results = fanout.build_many(variants, runner.args(
             base=base, force=force, no_cache=no_cache, docker=docker, out=out_root, no_test=no_test,
             no_scan=no_scan, gpu=gpu, policy=policy, trivy=trivy_path, trivy_cache_dir=trivy_cache,
-            offline=offline), jobs)
+            offline=offline, trivy_db_repository=trivy_db), jobs)
         for name, rc, why in results:
             out.print(f"{name:<20} {'ok' if rc == 0 else f'exit {rc}'}  {why}".rstrip())
         code = errors.worst([rc for _, rc, _ in results])
@@ -59,7 +62,8 @@ def build_cmd(
         return
     opts = pipeline.BuildOptions(out_root=out_root, base=base, force=force, no_cache=no_cache, docker=docker,
                                  checks=not no_test, scan=not no_scan, gpu=gpu, policy=policy,
-                                 trivy=trivy_path, trivy_cache=trivy_cache, offline=offline)
+                                 trivy=trivy_path, trivy_cache=trivy_cache, offline=offline,
+                                 trivy_db_repository=trivy_db)
     ui = UI(quiet=settings().quiet)
     result = pipeline.run(variants[0], opts, ui)
     out.print(pipeline.summary(result))

@@ -49,7 +49,9 @@ class Settings:
 
 def settings() -> Settings:
     """This invocation's global options (defaults outside a command)."""
-    ctx = _click.get_current_context(silent=True)  # type: ignore[attr-defined]
+    # typer 0.29 vendors click without re-exporting get_current_context at the top
+    current = getattr(_click, "get_current_context", None) or _click.globals.get_current_context
+    ctx = current(silent=True)
     obj = ctx.find_root().obj if ctx is not None else None
     return obj if isinstance(obj, Settings) else Settings()
 

@@ -31,9 +31,9 @@ def _show(result: gate.GateResult, out_dir: Path) -> None:
 
 
 def _options(trivy_path: str, timeout: float, cache_dir: Path | None, offline: bool,
-             by_reference: bool) -> trivy.Options:
+             by_reference: bool, db_repository: str | None = None) -> trivy.Options:
     return trivy.Options(binary=trivy_path, timeout=timeout, cache_dir=cache_dir, offline=offline,
-                         mode="reference" if by_reference else "archive")
+                         mode="reference" if by_reference else "archive", db_repository=db_repository)
 
 
 def _target(target: str, out_dir: Path | None) -> tuple[LoadedVariant | None, str, Path]:
@@ -66,6 +66,9 @@ def scan_cmd(
     offline: bool = typer.Option(False, "--offline", help="Air-gapped: use the pre-downloaded DB in --cache-dir, no network."),
     by_reference: bool = typer.Option(False, "--by-reference", help="Let Trivy read the image from the engine instead of a `docker save` archive."),
     no_gate: bool = typer.Option(False, "--no-gate", help="With a variant file: scan only, do not gate."),
+    db_repository: str | None = typer.Option(None, "--db-repository", envvar="TFIMG_TRIVY_DB_REPOSITORY",
+                                             help="Pull Trivy's vulnerability DB from this OCI repository "
+                                                  "(an internal trivy-db mirror)."),
 ) -> None:
     """Scan a built variant (or any local image) with Trivy and write trivy.json.
 
@@ -75,7 +78,7 @@ def scan_cmd(
     Exit 2 when Trivy is missing, fails, times out or writes no report.
     """
     loaded, image, where = _target(target, out_dir)
-    opts = _options(trivy_path, timeout, cache_dir, offline, by_reference)
+    opts = _options(trivy_path, timeout, cache_dir, offline, by_reference, db_repository)
     if loaded is not None and not no_gate:
         base = loaded.spec.base
         built = report.load(where).build

@@ -185,10 +185,23 @@ class FactsSection(Section):
 # --------------------------------------------------------------------------- scan and gate
 
 class TrivyDb(_Record):
+    """``VulnerabilityDB`` of ``trivy version --format json --cache-dir DIR`` (the scan's cache dir);
+    ``Version`` is the DB schema (tfimg requires 2)."""
+
     Version: int | str | None = None
     UpdatedAt: str | None = None
     NextUpdate: str | None = None
     DownloadedAt: str | None = None
+
+
+class Sbom(_Record):
+    """The SBOM written beside report.json (``sbom.cdx.json``), from the scan's own package list."""
+
+    path: str = Field(description="File name, beside report.json (sbom.cdx.json).")
+    format: Literal["cyclonedx-json"]
+    spec_version: str | None = None
+    components: int = Field(description="Number of CycloneDX components.")
+    sha256: str = Field(description="sha256 of the file as written.")
 
 
 class ScanSection(Section):
@@ -205,15 +218,19 @@ class ScanSection(Section):
     error: str | None = Field(None, description="Why the scan failed (status 'failed').")
     trivy_version: str | None = None
     db: TrivyDb | None = Field(None, description="Trivy's vulnerability DB (how fresh it was).")
+    db_repository: str | None = Field(None, description="Where the DB came from (--db-repository); "
+                                      "'default': Trivy's own; null: offline, a pre-downloaded DB.")
     image_id: str | None = None
     mode: Literal["archive", "reference"] | None = None
     scanners: list[str] | None = None
+    image_config_scanners: list[str] | None = Field(None, description="Scanners run on the image's config.")
     offline: bool | None = None
     report: str | None = Field(None, description="File name of Trivy's report (trivy.json).")
     seconds: float | None = None
     findings: dict[str, int] | None = Field(None, description="Number of findings per kind "
                                             "(vulnerability, secret, misconfiguration, license).")
     misconfig: bool | None = Field(None, description="Whether the Dockerfile checks ran (policy scan.misconfig).")
+    sbom: Sbom | None = Field(None, description="The CycloneDX SBOM of the image.")
 
 
 class GateFiles(_Record):

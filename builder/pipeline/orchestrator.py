@@ -50,6 +50,7 @@ class BuildOptions:
     trivy: str | None = None         # --trivy / $TFIMG_TRIVY: the Trivy executable
     trivy_cache: Path | None = None  # --trivy-cache-dir: a pre-downloaded DB (air-gapped)
     offline: bool = False            # --offline: never update Trivy's DB
+    trivy_db_repository: str | None = None  # --trivy-db-repository: an internal trivy-db mirror
 
 
 def variant_dir(opts: BuildOptions, loaded: LoadedVariant) -> Path:
@@ -235,7 +236,8 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> Report:
     if opts.scan:
         with ui.stage("scan and gate"):
             options = trivy.Options(binary=opts.trivy or os.environ.get("TFIMG_TRIVY") or "trivy",
-                                    cache_dir=opts.trivy_cache, offline=opts.offline)
+                                    cache_dir=opts.trivy_cache, offline=opts.offline,
+                                    db_repository=opts.trivy_db_repository)
             scan_stage.run_scan_and_gate(loaded, image, vdir, section.base.ref, options=options,
                                          base_layers=section.base_layers, warn=ui.warn)
     else:

@@ -136,9 +136,14 @@ def evaluate(report: Report, policy: Policy, base_layers: Collection[str] | None
         reasons.append("policy requires the base image pinned by digest (set base.digest: sha256:...)")
     if blocking:
         reasons.insert(0, f"{len(blocking)} finding(s) block under policy '{policy.name}'")
+    decision: Decision = "block" if reasons else "pass"
+    if decision == "pass" and not report.vuln_scanned:
+        decision = "unscanned"   # a secret-only (or empty) report says nothing about vulnerabilities
+        reasons.append("not scanned for vulnerabilities: the report has no package results "
+                       "(made without --scanners vuln?)")
     notes = WaiverNote.model_validate
     return GateResult(
-        decision="block" if reasons else "pass", policy=policy.name, policy_file=policy.file,
+        decision=decision, policy=policy.name, policy_file=policy.file,
         artifact=report.ArtifactName, trivy_version=report.Trivy.Version if report.Trivy else None,
         evaluated_on=today, base_layers_known=bool(base), base_digest_pinned=base_digest_pinned,
         reasons=reasons, blocking=blocking, counts=_counts(rows), waived=waived,

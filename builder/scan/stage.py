@@ -85,6 +85,7 @@ def _scan_failed(exc: TfimgError, pol: policies.Policy, image_ref: str, out_dir:
                  today: dt.date, warn: Callable[[str], None]) -> gate.GateResult:
     report.write_section(out_dir, ScanSection(status="failed", tool="trivy", image=image_ref, error=exc.message))
     (out_dir / "trivy.json").unlink(missing_ok=True)   # never leave an older report that looks current
+    (out_dir / "sbom.cdx.json").unlink(missing_ok=True)
     if pol.scan.required:
         write_gate(out_dir, gate.failed_closed(pol, exc.message, today=today))
         raise EnvError(f"{exc.message}\nThe gate fails closed (policy '{pol.name}' requires a scan).",

@@ -36,6 +36,7 @@ see how fresh it was.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -44,12 +45,12 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from builder.errors import CommandFailed, EnvError, TfimgError
 from builder.infra import engine, runner
 from builder.infra import report as report_file
-from builder.infra.report_models import ScanSection, TrivyDb
+from builder.infra.report_models import Sbom, ScanSection, TrivyDb
 from builder.scan.trivy_report import Report, from_data, redact
 
 MIN_VERSION = (0, 37, 0)
@@ -70,8 +71,19 @@ class Options(BaseModel):
     timeout: float = 900
     cache_dir: Path | None = None
     offline: bool = False
-    scanners: tuple[str, ...] = ("vuln", "secret")
-    mode: Literal["archive", "reference"] = "archive"
+    scanners: tuple[str, ...] = ("vuln", "secret", "license")
+    image_config_scanners: tuple[str, ...] = ("misconfig",)   # the image's config (history, user, env)
+    # reference: Trivy reads the image from the engine (--image-src docker) and its layer cache (keyed by
+    # layer digest) skips layers it analysed before; archive: a `docker save` tar (needs the image's size free)
+    mode: Literal["archive", "reference"] = "reference"
+    db_repository: str | None = None   # --db-repository: an internal mirror of trivy-db (OCI artifact)
+    sbom: bool = True                  # write a CycloneDX SBOM beside the report
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _absolute(cls, v: Path | None) -> Path | None:
+        # Trivy runs in an empty temp dir: a relative cache dir would land (and vanish) there
+        return Path(v).absolute() if v is not None else None
 
 
 class ScanRun(BaseModel):
@@ -100,9 +112,11 @@ def binary(opts: Options) -> str:
 
 
 def version(opts: Options) -> dict[str, Any]:
-    """``trivy version --format json`` as a dict with ``Version`` (and DB info). Raises EnvError."""
+    """``trivy version --format json`` as a dict with ``Version`` and, when the cache dir the scan
+    uses (``opts.cache_dir``) holds a DB, ``VulnerabilityDB``. Raises EnvError."""
     exe = binary(opts)
-    res = _run([exe, "version", "--format", "json"], timeout=60, what="`trivy version`")
+    res = _run([exe, "version", "--format", "json", *runner.args(cache_dir=opts.cache_dir)],
+               timeout=60, what="`trivy version`")
     try:
         data = json.loads(res.stdout)
         if not isinstance(data, dict) or not isinstance(data.get("Version"), str):
@@ -127,12 +141,37 @@ def common_flags(opts: Options, ver: tuple[int, int, int] | None, out: Path, *, 
     new = ver is None or ver >= (0, 63, 0)
     argv = runner.args(format="json", output=out, quiet=True, exit_code=0,
                        timeout=f"{max(1, int(opts.timeout))}s", cache_dir=opts.cache_dir)
+    if opts.db_repository and image:
+        argv += ["--db-repository", opts.db_repository]
     if opts.offline:
         check_flag = "--skip-check-update" if ver is None or ver >= (0, 51, 0) else "--skip-policy-update"
         argv += ["--skip-db-update", "--skip-java-db-update", check_flag, "--offline-scan"] if image else [check_flag]
         if new:
             argv += ["--skip-version-check", "--disable-telemetry"]
     return argv
+
+
+DB_SCHEMA = 2   # the trivy-db schema Trivy 0.37+ reads; an older DB can load "fine" and match nothing
+
+
+def check_db(ver_info: dict[str, Any], opts: Options) -> None:
+    """Fail closed unless the cache dir the scan used holds a trivy-db of schema ``DB_SCHEMA``.
+
+    Trivy 0.76 accepts a schema-1 DB served from a registry and exits 0, so the
+    exit code alone does not prove the vulnerabilities were looked up.
+    """
+    db = ver_info.get("VulnerabilityDB")
+    where = f"{opts.cache_dir or 'the default cache dir'}"
+    source = opts.db_repository or os.environ.get("TRIVY_DB_REPOSITORY") or "Trivy's default DB repository"
+    if not isinstance(db, dict):
+        raise EnvError(f"after the scan, `trivy version --cache-dir {where}` reports no vulnerability DB; "
+                       "no vulnerability was looked up.",
+                       hint=f"Check that {source} serves trivy-db (schema {DB_SCHEMA}).")
+    if db.get("Version") != DB_SCHEMA:
+        raise EnvError(f"the vulnerability DB in {where} has schema version {db.get('Version')!r}, not "
+                       f"{DB_SCHEMA}; Trivy {ver_info.get('Version')} may match nothing against it, so the "
+                       "scan is not trusted.",
+                       hint=f"Serve a current trivy-db (schema {DB_SCHEMA}, tag :{DB_SCHEMA}) from {source}.")
 
 
 def scan_image(image: str, out_path: Path, opts: Options) -> ScanRun:
@@ -151,18 +190,53 @@ def scan_image(image: str, out_path: Path, opts: Options) -> ScanRun:
             target, rename = ["--input", str(tar)], {str(tar): image}
         else:
             target = ["--image-src", "docker", image]
+        config_scanners = ["--image-config-scanners", ",".join(opts.image_config_scanners)] \
+            if opts.image_config_scanners else []
         argv = [exe, "image", *common_flags(opts, ver, raw), "--scanners", ",".join(opts.scanners),
-                "--list-all-pkgs=false", *target]
+                *config_scanners, f"--list-all-pkgs={'true' if opts.sbom else 'false'}", *target]
         started = time.monotonic()
         _run(argv, timeout=opts.timeout + min(30.0, opts.timeout / 4 + 1), cwd=tmp, what="Trivy")
         seconds = round(time.monotonic() - started, 1)
+        if "vuln" in opts.scanners:
+            # read back with the same cache dir: the DB this scan used (downloaded or copied)
+            ver_info = version(opts)
+            check_db(ver_info, opts)
         report, data = _read(raw, ver_info["Version"], rename)
+        sbom = _sbom(exe, raw, out_path.parent / "sbom.cdx.json", opts) if opts.sbom else None
+    for r in (data.get("Results") or []) if isinstance(data, dict) else []:
+        if isinstance(r, dict):
+            r.pop("Packages", None)   # every package is in the SBOM; trivy.json keeps the findings
     report_file.write_json(out_path, redact(data))
     info = ScanSection(status="ok", tool="trivy", trivy_version=ver_info["Version"],
-                       db=_db(ver_info), image=image, image_id=report.Metadata.ImageID if report.Metadata else None,
-                       mode=opts.mode, scanners=list(opts.scanners), offline=opts.offline,
-                       report=out_path.name, seconds=seconds, findings=_kinds(report))
+                       db=_db(ver_info), db_repository=_db_repository(opts),
+                       image=image, image_id=report.Metadata.ImageID if report.Metadata else None,
+                       mode=opts.mode, scanners=list(opts.scanners),
+                       image_config_scanners=list(opts.image_config_scanners), offline=opts.offline,
+                       report=out_path.name, seconds=seconds, findings=_kinds(report), sbom=sbom)
     return ScanRun(report=report, path=out_path, info=info)
+
+
+def _db_repository(opts: Options) -> str | None:
+    if opts.offline:
+        return None
+    return opts.db_repository or os.environ.get("TRIVY_DB_REPOSITORY") or "default"
+
+
+def _sbom(exe: str, raw: Path, dest: Path, opts: Options) -> Sbom:
+    """CycloneDX JSON from the scan's own report (``trivy convert``; no second scan). Raises EnvError."""
+    tmp_out = raw.with_name("sbom.cdx.json")
+    _run([exe, "convert", "--format", "cyclonedx", "--output", str(tmp_out), "--quiet", str(raw)],
+         timeout=120, cwd=str(raw.parent), what="`trivy convert --format cyclonedx`")
+    try:
+        body = tmp_out.read_bytes()
+        doc = json.loads(body)
+        components = len(doc.get("components") or [])
+    except (OSError, ValueError, AttributeError) as exc:
+        raise EnvError(f"Trivy wrote no readable CycloneDX SBOM ({str(exc)[:120]}).") from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(body)
+    return Sbom(path=dest.name, format="cyclonedx-json", spec_version=str(doc.get("specVersion") or ""),
+                components=components, sha256=hashlib.sha256(body).hexdigest())
 
 
 def scan_config(context: Path, out_path: Path, opts: Options) -> Report:

@@ -28,6 +28,9 @@ RANK = {s: i for i, s in enumerate(SEVERITIES)}
 Kind = Literal["vulnerability", "secret", "misconfiguration", "license"]
 
 
+VULN_CLASSES = frozenset({"os-pkgs", "lang-pkgs"})
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
@@ -208,6 +211,12 @@ class Report(_Model):
     @property
     def diff_ids(self) -> list[str]:
         return list(self.Metadata.DiffIDs) if self.Metadata else []
+
+    @property
+    def vuln_scanned(self) -> bool:
+        """Whether the report shows a vulnerability scan: a package result (``os-pkgs`` /
+        ``lang-pkgs``) or a vulnerability. ``--scanners secret`` alone shows neither."""
+        return any(r.Class in VULN_CLASSES or r.Vulnerabilities for r in self.Results)
 
     def findings(self) -> list[Finding]:
         """All findings in report order; misconfigurations only when they FAIL."""
