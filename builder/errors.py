@@ -4,7 +4,8 @@ Exit codes (documented in the README):
 
 * 0 -- success
 * 1 -- a gate, a check, a build or a publish policy failed (:class:`GateFailed`,
-  :class:`ChecksFailed`, :class:`BuildFailed`, :class:`PublishRefused`)
+  :class:`ChecksFailed`, :class:`BuildFailed`, :class:`PublishRefused`), or attached evidence
+  did not verify (:class:`VerificationFailed`)
 * 2 -- bad input or environment (:class:`SpecError`, :class:`EnvError` and its
   kinds: :class:`RegistryError`, :class:`EngineError`)
 * 3 -- a bug in tfimg (an unexpected exception)
@@ -107,6 +108,13 @@ class GateFailed(TfimgError):
 class PublishRefused(TfimgError):
     exit_code = FAILED
     title = "publish refused"
+
+
+class VerificationFailed(TfimgError):
+    """An attached statement is missing, unsigned, signed by another key, altered or inconsistent."""
+
+    exit_code = FAILED
+    title = "verification failed"
 
 
 class CommandFailed(TfimgError):

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from builder.cli.root import app, out, settings, spec_arg
+from builder.errors import VerificationFailed
 from builder.infra import clock, report
 from builder.publish import curation as registry_mod
 from builder.publish import push as publish_mod
@@ -44,11 +45,14 @@ def publish(spec_file: Path = spec_arg(), out_root: Path = OUT_OPT,
             registry: str = typer.Option(..., "--registry", help="HOST[:PORT]/NAMESPACE; the repository is "
                                          "NAMESPACE/<variant>. Credentials: `docker login HOST`."),
             push: bool = typer.Option(False, "--push", help="Really push (default: print the plan)."),
+            sign_key: str | None = typer.Option(None, "--sign-key", help="PEM private key that signs the attached "
+                                                "statements: a file, or env:NAME for a variable holding it "
+                                                "(password, if any: TFIMG_SIGN_KEY_PASSWORD). Never echoed."),
             ) -> None:
     """Push a checked, scanned and gated image: immutable tag, moving tags, evidence."""
     loaded = spec.load(spec_file)
     directory = report.variant_dir(out_root, loaded.name)
-    rec = publish_mod.publish(loaded, directory, registry, push=push)
+    rec = publish_mod.publish(loaded, directory, registry, push=push, sign_key=sign_key)
     if isinstance(rec, publish_mod.Plan):
         for line in rec.lines():
             _say(line)
@@ -58,6 +62,8 @@ def publish(spec_file: Path = spec_arg(), out_root: Path = OUT_OPT,
     for ref in rec.refs:
         _say(f"  {ref}")
     _say(f"  evidence: {rec.repository}:{rec.evidence.tag}")
+    for att in rec.attestations:
+        _say(f"  {'signed' if rec.signed else 'UNSIGNED'} {att.kind}: {rec.repository}@{att.digest}")
 
 
 @app.command()
@@ -65,13 +71,29 @@ def promote(source: str = typer.Argument(..., help="HOST/NAME@sha256:... (the te
             to: str = typer.Option(..., "--to", help="Target repository HOST/PRODNAME."),
             policy: Path | None = typer.Option(None, "--policy", help="Target gate policy to re-evaluate."),
             dry_run: bool = typer.Option(False, "--dry-run", help="Check only; copy nothing."),
+            key: Path | None = typer.Option(None, "--key", help="PEM public key: verify every attached statement "
+                                            "before copying (needed when the policy has "
+                                            "publish.require_signatures and names no publish.public_key)."),
             ) -> None:
     """Copy one digest to a target repository if its attached evidence passes the policy."""
-    res = registry_mod.promote(source, to, policy=policy, dry_run=dry_run)
+    res = registry_mod.promote(source, to, policy=policy, dry_run=dry_run, key=key)
     verb = "would promote" if dry_run else "promoted"
     _say(f"{verb} {res['source']} -> {res['target']} ({res['policy']})")
     for tag in res["tags"]:
         _say(f"  {res['target']}:{tag}")
+
+
+@app.command()
+def verify(ref: str = typer.Argument(..., help="HOST/NAME@sha256:... (or HOST/NAME:TAG)."),
+           key: Path = typer.Option(..., "--key", help="PEM public key the statements must be signed with."),
+           ) -> None:
+    """Verify every statement attached to a digest: signature, subject, and the hashes the provenance records."""
+    from builder.publish import attest
+    v = attest.verify(ref, key)
+    for line in v.lines():
+        _say(line)
+    if not v.ok:
+        raise VerificationFailed(f"{v.reference} does not verify:\n" + "\n".join(f"  - {p}" for p in v.problems))
 
 
 @registry_app.command("ls")

@@ -298,6 +298,12 @@ class EvidenceRef(_Record):
     digest: str
 
 
+class AttestationRef(_Record):
+    kind: Literal["report", "sbom", "vuln", "provenance"] = Field(
+        description="Which statement: the tfimg report, the CycloneDX SBOM, the Trivy report, SLSA provenance.")
+    digest: str = Field(description="Digest of the OCI artifact manifest (its subject is the image digest).")
+
+
 class PublishSection(Section):
     """Written by ``tfimg publish --push``."""
 
@@ -313,6 +319,10 @@ class PublishSection(Section):
     evidence: EvidenceRef
     pushed_at: str
     skipped_push: bool
+    attestations: list[AttestationRef] = Field(
+        default_factory=list, description="DSSE-enveloped in-toto statements attached as OCI 1.1 referrers "
+                                          "(listed in the sha256-<hex> index where there is no referrers API).")
+    signed: bool = Field(False, description="Whether the statements were signed (--sign-key).")
 
 
 class Timings(RootModel[dict[str, float]]):

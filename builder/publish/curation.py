@@ -11,6 +11,7 @@ protected repository. Blobs are freed by the registry's garbage-collect.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import json
@@ -18,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder.errors import PublishRefused, RegistryError
+from builder.errors import PublishRefused, RegistryError, VerificationFailed
 from builder.infra import clock, runner
-from builder.publish import evidence
+from builder.publish import evidence, referrers
 from builder.publish.registry_client import INDEX_TYPES, LOOPBACK, Ref, Registry, docker_config_path, parse_ref
 
 
@@ -39,16 +40,24 @@ def resolve(reg: Registry, ref: Ref) -> Ref:
 
 
 def show(text: str) -> dict[str, Any]:
-    """The evidence attached to ``REF@DIGEST`` (or ``REF:TAG``)."""
+    """The evidence attached to ``REF@DIGEST`` (or ``REF:TAG``), and its OCI 1.1 referrers.
+
+    ``referrers`` lists every artifact whose subject is the digest, by the referrers API when the
+    registry serves it, else from the ``sha256-<hex>`` index (``referrers_route`` says which); the
+    report itself still comes from the legacy ``sha256-<hex>.tfimg`` tag, which keeps older
+    publishes readable and carries the promotion records.
+    """
     ref = parse_ref(text)
     reg = Registry(ref.host)
     ref = resolve(reg, ref)
     doc = evidence.read(reg, ref.repo, str(ref.digest))
-    if doc is None:
+    found, route = referrers.list_referrers(reg, ref.repo, str(ref.digest))
+    if doc is None and not found:
         raise RegistryError(f"no tfimg evidence is attached to {ref.name}@{ref.digest}", status=404,
                             hint=f"Evidence lives under the tag {evidence.tag_for(str(ref.digest))}; "
                                  "publish with `tfimg publish --push`.")
-    return doc
+    return {**(doc or {}), "referrers_route": route,
+            "referrers": [r.descriptor() for r in found]}
 
 
 # --------------------------------------------------------------------------- promote
@@ -92,8 +101,31 @@ def _skopeo_copy(src: Ref, dst: Ref) -> None:
     runner.run([*argv, f"docker://{src}", f"docker://{dst}"], timeout=3600)
 
 
-def promote(source: str, target: str, *, policy: Path | None = None, dry_run: bool = False) -> dict[str, Any]:
-    """Copy ``HOST/NAME@sha256:...`` to ``HOST/PRODNAME`` if its evidence passes the policy."""
+def signature_key(policy: Path | None, key: Path | None) -> Path | None:
+    """The public key promotion must verify with: ``key``, else the policy's ``publish.public_key``
+    when the policy has ``publish.require_signatures``; None when no verification is asked for."""
+    if policy is None:
+        return key
+    from builder.scan import policy as policies
+    pol = policies.load(policy)
+    if not pol.publish.require_signatures:
+        return key
+    if key is None and pol.publish.public_key:
+        key = (Path(pol.file).parent / pol.publish.public_key) if pol.file else Path(pol.publish.public_key)
+    if key is None:
+        raise PublishRefused(f"{policy} requires signatures but names no public key",
+                             hint="Pass `--key PUB.pem` or set publish.public_key in the policy.")
+    return key
+
+
+def promote(source: str, target: str, *, policy: Path | None = None, dry_run: bool = False,
+            key: Path | None = None) -> dict[str, Any]:
+    """Copy ``HOST/NAME@sha256:...`` to ``HOST/PRODNAME`` if its evidence passes the policy.
+
+    When the policy requires signatures (``publish.require_signatures``) or ``key`` is given, every
+    attached statement must verify first (:func:`builder.publish.attest.require`). The referrers
+    (signed statements) are copied along with the image.
+    """
     src = parse_ref(source)
     dst = parse_ref(target)
     if dst.tag or dst.digest:
@@ -108,6 +140,14 @@ def promote(source: str, target: str, *, policy: Path | None = None, dry_run: bo
     decision, how = policy_decision(doc, policy, trivy)
     if decision != "pass":
         raise PublishRefused(f"{src.name}@{digest} does not pass the target policy: decision '{decision}' ({how})")
+    verify_key = signature_key(policy, key)
+    if verify_key is not None:
+        from builder.publish import attest
+        try:
+            attest.require(f"{src.name}@{digest}", verify_key)
+        except VerificationFailed as exc:
+            raise PublishRefused(f"not promoted: {exc.message}") from None
+        how += f"; signatures verified with {verify_key.name}"
     tags = doc.get("tags") or {}
     immutable, moving = tags.get("immutable"), list(tags.get("moving") or [])
     if not immutable:
@@ -126,6 +166,7 @@ def promote(source: str, target: str, *, policy: Path | None = None, dry_run: bo
         raise RegistryError(f"after the copy {dst.name}:{immutable} is not {digest}")
     for tag in moving:
         dreg.put_manifest(dst.repo, tag, found[0], found[1])
+    copied = referrers.copy_referrers(sreg, src.repo, dreg, dst.repo, digest)
     when = _now()
     record = {"from": src.name, "to": dst.name, "digest": digest, "at": when, "policy": how}
     src_doc = copy.deepcopy(doc)
@@ -134,7 +175,7 @@ def promote(source: str, target: str, *, policy: Path | None = None, dry_run: bo
     dst_doc = copy.deepcopy(src_doc)
     dst_doc["repository"] = dst.name
     evidence.attach(dreg, dst.repo, digest, dst_doc, trivy)
-    return {**result, "promoted_at": when}
+    return {**result, "promoted_at": when, "referrers": [r.digest for r in copied]}
 
 
 # --------------------------------------------------------------------------- list and prune
@@ -236,5 +277,11 @@ def prune(name: str, *, keep: int = 5, protect: list[str] | None = None, yes: bo
                 ev = reg.digest_of(ref.repo, evidence.tag_for(e.digest))
                 if ev:
                     reg.delete_manifest(ref.repo, ev)
+                for r in referrers.list_referrers(reg, ref.repo, e.digest)[0]:   # its signed statements
+                    with contextlib.suppress(RegistryError):
+                        reg.delete_manifest(ref.repo, r.digest)
+                index = reg.digest_of(ref.repo, referrers.fallback_tag(e.digest))
+                if index:
+                    reg.delete_manifest(ref.repo, index)
                 reg.delete_manifest(ref.repo, e.digest)
     return decided

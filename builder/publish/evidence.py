@@ -27,6 +27,7 @@ SUFFIX = ".tfimg"
 SCHEMA = "tfimg.evidence/v1"
 REPORT_SECTIONS = ("build", "checks", "scan", "gate", "facts", "tags")
 URL_CREDS = re.compile(r"(://)[^/@\s:]+:[^/@\s]+@")
+FALLBACK_TAG = re.compile(r"^sha256-[0-9a-f]{64}$")
 
 
 def tag_for(digest: str) -> str:
@@ -36,7 +37,8 @@ def tag_for(digest: str) -> str:
 
 
 def is_evidence_tag(tag: str) -> bool:
-    return tag.startswith("sha256-") and tag.endswith(SUFFIX)
+    """The legacy ``sha256-<hex>.tfimg`` tag, or the OCI referrers tag schema's ``sha256-<hex>`` index."""
+    return tag.startswith("sha256-") and (tag.endswith(SUFFIX) or bool(FALLBACK_TAG.match(tag)))
 
 
 def _numbers_only(value: Any) -> bool:

@@ -25,8 +25,15 @@ from builder.check import imagefacts as facts_mod
 from builder.errors import PublishRefused, RegistryError, TfimgError
 from builder.infra import clock, engine
 from builder.infra import report as report_mod
-from builder.infra.report_models import EvidenceRef, FactsSection, PublishSection, Report, TagsSection
-from builder.publish import evidence, tagging
+from builder.infra.report_models import (
+    AttestationRef,
+    EvidenceRef,
+    FactsSection,
+    PublishSection,
+    Report,
+    TagsSection,
+)
+from builder.publish import attest, evidence, tagging
 from builder.publish.registry_client import INDEX_TYPES, Ref, Registry, parse_ref, with_retry
 from builder.spec.loader import LoadedVariant
 
@@ -203,11 +210,14 @@ def _trivy(out_dir: Path) -> dict[str, Any] | None:
 
 
 def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, push: bool = False,
-            attempts: int = 5, base_delay: float = 1.0) -> Plan | PublishSection:
+            attempts: int = 5, base_delay: float = 1.0, sign_key: str | None = None) -> Plan | PublishSection:
     """Plan, and with ``push`` push + tag + attach evidence.
 
+    ``sign_key``: a PEM private key file, or ``env:NAME`` (:func:`builder.publish.attest.load_signer`);
+    the attached statements are signed with it (unsigned DSSE envelopes without it).
     Returns the plan (without ``push``) or the publish record (report.json's ``publish``).
     """
+    signer = attest.load_signer(sign_key) if sign_key and push else None   # a bad key fails before the push
     p = plan(loaded, out_dir, registry, strict=push)
     report_mod.write_json(out_dir / "publish-plan.json", p.model_dump(mode="json", by_alias=True))
     if p.state == "conflict":
@@ -239,11 +249,15 @@ def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, push: bool =
     if previous:
         doc["promotions"] = previous.get("promotions") or []
     evidence_digest = evidence.attach(reg, ref.repo, digest, doc, trivy=_trivy(out_dir))
+    attached = attest.attach_all(reg, ref.repo, ref.name, digest, rep, out_dir, chain=loaded.chain,
+                                 image=p.image_id, doc=doc, trivy=_trivy(out_dir), signer=signer, started=now)
     record = PublishSection(registry=registry, repository=ref.name, digest=digest, image_id=p.image_id,
                             immutable=p.tags.immutable, moving=p.tags.moving,
                             refs=[f"{ref.name}:{t}" for t in (p.tags.immutable, *p.tags.moving)],
                             evidence=EvidenceRef(tag=evidence.tag_for(digest), digest=evidence_digest),
-                            pushed_at=now, skipped_push=p.state == "published")
+                            pushed_at=now, skipped_push=p.state == "published",
+                            attestations=[AttestationRef(kind=a.kind, digest=a.digest) for a in attached],
+                            signed=signer is not None)
     report_mod.write_section(out_dir, p.tags)
     report_mod.write_section(out_dir, record)
     return record

@@ -96,6 +96,13 @@ class Scan(_Strict):
     misconfig: bool = Field(False, description="Also run `trivy config` on the rendered Dockerfile.")
 
 
+class Publish(_Strict):
+    require_signatures: bool = Field(False, description="Promotion into this policy's target verifies every "
+                                     "attached statement (signature, subject, hashes) before copying.")
+    public_key: str | None = Field(None, description="PEM public key file the statements must verify with "
+                                   "(relative to the policy file); `tfimg promote --key` overrides it.")
+
+
 class Waiver(_Strict):
     """An accepted finding: who accepted it, why, and until when."""
 
@@ -134,6 +141,7 @@ class Policy(_Strict):
     misconfigurations: Misconfigurations = Field(default_factory=Misconfigurations)
     licenses: Licenses = Field(default_factory=Licenses)
     require_base_digest: bool = Field(False, description="Block unless the base is pinned by digest.")
+    publish: Publish = Field(default_factory=Publish)
     waivers: list[Waiver] = Field(default_factory=list)
     name: str = Field("", description="Set from the file name; do not write it.")
     file: str = Field("", description="Set by the loader; do not write it.")
