@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STANDIN = $$(scripts/standin/build.sh --ref)
 PYTEST_ARGS ?=
 
-.PHONY: all venv deps engine standin test test-unit demo bench lint schema golden clean
+.PHONY: all venv deps engine standin trivydb test test-unit demo bench lint schema golden clean
 
 all: test
 
@@ -30,8 +30,14 @@ engine: deps
 standin: engine
 	scripts/standin/build.sh >/dev/null
 
-# Everything: unit tests and the docker integration tests (on the stand-in base).
-test: venv standin
+# The demo Trivy vulnerability DB (scripts/trivydb/advisories.yaml), built with Go + bbolt and
+# served as an OCI artifact from the local registry (scripts/registry.sh), as companies mirror trivy-db.
+trivydb: venv deps
+	scripts/trivydb/demo-db.sh >/dev/null
+
+# Everything: unit tests and the docker integration tests (on the stand-in base), the
+# real-Trivy tests (tests/test_trivy_real.py) included.
+test: venv standin trivydb
 	TFIMG_TEST_BASE=$(STANDIN) $(BIN)/pytest $(PYTEST_ARGS)
 
 # Tests that need no Docker engine.
@@ -45,16 +51,34 @@ lint: venv
 	$(BIN)/tfimg lint variants/*.yaml
 
 # The main job end to end: validate and lint every variant, then build, check,
-# scan, gate and tag variants/bert.yaml on the stand-in base.
-# Without Trivy on PATH the gate cannot scan: the demo then says so and uses
-# policies/local-unscanned.yaml, so the image is built and checked but marked
-# UNSCANNED (and `tfimg publish` refuses it). With Trivy it scans for real.
-demo: venv standin
+# scan, gate and tag variants/bert.yaml on the stand-in base. The scan is real:
+# the pinned Trivy (.venv/bin/trivy, extra `scan`) against tfimg's demo DB
+# pulled from the local registry. bert's own layers add transformers 4.21.3,
+# which has a CRITICAL advisory with a fix: the default policy BLOCKS it (the
+# image is built and checked but not tagged). The demo then shows the same
+# report passing under policies/demo-bert-waivers.yaml (a waiver with owner and
+# expiry), written to build/bert-waived/ so build/bert/ keeps the real decision.
+demo: venv standin trivydb
 	$(BIN)/tfimg lint variants/*.yaml
-	@if command -v trivy >/dev/null; then policy=""; else \
-	  echo "demo: no trivy on PATH: the image will be UNSCANNED (policies/local-unscanned.yaml)"; \
-	  policy="--policy policies/local-unscanned.yaml"; fi; \
-	$(BIN)/tfimg build variants/bert.yaml --base $(STANDIN) $$policy
+	@db=$$(scripts/trivydb/demo-db.sh 2>/dev/null); \
+	n=$$($(BIN)/python -c 'import yaml; print(len(yaml.safe_load(open("scripts/trivydb/advisories.yaml"))["advisories"]))'); \
+	echo "demo: scanning with Trivy $$($(BIN)/trivy --version | sed -n 's/^Version: //p') against tfimg's DEMO vulnerability DB:" \
+	     "$$n real advisories (scripts/trivydb/advisories.yaml) served from $$db. It is NOT Trivy's full DB:" \
+	     "findings are real, but a clean result would say nothing about other CVEs."; \
+	rc=0; $(BIN)/tfimg build variants/bert.yaml --base $(STANDIN) --trivy-db-repository "$$db" \
+	  --trivy-cache-dir build/trivy-cache || rc=$$?; \
+	decision=$$($(BIN)/python -c 'import json; print(json.load(open("build/bert/report.json")).get("gate", {}).get("decision", "none"))' 2>/dev/null); \
+	if [ "$$rc" != 0 ] && { [ "$$rc" != 1 ] || [ "$$decision" != block ]; }; then exit $$rc; fi; \
+	if [ "$$rc" = 1 ]; then \
+	  echo; echo "demo: the gate BLOCKED bert under the default policy (from build/bert/gate.md):"; \
+	  awk '/^\| Findings/{p=1} p{print} /^### What blocks/{w=1} w && /^$$/ && n++>0 {exit}' build/bert/gate.md; \
+	  echo "demo: findings in the base's layers are 'inherited' and only reported; bert's own layers add" \
+	       "transformers 4.21.3 (CVE-2023-6730, CRITICAL, fixed in 4.36.0), which blocks."; \
+	  echo "demo: the same report under policies/demo-bert-waivers.yaml (a waiver with owner and expiry):"; \
+	  $(BIN)/tfimg gate --report build/bert/trivy.json --base $(STANDIN) \
+	    --policy policies/demo-bert-waivers.yaml --out build/bert-waived; \
+	  echo "demo: build/bert/ keeps the real decision (block); publishing reads it. Renew or remove the waiver before it expires."; \
+	fi
 	$(BIN)/tfimg tags variants/bert.yaml
 
 bench: venv standin

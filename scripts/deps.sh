@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the machine tools the tests and the demo use, where missing, on
 # Debian/Ubuntu as root: debootstrap (stand-in base), the OpenSSH client (SSH
-# checks), docker-registry, skopeo and htpasswd (registry tests). ssh-audit is
+# checks), docker-registry, skopeo and htpasswd (registry tests), Go and bbolt
+# (the demo Trivy DB generator, scripts/trivydb). ssh-audit is
 # not one of them: the SSH checks use the pinned one from PyPI (tfimg[checks]).
 # The Docker engine itself is scripts/engine.sh's business. Elsewhere it only
 # reports what is missing.
@@ -14,6 +15,8 @@ have ssh-keygen      || need+=(openssh-client)
 have docker-registry || need+=(docker-registry)
 have skopeo          || need+=(skopeo)
 have htpasswd        || need+=(apache2-utils)
+have go              || need+=(golang-go)         # the demo Trivy DB generator (scripts/trivydb)
+[ -d /usr/share/gocode/src/go.etcd.io/bbolt ] || need+=(golang-github-coreos-bbolt-dev)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && have apt-get; then
   echo "deps: installing ${need[*]}" >&2
