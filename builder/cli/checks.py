@@ -86,7 +86,7 @@ def probe_table(rows: list[dict], title: str) -> Table:
     t = Table(title=title, title_justify="left")
     for col in ("component", "detected", "expected", "status", "detail"):
         t.add_column(col)
-    colours = {"ok": "green", "mismatch": "bold red", "missing": "bold red", "failed": "bold red",
+    colours = {"ok": "green", "mismatch": "bold red", "missing": "bold red", "unverified": "bold red", "failed": "bold red",
                "recorded": "cyan", "skipped": "yellow"}
     for r in rows:
         t.add_row(r["component"], Text(str(r["detected"]) if r["detected"] is not None else "-"),
@@ -102,7 +102,8 @@ def probe_cmd(
     profile_name: str = typer.Option("ngc-22.07", "--profile", help="Base profile to compare with."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
     timeout: float = typer.Option(300, "--timeout", help="Seconds the probe may take."),
-    check: bool = typer.Option(False, "--check", help="Exit 1 when a row is a mismatch, missing or failed."),
+    check: bool = typer.Option(False, "--check", help="Exit 1 when a row is a mismatch, missing, unverified or "
+                               "failed."),
 ) -> None:
     """Read CUDA, cuDNN, NCCL (from the libraries), the driver, TensorFlow and a GPU matmul on this host.
 
