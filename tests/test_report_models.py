@@ -49,7 +49,7 @@ def test_schema_is_written_without_the_cli_and_by_tfimg_schema_report(tmp_path: 
 def test_schema_names_every_section_and_refuses_unknown_keys() -> None:
     sch = report_models.schema()
     assert set(sch["properties"]) == {"build", "checks", "facts", "scan", "gate", "tags", "local_tags",
-                                      "publish", "timings"}
+                                      "publish", "published", "timings"}
     assert sch["additionalProperties"] is False
     assert sch["$defs"]["BuildSection"]["additionalProperties"] is False
     assert "image_id" in sch["$defs"]["BuildSection"]["required"]

@@ -38,6 +38,15 @@ def build_cmd(
     trivy_db: str | None = typer.Option(None, "--trivy-db-repository", envvar="TFIMG_TRIVY_DB_REPOSITORY",
                                         help="Pull Trivy's vulnerability DB from this OCI repository (an "
                                              "internal trivy-db mirror, e.g. registry.corp/aquasec/trivy-db:2)."),
+    cache_from: list[str] = typer.Option([], "--cache-from", envvar="TFIMG_CACHE_FROM",
+                                         help="Import BuildKit's layer cache from this registry reference "
+                                              "(repeatable; {name} is the variant's name)."),
+    cache_to: str | None = typer.Option(None, "--cache-to", envvar="TFIMG_CACHE_TO",
+                                        help="Export the layer cache to this registry reference ({name}: the "
+                                             "variant's name); inline cache pushes the image there."),
+    registry: str | None = typer.Option(None, "--registry", envvar="TFIMG_REGISTRY",
+                                        help="HOST/NAMESPACE: skip everything when the same inputs are "
+                                             "already published there with evidence that passes the policy."),
 ) -> None:
     """Render, build (BuildKit, secrets mounted), check, scan, gate and tag variants.
 
@@ -53,7 +62,7 @@ def build_cmd(
         results = fanout.build_many(variants, runner.args(
             base=base, force=force, no_cache=no_cache, docker=docker, out=out_root, no_test=no_test,
             no_scan=no_scan, gpu=gpu, policy=policy, trivy=trivy_path, trivy_cache_dir=trivy_cache,
-            offline=offline, trivy_db_repository=trivy_db), jobs)
+            offline=offline, trivy_db_repository=trivy_db, cache_from=cache_from, cache_to=cache_to, registry=registry), jobs)
         for name, rc, why in results:
             out.print(f"{name:<20} {'ok' if rc == 0 else f'exit {rc}'}  {why}".rstrip())
         code = errors.worst([rc for _, rc, _ in results])
@@ -62,8 +71,45 @@ def build_cmd(
         return
     opts = pipeline.BuildOptions(out_root=out_root, base=base, force=force, no_cache=no_cache, docker=docker,
                                  checks=not no_test, scan=not no_scan, gpu=gpu, policy=policy,
-                                 trivy=trivy_path, trivy_cache=trivy_cache, offline=offline,
-                                 trivy_db_repository=trivy_db)
+                                 trivy=trivy_path, trivy_cache=trivy_cache, offline=offline, trivy_db_repository=trivy_db,
+                                 cache_from=tuple(cache_from), cache_to=cache_to, registry=registry)
     ui = UI(quiet=settings().quiet)
     result = pipeline.run(variants[0], opts, ui)
     out.print(pipeline.summary(result))
+
+
+@app.command("bake")
+def bake_cmd(
+    targets: list[Path] = typer.Argument([Path("variants")], metavar="[SPEC...|DIR]",
+                                         help="Variant files, or a folder of them (default: variants)."),
+    file: Path = typer.Option(Path("build/docker-bake.json"), "--file", "-f", help="Where the bake file goes."),
+    out_root: Path = typer.Option(Path("build"), "--out", help="Where build/<variant>/context goes."),
+    base: str | None = typer.Option(None, "--base", envvar=pipeline.BASE_ENV, help="Build on this base image."),
+    cache_from: list[str] = typer.Option([], "--cache-from", envvar="TFIMG_CACHE_FROM",
+                                         help="Registry cache to import ({name}: the variant's name)."),
+    cache_to: str | None = typer.Option(None, "--cache-to", envvar="TFIMG_CACHE_TO",
+                                        help="Registry cache to export (type=registry, mode=max)."),
+) -> None:
+    """Write a `docker buildx bake` file (JSON): one target per variant, as `tfimg build` would build it.
+
+    Renders each context to build/<variant>/context. Build with
+    `docker buildx bake -f FILE [--builder NAME]`, then `tfimg test`/`scan`/`publish`.
+    """
+    import json
+
+    from builder.pipeline import bake
+    from builder.spec import matrix
+
+    files: list[Path] = []
+    for t in targets:
+        files += matrix.variant_files(t) if t.is_dir() else [t]
+    variants = spec.load_all(files)
+    if dupes := fanout.duplicate_names(variants):
+        raise TfimgError(f"several files define the variant(s) {', '.join(dupes)}")
+    opts = pipeline.BuildOptions(out_root=out_root, base=base, cache_from=tuple(cache_from), cache_to=cache_to)
+    doc, warnings = bake.bake_file(variants, opts)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    for w in warnings:
+        out.print(f"warning: {w}", markup=False)
+    out.print(f"wrote {file}: {len(doc['target'])} target(s): {', '.join(doc['target'])}", markup=False)

@@ -35,6 +35,8 @@ def _target(target: str, spec_file: Path | None, out_root: Path) -> tuple[Loaded
                                 f"tfimg test IMAGE --spec {target}")
         return loaded, image, out_root / loaded.name
     attrs = engine.image_attrs(target)
+    if attrs is None and "@sha256:" in target:   # HOST/NAME@sha256:...: exactly that digest, pulled
+        attrs = _pull_digest(target)
     if attrs is None:
         raise EnvError(f"image {target} is not in the local engine", hint="Pull or build it first.")
     labels = (attrs.get("Config") or {}).get("Labels") or {}
@@ -52,9 +54,21 @@ def _target(target: str, spec_file: Path | None, out_root: Path) -> tuple[Loaded
     return loaded, target, out_root / loaded.name
 
 
+def _pull_digest(target: str) -> dict | None:
+    """Pull ``HOST/NAME@sha256:...`` (that digest, nothing else) into the engine; its attributes."""
+    name, _, digest = target.rpartition("@")
+    try:
+        engine.client().images.pull(name, tag=digest)
+    except Exception as exc:  # docker.errors.*: the message says why
+        raise EnvError(f"could not pull {target}: {str(exc).splitlines()[0][:300]}",
+                       hint=f"Log in to its registry (docker login {name.split('/', 1)[0]}).") from None
+    return engine.image_attrs(target)
+
+
 @app.command("test")
 def test_cmd(
-    target: str = typer.Argument(..., help="Variant file (.yaml; its built image) or an image reference.",
+    target: str = typer.Argument(..., help="Variant file (.yaml; its built image), an image reference, or "
+                                 "HOST/NAME@sha256:... (pulled by digest).",
                                  show_default=False),
     spec_file: Path | None = typer.Option(None, "--spec", help="With an IMAGE: its variant file "
                                              "(default variants/<io.tfimg.variant label>.yaml)."),

@@ -159,21 +159,82 @@ class BuildRequest:
     log_path: Path
 
 
-def input_hash(context_hash: str, base_id: str, secret_ids: dict[str, str],
+def input_hash(context_hash: str, base_key: str, secret_ids: dict[str, str],
                base_ref: str) -> str:
-    """What decides whether a build is needed: context, base, secrets' identities (not values)."""
-    blob = json.dumps({"context": context_hash, "base_id": base_id, "base_ref": base_ref,
+    """What decides whether a build is needed: context, base, secrets' identities (not values).
+
+    ``base_key`` is :func:`base_key`: the base's registry digest when one is known, so two
+    engines (two CI runners) that pulled the same base compute the same hash.
+    """
+    blob = json.dumps({"context": context_hash, "base_id": base_key, "base_ref": base_ref,
                        "secrets": secret_ids}, sort_keys=True).encode()
     return "sha256:" + hashlib.sha256(blob).hexdigest()
 
 
+def base_key(ref: str, digest: str | None, image_id: str | None) -> str:
+    """The engine-independent identity of a base: the digest in ``ref``, else its registry
+    digest (RepoDigests), else (a base built locally, never pushed or pulled) its image id."""
+    if "@sha256:" in ref:
+        return ref.rsplit("@", 1)[1]
+    return digest or image_id or "unknown"
+
+
+# --------------------------------------------------------------------------- registry cache
+
+INLINE = "inline"
+REGISTRY = "registry"
+
+
+def cache_mode(builder: Builder) -> str:
+    """``registry`` (buildx: type=registry cache, mode=max) or ``inline`` (docker 20.10 + BuildKit)."""
+    return REGISTRY if builder.kind == "buildx" else INLINE
+
+
+def cache_args(builder: Builder, cache_from: list[str], cache_to: str | None) -> list[str]:
+    """The build's cache flags.
+
+    buildx: ``--cache-from type=registry,ref=REF`` and ``--cache-to type=registry,ref=REF,mode=max``
+    (a value that already holds ``type=`` is passed as it is). The classic client has inline
+    cache only: ``--cache-from IMAGE`` and, for ``cache_to``, ``BUILDKIT_INLINE_CACHE=1`` (the
+    cache metadata goes into the image's config; the image is pushed to ``cache_to`` after the
+    build, see :func:`push_inline_cache`).
+    """
+    argv: list[str] = []
+    if builder.kind == "buildx":
+        for ref in cache_from:
+            argv += ["--cache-from", ref if "type=" in ref else f"type=registry,ref={ref}"]
+        if cache_to:
+            argv += ["--cache-to", cache_to if "type=" in cache_to else f"type=registry,ref={cache_to},mode=max"]
+        return argv
+    for ref in [*cache_from, *([cache_to] if cache_to else [])]:
+        if "type=" in ref or "," in ref:
+            raise EnvError(f"cache setting '{ref}': the docker {builder.version} client (BuildKit without "
+                           "buildx) has inline cache only: give an image reference (HOST/NAME:TAG)",
+                           hint="Install buildx for type=registry/local/gha caches.")
+    for ref in cache_from:
+        argv += ["--cache-from", ref]
+    if cache_to:
+        argv += ["--build-arg", "BUILDKIT_INLINE_CACHE=1"]
+    return argv
+
+
+CACHED_STEP = re.compile(r"^#\d+ CACHED\s*$")
+
+
+def cached_steps(log_text: str) -> int:
+    """How many build steps BuildKit took from a cache (``#N CACHED`` in the plain progress log)."""
+    return sum(1 for ln in log_text.splitlines() if CACHED_STEP.match(ln))
+
+
 def run_build(req: BuildRequest, builder: Builder, secrets: SecretFiles,
-              on_line: Callable[[str], None] | None = None, no_cache: bool = False) -> str:
+              on_line: Callable[[str], None] | None = None, no_cache: bool = False,
+              cache_from: list[str] | None = None, cache_to: str | None = None) -> str:
     """Run the build; return the image id. Raises BuildFailed with the log tail."""
     req.log_path.parent.mkdir(parents=True, exist_ok=True)
     iid = req.log_path.parent / "iid"
     iid.unlink(missing_ok=True)
     argv = builder.argv() + ["--progress=plain", "--iidfile", str(iid), *secrets.args]
+    argv += cache_args(builder, list(cache_from or []), cache_to)
     if no_cache:
         argv.append("--no-cache")
     for k, v in sorted(req.build_args.items()):

@@ -59,6 +59,19 @@ class BuilderInfo(_Record):
     version: str
 
 
+class BuildCache(_Record):
+    """The registry build cache a build used (``--cache-from`` / ``--cache-to``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    mode: Literal["inline", "registry"] = Field(description="inline: BUILDKIT_INLINE_CACHE in the image "
+                                                "(docker 20.10 client); registry: buildx type=registry, mode=max.")
+    from_: list[str] = Field(alias="from", description="References the build imported cache from.")
+    to: str | None = Field(None, description="Reference the cache was exported to.")
+    pushed: str | None = Field(None, description="inline mode: REF@DIGEST of the image pushed as the cache.")
+    cached_steps: int | None = Field(None, description="Build steps taken from a cache (#N CACHED in build.log).")
+
+
 class BuildSection(Section):
     """Written by the build stage (``tfimg build``); a new image voids every other section."""
 
@@ -86,6 +99,7 @@ class BuildSection(Section):
     timings: dict[str, float] = Field(description="Seconds per stage of the build that made the image.")
     warnings: list[str]
     log: str | None = Field(description="Path of build.log; null when nothing was built here.")
+    cache: BuildCache | None = Field(None, description="Registry build cache settings, when any were given.")
 
 
 # --------------------------------------------------------------------------- checks
@@ -325,6 +339,22 @@ class PublishSection(Section):
     signed: bool = Field(False, description="Whether the statements were signed (--sign-key).")
 
 
+class PublishedSection(Section):
+    """Written by ``tfimg build --registry`` when the same inputs were already published with
+    evidence that passes the current policy: nothing was built, checked or scanned."""
+
+    SECTION: ClassVar[str] = "published"
+
+    registry: str
+    repository: str = Field(description="HOST/NAMESPACE/VARIANT.")
+    digest: str = Field(description="The published digest that is reused.")
+    input_hash: str
+    tag: str = Field(description="The input-hash tag it was found by (ih-<20 hex>).")
+    decision: str = Field(description="Gate decision under the current policy.")
+    how: str = Field(description="How the decision was reached (recorded, or re-evaluated).")
+    checked_at: str
+
+
 class Timings(RootModel[dict[str, float]]):
     """Seconds each stage of the last ``tfimg build`` took."""
 
@@ -333,7 +363,7 @@ class Timings(RootModel[dict[str, float]]):
 
 
 AnySection = (BuildSection | ChecksSection | FactsSection | ScanSection | GateSection | TagsSection
-              | LocalTags | PublishSection | Timings)
+              | LocalTags | PublishSection | PublishedSection | Timings)
 
 
 class Report(BaseModel):
@@ -349,6 +379,7 @@ class Report(BaseModel):
     tags: TagsSection | SkipJsonSchema[None] = None
     local_tags: LocalTags | SkipJsonSchema[None] = None
     publish: PublishSection | SkipJsonSchema[None] = None
+    published: PublishedSection | SkipJsonSchema[None] = None
     timings: Timings | SkipJsonSchema[None] = None
 
     def with_section(self, section: AnySection) -> Report:

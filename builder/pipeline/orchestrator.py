@@ -19,11 +19,13 @@ from builder.image import buildkit as build
 from builder.infra import clock, engine, git, labels, report
 from builder.infra.report_models import (
     BaseImage,
+    BuildCache,
     BuilderInfo,
     BuildSection,
     ChecksSection,
     LayerSize,
     LocalTags,
+    PublishedSection,
     Report,
     Timings,
 )
@@ -51,6 +53,9 @@ class BuildOptions:
     trivy_cache: Path | None = None  # --trivy-cache-dir: a pre-downloaded DB (air-gapped)
     offline: bool = False            # --offline: never update Trivy's DB
     trivy_db_repository: str | None = None  # --trivy-db-repository: an internal trivy-db mirror
+    cache_from: tuple[str, ...] = ()  # --cache-from / $TFIMG_CACHE_FROM: import BuildKit's cache from these refs
+    cache_to: str | None = None      # --cache-to / $TFIMG_CACHE_TO: export it to this ref
+    registry: str | None = None      # --registry HOST/NS: skip everything when already published there
 
 
 def variant_dir(opts: BuildOptions, loaded: LoadedVariant) -> Path:
@@ -63,6 +68,12 @@ def base_ref(loaded: LoadedVariant, override: str | None) -> str:
         return chosen
     b = loaded.spec.base
     return f"{b.image}@{b.digest}" if b.digest else b.image
+
+
+def build_args(base: str, base_digest: str | None, revision: str, created: str) -> dict[str, str]:
+    """The build args of every build (``tfimg build`` and ``tfimg bake``)."""
+    return {"TFIMG_BASE": base, "TFIMG_CREATED": created, "TFIMG_REVISION": revision,
+            "TFIMG_BASE_DIGEST": base_digest or "unknown"}
 
 
 @dataclass(frozen=True)
@@ -85,10 +96,18 @@ def resolve_base(ref: str) -> ResolvedBase:
         attrs = engine.image_attrs(ref)
         if attrs is None:
             raise EnvError(f"the base image '{ref}' could not be found after pulling it")
-    digests = [d.split("@", 1)[1] for d in attrs.get("RepoDigests") or [] if "@" in d]
-    return ResolvedBase(BaseImage(ref=ref, id=attrs["Id"], digest=digests[0] if digests else None,
+    return ResolvedBase(BaseImage(ref=ref, id=attrs["Id"], digest=repo_digest(ref, attrs),
                                   size=int(attrs.get("Size") or 0)),
                         list(attrs.get("RootFS", {}).get("Layers", [])))
+
+
+def repo_digest(ref: str, attrs: dict) -> str | None:
+    """The registry digest of an image (RepoDigests): the one of ``ref``'s repository when there is one."""
+    if "@sha256:" in ref:
+        return ref.rsplit("@", 1)[1]
+    pairs = [d.split("@", 1) for d in attrs.get("RepoDigests") or [] if "@" in d]
+    repo = ref.rsplit(":", 1)[0] if ":" in ref.rsplit("/", 1)[-1] else ref
+    return next((dg for r, dg in pairs if r == repo), pairs[0][1] if pairs else None)
 
 
 def _same_inputs(image_ref: str, ihash: str) -> str | None:
@@ -130,8 +149,10 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> BuildSecti
     if not loaded.spec.base.digest and not base.digest:
         warnings.append("the base is not pinned by digest (base.digest); builds may drift")
     builder: build.Builder | None = None
+    cache: BuildCache | None = None
     with build.SecretFiles(loaded) as secrets:
-        ihash = build.input_hash(rendered.context_hash(), base.id, secrets.used, base.ref)
+        ihash = build.input_hash(rendered.context_hash(), build.base_key(base.ref, base.digest, base.id),
+                                 secrets.used, base.ref)
         image_ref = f"{LOCAL_REPO.format(name=loaded.name)}:{ihash[7:19]}"
         if opts.docker:   # an explicit client is checked even when no build is needed
             builder = build.find_builder(opts.docker)
@@ -148,12 +169,15 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> BuildSecti
             req = build.BuildRequest(
                 loaded=loaded, context=context, base_ref=base.ref, base_id=base.id,
                 image_ref=image_ref, input_hash=ihash, log_path=vdir / "build.log",
-                build_args={"TFIMG_BASE": base.ref, "TFIMG_CREATED": clock.now_rfc3339z(),
-                            "TFIMG_REVISION": revision,
-                            "TFIMG_BASE_DIGEST": loaded.spec.base.digest or base.digest or "unknown"})
+                build_args=build_args(base.ref, loaded.spec.base.digest or base.digest, revision,
+                                      clock.now_rfc3339z()))
             with ui.stage(f"build {loaded.name}"):
                 image_id = build.run_build(req, builder, secrets, on_line=ui.build_line,
-                                           no_cache=opts.no_cache)
+                                           no_cache=opts.no_cache,
+                                           cache_from=[r.replace("{name}", loaded.name) for r in opts.cache_from],
+                                           cache_to=cache_ref(opts.cache_to, loaded.name))
+            if opts.cache_from or opts.cache_to:
+                cache = _cache_record(builder, opts, loaded.name, image_id, req.log_path, ui)
     attrs = engine.image_attrs(image_id)
     if attrs is None:
         raise TfimgError(f"the built image {image_id} is not in the engine")
@@ -191,9 +215,94 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> BuildSecti
         timings=previous.build.timings if up_to_date and same_image and previous.build else dict(ui.timings),
         warnings=warnings,
         log=str(vdir / "build.log") if (vdir / "build.log").exists() else None,
+        **({"cache": cache} if cache is not None else {}),
     )
     report.write_section(vdir, section)
     return section
+
+
+def cache_ref(ref: str | None, name: str) -> str | None:
+    """A cache reference with ``{name}`` replaced by the variant's name."""
+    return ref.replace("{name}", name) if ref else ref
+
+
+def _cache_record(builder: build.Builder, opts: BuildOptions, name: str, image_id: str, log_path: Path,
+                  ui: UI) -> BuildCache:
+    """Push the inline cache (the image itself) to ``--cache-to``; what the report says of the cache."""
+    pushed = None
+    mode = build.cache_mode(builder)
+    cache_to = cache_ref(opts.cache_to, name)
+    if cache_to and mode == build.INLINE:
+        from builder.publish.registry_client import parse_ref
+        ref = parse_ref(cache_to)
+        with ui.stage("push cache"):
+            engine.tag(image_id, ref.name, ref.tag or "latest")
+            lines = engine.push(ref.name, ref.tag or "latest")
+        digest = next((ln["aux"]["Digest"] for ln in lines if isinstance(ln.get("aux"), dict)
+                       and ln["aux"].get("Digest")), None)
+        pushed = f"{ref.name}:{ref.tag or 'latest'}" + (f"@{digest}" if digest else "")
+    text = log_path.read_text(errors="replace") if log_path.is_file() else ""
+    return BuildCache.model_validate({"mode": mode, "from": [r.replace("{name}", name) for r in opts.cache_from],
+                                      "to": cache_to,
+                                      "pushed": pushed, "cached_steps": build.cached_steps(text)})
+
+
+def remote_base(ref: str) -> tuple[str, str | None] | None:
+    """(:func:`build.base_key`, registry digest or None) of the base, without pulling it: from the
+    reference, the local engine, or one manifest request to its registry. None when unknown."""
+    if "@sha256:" in ref:
+        return build.base_key(ref, None, None), ref.rsplit("@", 1)[1]
+    from builder.errors import RegistryError
+    from builder.publish.registry_client import Registry, parse_ref
+    try:
+        attrs = engine.image_attrs(ref)
+    except TfimgError:
+        attrs = None
+    if attrs is not None:
+        digest = repo_digest(ref, attrs)
+        return build.base_key(ref, digest, attrs["Id"]), digest
+    try:
+        r = parse_ref(ref)
+        digest = Registry(r.host, attempts=3).digest_of(r.repo, r.tag or "latest")
+    except RegistryError:
+        return None
+    return (digest, digest) if digest else None
+
+
+def remote_base_key(ref: str) -> str | None:
+    found = remote_base(ref)
+    return found[0] if found else None
+
+
+def already_published(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> PublishedSection | None:
+    """``--registry``: the published digest with this variant's input hash whose evidence passes
+    the current policy, or None (then the variant is built as usual)."""
+    from builder.errors import RegistryError
+    from builder.publish import push as publish
+    from builder.scan import policy as policies
+
+    assert opts.registry
+    ref = base_ref(loaded, opts.base)
+    key = remote_base_key(ref)
+    if key is None:
+        ui.warn(f"--registry: the digest of the base {ref} could not be found without pulling it; building")
+        return None
+    rendered = render.render(loaded)
+    with build.SecretFiles(loaded) as secrets:
+        ihash = build.input_hash(rendered.context_hash(), key, secrets.used, ref)
+    try:
+        found = publish.find_published(opts.registry, loaded.name, ihash, policies.resolve(loaded.spec.policy))
+    except RegistryError as exc:
+        ui.warn(f"--registry: {exc.message}; building")
+        return None
+    if found is None:
+        ui.info(f"{loaded.name}: not published yet at {opts.registry} (input hash {ihash[7:19]})")
+        return None
+    if found.decision != "pass":
+        ui.warn(f"{found.repository}@{found.digest} has the same inputs but its evidence does not pass "
+                f"the current policy ({found.decision}: {found.how}); building")
+        return None
+    return found
 
 
 def apply_tags(image: str, name: str, out_dir: Path) -> LocalTags:
@@ -226,6 +335,17 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> Report:
     if opts.checks:
         testrun.gpu_mode(opts.gpu)       # a bad --gpu, or --gpu on without a GPU: before the build too
     vdir = variant_dir(opts, loaded)
+    if opts.registry and not (opts.force or opts.no_cache):
+        with ui.stage("registry lookup"):
+            found = already_published(loaded, opts, ui)
+        if found is not None:
+            ui.info(f"{loaded.name} is already published with passing evidence: {found.repository}@"
+                    f"{found.digest}; nothing built, checked or scanned (--force rebuilds)")
+            vdir.mkdir(parents=True, exist_ok=True)
+            report.save(vdir, Report())
+            (vdir / "tags.txt").unlink(missing_ok=True)
+            report.write_section(vdir, found)
+            return report.write_section(vdir, Timings(dict(ui.timings)))
     section = build_stage(loaded, opts, ui)
     image = section.image_id
     if opts.checks:
@@ -256,6 +376,11 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> Report:
 
 def summary(rep: Report) -> str:
     b = rep.build
+    if b is None and rep.published is not None:
+        p = rep.published
+        return "\n".join([f"published {p.repository}@{p.digest}",
+                          f"          same input hash ({p.tag}), gate {p.decision} ({p.how})",
+                          "          nothing was built, checked or scanned here"])
     if b is None:
         return "variant   (not built)"
     lines = [f"variant   {b.variant}",

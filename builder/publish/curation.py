@@ -212,7 +212,7 @@ def entries(reg: Registry, repo: str) -> list[Entry]:
     by_digest: dict[str, list[str]] = {}
     manifests: dict[str, tuple[bytes, str]] = {}
     for tag in reg.tags(repo):
-        if evidence.is_evidence_tag(tag):
+        if evidence.is_evidence_tag(tag) or evidence.is_input_tag(tag):   # tfimg's own lookup tags
             continue
         found = reg.manifest(repo, tag)
         if found:
@@ -253,7 +253,8 @@ def retention(items: list[Entry], *, keep: int, protected: bool) -> list[tuple[E
             decided.append((e, f"keep: among the newest {keep} of {e.variant}"))
         elif e.promoted:
             decided.append((e, "keep: promoted"))
-        elif any(t in e.moving or (e.immutable and t != e.immutable) for t in e.tags):
+        elif any(t in e.moving or (e.immutable and t != e.immutable and not evidence.is_input_tag(t))
+                 for t in e.tags):
             decided.append((e, "keep: carries a moving tag"))
         elif protected and (e.immutable in e.tags or e.immutable is None):
             decided.append((e, "keep: immutable tag in a protected repository"))

@@ -41,6 +41,19 @@ def is_evidence_tag(tag: str) -> bool:
     return tag.startswith("sha256-") and (tag.endswith(SUFFIX) or bool(FALLBACK_TAG.match(tag)))
 
 
+INPUT_TAG_PREFIX = "ih-"
+
+
+def input_tag(input_hash: str) -> str:
+    """The tag ``publish`` also puts on a digest so ``build --registry`` finds it by its inputs:
+    ``ih-`` and the first 20 hex digits of the input hash (it follows the latest publish)."""
+    return INPUT_TAG_PREFIX + input_hash.partition(":")[2][:20]
+
+
+def is_input_tag(tag: str) -> bool:
+    return tag.startswith(INPUT_TAG_PREFIX) and len(tag) == len(INPUT_TAG_PREFIX) + 20
+
+
 def _numbers_only(value: Any) -> bool:
     """Whether ``value`` holds nothing but numbers, booleans and nulls (a count is no credential)."""
     if isinstance(value, dict):

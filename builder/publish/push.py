@@ -29,6 +29,7 @@ from builder.infra.report_models import (
     AttestationRef,
     EvidenceRef,
     FactsSection,
+    PublishedSection,
     PublishSection,
     Report,
     TagsSection,
@@ -242,6 +243,8 @@ def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, push: bool =
     for tag in p.tags.moving:
         reg.put_manifest(ref.repo, tag, found[0], found[1])
     rep = report_mod.load(out_dir).with_section(p.tags)
+    if rep.build is not None:   # what `tfimg build --registry` looks up (find_published)
+        reg.put_manifest(ref.repo, input_tag(rep.build.input_hash), found[0], found[1])
     now = clock.now_iso()
     doc = evidence.document(rep, variant=p.variant, repository=ref.name, digest=digest, tags=p.tags,
                             published_at=now)
@@ -261,3 +264,39 @@ def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, push: bool =
     report_mod.write_section(out_dir, p.tags)
     report_mod.write_section(out_dir, record)
     return record
+
+
+# --------------------------------------------------------------------------- already published
+
+input_tag = evidence.input_tag
+
+
+def find_published(registry: str, variant: str, input_hash: str, policy: Path | None
+                   ) -> PublishedSection | None:
+    """The published digest built from the same inputs, when its evidence passes ``policy`` now.
+
+    Looks up ``HOST/NS/VARIANT:ih-<20 hex>`` (one manifest request), then the evidence attached
+    to that digest and its Trivy report (small blobs, never the image), and re-evaluates the gate
+    under ``policy`` (:func:`builder.publish.curation.policy_decision`); the caller reuses the
+    digest only when ``decision`` is 'pass'. None when there is no such tag, or its evidence is
+    missing or was for other inputs. Registry errors are raised (RegistryError).
+    """
+    from builder.publish import curation
+
+    target = parse_ref(registry)
+    if target.tag or target.digest:
+        raise PublishRefused(f"--registry takes HOST/NAMESPACE without a tag or digest, not '{registry}'")
+    repo = f"{target.repo}/{variant}"
+    reg = Registry(target.host, attempts=3)
+    tag = input_tag(input_hash)
+    digest = reg.digest_of(repo, tag)
+    if digest is None:
+        return None
+    doc = evidence.read(reg, repo, digest)
+    if doc is None or ((doc.get("report") or {}).get("build") or {}).get("input_hash") != input_hash:
+        return None
+    trivy = evidence.read(reg, repo, digest, evidence.TRIVY_TYPE)
+    decision, how = curation.policy_decision(doc, policy, trivy)
+    return PublishedSection(registry=registry, repository=f"{target.host}/{repo}", digest=digest,
+                            input_hash=input_hash, tag=tag, decision=decision, how=how,
+                            checked_at=clock.now_iso())

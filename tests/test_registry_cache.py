@@ -1,0 +1,99 @@
+"""Registry build cache flags, the engine-independent input hash, and the already-published lookup (issue 12)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from builder.errors import EnvError
+from builder.image import buildkit as build
+from builder.infra.report_models import BuildCache
+from builder.pipeline import orchestrator as pipeline
+from builder.publish import curation, evidence
+from builder.publish import push as publish
+from builder.publish.registry_client import Registry
+from builder.spec import loader as spec
+
+pytest_plugins = ["tests.conftest_registry"]
+
+BUILDX = build.Builder("buildx", "/usr/bin/docker", "27.0.0")
+CLASSIC = build.Builder("docker-buildkit", "/usr/bin/docker", "20.10.24")
+
+
+def test_buildx_uses_registry_cache_with_mode_max() -> None:
+    assert build.cache_args(BUILDX, ["r:5000/c/bert:buildcache"], "r:5000/c/bert:buildcache") == [
+        "--cache-from", "type=registry,ref=r:5000/c/bert:buildcache",
+        "--cache-to", "type=registry,ref=r:5000/c/bert:buildcache,mode=max"]
+    assert build.cache_args(BUILDX, ["type=gha"], "type=local,dest=/tmp/c") == [
+        "--cache-from", "type=gha", "--cache-to", "type=local,dest=/tmp/c"]
+    assert build.cache_mode(BUILDX) == "registry"
+
+
+def test_classic_client_uses_inline_cache() -> None:
+    assert build.cache_args(CLASSIC, ["r:5000/a:1", "r:5000/b:2"], None) == [
+        "--cache-from", "r:5000/a:1", "--cache-from", "r:5000/b:2"]
+    assert build.cache_args(CLASSIC, [], "r:5000/c:1") == ["--build-arg", "BUILDKIT_INLINE_CACHE=1"]
+    assert build.cache_args(CLASSIC, [], None) == []
+    assert build.cache_mode(CLASSIC) == "inline"
+    with pytest.raises(EnvError, match="inline cache only"):
+        build.cache_args(CLASSIC, ["type=registry,ref=r:5000/c"], None)
+
+
+def test_cached_steps_are_counted_from_the_plain_log() -> None:
+    log = "#5 [2/4] RUN apt-get\n#5 CACHED\n\n#6 [3/4] RUN pip\n#6 CACHED\n#7 [4/4] COPY x\n#7 DONE 0.1s\n"
+    assert build.cached_steps(log) == 2
+    assert pipeline.cache_ref("r:5000/cache/{name}:bc", "bert") == "r:5000/cache/bert:bc"
+
+
+def test_cache_record_json_uses_from() -> None:
+    rec = BuildCache.model_validate({"mode": "inline", "from": ["r:5000/c:1"], "to": None})
+    assert rec.model_dump(mode="json", by_alias=True, exclude_unset=True) == {
+        "mode": "inline", "from": ["r:5000/c:1"], "to": None}
+
+
+def test_base_key_prefers_the_registry_digest() -> None:
+    d = "sha256:" + "a" * 64
+    assert build.base_key(f"r:5000/base@{d}", "sha256:" + "b" * 64, "sha256:" + "c" * 64) == d
+    assert build.base_key("r:5000/base:1", d, "sha256:" + "c" * 64) == d
+    assert build.base_key("local:1", None, "sha256:" + "c" * 64) == "sha256:" + "c" * 64
+    # two engines with different local ids but the same base digest: the same input hash
+    one = build.input_hash("sha256:ctx", build.base_key("r:5000/base:1", d, "sha256:" + "1" * 64), {}, "r:5000/base:1")
+    two = build.input_hash("sha256:ctx", build.base_key("r:5000/base:1", d, "sha256:" + "2" * 64), {}, "r:5000/base:1")
+    assert one == two
+
+
+def test_input_tag() -> None:
+    tag = evidence.input_tag("sha256:" + "0123456789abcdef" * 4)
+    assert tag == "ih-0123456789abcdef0123" and evidence.is_input_tag(tag)
+    assert not evidence.is_input_tag("ih-latest")
+
+
+def test_retention_does_not_count_the_input_tag_as_moving() -> None:
+    old = curation.Entry("r/dev/bert", "bert", "sha256:" + "1" * 64, ["20260101-x", "ih-" + "a" * 20],
+                         "2026-01-01", 1, "pass", False, "20260101-x", [])
+    new = curation.Entry("r/dev/bert", "bert", "sha256:" + "2" * 64, ["20260102-x"],
+                         "2026-01-02", 1, "pass", False, "20260102-x", [])
+    decided = curation.retention([new, old], keep=1, protected=False)
+    assert decided[1][1].startswith("delete")
+
+
+@pytest.mark.docker
+def test_publish_tags_the_input_hash_and_build_registry_finds_it(docker_login, tiny_image, gated_variant,
+                                                                 tmp_path: Path) -> None:
+    b = gated_variant(tiny_image())
+    rec = publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/dev", push=True)
+    assert not isinstance(rec, publish.Plan)
+    ihash = b.report().build.input_hash
+    reg = Registry(docker_login.host)
+    assert reg.digest_of("dev/bert", evidence.input_tag(ihash)) == rec.digest
+    lenient = tmp_path / "critical-only.yaml"
+    lenient.write_text("vulnerabilities:\n  new: {fixed: CRITICAL, unfixed: none}\n")
+    found = publish.find_published(f"{docker_login.host}/dev", "bert", ihash, lenient)
+    assert found is not None and found.digest == rec.digest and found.decision == "pass"
+    assert found.repository == f"{docker_login.host}/dev/bert"
+    # the recorded gate passed, but the current (default) policy blocks the fixable HIGH: no reuse
+    strict = publish.find_published(f"{docker_login.host}/dev", "bert", ihash, Path("policies/default.yaml"))
+    assert strict is not None and strict.decision == "block"
+    # other inputs: nothing found
+    assert publish.find_published(f"{docker_login.host}/dev", "bert", "sha256:" + "f" * 64, lenient) is None

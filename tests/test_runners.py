@@ -1,0 +1,172 @@
+"""Two CI runners that share work through one registry (issue 12).
+
+Runner A is the first engine; runner B is a second, empty dockerd
+(scripts/engine2.sh) reached through DOCKER_HOST. The registry is Debian's
+docker-registry on 127.0.0.1 without auth. The stand-in base is pushed to it
+once per session (about 3 minutes), so both engines build on the same base by
+registry name, as two real runners would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from builder import cli
+from builder.infra import engine, report
+from builder.infra.ui import UI
+from builder.pipeline import orchestrator as pipeline
+from builder.publish import push
+from builder.spec import loader as spec
+from tests import reports
+from tests.conftest import ROOT, VARIANTS
+from tests.conftest_registry import _free_port, _missing
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+ENGINE2 = str(ROOT / "scripts/engine2.sh")
+
+
+@pytest.fixture(scope="module")
+def open_registry(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[str]:
+    """HOST:PORT of a registry without auth, for the whole module."""
+    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+    if not Path(binary).exists():
+        _missing(pytestconfig, "docker-registry is not installed (apt-get install docker-registry)")
+    root = tmp_path_factory.mktemp("open-registry")
+    port = _free_port()
+    (root / "config.yml").write_text(json.dumps({
+        "version": 0.1, "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
+        "http": {"addr": f"127.0.0.1:{port}", "secret": uuid.uuid4().hex}}))
+    with open(root / "registry.log", "w") as log:
+        proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=log)
+        host = f"127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    if requests.get(f"http://{host}/v2/", timeout=1).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("the registry did not start:\n" + (root / "registry.log").read_text()[-2000:])
+                time.sleep(0.1)
+            yield host
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def registry_base(standin_base: str, open_registry: str) -> Iterator[str]:
+    """The stand-in base pushed to the registry (once): HOST:PORT/tfimg-standin:TAG."""
+    name, tag = f"{open_registry}/tfimg-standin", standin_base.rsplit(":", 1)[-1] or "latest"
+    engine.tag(standin_base, name, tag)
+    lines = engine.push(name, tag)
+    digest = next(ln["aux"]["Digest"] for ln in lines if isinstance(ln.get("aux"), dict) and ln["aux"].get("Digest"))
+    yield f"{name}:{tag}"
+    engine.remove_image(f"{name}:{tag}")
+    engine.remove_image(f"{name}@{digest}")   # leave the stand-in without this registry's RepoDigest
+
+
+@pytest.fixture(scope="module")
+def runner_b(pytestconfig: pytest.Config) -> Iterator[str]:
+    """DOCKER_HOST of a second, empty engine (scripts/engine2.sh), purged at the end."""
+    if os.geteuid() != 0 or not shutil.which("dockerd"):
+        _missing(pytestconfig, "a second engine needs root and dockerd")
+    subprocess.run([ENGINE2, "stop", "--purge"], capture_output=True, timeout=300)
+    res = subprocess.run([ENGINE2, "start"], capture_output=True, text=True, timeout=300)
+    if res.returncode != 0:
+        pytest.fail(f"scripts/engine2.sh start failed:\n{res.stderr[-2000:]}")
+    host = subprocess.run([ENGINE2, "host"], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        yield host
+    finally:
+        subprocess.run([ENGINE2, "stop", "--purge"], capture_output=True, timeout=300)
+
+
+def _passed(out_root: Path, name: str, image_id: str) -> None:
+    """Checks and gate sections that pass (the real stages are tested elsewhere), plus tags.txt."""
+    d = out_root / name
+    reports.write(d, reports.checks(True, image=image_id), reports.scan(image_id, {}), reports.gate("pass"))
+    report.write_json(d / "trivy.json", {"SchemaVersion": 2, "ArtifactName": name, "ArtifactType": "container_image",
+                                         "Results": [{"Target": f"{name} (ubuntu 20.04)", "Class": "os-pkgs",
+                                                      "Type": "ubuntu"}]})
+    push.tags_stage(spec.load(VARIANTS / f"{name}.yaml"), d)
+
+
+def _steps(log: str, needle: str) -> list[str]:
+    """Step numbers (#N) of the build steps whose header mentions ``needle``."""
+    return sorted({m.group(1) for m in re.finditer(r"^#(\d+) \[[^\]]*\] .*" + re.escape(needle), log, re.M)})
+
+
+def test_runner_b_reuses_what_runner_a_pushed(registry_base: str, open_registry: str, runner_b: str,
+                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = spec.load(VARIANTS / "bert.yaml")
+    cache = f"{open_registry}/cache/{{name}}:buildcache"
+    ns = f"{open_registry}/team"
+
+    # Runner A: build with --cache-to (inline: the image is pushed as the cache), then publish.
+    a_out = tmp_path / "a"
+    opts_a = pipeline.BuildOptions(out_root=a_out, base=registry_base, force=True, cache_to=cache)
+    a = pipeline.build_stage(loaded, opts_a, UI(quiet=True))
+    assert a.cache is not None and a.cache.to == cache.format(name="bert") and a.cache.pushed
+    assert a.base.digest and a.input_hash
+    _passed(a_out, "bert", a.image_id)
+    record = push.publish(loaded, a_out / "bert", ns, push=True)
+    assert not isinstance(record, push.Plan)
+    a_layers = engine.image_attrs(a.image_id)["RootFS"]["Layers"]
+
+    # Runner B: empty engine.
+    monkeypatch.setenv("DOCKER_HOST", runner_b)
+    assert engine.client().images.list() == []
+
+    # Already published: nothing is pulled, built, checked or scanned; the report names A's digest.
+    b_out = tmp_path / "b"
+    t0 = time.monotonic()
+    rep = pipeline.run(loaded, pipeline.BuildOptions(out_root=b_out, base=registry_base, registry=ns),
+                       UI(quiet=True))
+    skip_s = time.monotonic() - t0
+    assert rep.published is not None and rep.published.digest == record.digest, rep
+    assert rep.published.input_hash == a.input_hash and rep.published.decision == "pass"
+    assert rep.build is None and rep.checks is None and rep.scan is None
+    assert engine.client().images.list() == []
+    assert skip_s < 30, skip_s
+
+    # Cold build with --cache-from: the pip step is not re-run, the layers are A's.
+    opts_b = pipeline.BuildOptions(out_root=b_out, base=registry_base, force=True,
+                                   cache_from=(cache,))
+    t0 = time.monotonic()
+    b = pipeline.build_stage(loaded, opts_b, UI(quiet=True))
+    cold_s = time.monotonic() - t0
+    log = Path(str(b.log)).read_text()
+    pip = _steps(log, "pip-install")
+    assert pip, "no pip step found in the build log"
+    for n in pip:
+        assert re.search(rf"^#{n} CACHED\s*$", log, re.M), f"pip step #{n} was re-run:\n{log[-3000:]}"
+    assert b.cache is not None and b.cache.cached_steps and b.cache.mode == "inline"
+    assert b.input_hash == a.input_hash
+    assert engine.image_attrs(b.image_id)["RootFS"]["Layers"] == a_layers
+    print(f"runner B: already-published lookup {skip_s:.1f}s; cold build with --cache-from {cold_s:.1f}s "
+          f"including the base pull ({b.cache.cached_steps} steps cached); stages {b.timings}")
+
+    # A separate job checks exactly what A pushed, by digest (pulled into runner B's engine).
+    pushed = f"{record.repository}@{record.digest}"
+    assert engine.image_attrs(pushed) is None
+    rc = cli.main(["test", pushed, "--spec", str(VARIANTS / "bert.yaml"), "--out", str(tmp_path / "t"),
+                   "--gpu", "off"])
+    assert rc == 0
+    checks = report.load(tmp_path / "t" / "bert").checks
+    assert checks is not None and checks.passed is True
