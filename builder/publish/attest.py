@@ -158,6 +158,14 @@ def vuln_predicate(rep: Report, trivy: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _shown(path: Path) -> str:
+    """A variant file's path relative to the working directory when under it (no host layout leaks)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _file_digest(path: str) -> dict[str, str]:
     p = Path(path)
     return {"sha256": hashlib.sha256(p.read_bytes()).hexdigest()} if p.is_file() else {}
@@ -167,7 +175,7 @@ def provenance(rep: Report, *, repository: str, digest: str, chain: list[Path], 
                hashes: dict[str, str]) -> dict[str, Any]:
     """SLSA v1 provenance of the published image (pure apart from hashing the variant files)."""
     b = rep.build
-    files = [str(p) for p in chain] or (list(b.spec_chain) if b else [])
+    files = [_shown(p) for p in chain] or (list(b.spec_chain) if b else [])
     build_args: dict[str, Any] = {}
     deps: list[dict[str, Any]] = []
     internal: dict[str, Any] = {}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `make demo`'s publishing step (issue 14): publish bert to the local registry
+# (scripts/registry.sh, 127.0.0.1, no auth) with signed evidence, then verify it.
+#
+# bert is gated under policies/demo-bert-waivers.yaml into build/demo-signed/ (the
+# default policy blocks it, and a blocked image is never published); the key pair
+# is a throwaway made here with openssl (build/demo-keys/, never reused).
+# Usage: scripts/demo-evidence.sh STANDIN_REF TRIVY_DB_REF
+set -euo pipefail
+BIN=${BIN:-.venv/bin}
+standin=$1
+db=$2
+out=build/demo-signed
+keys=build/demo-keys
+reg="$(scripts/registry.sh url)/tfimg-demo"
+
+rm -rf "$keys" && mkdir -p "$keys" && chmod 700 "$keys"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$keys/tfimg.pem" 2>/dev/null
+openssl pkey -in "$keys/tfimg.pem" -pubout -out "$keys/tfimg.pub" 2>/dev/null
+echo "demo: a throwaway signing key: $keys/tfimg.pem (public: $keys/tfimg.pub)"
+
+"$BIN/tfimg" build variants/bert.yaml --base "$standin" --trivy-db-repository "$db" \
+  --trivy-cache-dir build/trivy-cache --policy policies/demo-bert-waivers.yaml --out "$out"
+"$BIN/tfimg" publish variants/bert.yaml --out "$out" --registry "$reg" --push --sign-key "$keys/tfimg.pem"
+digest=$("$BIN/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["publish"]["digest"])' \
+         "$out/bert/report.json")
+echo "demo: tfimg verify $reg/bert@$digest --key $keys/tfimg.pub"
+"$BIN/tfimg" verify "$reg/bert@$digest" --key "$keys/tfimg.pub"
