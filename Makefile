@@ -58,6 +58,9 @@ lint: venv
 # image is built and checked but not tagged). The demo then shows the same
 # report passing under policies/demo-bert-waivers.yaml (a waiver with owner and
 # expiry), written to build/bert-waived/ so build/bert/ keeps the real decision.
+# Last, scripts/demo-evidence.sh publishes bert (gated under that waiver policy,
+# into build/demo-signed/) to the local registry with signed evidence made with a
+# throwaway key, and prints `tfimg verify`'s result.
 demo: venv standin trivydb
 	$(BIN)/tfimg lint variants/*.yaml
 	@db=$$(scripts/trivydb/demo-db.sh 2>/dev/null); \
@@ -80,6 +83,7 @@ demo: venv standin trivydb
 	  echo "demo: build/bert/ keeps the real decision (block); publishing reads it. Renew or remove the waiver before it expires."; \
 	fi
 	$(BIN)/tfimg tags variants/bert.yaml
+	BIN=$(BIN) scripts/demo-evidence.sh "$(STANDIN)" "$$(scripts/trivydb/demo-db.sh 2>/dev/null)"
 
 bench: venv standin
 	TFIMG_BENCH_BASE=$(STANDIN) $(BIN)/python -m tests.bench
