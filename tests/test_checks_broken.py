@@ -57,8 +57,8 @@ def test_broken_image_fails_exactly_its_check(name, variant, expected, built, st
     finally:
         engine.remove_image(image)      # never leave a broken image behind for others to find
     assert labels["io.tfimg.input-hash"] == f"broken-{name}"
-    failed = {r["check"]: r["detail"] for r in section["results"] if r["status"] in ("failed", "error")}
+    failed = {r.check: r.detail for r in section.results if r.status in ("failed", "error")}
     assert set(failed) == {expected}, f"expected only {expected} to fail, got: {failed}"
-    assert section["passed"] is False
+    assert section.passed is False
     err = testrun.failure(section)          # what `tfimg test` and `tfimg build` raise: exit 1
     assert expected in err.message and err.exit_code == 1
