@@ -88,8 +88,10 @@ demo: venv standin trivydb
 bench: venv standin
 	TFIMG_BENCH_BASE=$(STANDIN) $(BIN)/python -m tests.bench
 
+# The JSON Schemas: variant files, and report.json (CI jobs read it; a test checks both are current).
 schema: venv
 	$(BIN)/tfimg schema -o variants/variant.schema.json
+	$(BIN)/tfimg schema --report -o docs/report.schema.json
 
 golden: venv
 	TFIMG_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_render.py
