@@ -14,6 +14,7 @@ from builder.publish import curation, evidence
 from builder.publish import push as publish
 from builder.publish.registry_client import Registry
 from builder.spec import loader as spec
+from tests.test_trivy_real import demo_db, tiny  # noqa: F401  (session fixtures: the demo Trivy DB, a tiny image)
 
 pytest_plugins = ["tests.conftest_registry"]
 
@@ -78,6 +79,21 @@ def test_retention_does_not_count_the_input_tag_as_moving() -> None:
     assert decided[1][1].startswith("delete")
 
 
+def test_matrix_adds_what_a_ci_job_needs(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from builder import cli
+    from tests.conftest import VARIANTS
+    base = "127.0.0.1:1/standin@sha256:" + "ab" * 32     # pinned and loopback: nothing is pulled
+    assert cli.main(["matrix", str(VARIANTS), "--base", base, "--registry", "127.0.0.1:1/ns",   # nothing listens
+                     "--cache-from", "127.0.0.1:1/cache/{name}:bc", "--cache-to", "127.0.0.1:1/cache/{name}:bc"]) == 0
+    data = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for item in data["include"]:
+        assert item["cache_from"] == [f"127.0.0.1:1/cache/{item['variant']}:bc"]
+        assert item["cache_to"] == f"127.0.0.1:1/cache/{item['variant']}:bc"
+        assert item["registry"] == "127.0.0.1:1/ns" and item["published"] is None   # unreachable: the job builds
+
+
 @pytest.mark.docker
 def test_publish_tags_the_input_hash_and_build_registry_finds_it(docker_login, tiny_image, gated_variant,
                                                                  tmp_path: Path) -> None:
@@ -97,3 +113,29 @@ def test_publish_tags_the_input_hash_and_build_registry_finds_it(docker_login, t
     assert strict is not None and strict.decision == "block"
     # other inputs: nothing found
     assert publish.find_published(f"{docker_login.host}/dev", "bert", "sha256:" + "f" * 64, lenient) is None
+
+
+@pytest.mark.docker
+@pytest.mark.trivy
+@pytest.mark.slow
+def test_scan_by_digest_reads_the_image_from_the_registry(demo_db: str, tiny: str,  # noqa: F811
+                                                          tmp_path: Path) -> None:
+    """`tfimg scan HOST/NAME@sha256:...`: Trivy reads exactly that digest from the registry (no engine)."""
+    import json
+
+    from builder.infra import engine
+    from tests.test_trivy_real import tfimg
+
+    host = demo_db.split("/")[0]                     # the local registry that serves the demo DB
+    name = f"{host}/tfimg-test/scan-by-digest"
+    engine.tag(tiny, name, "t")
+    lines = engine.push(name, "t")
+    engine.remove_image(f"{name}:t")
+    digest = next(ln["aux"]["Digest"] for ln in lines if isinstance(ln.get("aux"), dict) and ln["aux"].get("Digest"))
+    ref = f"{name}@{digest}"
+    res = tfimg("scan", ref, "--cache-dir", str(tmp_path / "cache"), "--db-repository", demo_db,
+                "--out", str(tmp_path / "out"), "--timeout", "300")
+    assert res.returncode == 0, res.stdout + res.stderr
+    scan = json.loads((tmp_path / "out/report.json").read_text())["scan"]
+    assert scan["status"] == "ok" and scan["mode"] == "remote" and scan["image"] == ref
+    assert json.loads((tmp_path / "out/trivy.json").read_text())["ArtifactName"] == ref

@@ -25,6 +25,7 @@ import requests
 from builder import cli
 from builder.infra import engine, report
 from builder.infra.ui import UI
+from builder.pipeline import bake
 from builder.pipeline import orchestrator as pipeline
 from builder.publish import push
 from builder.spec import loader as spec
@@ -144,6 +145,9 @@ def test_runner_b_reuses_what_runner_a_pushed(registry_base: str, open_registry:
     assert rep.build is None and rep.checks is None and rep.scan is None
     assert engine.client().images.list() == []
     assert skip_s < 30, skip_s
+    fields = bake.ci_fields(loaded, pipeline.BuildOptions(base=registry_base, registry=ns, cache_from=(cache,)))
+    assert fields == {"cache_from": [cache.format(name="bert")], "cache_to": None, "registry": ns,
+                      "published": record.digest}
 
     # Cold build with --cache-from: the pip step is not re-run, the layers are A's.
     opts_b = pipeline.BuildOptions(out_root=b_out, base=registry_base, force=True,

@@ -136,11 +136,28 @@ def matrix(directory: Path = typer.Argument(Path("variants"), help="Folder of va
            level: int | None = typer.Option(None, "--level", help="Only variants at this depth."),
            skip: list[str] = typer.Option([], "--skip", help="Leave out files matching this glob "
                                           "(e.g. a shared base.yaml); repeatable."),
+           registry: str | None = typer.Option(None, "--registry", envvar="TFIMG_REGISTRY",
+                                               help="HOST/NAMESPACE: add `published` (the digest when the same "
+                                                    "inputs are published there with passing evidence, else null)."),
+           cache_from: list[str] = typer.Option([], "--cache-from", envvar="TFIMG_CACHE_FROM",
+                                                help="Add each variant's cache_from ({name}: the variant)."),
+           cache_to: str | None = typer.Option(None, "--cache-to", envvar="TFIMG_CACHE_TO",
+                                               help="Add each variant's cache_to ({name}: the variant)."),
+           base: str | None = typer.Option(None, "--base", envvar="TFIMG_BASE", help="The base builds use."),
            ) -> None:
-    """Print the variants as a JSON matrix for CI fan-out, parents before children."""
+    """Print the variants as a JSON matrix for CI fan-out, parents before children.
+
+    With --registry / --cache-from / --cache-to each entry also says what its job needs: `registry`,
+    `published` (a digest or null), `cache_from` and `cache_to`.
+    """
     data = matrix_mod.matrix(directory, skip)
     if level is not None:
         data["include"] = [i for i in data["include"] if i["level"] == level]
+    if registry or cache_from or cache_to:
+        from builder.pipeline import bake
+        from builder.pipeline import orchestrator as pipeline
+        opts = pipeline.BuildOptions(base=base, cache_from=tuple(cache_from), cache_to=cache_to, registry=registry)
+        data["include"] = [{**i, **bake.ci_fields(spec.load(i["file"]), opts)} for i in data["include"]]
     out.print(json.dumps(data, separators=(",", ":")), markup=False, highlight=False, soft_wrap=True)
 
 

@@ -58,7 +58,8 @@ def _target(target: str, out_dir: Path | None) -> tuple[LoadedVariant | None, st
 
 @app.command("scan")
 def scan_cmd(
-    target: str = typer.Argument(..., help="Variant file (.yaml) or local image reference.", show_default=False),
+    target: str = typer.Argument(..., help="Variant file (.yaml), local image reference, or HOST/NAME@sha256:... "
+                                 "(read from the registry).", show_default=False),
     out_dir: Path | None = typer.Option(None, "--out", help="Output directory (default build/<variant>)."),
     trivy_path: str = typer.Option("trivy", "--trivy", envvar="TFIMG_TRIVY", help="Trivy executable."),
     timeout: float = typer.Option(900, "--timeout", help="Seconds Trivy may take."),
@@ -79,6 +80,8 @@ def scan_cmd(
     """
     loaded, image, where = _target(target, out_dir)
     opts = _options(trivy_path, timeout, cache_dir, offline, by_reference, db_repository)
+    if loaded is None and "@sha256:" in image:   # HOST/NAME@sha256:...: Trivy reads it from the registry
+        opts = opts.model_copy(update={"mode": "remote"})
     if loaded is not None and not no_gate:
         base = loaded.spec.base
         built = report.load(where).build

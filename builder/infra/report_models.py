@@ -235,7 +235,7 @@ class ScanSection(Section):
     db_repository: str | None = Field(None, description="Where the DB came from (--db-repository); "
                                       "'default': Trivy's own; null: offline, a pre-downloaded DB.")
     image_id: str | None = None
-    mode: Literal["archive", "reference"] | None = None
+    mode: Literal["archive", "reference", "remote"] | None = None
     scanners: list[str] | None = None
     image_config_scanners: list[str] | None = Field(None, description="Scanners run on the image's config.")
     offline: bool | None = None

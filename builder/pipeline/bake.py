@@ -84,3 +84,16 @@ def bake_file(variants: list[LoadedVariant], opts: pipeline.BuildOptions) -> tup
         targets[loaded.name], more = target(loaded, opts)
         warnings += more
     return {"group": {"default": {"targets": list(targets)}}, "target": targets}, warnings
+
+
+def ci_fields(loaded: LoadedVariant, opts: pipeline.BuildOptions) -> dict[str, Any]:
+    """What a CI job of ``tfimg matrix`` needs: its cache references, the registry, and ``published``
+    (the digest reused by ``tfimg build --registry``, or None: the job builds)."""
+    from builder.infra.ui import UI
+
+    fields: dict[str, Any] = {"cache_from": [r.replace("{name}", loaded.name) for r in opts.cache_from],
+                              "cache_to": pipeline.cache_ref(opts.cache_to, loaded.name)}
+    if opts.registry:
+        found = pipeline.already_published(loaded, opts, UI(quiet=True))
+        fields |= {"registry": opts.registry, "published": found.digest if found else None}
+    return fields

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
+
 from builder.errors import EnvError, SpecError, SpecErrors, TfimgError
 from builder.image import buildkit as build
 from builder.infra import clock, engine, git, labels, report
@@ -264,7 +266,7 @@ def remote_base(ref: str) -> tuple[str, str | None] | None:
     try:
         r = parse_ref(ref)
         digest = Registry(r.host, attempts=3).digest_of(r.repo, r.tag or "latest")
-    except RegistryError:
+    except (RegistryError, requests.RequestException):
         return None
     return (digest, digest) if digest else None
 
@@ -294,6 +296,9 @@ def already_published(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> Publ
         found = publish.find_published(opts.registry, loaded.name, ihash, policies.resolve(loaded.spec.policy))
     except RegistryError as exc:
         ui.warn(f"--registry: {exc.message}; building")
+        return None
+    except requests.RequestException as exc:
+        ui.warn(f"--registry: {opts.registry} could not be reached ({type(exc).__name__}); building")
         return None
     if found is None:
         ui.info(f"{loaded.name}: not published yet at {opts.registry} (input hash {ihash[7:19]})")

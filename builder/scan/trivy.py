@@ -75,7 +75,7 @@ class Options(BaseModel):
     image_config_scanners: tuple[str, ...] = ("misconfig",)   # the image's config (history, user, env)
     # reference: Trivy reads the image from the engine (--image-src docker) and its layer cache (keyed by
     # layer digest) skips layers it analysed before; archive: a `docker save` tar (needs the image's size free)
-    mode: Literal["archive", "reference"] = "reference"
+    mode: Literal["archive", "reference", "remote"] = "reference"   # remote: read from the registry (by digest)
     db_repository: str | None = None   # --db-repository: an internal mirror of trivy-db (OCI artifact)
     sbom: bool = True                  # write a CycloneDX SBOM beside the report
 
@@ -189,7 +189,7 @@ def scan_image(image: str, out_path: Path, opts: Options) -> ScanRun:
             _save(image, tar)
             target, rename = ["--input", str(tar)], {str(tar): image}
         else:
-            target = ["--image-src", "docker", image]
+            target = ["--image-src", "remote" if opts.mode == "remote" else "docker", image]
         config_scanners = ["--image-config-scanners", ",".join(opts.image_config_scanners)] \
             if opts.image_config_scanners else []
         argv = [exe, "image", *common_flags(opts, ver, raw), "--scanners", ",".join(opts.scanners),
