@@ -157,6 +157,18 @@ def test_new_finding_blocks_naming_cve_and_package_inherited_reported(scanned: P
     assert "CVE-2023-6730" in md and "transformers" in md
 
 
+def test_licenses_of_the_base_are_inherited(scanned: Path, standin_base: str, tmp_path: Path) -> None:
+    """Trivy reports licenses without a layer; tfimg takes it from the package, so the base's
+    licenses (adduser's GPL, numpy's BSD) count as inherited, not as the variant's own."""
+    rep = json.loads((scanned / "trivy.json").read_text())
+    lics = [lic for r in rep.get("Results") or [] for lic in r.get("Licenses") or []]
+    assert lics and sum(1 for lic in lics if (lic.get("Layer") or {}).get("DiffID")) / len(lics) > 0.9
+    _, out = gate(scanned, standin_base, tmp_path)
+    counts = json.loads((out / "gate.json").read_text())["counts"]["license"]
+    inherited, new = sum(counts["inherited"].values()), sum(counts["new"].values())
+    assert inherited > 100 and new < inherited / 10, counts
+
+
 def test_planted_secret_blocks_and_its_value_is_nowhere(scanned: Path, standin_base: str, tmp_path: Path) -> None:
     res, out = gate(scanned, standin_base, tmp_path)
     g = json.loads((out / "gate.json").read_text())

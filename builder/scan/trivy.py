@@ -203,9 +203,10 @@ def scan_image(image: str, out_path: Path, opts: Options) -> ScanRun:
             check_db(ver_info, opts)
         report, data = _read(raw, ver_info["Version"], rename)
         sbom = _sbom(exe, raw, out_path.parent / "sbom.cdx.json", opts) if opts.sbom else None
-    for r in (data.get("Results") or []) if isinstance(data, dict) else []:
-        if isinstance(r, dict):
-            r.pop("Packages", None)   # every package is in the SBOM; trivy.json keeps the findings
+    results = [r for r in ((data.get("Results") or []) if isinstance(data, dict) else []) if isinstance(r, dict)]
+    _license_layers(results)
+    for r in results:
+        r.pop("Packages", None)   # every package is in the SBOM; trivy.json keeps the findings
     report_file.write_json(out_path, redact(data))
     info = ScanSection(status="ok", tool="trivy", trivy_version=ver_info["Version"],
                        db=_db(ver_info), db_repository=_db_repository(opts),
@@ -220,6 +221,29 @@ def _db_repository(opts: Options) -> str | None:
     if opts.offline:
         return None
     return opts.db_repository or os.environ.get("TRIVY_DB_REPOSITORY") or "default"
+
+
+def _license_layers(results: list[dict[str, Any]]) -> None:
+    """Give each license finding the layer of its package (Trivy reports it without one), so the
+    gate can tell a license the base brought from one the variant added. Needs the package lists
+    (``--list-all-pkgs``); without them licenses stay layerless, that is *new*."""
+    by_path: dict[str, dict[str, Any]] = {}
+    by_name: dict[str, dict[str, Any]] = {}
+    for r in results:
+        for pkg in r.get("Packages") or []:
+            layer = pkg.get("Layer") if isinstance(pkg, dict) else None
+            if not layer:
+                continue
+            if pkg.get("FilePath"):
+                by_path.setdefault(pkg["FilePath"], layer)
+            if pkg.get("Name") and r.get("Class") == "os-pkgs":
+                by_name.setdefault(pkg["Name"], layer)
+    for r in results:
+        for lic in r.get("Licenses") or []:
+            if isinstance(lic, dict) and not lic.get("Layer"):
+                layer = by_path.get(lic.get("FilePath") or "") or by_name.get(lic.get("PkgName") or "")
+                if layer:
+                    lic["Layer"] = layer
 
 
 def _sbom(exe: str, raw: Path, dest: Path, opts: Options) -> Sbom:

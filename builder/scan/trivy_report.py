@@ -115,6 +115,7 @@ class License(_Model):
     Name: str = ""
     Confidence: float | None = None
     Link: str | None = None
+    Layer: LayerInfo | None = None   # added by tfimg from the package lists (Trivy leaves it out)
 
     _sev = field_validator("Severity", mode="before")(_severity)
 
@@ -264,6 +265,7 @@ def _secret(r: Result, s: Secret) -> Finding:
 def _license(r: Result, lic: License) -> Finding:
     return Finding(kind="license", id=lic.Name, severity=lic.Severity, target=r.Target,
                    package=lic.PkgName or None, path=lic.FilePath or None, category=lic.Category,
+                   layer=_layer(lic.Layer),
                    title=f"{lic.Name} ({lic.Category})" if lic.Category else lic.Name, url=lic.Link or None)
 
 
