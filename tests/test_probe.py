@@ -100,6 +100,9 @@ def test_cuda_standin_passes_its_profile_without_a_gpu_and_skips_the_gpu_rows():
         assert r[comp]["status"] == "ok", r[comp]
     assert "by file name" in r["cuda"]["detail"] and "rc 35" in r["cuda"]["detail"]
     assert "read from the library" in r["cudnn"]["detail"] and "CUDA build" in r["tf_cuda_build"]["detail"]
+    # the report rows say how: only a library call counts as read
+    assert (r["cuda"]["method"], r["cuda"]["read"]) == ("file name", False)
+    assert (r["cudnn"]["read"], r["nccl"]["read"]) == (True, True)
     for comp in ("driver", "tf_gpus", "matmul"):
         assert r[comp]["status"] == "skipped" and "GPU mode is off" in r[comp]["detail"]
     assert probe.failed(list(r.values())) == []

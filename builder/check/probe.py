@@ -424,6 +424,7 @@ def _version_row(s: dict[str, Any], component: str, profile: Profile) -> dict[st
         row["detail"] = ""
         return row
     detail = _how(p)
+    row["method"], row["read"] = p.get("method"), p.get("method") == CALL
     comp = profile.components.get(component)
     found = s.get(component)
     if row["status"] == "mismatch":

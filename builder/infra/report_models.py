@@ -131,6 +131,9 @@ class ProbeRow(_Record):
     confirmed: bool | None = None
     status: str
     detail: str | None = None
+    method: str | None = Field(None, description="How a library's version was obtained: library call, file "
+                                                  "name, version file or environment variable.")
+    read: bool | None = Field(None, description="True only when the version was read from the library itself.")
 
 
 class ProbeRecord(_Record):
