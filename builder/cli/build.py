@@ -30,6 +30,8 @@ def build_cmd(
     out_root: Path = typer.Option(Path("build"), "--out", help="Where build/<variant>/ goes."),
     no_test: bool = typer.Option(False, "--no-test", help="Skip the container checks stage."),
     no_scan: bool = typer.Option(False, "--no-scan", help="Skip scan and gate: the image is UNSCANNED and cannot be published."),
+    recheck: bool = typer.Option(False, "--recheck", help="Run the checks even when their inputs have not changed."),
+    rescan: bool = typer.Option(False, "--rescan", help="Scan (and gate) even when the scan's inputs have not changed."),
     gpu: str = typer.Option("auto", "--gpu", help="GPU checks: auto, on or off."),
     policy: Path | None = typer.Option(None, "--policy", help="Gate under this policy file instead of the variant's."),
     trivy_path: str | None = typer.Option(None, "--trivy", envvar="TFIMG_TRIVY", help="Trivy executable to scan with."),
@@ -61,7 +63,7 @@ def build_cmd(
     if len(variants) > 1:
         results = fanout.build_many(variants, runner.args(
             base=base, force=force, no_cache=no_cache, docker=docker, out=out_root, no_test=no_test,
-            no_scan=no_scan, gpu=gpu, policy=policy, trivy=trivy_path, trivy_cache_dir=trivy_cache,
+            no_scan=no_scan, recheck=recheck, rescan=rescan, gpu=gpu, policy=policy, trivy=trivy_path, trivy_cache_dir=trivy_cache,
             offline=offline, trivy_db_repository=trivy_db, cache_from=cache_from, cache_to=cache_to, registry=registry), jobs)
         for name, rc, why in results:
             out.print(f"{name:<20} {'ok' if rc == 0 else f'exit {rc}'}  {why}".rstrip())
@@ -70,7 +72,8 @@ def build_cmd(
             raise typer.Exit(code)
         return
     opts = pipeline.BuildOptions(out_root=out_root, base=base, force=force, no_cache=no_cache, docker=docker,
-                                 checks=not no_test, scan=not no_scan, gpu=gpu, policy=policy,
+                                 checks=not no_test, scan=not no_scan, recheck=recheck, rescan=rescan,
+                                 gpu=gpu, policy=policy,
                                  trivy=trivy_path, trivy_cache=trivy_cache, offline=offline, trivy_db_repository=trivy_db,
                                  cache_from=tuple(cache_from), cache_to=cache_to, registry=registry)
     ui = UI(quiet=settings().quiet)

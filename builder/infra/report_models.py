@@ -39,6 +39,14 @@ class Section(_Record):
     SECTION: ClassVar[str]
 
 
+class StageReuse(_Record):
+    """The inputs that decide a stage's result: the next run reuses the result only when every value
+    is the same and the stage did not fail (builder/pipeline/reuse.py)."""
+
+    reused: bool = Field(description="true: this run reused the earlier result, its inputs had not changed.")
+    key: dict[str, str] = Field(description="The inputs the result was (re)used for, by name.")
+
+
 # --------------------------------------------------------------------------- build
 
 class BaseImage(_Record):
@@ -169,6 +177,7 @@ class ChecksSection(Section):
     log: str | None = None
     duration: float | None = None
     run_id: str | None = None
+    reuse: StageReuse | None = Field(None, description="The inputs that decide this result; whether it was reused.")
 
 
 # --------------------------------------------------------------------------- facts
@@ -248,6 +257,7 @@ class ScanSection(Section):
                                             "(vulnerability, secret, misconfiguration, license).")
     misconfig: bool | None = Field(None, description="Whether the Dockerfile checks ran (policy scan.misconfig).")
     sbom: Sbom | None = Field(None, description="The CycloneDX SBOM of the image.")
+    reuse: StageReuse | None = Field(None, description="The inputs that decide this result; whether it was reused.")
 
 
 class GateFiles(_Record):
@@ -280,6 +290,7 @@ class GateSection(Section):
     base_layers_known: bool | None = None
     base_digest_pinned: bool | None = None
     files: GateFiles | None = None
+    reuse: StageReuse | None = Field(None, description="The inputs that decide this result; whether it was reused.")
 
 
 # --------------------------------------------------------------------------- tags and publish
@@ -291,6 +302,7 @@ class TagsSection(Section):
 
     immutable: str
     moving: list[str]
+    reuse: StageReuse | None = Field(None, description="The inputs that decide this result; whether it was reused.")
 
     @property
     def all(self) -> list[str]:

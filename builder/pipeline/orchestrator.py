@@ -13,6 +13,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -29,9 +30,11 @@ from builder.infra.report_models import (
     LocalTags,
     PublishedSection,
     Report,
+    StageReuse,
     Timings,
 )
 from builder.infra.ui import UI
+from builder.pipeline import reuse
 from builder.render import context as render
 from builder.spec.loader import LoadedVariant
 
@@ -48,6 +51,8 @@ class BuildOptions:
     docker: str | None = None        # --docker / $TFIMG_DOCKER: the BuildKit-capable client
     checks: bool = True
     scan: bool = True
+    recheck: bool = False             # --recheck: run the checks even when their inputs have not changed
+    rescan: bool = False              # --rescan: scan even when the scan's inputs have not changed
     tag: bool = True
     gpu: str = "auto"
     policy: Path | None = None       # --policy: gate under this policy instead of the variant's
@@ -329,7 +334,6 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> Report:
     """
     # Stage modules are imported here: the build alone (and `tfimg render`) needs none of them.
     from builder.check import stage as testrun
-    from builder.publish import push as publish
     from builder.scan import gate, trivy
     from builder.scan import policy as policies
     from builder.scan import stage as scan_stage
@@ -337,8 +341,7 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> Report:
     if opts.policy:
         loaded = loaded.model_copy(update={"spec": loaded.spec.model_copy(update={"policy": str(opts.policy)})})
     policies.load(loaded.spec.policy)   # a bad policy is bad input: stop before building anything
-    if opts.checks:
-        testrun.gpu_mode(opts.gpu)       # a bad --gpu, or --gpu on without a GPU: before the build too
+    mode = testrun.gpu_mode(opts.gpu) if opts.checks else None   # a bad --gpu: before the build too
     vdir = variant_dir(opts, loaded)
     if opts.registry and not (opts.force or opts.no_cache):
         with ui.stage("registry lookup"):
@@ -353,9 +356,8 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> Report:
             return report.write_section(vdir, Timings(dict(ui.timings)))
     section = build_stage(loaded, opts, ui)
     image = section.image_id
-    if opts.checks:
-        with ui.stage("checks"):
-            testrun.run_checks(loaded, image, vdir, gpu=opts.gpu, base_ref=section.base.ref, ui=ui)
+    if opts.checks and mode is not None:   # each stage below is reused when its inputs have not changed
+        _checks_stage(loaded, section, mode, vdir, opts, ui)
     else:
         report.write_section(vdir, ChecksSection(passed=None, skipped="--no-test"))
     if opts.scan:
@@ -363,8 +365,7 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> Report:
             options = trivy.Options(binary=opts.trivy or os.environ.get("TFIMG_TRIVY") or "trivy",
                                     cache_dir=opts.trivy_cache, offline=opts.offline,
                                     db_repository=opts.trivy_db_repository)
-            scan_stage.run_scan_and_gate(loaded, image, vdir, section.base.ref, options=options,
-                                         base_layers=section.base_layers, warn=ui.warn)
+            _scan_and_gate(loaded, section, vdir, options, opts, ui)
     else:
         pol = policies.load(loaded.spec.policy)
         scan_stage.write_gate(vdir, gate.unscanned(pol, "scan skipped (--no-scan)"))
@@ -374,9 +375,149 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> Report:
         report.write_section(vdir, LocalTags([]))
         return report.write_section(vdir, Timings(dict(ui.timings)))
     with ui.stage("tags"):
-        publish.tags_stage(loaded, vdir)                 # compute: writes tags.txt
+        _tags_stage(loaded, section, vdir, opts, ui)    # compute: writes tags.txt
         report.write_section(vdir, apply_tags(image, loaded.name, vdir))   # apply: reads tags.txt
     return report.write_section(vdir, Timings(dict(ui.timings)))   # seconds per stage of this run
+
+
+def _forced(opts: BuildOptions, flag: bool, name: str) -> str | None:
+    return name if flag else ("--force" if opts.force else None)
+
+
+def _checks_stage(loaded: LoadedVariant, built: BuildSection, mode: Any, vdir: Path, opts: BuildOptions,
+                  ui: UI) -> None:
+    """The checks, or their earlier result when its inputs (:func:`reuse.checks_key`) have not changed."""
+    from builder.check import stage as testrun
+    prev = report.load(vdir)
+    key = reuse.checks_key(built, built.spec_hash, mode.requested, mode.enabled,
+                           reuse.engine_gpu_facts(engine.client().info()))
+    done = prev.checks
+    passed = bool(done and done.passed is True and prev.facts is not None and (vdir / "checks.xml").is_file())
+    d = reuse.decide("checks", key, done.reuse if done else None, passed, _forced(opts, opts.recheck, "--recheck"))
+    ui.info(d.message)
+    if d.reuse and done is not None:
+        report.write_section(vdir, done.model_copy(update={"reuse": d.record()}))
+        return
+    with ui.stage("checks"):   # a failure raises: no key is recorded, so it is never reused
+        result = testrun.run_checks(loaded, built.image_id, vdir, gpu=opts.gpu, base_ref=built.base.ref, ui=ui)
+    report.write_section(vdir, result.model_copy(update={"reuse": d.record()}))
+
+
+def _scan_key(built: BuildSection, options: Any, misconfig: str, previous: StageReuse | None,
+              db: dict[str, Any] | None = None) -> dict[str, str]:
+    """The scan's key; without ``db``, the DB the scan would use now (refreshed first unless offline).
+    The Trivy version is read once per executable file (path, size, mtime). Raises TfimgError."""
+    from builder.scan import trivy
+    exe = trivy.binary(options)
+    fingerprint = trivy.binary_fingerprint(exe)
+    if previous is not None and previous.key.get("trivy_binary") == fingerprint and previous.key.get("trivy"):
+        version = previous.key["trivy"]
+    else:
+        version = str(trivy.version(options)["Version"])
+    if db is None:
+        db = trivy.current_db(options, trivy.parse_version(version))
+    repository = None if options.offline else (options.db_repository or os.environ.get("TRIVY_DB_REPOSITORY")
+                                               or "default")
+    return reuse.scan_key(built.image_id, trivy_version=version, trivy_binary=fingerprint, db=db,
+                          db_repository=repository, scanners=list(options.scanners),
+                          options={"mode": options.mode, "config": list(options.image_config_scanners),
+                                   "sbom": options.sbom, "offline": options.offline},
+                          misconfig=misconfig)
+
+
+def _scan_and_gate(loaded: LoadedVariant, built: BuildSection, vdir: Path, options: Any, opts: BuildOptions,
+                   ui: UI) -> None:
+    """Scan and gate; each reused when its inputs have not changed (a newer DB always re-scans)."""
+    from builder.scan import policy as policies
+    from builder.scan import stage as scan_stage
+    pol = policies.load(loaded.spec.policy)
+    misconfig = f"on:{built.context_hash}" if pol.scan.misconfig else "off"
+    prev = report.load(vdir)
+    done = prev.scan
+    forced = _forced(opts, opts.rescan, "--rescan")
+    key: dict[str, str] = {}
+    if not forced:
+        try:
+            key = _scan_key(built, options, misconfig, done.reuse if done else None)
+        except TfimgError as exc:
+            forced = f"the DB the scan would use could not be told: {exc.message}"
+    passed = bool(done and done.status == "ok" and (vdir / "trivy.json").is_file())
+    d = reuse.decide("scan", key, done.reuse if done else None, passed, forced)
+    ui.info(d.message)
+    if d.reuse and done is not None:
+        report.write_section(vdir, done.model_copy(update={"reuse": d.record()}))
+        try:
+            if _gate_stage(loaded, built, vdir, d.record(), prev.gate, ui, scan_stage.gate_saved):
+                return
+        except TfimgError as exc:
+            if exc.exit_code == 1:   # the gate blocks
+                raise
+            ui.warn(f"{exc.message}; scanning again")
+    result = scan_stage.run_scan_and_gate(loaded, built.image_id, vdir, built.base.ref, options=options,
+                                          base_layers=built.base_layers, warn=ui.warn, raise_on_block=False)
+    now = report.load(vdir)
+    if now.scan is not None and now.scan.status == "ok":
+        try:   # the key of the DB this scan used
+            key = _scan_key(built, options, misconfig, None, (now.scan.db.model_dump() if now.scan.db else {}))
+            record = StageReuse(reused=False, key=key)
+            report.write_section(vdir, now.scan.model_copy(update={"reuse": record}))
+            if result.decision == "pass" and now.gate is not None:
+                gkey = _gate_key(loaded, built, vdir, record)
+                report.write_section(vdir, now.gate.model_copy(update={"reuse": StageReuse(reused=False, key=gkey)}))
+        except TfimgError as exc:
+            ui.warn(f"the scan's inputs could not be recorded ({exc.message}); it will run again next time")
+    if result.decision == "block":
+        raise scan_stage.blocked(result, vdir)
+
+
+def _gate_key(loaded: LoadedVariant, built: BuildSection, vdir: Path, scan: StageReuse) -> dict[str, str]:
+    from builder.scan import policy as policies
+    pinned = bool(loaded.spec.base.digest) or "@sha256:" in built.base.ref
+    return reuse.gate_key(scan, vdir, policies.resolve(loaded.spec.policy), clock.today().isoformat(),
+                          built.base_layers, pinned)
+
+
+def _gate_stage(loaded: LoadedVariant, built: BuildSection, vdir: Path, scan: StageReuse, done: Any, ui: UI,
+                gate_saved: Any) -> bool:
+    """The gate on a reused scan: reused when the scan, policy and day are the same, else evaluated
+    again from the saved report. True when done; raises GateFailed when it blocks."""
+    key = _gate_key(loaded, built, vdir, scan)
+    d = reuse.decide("gate", key, done.reuse if done else None, bool(done and done.decision == "pass"))
+    ui.info(d.message)
+    if d.reuse:
+        report.write_section(vdir, done.model_copy(update={"reuse": d.record()}))
+        return True
+    result = gate_saved(loaded, vdir, built.base.ref, base_layers=built.base_layers, raise_on_block=False)
+    if result.decision == "pass":
+        now = report.load(vdir).gate
+        if now is not None:
+            report.write_section(vdir, now.model_copy(update={"reuse": d.record()}))
+        return True
+    from builder.scan import stage as scan_stage
+    raise scan_stage.blocked(result, vdir)
+
+
+def _tags_stage(loaded: LoadedVariant, built: BuildSection, vdir: Path, opts: BuildOptions, ui: UI) -> None:
+    """Compute tags.txt, or reuse it when the facts and the tag templates have not changed."""
+    from builder.publish import push as publish
+    prev = report.load(vdir)
+    templates = [loaded.name, loaded.spec.base.profile, loaded.spec.tags.model_dump(mode="json")]
+    facts = prev.facts.model_dump(mode="json") if prev.facts else None
+    key = reuse.tags_key(built, facts, templates)
+    try:
+        passed = prev.tags is not None and publish.read_tags(vdir) == prev.tags.model_copy(update={"reuse": None})
+    except TfimgError:
+        passed = False
+    d = reuse.decide("tags", key, prev.tags.reuse if prev.tags else None, passed, _forced(opts, False, ""))
+    ui.info(d.message)
+    if d.reuse and prev.tags is not None:
+        report.write_section(vdir, prev.tags.model_copy(update={"reuse": d.record()}))
+        return
+    publish.tags_stage(loaded, vdir)
+    now = report.load(vdir)
+    if now.tags is not None:   # the key of the facts the tags were computed from
+        key = reuse.tags_key(built, now.facts.model_dump(mode="json") if now.facts else None, templates)
+        report.write_section(vdir, now.tags.model_copy(update={"reuse": StageReuse(reused=False, key=key)}))
 
 
 def summary(rep: Report) -> str:

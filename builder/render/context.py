@@ -84,8 +84,9 @@ def spec_hash(loaded: LoadedVariant) -> str:
     data["python"]["requirements"] = [(Path(p).name, _sha(Path(p).read_bytes()))
                                       for p in loaded.spec.python.requirements]
     data["ssh"]["authorized_keys"] = [_sha(Path(p).read_bytes()) for p in loaded.spec.ssh.authorized_keys]
-    if loaded.spec.policy:
-        data["policy"] = _sha(Path(loaded.spec.policy).read_bytes())
+    # The policy decides the gate, not the image: a new or edited policy re-runs the gate only
+    # (report.json's gate section records the policy file and its hash).
+    data.pop("policy", None)
     for ref in data["secrets"].values():
         if ref and ref.get("file") and Path(ref["file"]).is_relative_to(root.parent):
             ref["file"] = os.path.relpath(ref["file"], root)

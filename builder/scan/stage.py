@@ -19,7 +19,7 @@ from typing import Any
 from builder.errors import EnvError, GateFailed, TfimgError
 from builder.infra import clock, engine, report
 from builder.infra.report_models import GateFiles, GateSection, ScanSection
-from builder.scan import gate, trivy
+from builder.scan import gate, trivy, trivy_report
 from builder.scan import gate_outputs as gate_render
 from builder.scan import policy as policies
 from builder.spec.loader import LoadedVariant
@@ -67,6 +67,29 @@ def run_scan_and_gate(loaded: LoadedVariant, image_ref: str, out_dir: Path, base
     if base_layers is None:
         built = report.load(out_dir).build
         base_layers = (built.base_layers if built else None) or None
+    pinned = bool(loaded.spec.base.digest) or "@sha256:" in (base_ref or "")
+    result = gate.evaluate(rep, pol, base_layers, today, pinned)
+    write_gate(out_dir, result)
+    if result.decision == "block" and raise_on_block:
+        raise blocked(result, out_dir)
+    return result
+
+
+def gate_saved(loaded: LoadedVariant, out_dir: Path, base_ref: str | None, *,
+               base_layers: list[str] | None = None, today: dt.date | None = None,
+               raise_on_block: bool = True) -> gate.GateResult:
+    """Gate the scan this directory holds (``trivy.json``, plus ``trivy-config.json`` when the policy
+    wants the Dockerfile checks) without scanning again: the gate stage alone, when only the policy or
+    the day changed. Raises GateFailed (blocks), TfimgError (no readable report)."""
+    today = today or clock.today()
+    pol = policies.load(loaded.spec.policy)
+    out_dir = Path(out_dir)
+    rep = trivy_report.load(out_dir / "trivy.json")
+    if pol.scan.misconfig:
+        cfg = out_dir / "trivy-config.json"
+        if not cfg.is_file():
+            raise TfimgError(f"{cfg} is missing: the Dockerfile checks must run again")
+        rep = trivy.merge(rep, trivy_report.load(cfg))
     pinned = bool(loaded.spec.base.digest) or "@sha256:" in (base_ref or "")
     result = gate.evaluate(rep, pol, base_layers, today, pinned)
     write_gate(out_dir, result)

@@ -285,6 +285,37 @@ def merge(image: Report, config: Report) -> Report:
     return image.model_copy(update={"Results": [*image.Results, *config.Results]})
 
 
+def cache_base(cache_dir: Path | None) -> Path:
+    """The cache dir Trivy uses: ``--cache-dir``, ``$TRIVY_CACHE_DIR`` or ``~/.cache/trivy``."""
+    return cache_dir or Path(os.environ.get("TRIVY_CACHE_DIR") or Path.home() / ".cache" / "trivy")
+
+
+def current_db(opts: Options, ver: tuple[int, int, int] | None) -> dict[str, Any] | None:
+    """The vulnerability DB the next scan would use (``metadata.json``: ``UpdatedAt``...), learnt
+    before scanning: unless offline, ``trivy image --download-db-only`` with the scan's cache dir and
+    DB repository first (a no-op when the DB is current). None when it cannot be told. Raises EnvError."""
+    exe = binary(opts)
+    if not opts.offline:
+        argv = [exe, "image", "--download-db-only", "--quiet", *runner.args(cache_dir=opts.cache_dir)]
+        if opts.db_repository:
+            argv += ["--db-repository", opts.db_repository]
+        if ver is None or ver >= (0, 63, 0):
+            argv += ["--skip-version-check", "--disable-telemetry"]
+        with tempfile.TemporaryDirectory(prefix="tfimg-trivy-") as tmp:
+            _run(argv, timeout=min(opts.timeout, 300), cwd=tmp, what="`trivy image --download-db-only`")
+    try:
+        data = json.loads((cache_base(opts.cache_dir) / "db" / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def binary_fingerprint(exe: str) -> str:
+    """Path, size and mtime of the Trivy executable: the same file is the same Trivy version."""
+    st = Path(exe).stat()
+    return f"{exe}:{st.st_size}:{st.st_mtime_ns}"
+
+
 def check_offline_cache(cache_dir: Path | None) -> None:
     base = cache_dir or Path(os.environ.get("TRIVY_CACHE_DIR") or Path.home() / ".cache" / "trivy")
     missing = [n for n in ("db/trivy.db", "db/metadata.json") if not (base / n).is_file()]

@@ -1,5 +1,5 @@
 # Rendered by tfimg from bert.yaml: do not edit, edit the variant.
-# variant: bert    spec hash: sha256:c31fc5f60b6aeacbd4d1abacb1ec3cca4f33eb8a928066d771833bbec9f636e0
+# variant: bert    spec hash: sha256:5d0fc32c74b05a03e6bdc94e5b73427667538c94f4c65cdc4af22d8c1e093b25
 # Layers go from the least to the most often changed: apt, Python
 # requirements, user, then small config files, so that changing a key, a
 # password hash or a label rebuilds only the last layers.
@@ -74,7 +74,7 @@ ARG TFIMG_CREATED=unknown
 ARG TFIMG_REVISION=unknown
 ARG TFIMG_BASE_DIGEST=unknown
 LABEL io.tfimg.profile="ngc-22.07" \
-      io.tfimg.spec-hash="sha256:c31fc5f60b6aeacbd4d1abacb1ec3cca4f33eb8a928066d771833bbec9f636e0" \
+      io.tfimg.spec-hash="sha256:5d0fc32c74b05a03e6bdc94e5b73427667538c94f4c65cdc4af22d8c1e093b25" \
       io.tfimg.user="ml:1000:1000" \
       io.tfimg.variant="bert" \
       org.opencontainers.image.base.digest="${TFIMG_BASE_DIGEST}" \

@@ -1,5 +1,5 @@
 # Rendered by tfimg from dev.yaml: do not edit, edit the variant.
-# variant: dev    spec hash: sha256:b459058c49c85703b412f1f3c035d2762af1da7dd80a3cd130b4e4b0e8d56c94
+# variant: dev    spec hash: sha256:1405a6deee1766e08f938d903dafaa296d4fd738d1cdab1d1727a3b01124fec4
 # Layers go from the least to the most often changed: apt, Python
 # requirements, user, then small config files, so that changing a key, a
 # password hash or a label rebuilds only the last layers.
@@ -67,7 +67,7 @@ ARG TFIMG_CREATED=unknown
 ARG TFIMG_REVISION=unknown
 ARG TFIMG_BASE_DIGEST=unknown
 LABEL io.tfimg.profile="ngc-22.07" \
-      io.tfimg.spec-hash="sha256:b459058c49c85703b412f1f3c035d2762af1da7dd80a3cd130b4e4b0e8d56c94" \
+      io.tfimg.spec-hash="sha256:1405a6deee1766e08f938d903dafaa296d4fd738d1cdab1d1727a3b01124fec4" \
       io.tfimg.user="ml:1000:1000" \
       io.tfimg.variant="dev" \
       org.opencontainers.image.base.digest="${TFIMG_BASE_DIGEST}" \

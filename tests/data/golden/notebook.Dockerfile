@@ -1,5 +1,5 @@
 # Rendered by tfimg from notebook.yaml: do not edit, edit the variant.
-# variant: notebook    spec hash: sha256:d440043d9f152f4b2840a86350ce7295be3b3bd099cdd78a65bdf066433fdf98
+# variant: notebook    spec hash: sha256:daf42af6ed427fe6184c6a5d9a91b7554a267cfe2e90a45263d7290b668ac633
 # Layers go from the least to the most often changed: apt, Python
 # requirements, user, then small config files, so that changing a key, a
 # password hash or a label rebuilds only the last layers.
@@ -67,7 +67,7 @@ ARG TFIMG_CREATED=unknown
 ARG TFIMG_REVISION=unknown
 ARG TFIMG_BASE_DIGEST=unknown
 LABEL io.tfimg.profile="ngc-22.07" \
-      io.tfimg.spec-hash="sha256:d440043d9f152f4b2840a86350ce7295be3b3bd099cdd78a65bdf066433fdf98" \
+      io.tfimg.spec-hash="sha256:daf42af6ed427fe6184c6a5d9a91b7554a267cfe2e90a45263d7290b668ac633" \
       io.tfimg.user="ml:1000:1000" \
       io.tfimg.variant="notebook" \
       org.opencontainers.image.base.digest="${TFIMG_BASE_DIGEST}" \

@@ -1,5 +1,5 @@
 # Rendered by tfimg from worker.yaml: do not edit, edit the variant.
-# variant: worker    spec hash: sha256:daf0c33eff6d6fe95def01b3952e5d1d94ad6bf407ad6fab193cb1867051e52a
+# variant: worker    spec hash: sha256:cbc5a50710341d88699c25d2f76c825321dc2f08fc831a253983900447b5c859
 # Layers go from the least to the most often changed: apt, Python
 # requirements, user, then small config files, so that changing a key, a
 # password hash or a label rebuilds only the last layers.
@@ -70,7 +70,7 @@ ARG TFIMG_CREATED=unknown
 ARG TFIMG_REVISION=unknown
 ARG TFIMG_BASE_DIGEST=unknown
 LABEL io.tfimg.profile="ngc-22.07" \
-      io.tfimg.spec-hash="sha256:daf0c33eff6d6fe95def01b3952e5d1d94ad6bf407ad6fab193cb1867051e52a" \
+      io.tfimg.spec-hash="sha256:cbc5a50710341d88699c25d2f76c825321dc2f08fc831a253983900447b5c859" \
       io.tfimg.user="ml:1000:1000" \
       io.tfimg.variant="worker" \
       org.opencontainers.image.base.digest="${TFIMG_BASE_DIGEST}" \
