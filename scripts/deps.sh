@@ -17,6 +17,8 @@ have skopeo          || need+=(skopeo)
 have htpasswd        || need+=(apache2-utils)
 have go              || need+=(golang-go)         # the demo Trivy DB generator (scripts/trivydb)
 [ -d /usr/share/gocode/src/go.etcd.io/bbolt ] || need+=(golang-github-coreos-bbolt-dev)
+have chromium        || need+=(chromium)          # headless browser login to JupyterLab (tests/test_jupyter_browser.py)
+have chromedriver    || need+=(chromium-driver)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && have apt-get; then
   echo "deps: installing ${need[*]}" >&2
