@@ -25,7 +25,9 @@ import sys
 import tempfile
 import time
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -173,13 +175,37 @@ def _probe(container: Any, timeout: float = 300) -> tuple[dict[str, Any], str | 
         return {}, f"exit {code}: {exc.message}; " + (exc.hint or "")[-400:]
 
 
-def _enter(stack: contextlib.ExitStack, cm: Any, what: str) -> Any:
-    try:
-        return stack.enter_context(cm)
-    except Exception as exc:
-        raise EnvError(f"could not start {what}: {str(exc).splitlines()[0][:500]}",
+def _enter_all(stack: contextlib.ExitStack, starts: list[tuple[Any, str]]) -> list[Any]:
+    """Enter the containers' context managers together (each ``docker run`` in its own thread);
+    every one that started is left on ``stack`` to be removed, also when another failed."""
+    with ThreadPoolExecutor(len(starts)) as pool:
+        futures = [pool.submit(cm.__enter__) for cm, _ in starts]
+    entered, failed = [], None
+    for (cm, what), fut in zip(starts, futures, strict=True):
+        try:
+            entered.append(fut.result())
+            stack.push(cm)
+        except Exception as exc:
+            failed = failed or (what, exc)
+    if failed:
+        raise EnvError(f"could not start {failed[0]}: {str(failed[1]).splitlines()[0][:500]}",
                        hint="The engine refused the container; with --ngc-run-flags it must allow "
-                            "--ulimit memlock=-1 and stack limits.") from None
+                            "--ulimit memlock=-1 and stack limits.")
+    return entered
+
+
+CACHE_ENV = "TFIMG_CACHE_DIR"
+
+
+def base_cache(base_attrs: dict[str, Any]) -> Path | None:
+    """Where the suite keeps the base's file inventory (setuid files, private keys, pip state), by
+    the base's image id: read once per base, not once per variant (``$TFIMG_CACHE_DIR`` or
+    ``~/.cache/tfimg``)."""
+    image_id = str(base_attrs.get("Id") or "")
+    if not image_id.startswith("sha256:"):
+        return None
+    root = Path(os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tfimg")
+    return root / "base-inventory" / f"{image_id.removeprefix('sha256:')}.json"
 
 
 def _sleeper(image: str, run_id: str, seconds: int) -> Any:
@@ -216,14 +242,19 @@ def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, gpu: str = 
             extra: dict[str, Any] = {"labels": labels, "volumes": volumes, **(NGC_RUN if ngc_run_flags else {})}
             # No services: the image's entrypoint runs a command instead; keep it alive with sleep.
             command = None if (spec.ssh.enabled or spec.jupyter.enabled) else ["sleep", str(int(timeout) + 300)]
-            services, ports = _enter(stack, engine.running(
-                image_ref, command=command, ports=spec.exposed_ports(), environment=env, gpu=mode.enabled, extra=extra),
-                f"the services container of {image_ref}")
-            pristine, _ = _enter(stack, _sleeper(image_ref, run_id, int(timeout) + 300), f"a container of {image_ref}")
-            base_c = _enter(stack, _sleeper(base, run_id, int(timeout) + 300),
-                            f"a container of {base}")[0] if base else None
-            services_note = wait_ready(services, spec, ports)
-            summary, probe_error = _probe(services)
+            # the services, the image's own files and the base: three containers started together
+            starts = [(engine.running(image_ref, command=command, ports=spec.exposed_ports(), environment=env,
+                                      gpu=mode.enabled, extra=extra), f"the services container of {image_ref}"),
+                      (_sleeper(image_ref, run_id, int(timeout) + 300), f"a container of {image_ref}")]
+            if base:
+                starts.append((_sleeper(base, run_id, int(timeout) + 300), f"a container of {base}"))
+            started_all = _enter_all(stack, starts)
+            (services, ports), (pristine, _) = started_all[0], started_all[1]
+            base_c = started_all[2][0] if base else None
+            with ThreadPoolExecutor(1) as pool:   # the probe needs the container, not its services
+                probing = pool.submit(_probe, services)
+                services_note = wait_ready(services, spec, ports)
+                summary, probe_error = probing.result()
             ctx = Context(
                 variant=spec.name, spec=spec.model_dump(mode="json"), spec_hash=render.spec_hash(loaded),
                 image=image_ref, image_config=config, profile=profile, profile_note=profile_note,
@@ -232,6 +263,7 @@ def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, gpu: str = 
                 base_config=((engine.image_attrs(base) or {}).get("Config") if base else None), base_note=base_note,
                 ports={str(k): v for k, v in ports.items()}, ssh_key=key, ssh_key_note=key_note, wrong_key=wrong,
                 jupyter_password=password, gpu=mode.enabled, gpu_reason=mode.reason, probe=summary,
+                base_cache=str(base_cache(engine.image_attrs(base) or {})) if base else None,
                 probe_error=probe_error, requirements=requirement_pins(loaded), declared=checks.declared(loaded))
             ctx_path = ctx.write(tmp / "context.json")
             try:
@@ -256,15 +288,66 @@ def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, gpu: str = 
     return section
 
 
+def groups(paths: list[str]) -> list[list[str]]:
+    """The suite's modules in two runs that go side by side, each a run of consecutive modules (so
+    joining their results keeps the order of one run): the Python checks and those before them, and
+    the rest."""
+    cut = next((i + 1 for i, p in enumerate(paths) if Path(p).stem == "test_python"), len(paths) // 2 or 1)
+    return [g for g in (paths[:cut], paths[cut:]) if g]
+
+
 def _run_suite(spec: Variant, ctx_path: Path, out_dir: Path, timeout: float) -> runner.Result:
-    argv = [sys.executable, "-m", "pytest", "-c", str(checks.DIR / "pytest.ini"), "--rootdir", str(checks.DIR),
-            f"--junitxml={out_dir / 'checks.xml'}", "-o", f"junit_suite_name=tfimg-checks-{spec.name}",
-            *checks.paths_for(spec)]
-    env = {ENV: str(ctx_path), "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_ADDOPTS": "",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(checks.DIR.parents[1]), os.environ.get("PYTHONPATH")]))}
-    res = runner.run(argv, timeout=timeout, check=False, env=env)
-    (out_dir / "checks.log").write_text(res.stdout + res.stderr)
-    if res.returncode not in (0, 1):
-        raise TfimgError(f"the check suite could not run (pytest exit {res.returncode})",
-                         hint="\n".join((res.stdout + res.stderr).strip().splitlines()[-15:]))
-    return res
+    """Run the suite's groups side by side (one pytest each, its own context and results file); join
+    their results, JUnit files and logs in module order into ``ctx.results_path``, checks.xml, checks.log."""
+    ctx = json.loads(ctx_path.read_text())
+    parts = groups(checks.paths_for(spec))
+
+    def one(i: int, paths: list[str]) -> runner.Result:
+        part_ctx = ctx_path.with_name(f"context-{i}.json")
+        part_ctx.write_text(json.dumps({**ctx, "results_path": f"{ctx['results_path']}.{i}"}))
+        argv = [sys.executable, "-m", "pytest", "-c", str(checks.DIR / "pytest.ini"), "--rootdir", str(checks.DIR),
+                f"--junitxml={ctx_path.with_name(f'checks-{i}.xml')}", "-o",
+                f"junit_suite_name=tfimg-checks-{spec.name}", *paths]
+        env = {ENV: str(part_ctx), "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_ADDOPTS": "",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(checks.DIR.parents[1]), os.environ.get("PYTHONPATH")]))}
+        return runner.run(argv, timeout=timeout, check=False, env=env)
+
+    with ThreadPoolExecutor(len(parts)) as pool:
+        done = list(pool.map(one, range(len(parts)), parts))
+    text = "".join(r.stdout + r.stderr for r in done)
+    (out_dir / "checks.log").write_text(text)
+    bad = [r.returncode for r in done if r.returncode not in (0, 1)]
+    if bad:
+        raise TfimgError(f"the check suite could not run (pytest exit {bad[0]})",
+                         hint="\n".join(text.strip().splitlines()[-15:]))
+    _join_junit([ctx_path.with_name(f"checks-{i}.xml") for i in range(len(parts))], out_dir / "checks.xml")
+    joined: dict[str, Any] = {"results": [], "records": {}}
+    for i in range(len(parts)):
+        part = Path(f"{ctx['results_path']}.{i}")
+        data = json.loads(part.read_text()) if part.is_file() else {}
+        joined["results"] += data.get("results") or []
+        joined["records"].update(data.get("records") or {})
+        joined["finished"] = max(joined.get("finished") or 0, data.get("finished") or 0)
+    Path(ctx["results_path"]).write_text(json.dumps(joined, indent=2, default=str))
+    return runner.Result(argv=["pytest", *checks.paths_for(spec)], returncode=max(r.returncode for r in done),
+                         stdout="".join(r.stdout for r in done), stderr="".join(r.stderr for r in done))
+
+
+def _join_junit(parts: list[Path], dest: Path) -> None:
+    """One JUnit file from the groups' (their test cases in order, counts and times added)."""
+    suites = [ET.parse(p).getroot() for p in parts if p.is_file()]
+    if not suites:
+        return
+    root = suites[0]
+    first = root if root.tag == "testsuite" else root.find("testsuite")
+    assert first is not None
+    for other in suites[1:]:
+        suite = other if other.tag == "testsuite" else other.find("testsuite")
+        if suite is None:
+            continue
+        for name in ("tests", "errors", "failures", "skipped"):
+            first.set(name, str(int(first.get(name, "0")) + int(suite.get(name, "0"))))
+        first.set("time", f"{float(first.get('time', '0')) + float(suite.get('time', '0')):.3f}")
+        for case in suite:
+            first.append(case)
+    ET.ElementTree(root).write(dest, encoding="utf-8", xml_declaration=True)

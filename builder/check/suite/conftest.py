@@ -13,6 +13,7 @@ Each check's outcome is written to ``ctx.results_path`` as JSON.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 import testinfra
 
 from builder.check.suite.context import Context
+from builder.check.suite.helpers import sh
 from builder.spec.loader import Variant
 
 _RESULTS: dict[str, dict[str, Any]] = {}
@@ -63,6 +65,36 @@ def base_host(ctx: Context) -> Any:
     if not ctx.base_container:
         pytest.skip(f"cannot run: no base image to compare with ({ctx.base_note or 'unknown base'})")
     return testinfra.get_host(f"docker://root@{ctx.base_container}")
+
+
+@pytest.fixture(scope="session")
+def base_run(ctx: Context, request: pytest.FixtureRequest):
+    """``base_run(cmd, timeout) -> (rc, stdout)``: a read-only command in the base's container, its
+    answer kept in ``ctx.base_cache`` (named by the base's image id), so the base's inventory (setuid
+    files, private keys, pip state) is read once per base, not once per variant. A command that timed
+    out is not kept."""
+    def _run(cmd: str, timeout: float) -> tuple[int, str]:
+        path = Path(ctx.base_cache) if ctx.base_cache else None
+        cache = _read_cache(path)
+        if cmd in cache:
+            return int(cache[cmd]["rc"]), str(cache[cmd]["stdout"])
+        res = sh(request.getfixturevalue("base_host"), cmd, timeout)
+        if path is not None and res.rc not in (124, 137):
+            cache = {**_read_cache(path), cmd: {"rc": res.rc, "stdout": res.stdout}}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache))
+            os.replace(tmp, path)   # atomic: variants checked side by side share the file
+        return res.rc, res.stdout
+    return _run
+
+
+def _read_cache(path: Path | None) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text()) if path is not None else {}
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 @pytest.fixture

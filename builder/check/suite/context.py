@@ -34,6 +34,7 @@ class Context:
     base_container: str | None = None       # container of the base image, for comparisons
     base_config: dict[str, Any] | None = None
     base_note: str = ""                     # why there is no base container
+    base_cache: str | None = None           # JSON file of the base's inventory, by base image id
     ports: dict[str, int] = field(default_factory=dict)    # container port -> 127.0.0.1 port
     ssh_key: str | None = None              # private key matching the mounted authorized_keys
     ssh_key_note: str = ""                  # why no key could be mounted

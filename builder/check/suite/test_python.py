@@ -66,7 +66,7 @@ def test_requirements_installed_at_pins(host, ctx, note):
     note(f"{len(reqs)} requirements installed at their pins and importable")
 
 
-def test_pip_check(host, ctx, request, note):
+def test_pip_check(host, ctx, base_run, note):
     res = sh(host, "python3 -m pip check --disable-pip-version-check", 180)
     if res.rc == 0:
         note("pip check: no broken requirements")
@@ -74,8 +74,7 @@ def test_pip_check(host, ctx, request, note):
     problems = set(lines(res.stdout))
     inherited: set[str] = set()
     if ctx.base_container:
-        base = sh(request.getfixturevalue("base_host"), "python3 -m pip check --disable-pip-version-check", 180)
-        inherited = set(lines(base.stdout))
+        inherited = set(lines(base_run("python3 -m pip check --disable-pip-version-check", 180)[1]))
     new = sorted(problems - inherited)
     assert not new, "pip check: " + "; ".join(new)
     note(f"pip check: {len(problems)} problem(s), all already in the base")
@@ -97,12 +96,11 @@ def test_tensorflow_version(ctx, profile, note):
     note(f"TensorFlow {detected} ({row['status']} against {profile.name} {row['expected']})")
 
 
-def test_protected_packages_unchanged(host, variant, ctx, request, note):
+def test_protected_packages_unchanged(host, variant, ctx, base_run, note):
     if sh(host, f"test -s {BASE_FREEZE}").rc == 0:
         base, source = _freeze(sh(host, f"cat {BASE_FREEZE}").stdout), BASE_FREEZE
     elif ctx.base_container:
-        base_host = request.getfixturevalue("base_host")
-        base, source = _freeze(sh(base_host, "python3 -m pip list --format=freeze", 180).stdout), ctx.base_ref
+        base, source = _freeze(base_run("python3 -m pip list --format=freeze", 180)[1]), ctx.base_ref
     else:
         pytest.skip(f"cannot run: no {BASE_FREEZE} in the image and no base image ({ctx.base_note})")
     now = _freeze(sh(host, "python3 -m pip list --format=freeze --disable-pip-version-check", 180).stdout)
