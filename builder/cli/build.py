@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from builder import errors
 from builder.cli.root import app, out, settings
 from builder.errors import TfimgError
-from builder.infra import runner
+from builder.infra import lazy
 from builder.infra.ui import UI
-from builder.pipeline import fanout
-from builder.pipeline import orchestrator as pipeline
-from builder.spec import loader as spec
+
+if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
+    from builder.infra import runner
+    from builder.pipeline import fanout
+    from builder.pipeline import orchestrator as pipeline
+    from builder.spec import loader as spec
+else:
+    runner = lazy.module("builder.infra.runner")
+    fanout = lazy.module("builder.pipeline.fanout")
+    pipeline = lazy.module("builder.pipeline.orchestrator")
+    spec = lazy.module("builder.spec.loader")
 
 
 @app.command("build")
@@ -21,7 +30,7 @@ def build_cmd(
     spec_files: list[Path] = typer.Argument(..., metavar="SPEC...", help="Variant file(s) (variants/NAME.yaml).",
                                             show_default=False),
     jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="With several variants: how many build at once."),
-    base: str | None = typer.Option(None, "--base", envvar=pipeline.BASE_ENV,
+    base: str | None = typer.Option(None, "--base", envvar="TFIMG_BASE",
                                        help="Build on this base image instead of the spec's (air-gapped and test use)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when an image with the same inputs exists."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Rebuild every layer (implies --force)."),
@@ -87,7 +96,7 @@ def bake_cmd(
                                          help="Variant files, or a folder of them (default: variants)."),
     file: Path = typer.Option(Path("build/docker-bake.json"), "--file", "-f", help="Where the bake file goes."),
     out_root: Path = typer.Option(Path("build"), "--out", help="Where build/<variant>/context goes."),
-    base: str | None = typer.Option(None, "--base", envvar=pipeline.BASE_ENV, help="Build on this base image."),
+    base: str | None = typer.Option(None, "--base", envvar="TFIMG_BASE", help="Build on this base image."),
     cache_from: list[str] = typer.Option([], "--cache-from", envvar="TFIMG_CACHE_FROM",
                                          help="Registry cache to import ({name}: the variant's name)."),
     cache_to: str | None = typer.Option(None, "--cache-to", envvar="TFIMG_CACHE_TO",

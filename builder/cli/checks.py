@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from builder.check import probe
-from builder.check import stage as testrun
 from builder.cli.root import app, console, out
 from builder.errors import ChecksFailed, EnvError
-from builder.infra import engine, report
 from builder.infra import labels as label_names
-from builder.render import context as render
-from builder.spec import loader as spec
-from builder.spec import profiles
-from builder.spec.loader import LoadedVariant
+from builder.infra import lazy
+
+if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
+    from builder.check import probe
+    from builder.check import stage as testrun
+    from builder.infra import engine, report
+    from builder.render import context as render
+    from builder.spec import loader as spec
+    from builder.spec import profiles
+    from builder.spec.loader import LoadedVariant
+else:
+    probe = lazy.module("builder.check.probe")
+    testrun = lazy.module("builder.check.stage")
+    engine = lazy.module("builder.infra.engine")
+    report = lazy.module("builder.infra.report")
+    render = lazy.module("builder.render.context")
+    spec = lazy.module("builder.spec.loader")
+    profiles = lazy.module("builder.spec.profiles")
 
 
 def _target(target: str, spec_file: Path | None, out_root: Path) -> tuple[LoadedVariant, str, Path]:

@@ -6,17 +6,29 @@ import datetime as dt
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from builder.cli.root import app, out, settings, spec_arg
 from builder.errors import VerificationFailed
-from builder.infra import clock, report
-from builder.publish import curation as registry_mod
-from builder.publish import push as publish_mod
-from builder.publish import tagging
-from builder.spec import loader as spec
-from builder.spec import matrix as matrix_mod
+from builder.infra import lazy
+
+if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
+    from builder.infra import clock, report
+    from builder.publish import curation as registry_mod
+    from builder.publish import push as publish_mod
+    from builder.publish import tagging
+    from builder.spec import loader as spec
+    from builder.spec import matrix as matrix_mod
+else:
+    clock = lazy.module("builder.infra.clock")
+    report = lazy.module("builder.infra.report")
+    registry_mod = lazy.module("builder.publish.curation")
+    publish_mod = lazy.module("builder.publish.push")
+    tagging = lazy.module("builder.publish.tagging")
+    spec = lazy.module("builder.spec.loader")
+    matrix_mod = lazy.module("builder.spec.matrix")
 
 registry_app = typer.Typer(help="Look at and curate published images (list, evidence, retention).",
                            no_args_is_help=True)

@@ -5,19 +5,33 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from builder.cli.root import app, console, out, settings, warn
 from builder.errors import EnvError, TfimgError
-from builder.infra import clock, report
-from builder.infra.report_models import ScanSection
-from builder.scan import gate, trivy, trivy_report
-from builder.scan import gate_outputs as gate_render
-from builder.scan import policy as policies
-from builder.scan.stage import base_layers_of, blocked, read_base_layers, run_scan_and_gate, write_gate
-from builder.spec import loader as spec
-from builder.spec.loader import LoadedVariant
+from builder.infra import lazy
+
+if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
+    from builder.infra import clock, report, report_models
+    from builder.scan import gate, trivy, trivy_report
+    from builder.scan import gate_outputs as gate_render
+    from builder.scan import policy as policies
+    from builder.scan import stage as scan_stage
+    from builder.spec import loader as spec
+    from builder.spec.loader import LoadedVariant
+else:
+    clock = lazy.module("builder.infra.clock")
+    report = lazy.module("builder.infra.report")
+    report_models = lazy.module("builder.infra.report_models")
+    gate = lazy.module("builder.scan.gate")
+    trivy = lazy.module("builder.scan.trivy")
+    trivy_report = lazy.module("builder.scan.trivy_report")
+    gate_render = lazy.module("builder.scan.gate_outputs")
+    policies = lazy.module("builder.scan.policy")
+    scan_stage = lazy.module("builder.scan.stage")
+    spec = lazy.module("builder.spec.loader")
 
 
 def _show(result: gate.GateResult, out_dir: Path) -> None:
@@ -87,16 +101,16 @@ def scan_cmd(
         built = report.load(where).build
         base_ref = (built.base.ref if built else None) or \
             (f"{base.image}@{base.digest}" if base.digest else base.image)
-        result = run_scan_and_gate(loaded, image, where, base_ref, options=opts, raise_on_block=False, warn=warn)
+        result = scan_stage.run_scan_and_gate(loaded, image, where, base_ref, options=opts, raise_on_block=False, warn=warn)
         _show(result, where)
         if result.decision == "block":
-            raise blocked(result, where)
+            raise scan_stage.blocked(result, where)
         return
     where.mkdir(parents=True, exist_ok=True)
     try:
         run = trivy.scan_image(image, where / "trivy.json", opts)
     except TfimgError as exc:
-        report.write_section(where, ScanSection(status="failed", tool="trivy", image=image, error=exc.message))
+        report.write_section(where, report_models.ScanSection(status="failed", tool="trivy", image=image, error=exc.message))
         raise
     report.write_section(where, run.info)
     counts = ", ".join(f"{k} {n}" for k, n in (run.info.findings or {}).items()) or "no findings"
@@ -121,9 +135,9 @@ def gate_cmd(
     base_ref = base or (built.base.ref if built else "")
     layers: list[str] | None = None
     if base_layers_file:
-        layers = read_base_layers(base_layers_file)
+        layers = scan_stage.read_base_layers(base_layers_file)
     elif base:
-        layers = base_layers_of(base)
+        layers = scan_stage.base_layers_of(base)
         if layers is None:
             raise EnvError(f"base image '{base}' is not in the local Docker engine",
                            hint="Pull or load it, or pass its DiffIDs with --base-layers FILE.")
@@ -135,7 +149,7 @@ def gate_cmd(
         raise TfimgError(f"--date '{on_date}' is not a date (YYYY-MM-DD)") from None
     result = gate.evaluate(rep, pol, layers, today, base_digest_pinned="@sha256:" in base_ref)
     where.mkdir(parents=True, exist_ok=True)
-    write_gate(where, result)
+    scan_stage.write_gate(where, result)
     _show(result, where)
     if result.decision == "block":
-        raise blocked(result, where)
+        raise scan_stage.blocked(result, where)

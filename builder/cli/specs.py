@@ -5,15 +5,25 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from builder.cli.root import app, out
 from builder.errors import ChecksFailed, EnvError, TfimgError
-from builder.infra import report_models, runner
-from builder.render import context as render
-from builder.spec import loader as spec
-from builder.spec import passwords
+from builder.infra import lazy
+
+if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
+    from builder.infra import report_models, runner
+    from builder.render import context as render
+    from builder.spec import loader as spec
+    from builder.spec import passwords
+else:
+    report_models = lazy.module("builder.infra.report_models")
+    runner = lazy.module("builder.infra.runner")
+    render = lazy.module("builder.render.context")
+    spec = lazy.module("builder.spec.loader")
+    passwords = lazy.module("builder.spec.passwords")
 
 BUILD_ROOT = Path("build")
 
