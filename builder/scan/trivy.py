@@ -205,7 +205,8 @@ def scan_image(image: str, out_path: Path, opts: Options) -> ScanRun:
         sbom = _sbom(exe, raw, out_path.parent / "sbom.cdx.json", opts) if opts.sbom else None
     results = [r for r in ((data.get("Results") or []) if isinstance(data, dict) else []) if isinstance(r, dict)]
     _license_layers(results)
-    for r in results:
+    report = from_data(data, source=f"Trivy {ver_info['Version']} output")   # the gate sees the licenses' layers,
+    for r in results:                                   # as a gate of the saved trivy.json (a gate-only rerun) does
         r.pop("Packages", None)   # every package is in the SBOM; trivy.json keeps the findings
     report_file.write_json(out_path, redact(data))
     info = ScanSection(status="ok", tool="trivy", trivy_version=ver_info["Version"],
