@@ -141,3 +141,34 @@ def test_each_stage_reruns_only_when_its_inputs_change(standin_base: str, demo_d
     assert rep7["checks"].get("reuse") is None
     res, rep8 = build()
     assert res.returncode == 1 and "checks: ran (" in res.stdout and "reused" not in res.stdout.split("checks:")[1][:40]
+
+
+# --------------------------------------------------------------------------- parallel checks
+
+def test_suite_groups_are_consecutive_modules_in_order():
+    from builder.check import stage, suite
+    from builder.spec.loader import load
+
+    for name in ("bert", "worker", "dev"):
+        paths = suite.paths_for(load(ROOT / "variants" / f"{name}.yaml").spec)
+        parts = stage.groups(paths)
+        assert len(parts) == 2 and [p for g in parts for p in g] == paths
+
+
+def test_junit_of_the_groups_is_joined_in_order(tmp_path: Path):
+    import xml.etree.ElementTree as ET
+
+    from builder.check import stage
+
+    def part(i: int, names: list[str]) -> Path:
+        cases = "".join(f'<testcase classname="test_m{i}" name="{n}" time="1.0"/>' for n in names)
+        p = tmp_path / f"checks-{i}.xml"
+        p.write_text(f'<testsuites><testsuite name="tfimg-checks-x" tests="{len(names)}" errors="0" failures="{i}" '
+                     f'skipped="0" time="{len(names)}.0">{cases}</testsuite></testsuites>')
+        return p
+
+    stage._join_junit([part(0, ["a", "b"]), part(1, ["c"])], tmp_path / "checks.xml")
+    suite = ET.parse(tmp_path / "checks.xml").getroot().find("testsuite")
+    assert suite is not None and suite.get("name") == "tfimg-checks-x"
+    assert [c.get("name") for c in suite.iter("testcase")] == ["a", "b", "c"]
+    assert (suite.get("tests"), suite.get("failures"), suite.get("time")) == ("3", "1", "3.000")
