@@ -85,7 +85,7 @@ demo: venv standin trivydb
 	$(BIN)/tfimg tags variants/bert.yaml
 	BIN=$(BIN) scripts/demo-evidence.sh "$(STANDIN)" "$$(scripts/trivydb/demo-db.sh 2>/dev/null)"
 
-bench: venv standin
+bench: venv standin trivydb
 	TFIMG_BENCH_BASE=$(STANDIN) $(BIN)/python -m tests.bench
 
 # The JSON Schemas: variant files, and report.json (CI jobs read it; a test checks both are current).
