@@ -131,7 +131,7 @@ def test_tags_stage_writes_tags_txt_and_report_sections(tmp_path: Path) -> None:
     got = publish.tags_stage(loaded, out)                           # the orchestrator's stage
     rep = report.load(out)
     assert rep.tags == got
-    assert got.model_dump() == {"immutable": "bert-tf2.9.1-py3.8-cuda11.7-20261126-ab12cd3",
+    assert got.model_dump(exclude_unset=True) == {"immutable": "bert-tf2.9.1-py3.8-cuda11.7-20261126-ab12cd3",
                                 "moving": ["bert-tf2.9", "bert-latest"]}
     assert rep.facts.rev == "ab12cd3" and rep.facts.image_id == image_id
 
