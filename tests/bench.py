@@ -89,7 +89,7 @@ def wall(argv: list[str], runs: int = 5) -> float:
 def services_floor(image: str, spec_path: Path) -> float:
     """The floor of the checks stage: from `docker run` until SSH and Jupyter both answer."""
     from builder.check import stage as testrun
-    from builder.infra import engine
+    from builder.infra.engine import Engine
     from builder.spec import loader, passwords
 
     spec = loader.load(spec_path).spec
@@ -97,9 +97,9 @@ def services_floor(image: str, spec_path: Path) -> float:
         volumes = testrun._keys(Path(tmp), spec)[0]
         env = {spec.jupyter.password_hash_env: passwords.hash_password("bench")} if spec.jupyter.enabled else {}
         start = time.monotonic()
-        with engine.running(image, ports=spec.exposed_ports(), environment=env,
+        with Engine.from_env().running(image, ports=spec.exposed_ports(), environment=env,
                             extra={"volumes": volumes}) as (container, ports):
-            why = testrun.wait_ready(container, spec, ports)
+            why = testrun.wait_ready(container, spec, ports, Engine.from_env())
             took = time.monotonic() - start
     if why:
         sys.exit(f"bench: the services did not answer: {why}")

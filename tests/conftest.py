@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ROOT / "variants"
-DOCKER_FIXTURES = {"engine", "standin_base", "built", "docker_client"}
+DOCKER_FIXTURES = {"engine", "docker_engine", "standin_base", "built", "docker_client"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -32,16 +32,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def engine(pytestconfig: pytest.Config):
-    """A Docker engine that answers (the SDK client)."""
+def docker_engine(pytestconfig: pytest.Config):
+    """A Docker engine that answers (:class:`builder.infra.engine.Engine`), one per session."""
     from builder.errors import EnvError
-    from builder.infra import engine as eng
+    from builder.infra.engine import Engine
     try:
-        return eng.client()
+        return Engine.from_env()
     except EnvError as exc:
         if pytestconfig.getoption("--require-docker"):
             pytest.fail(f"no Docker engine (CI must run docker tests): {exc.render()}")
         pytest.skip(f"no Docker engine answers: {exc.message}")
+
+
+@pytest.fixture(scope="session")
+def engine(docker_engine):
+    """The SDK client of :func:`docker_engine`."""
+    return docker_engine.client
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +73,7 @@ def build_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def built(standin_base: str, build_root: Path):
+def built(standin_base: str, build_root: Path, docker_engine):
     """Factory: build a shipped variant (or a given spec file) on the stand-in once per session.
 
     ``built("bert")`` returns the ``build`` section of its report.json (a BuildSection).
@@ -88,7 +94,7 @@ def built(standin_base: str, build_root: Path):
             # force: a real build every session (BuildKit's layer cache keeps it quick), so the
             # report describes a build, not an up-to-date skip from an earlier run.
             options = pipeline.BuildOptions(out_root=build_root, base=standin_base, **{"force": True, **opts})
-            cache[key] = pipeline.build_stage(loaded, options, UI(quiet=True))
+            cache[key] = pipeline.build_stage(loaded, options, UI(quiet=True), docker_engine)
         return cache[key]
 
     return _build

@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from builder.infra import engine, report, runner
+from builder.infra import report, runner
+from builder.infra.engine import Engine
 from builder.infra.report_models import Report
 from builder.publish import push
 from builder.scan import trivy_report
@@ -56,7 +57,7 @@ class RegistryServer:
 
 def _docker_ok() -> bool:
     try:
-        engine.client()
+        Engine.from_env()
         return True
     except Exception:
         return False
@@ -126,9 +127,7 @@ def docker_login(registry_server: RegistryServer, tmp_path: Path,
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     cfg = _write_config(tmp_path / "docker-config", {registry_server.host: {"auth": token}})
     monkeypatch.setenv("DOCKER_CONFIG", str(cfg))
-    engine.reset()
     yield registry_server
-    engine.reset()
 
 
 @pytest.fixture
@@ -137,9 +136,7 @@ def no_login(registry_server: RegistryServer, tmp_path: Path,
     """An empty DOCKER_CONFIG: no credentials at all."""
     cfg = _write_config(tmp_path / "docker-config-empty", {})
     monkeypatch.setenv("DOCKER_CONFIG", str(cfg))
-    engine.reset()
     yield registry_server
-    engine.reset()
 
 
 @pytest.fixture
@@ -166,10 +163,10 @@ def tiny_image(pytestconfig: pytest.Config) -> Iterator[Callable[[], str]]:
 
     yield make
     for name in made:
-        attrs = engine.image_attrs(name) or {}
+        attrs = Engine.from_env().image_attrs(name) or {}
         for tag in attrs.get("RepoTags") or []:
-            engine.remove_image(tag, force=True)
-        engine.remove_image(name, force=True)
+            Engine.from_env().remove_image(tag, force=True)
+        Engine.from_env().remove_image(name, force=True)
 
 
 FACTS = {"tensorflow": "2.9.1+nv22.7", "python": "3.8.10", "cuda": "11.7", "cudnn": "8.4.1",
@@ -228,7 +225,7 @@ def gated_variant(tmp_path: Path) -> Callable[..., Built]:
                          reports.gate(decision, [] if decision == "pass" else ["CVE-2099-0001 CRITICAL"])]
             report.write_json(d / "trivy.json", TRIVY)
         reports.write(d, *sections)
-        push.compute_tags(spec.load(spec_file), d)   # `tfimg tags`: writes tags.txt
+        push.compute_tags(spec.load(spec_file), d, engine=Engine.from_env())   # `tfimg tags`: writes tags.txt
         return Built(spec_file, out_root, name, image_id, all_facts)
 
     return make

@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from builder import cli
 from builder.errors import PublishRefused, VerificationFailed
-from builder.infra import engine
 from builder.infra import report as report_mod
+from builder.infra.engine import Engine
 from builder.publish import attest, evidence, referrers
 from builder.publish import curation as registry
 from builder.publish import push as publish
@@ -67,7 +67,7 @@ def _publish_b(login, image_id: str, gated_variant, *, sign_key: str | None, sbo
     b = gated_variant(image_id)
     if sbom is not None:   # skip the Trivy run where the SBOM's content is not the point
         report_mod.write_json(b.dir / "sbom.cdx.json", sbom)
-    rec = publish.publish(spec.load(b.spec_file), b.dir, f"{login.host}/{ns}", push=True, sign_key=sign_key)
+    rec = publish.publish(spec.load(b.spec_file), b.dir, f"{login.host}/{ns}", push=True, sign_key=sign_key, engine=Engine.from_env())
     return rec.repository, rec.digest, b
 
 
@@ -205,7 +205,7 @@ def test_second_publish_adds_to_the_index(docker_login, tiny_image, gated_varian
 def test_two_concurrent_writers_keep_every_entry(docker_login, tiny_image, gated_variant) -> None:
     b = gated_variant(tiny_image())
     report_mod.write_json(b.dir / "sbom.cdx.json", SBOM)
-    rec = publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/dev", push=True)
+    rec = publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/dev", push=True, engine=Engine.from_env())
     before = {r.digest for r in referrers.list_referrers(Registry(docker_login.host), "dev/bert", rec.digest)[0]}
     results: dict[str, list[str]] = {}
     errors: list[BaseException] = []
@@ -296,7 +296,7 @@ def test_sbom_from_trivy_lists_the_added_package_with_its_version(docker_login, 
     key, pub, _ = keys
     tag = _image_with_package("transformers", "4.21.3")
     try:
-        image_id = engine.image_attrs(tag)["Id"]
+        image_id = Engine.from_env().image_attrs(tag)["Id"]
         repository, digest = _publish(docker_login, image_id, gated_variant, sign_key=str(key), sbom=None)
         v = attest.verify(f"{repository}@{digest}", pub)
         assert v.ok, v.problems
@@ -305,7 +305,7 @@ def test_sbom_from_trivy_lists_the_added_package_with_its_version(docker_login, 
         found = [(c["name"], c.get("version"), c.get("purl")) for c in bom.get("components") or []]
         assert ("transformers", "4.21.3", "pkg:pypi/transformers@4.21.3") in found
     finally:
-        engine.remove_image(tag, force=True)
+        Engine.from_env().remove_image(tag, force=True)
 
 
 @pytest.mark.docker

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.infra import engine as eng
+from builder.infra.engine import Engine
 from builder.spec import passwords
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,14 +30,14 @@ def tfimg(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None
 @pytest.mark.parametrize("name", ["dev", "worker"])
 def test_report_matches_docker_inspect(built, build_root: Path, name: str) -> None:
     section = built(name)
-    attrs = eng.image_attrs(section.image_id)
+    attrs = Engine.from_env().image_attrs(section.image_id)
     assert attrs is not None
     report = json.loads((build_root / name / "report.json").read_text())["build"]
     assert report == section.model_dump(mode="json", exclude_unset=True)   # the keys the stage wrote
     assert report["size"] == attrs["Size"]
-    assert report["added_bytes"] == attrs["Size"] - eng.image_attrs(report["base"]["ref"])["Size"]
+    assert report["added_bytes"] == attrs["Size"] - Engine.from_env().image_attrs(report["base"]["ref"])["Size"]
     assert report["added_bytes"] > 0
-    assert len(report["layers"]) == len(eng.image_history(section.image_id))
+    assert len(report["layers"]) == len(Engine.from_env().image_history(section.image_id))
     labels = attrs["Config"]["Labels"]
     assert labels["io.tfimg.input-hash"] == report["input_hash"]
     assert labels["io.tfimg.spec-hash"] == report["spec_hash"]
@@ -86,9 +86,9 @@ def _variant(tmp: Path, requirements: str, extra: str = "") -> Path:
 
 
 def _assert_nothing_left(name: str) -> None:
-    images = eng.client().images.list(name=f"tfimg/{name}")
+    images = Engine.from_env().client.images.list(name=f"tfimg/{name}")
     assert images == [], f"a failed build left images behind: {images}"
-    left = eng.client().containers.list(all=True, filters={"ancestor": f"tfimg/{name}"})
+    left = Engine.from_env().client.containers.list(all=True, filters={"ancestor": f"tfimg/{name}"})
     assert left == []
 
 
@@ -160,11 +160,11 @@ def test_secrets_never_reach_image_history_labels_report_or_logs(tmp_path: Path,
     report = json.loads((out / "canary" / "report.json").read_text())
     image_id = report["build"]["image_id"]
     archive = tmp_path / "image.tar"
-    eng.save(image_id, str(archive))
+    Engine.from_env().save(image_id, str(archive))
     haystacks = {
         "docker save archive": archive.read_bytes(),
-        "history": json.dumps(eng.image_history(image_id)).encode(),
-        "inspect": json.dumps(eng.image_attrs(image_id)).encode(),
+        "history": json.dumps(Engine.from_env().image_history(image_id)).encode(),
+        "inspect": json.dumps(Engine.from_env().image_attrs(image_id)).encode(),
         "report": (out / "canary" / "report.json").read_bytes(),
         "build log": (out / "canary" / "build.log").read_bytes(),
         "stdout+stderr": (res.stdout + res.stderr).encode(),
@@ -177,7 +177,7 @@ def test_secrets_never_reach_image_history_labels_report_or_logs(tmp_path: Path,
     assert hits == []
     # the secrets were really used: the build installed six through the canary index
     assert "six" in (out / "canary" / "build.log").read_text()
-    eng.remove_image(image_id, force=True)
+    Engine.from_env().remove_image(image_id, force=True)
     shutil.rmtree(out)
 
 
@@ -232,7 +232,7 @@ def test_one_invalid_spec_among_several_builds_nothing(tmp_path: Path, standin_b
 
 
 def test_gpu_on_without_a_gpu_fails_before_building(tmp_path: Path, standin_base: str) -> None:
-    if eng.gpu_available():
+    if Engine.from_env().gpu_available():
         pytest.skip("this engine has an NVIDIA runtime: --gpu on is valid here")
     res = tfimg("build", str(ROOT / "variants/dev.yaml"), "--gpu", "on", "--base", standin_base,
                 "--out", str(tmp_path))
@@ -252,8 +252,8 @@ def test_a_base_that_already_uses_the_uid_fails_with_a_clear_message(tmp_path: P
                     "--no-test", "--no-scan")
         assert res.returncode == 1, res.stderr[-2000:]
         assert "the base image already has the user or group (name:id) ubuntu:1000; set user.name" in res.stderr
-        images = eng.client().images.list(filters={"label": "io.tfimg.variant=dev", "reference": "tfimg/dev"})
-        assert all(eng.image_attrs(i.id)["Config"]["Labels"].get("org.opencontainers.image.base.name") != ref
+        images = Engine.from_env().client.images.list(filters={"label": "io.tfimg.variant=dev", "reference": "tfimg/dev"})
+        assert all(Engine.from_env().image_attrs(i.id)["Config"]["Labels"].get("org.opencontainers.image.base.name") != ref
                    for i in images)
     finally:
-        eng.remove_image(ref, force=True)
+        Engine.from_env().remove_image(ref, force=True)

@@ -13,7 +13,8 @@ import pytest
 
 from builder.check import stage as testrun
 from builder.image import buildkit as build
-from builder.infra import engine, runner
+from builder.infra import runner
+from builder.infra.engine import Engine
 from builder.spec import loader as spec
 
 BROKEN = Path(__file__).parent / "data" / "broken"
@@ -34,10 +35,10 @@ def broken_image(name: str, parent: str) -> str:
     would find the broken image by that label and take it for an up-to-date build.
     """
     dockerfile = BROKEN / f"{name}.Dockerfile"
-    parent_id = engine.image_attrs(parent)["Id"]
+    parent_id = Engine.from_env().image_attrs(parent)["Id"]
     key = hashlib.sha256(dockerfile.read_bytes() + parent_id.encode()).hexdigest()[:12]
     tag = f"tfimg-test-broken/{name}:{key}"
-    if engine.image_attrs(tag) is None:
+    if Engine.from_env().image_attrs(tag) is None:
         b = build.find_builder()
         runner.run([*b.argv(), "-q", "--build-arg", f"FROM={parent}", "--label", f"io.tfimg.input-hash=broken-{name}",
                     "--label", "io.tfimg.temporary=1", "-t", tag, "-f", str(dockerfile), str(BROKEN)],
@@ -52,10 +53,10 @@ def test_broken_image_fails_exactly_its_check(name, variant, expected, built, st
     image = broken_image(name, parent)
     loaded = spec.load(VARIANTS / f"{variant}.yaml")
     try:
-        section = testrun.run_checks(loaded, image, tmp_path, gpu="off", base_ref=standin_base, raise_on_failure=False)
-        labels = engine.image_attrs(image)["Config"]["Labels"]
+        section = testrun.run_checks(loaded, image, tmp_path, gpu="off", engine=Engine.from_env(), base_ref=standin_base, raise_on_failure=False)
+        labels = Engine.from_env().image_attrs(image)["Config"]["Labels"]
     finally:
-        engine.remove_image(image)      # never leave a broken image behind for others to find
+        Engine.from_env().remove_image(image)      # never leave a broken image behind for others to find
     assert labels["io.tfimg.input-hash"] == f"broken-{name}"
     failed = {r.check: r.detail for r in section.results if r.status in ("failed", "error")}
     assert set(failed) == {expected}, f"expected only {expected} to fail, got: {failed}"

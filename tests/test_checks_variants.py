@@ -8,6 +8,7 @@ import pytest
 
 from builder.check import stage as testrun
 from builder.infra import report
+from builder.infra.engine import Engine
 from builder.infra.report_models import CheckRow, ChecksSection
 from builder.spec import loader as spec
 
@@ -17,7 +18,7 @@ GPU_CHECKS = {"stack::gpu_driver", "stack::tensorflow_lists_gpu", "stack::matmul
 
 def run(variant: str, built, out: Path) -> ChecksSection:
     b = built(variant)
-    return testrun.run_checks(spec.load(VARIANTS / f"{variant}.yaml"), b.image_id, out, gpu="off",
+    return testrun.run_checks(spec.load(VARIANTS / f"{variant}.yaml"), b.image_id, out, gpu="off", engine=Engine.from_env(),
                               base_ref=b.base.ref, raise_on_failure=False)
 
 

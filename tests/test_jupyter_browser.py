@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from builder.check import stage as testrun
-from builder.infra import engine
+from builder.infra.engine import Engine
 from builder.spec import loader as spec
 from builder.spec import passwords
 from tests.test_runtime_hardening import hardened
@@ -121,13 +121,13 @@ def test_headless_chromium_logs_into_jupyterlab_hardened(built, browser, tmp_pat
     # where the launcher saves a new notebook (without it: a 500 and an error dialog). A user's volume.
     extra["tmpfs"] = {**extra["tmpfs"], "/workspace": f"uid={v.user.uid},gid={v.user.gid},mode=0755"}
     shot = tmp_path / "jupyterlab.png"
-    with engine.running(image_id, ports=ports_wanted, environment=env, extra=extra) as (c, ports):
+    with Engine.from_env().running(image_id, ports=ports_wanted, environment=env, extra=extra) as (c, ports):
         host = c.attrs["HostConfig"]
         assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"] and host["ReadonlyRootfs"]
         bindings = host["PortBindings"][f"{v.jupyter.port}/tcp"]
         assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
-        why = testrun.wait_ready(c, v, ports)
-        assert not why, f"{why}\n{engine.container_logs(c)}"
+        why = testrun.wait_ready(c, v, ports, Engine.from_env())
+        assert not why, f"{why}\n{Engine.from_env().container_logs(c)}"
         base = f"http://127.0.0.1:{ports[v.jupyter.port]}"
         driver, wait = browser, WebDriverWait(browser, 60)
 
@@ -176,9 +176,9 @@ def test_headless_chromium_logs_into_jupyterlab_hardened(built, browser, tmp_pat
             assert "news" not in driver.find_element(By.TAG_NAME, "body").text.lower()
         except TimeoutException as exc:
             driver.save_screenshot(str(shot))
-            (tmp_path / "container.log").write_text(engine.container_logs(c, tail=400))
+            (tmp_path / "container.log").write_text(Engine.from_env().container_logs(c, tail=400))
             pytest.fail(f"timed out in the browser at {driver.current_url} ({exc.msg}); screenshot {shot}\n"
-                        f"{engine.container_logs(c)}")
+                        f"{Engine.from_env().container_logs(c)}")
         driver.save_screenshot(str(shot))
         print(f"screenshot: {shot}")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.infra import engine as eng
+from builder.infra.engine import Engine
 
 pytest_plugins = ["tests.conftest_registry"]
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -44,7 +44,7 @@ def test_build_checks_scans_gates_tags_then_publishes(standin_base: str, tmp_pat
     assert rep["checks"]["passed"] is True and rep["gate"]["decision"] == "pass"
     image_id = rep["build"]["image_id"]
     for ref in rep["local_tags"]:
-        assert eng.image_attrs(ref)["Id"] == image_id
+        assert Engine.from_env().image_attrs(ref)["Id"] == image_id
     assert rep["tags"]["immutable"].startswith("dev-tf2.9.3-py3.9-cpu-")
     assert "checks    passed" in res.stdout and "gate      pass" in res.stdout
 
@@ -64,8 +64,8 @@ def test_build_checks_scans_gates_tags_then_publishes(standin_base: str, tmp_pat
     evidence = json.loads(shown.stdout)
     assert json.dumps(evidence).count(image_id) >= 1
     for ref in rep["local_tags"]:
-        eng.remove_image(ref)
-    eng.remove_image(f"{registry}/dev:{rep['tags']['immutable']}", force=True)
+        Engine.from_env().remove_image(ref)
+    Engine.from_env().remove_image(f"{registry}/dev:{rep['tags']['immutable']}", force=True)
 
 
 def test_a_blocking_gate_leaves_the_image_untagged(standin_base: str, tmp_path: Path) -> None:

@@ -33,8 +33,8 @@ import pytest
 
 from builder.check import probe
 from builder.check import stage as testrun
-from builder.infra import engine as eng
 from builder.infra import report
+from builder.infra.engine import Engine
 from builder.spec import loader as spec
 from builder.spec import profiles
 
@@ -68,7 +68,7 @@ def cuda_standin(engine) -> str:
 def probe_in(image: str, *, tf: bool = True, timeout: float = 300) -> tuple[str, dict]:
     """Run the probe in a throwaway container of ``image``: (its output, the summary)."""
     env = {} if tf else {"TFIMG_PROBE_TF": "0"}
-    code, output = eng.run_to_exit(image, command=probe.command("python3"), environment=env, timeout=timeout)
+    code, output = Engine.from_env().run_to_exit(image, command=probe.command("python3"), environment=env, timeout=timeout)
     assert code is not None, f"the probe did not finish in {timeout} s:\n{output[-2000:]}"
     return output, probe.summarize(probe.parse_output(output))
 
@@ -82,7 +82,7 @@ def standin_probe(cuda_standin) -> dict:
 def cuda_libs(cuda_standin, tmp_path_factory) -> Path:
     """NVIDIA's libraries copied out of the CUDA stand-in (real files plus soname links), for host runs."""
     out = tmp_path_factory.mktemp("cuda-libs")
-    container = eng.client().containers.create(cuda_standin, command=["true"])
+    container = Engine.from_env().client.containers.create(cuda_standin, command=["true"])
     try:
         for src, soname in COPIED.items():
             stream, _ = container.get_archive(src)
@@ -246,7 +246,7 @@ def stack_run(cuda_standin, tmp_path_factory) -> dict:
     built = pipeline.build_stage(loaded, pipeline.BuildOptions(out_root=out_root, base=cuda_standin, force=True),
                                  UI(quiet=True))
     out = out_root / loaded.name
-    section = testrun.run_checks(loaded, built.image_id, out, gpu="off", base_ref=cuda_standin,
+    section = testrun.run_checks(loaded, built.image_id, out, gpu="off", engine=Engine.from_env(), base_ref=cuda_standin,
                                  raise_on_failure=False)
     return {"section": section, "out": out}
 

@@ -9,7 +9,8 @@ import pytest
 import requests
 
 from builder.errors import PublishRefused, RegistryError, TfimgError
-from builder.infra import engine, report
+from builder.infra import report
+from builder.infra.engine import Engine
 from builder.infra.report_models import Report, TagsSection
 from builder.publish import evidence
 from builder.publish import push as publish
@@ -82,7 +83,7 @@ def test_evidence_keeps_the_scan_counts(findings: dict[str, int]) -> None:
 def test_dry_run_prints_plan_and_pushes_nothing(docker_login, tiny_image, gated_variant) -> None:
     b = gated_variant(tiny_image())
     loaded = spec.load(b.spec_file)
-    res = publish.publish(loaded, b.dir, f"{docker_login.host}/team")
+    res = publish.publish(loaded, b.dir, f"{docker_login.host}/team", engine=Engine.from_env())
     assert isinstance(res, publish.Plan) and res.state == "new"
     assert res.tags.immutable == "bert-tf2.9.1-py3.8-cuda11.7-20261126-ab12cd3"
     assert res.lines()[1].endswith("(immutable) push")
@@ -97,7 +98,7 @@ def test_push_records_digest_moves_tags_and_attaches_evidence(docker_login, tiny
                                                               caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     b = gated_variant(tiny_image())
-    rec = publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/team", push=True)
+    rec = publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
     reg = Registry(docker_login.host)
     digest = rec.digest
     assert rec.refs[0].endswith(":bert-tf2.9.1-py3.8-cuda11.7-20261126-ab12cd3")
@@ -124,23 +125,23 @@ def test_push_records_digest_moves_tags_and_attaches_evidence(docker_login, tiny
 def test_republishing_the_same_image_is_idempotent(docker_login, tiny_image, gated_variant) -> None:
     b = gated_variant(tiny_image())
     loaded = spec.load(b.spec_file)
-    first = publish.publish(loaded, b.dir, f"{docker_login.host}/team", push=True)
-    again = publish.publish(loaded, b.dir, f"{docker_login.host}/team", push=True)
+    first = publish.publish(loaded, b.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
+    again = publish.publish(loaded, b.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
     assert again.digest == first.digest and again.skipped_push is True
 
 
 @pytest.mark.docker
 def test_immutable_tag_is_never_moved(docker_login, tiny_image, gated_variant, tmp_path) -> None:
     first = gated_variant(tiny_image())
-    rec = publish.publish(spec.load(first.spec_file), first.dir, f"{docker_login.host}/team", push=True)
+    rec = publish.publish(spec.load(first.spec_file), first.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
     # another image with the same facts would get the same immutable tag
     second = gated_variant(tiny_image())
     with pytest.raises(PublishRefused, match="never moved") as info:
-        publish.publish(spec.load(second.spec_file), second.dir, f"{docker_login.host}/team", push=True)
+        publish.publish(spec.load(second.spec_file), second.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
     assert rec.digest in info.value.message
     assert Registry(docker_login.host).digest_of("team/bert", "bert-latest") == rec.digest
     with pytest.raises(PublishRefused, match="never moved"):     # the dry run says so too
-        publish.publish(spec.load(second.spec_file), second.dir, f"{docker_login.host}/team")
+        publish.publish(spec.load(second.spec_file), second.dir, f"{docker_login.host}/team", engine=Engine.from_env())
 
 
 @pytest.mark.docker
@@ -151,7 +152,7 @@ def test_unscanned_or_failed_image_is_not_pushed(docker_login, tiny_image, gated
                                                  checks, decision, match) -> None:
     b = gated_variant(tiny_image(), checks=checks, decision=decision)
     with pytest.raises(PublishRefused, match=match):
-        publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/team", push=True)
+        publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
     assert Registry(docker_login.host).tags("team/bert") == []
 
 
@@ -159,12 +160,12 @@ def test_unscanned_or_failed_image_is_not_pushed(docker_login, tiny_image, gated
 def test_push_without_credentials_fails_clearly(no_login, tiny_image, gated_variant) -> None:
     b = gated_variant(tiny_image())
     with pytest.raises(RegistryError) as info:
-        publish.publish(spec.load(b.spec_file), b.dir, f"{no_login.host}/team", push=True)
+        publish.publish(spec.load(b.spec_file), b.dir, f"{no_login.host}/team", push=True, engine=Engine.from_env())
     assert info.value.status == 401
     assert f"docker login {no_login.host}" in info.value.render()
     assert b.report().publish is None
     # the dry run still plans, and says the registry was not checked
-    res = publish.publish(spec.load(b.spec_file), b.dir, f"{no_login.host}/team")
+    res = publish.publish(spec.load(b.spec_file), b.dir, f"{no_login.host}/team", engine=Engine.from_env())
     assert res.state == "unchecked" and "401" in res.notes[0]
     r = requests.get(no_login.url("/v2/team/bert/tags/list"), auth=(no_login.user, no_login.password), timeout=5)
     assert r.status_code == 404                                     # nothing was pushed
@@ -196,7 +197,7 @@ def test_cli_refusal_exit_code(docker_login, tiny_image, gated_variant, capsys) 
                      f"{docker_login.host}/team", "--push"])
     assert code == 1
     assert "not scanned" in capsys.readouterr().err
-    assert engine.image_attrs(b.image_id) is not None
+    assert Engine.from_env().image_attrs(b.image_id) is not None
 
 
 def test_push_errors_are_classified_for_retry() -> None:
@@ -210,7 +211,7 @@ def test_push_errors_are_classified_for_retry() -> None:
 @pytest.mark.docker
 def test_image_missing_from_the_engine_is_refused(docker_login, gated_variant) -> None:
     b = gated_variant("sha256:" + "9" * 64)
-    res = publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/team")
+    res = publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/team", engine=Engine.from_env())
     assert any("not in the local engine" in n for n in res.notes)
     with pytest.raises(PublishRefused, match="not in the local Docker engine"):
-        publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/team", push=True)
+        publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from builder.infra import engine
+from builder.infra.engine import Engine
 
 pytest_plugins = ["tests.conftest_registry"]
 
 
 def _push(source: str, repository: str, tag: str) -> str:
     """Tag ``source`` as repository:tag, push it, and return the digest the registry gave it."""
-    engine.tag(source, repository, tag)
-    lines = engine.push(repository, tag)
+    Engine.from_env().tag(source, repository, tag)
+    lines = Engine.from_env().push(repository, tag)
     digests = [ln["aux"]["Digest"] for ln in lines if isinstance(ln.get("aux"), dict) and ln["aux"].get("Digest")]
     assert digests, f"the push of {repository}:{tag} reported no digest: {lines[-3:]}"
     return digests[-1]
@@ -29,9 +29,9 @@ def _push(source: str, repository: str, tag: str) -> str:
 
 def _forget(repository: str, tag: str, digest: str) -> None:
     """Remove the local tag and digest reference (the layers may stay: other tags use them)."""
-    engine.remove_image(f"{repository}:{tag}")
-    engine.remove_image(f"{repository}@{digest}")
-    assert engine.image_attrs(f"{repository}@{digest}") is None, "the digest reference is still known locally"
+    Engine.from_env().remove_image(f"{repository}:{tag}")
+    Engine.from_env().remove_image(f"{repository}@{digest}")
+    assert Engine.from_env().image_attrs(f"{repository}@{digest}") is None, "the digest reference is still known locally"
 
 
 @pytest.mark.docker
@@ -40,15 +40,15 @@ def test_pull_by_digest_from_a_registry(docker_login, tiny_image) -> None:
     image_id = tiny_image()
     digest = _push(image_id, repository, "pin")
     _forget(repository, "pin", digest)
-    engine.remove_image(image_id, force=True)          # nothing of it is left locally
-    assert engine.image_attrs(image_id) is None
+    Engine.from_env().remove_image(image_id, force=True)          # nothing of it is left locally
+    assert Engine.from_env().image_attrs(image_id) is None
 
-    engine.pull(f"{repository}@{digest}")
+    Engine.from_env().pull(f"{repository}@{digest}")
 
-    attrs = engine.image_attrs(f"{repository}@{digest}")
+    attrs = Engine.from_env().image_attrs(f"{repository}@{digest}")
     assert attrs is not None and attrs["Id"] == image_id
     assert f"{repository}@{digest}" in attrs["RepoDigests"]
-    engine.remove_image(f"{repository}@{digest}", force=True)
+    Engine.from_env().remove_image(f"{repository}@{digest}", force=True)
 
 
 @pytest.mark.docker
@@ -56,10 +56,10 @@ def test_pull_by_tag_still_works(docker_login, tiny_image) -> None:
     repository = f"{docker_login.host}/tfimg-test/tiny"
     image_id = tiny_image()
     _push(image_id, repository, "t1")
-    engine.remove_image(f"{repository}:t1", force=True)
-    engine.pull(f"{repository}:t1")
-    assert (engine.image_attrs(f"{repository}:t1") or {}).get("Id") == image_id
-    engine.remove_image(f"{repository}:t1", force=True)
+    Engine.from_env().remove_image(f"{repository}:t1", force=True)
+    Engine.from_env().pull(f"{repository}:t1")
+    assert (Engine.from_env().image_attrs(f"{repository}:t1") or {}).get("Id") == image_id
+    Engine.from_env().remove_image(f"{repository}:t1", force=True)
 
 
 @pytest.mark.docker
@@ -85,15 +85,15 @@ def test_build_on_a_digest_pinned_base_pulls_it_and_records_the_digest(
     loaded = spec.load(v)
     out = tmp_path / "build"
     try:
-        pipeline.build_stage(loaded, pipeline.BuildOptions(out_root=out, force=True), UI(quiet=True))
+        pipeline.build_stage(loaded, pipeline.BuildOptions(out_root=out, force=True), UI(quiet=True), Engine.from_env())
         base = json.loads((out / "pinned" / "report.json").read_text())["build"]["base"]
         assert base["ref"] == f"{repository}@{digest}"
         assert base["digest"] == digest
-        pulled = engine.image_attrs(f"{repository}@{digest}")
+        pulled = Engine.from_env().image_attrs(f"{repository}@{digest}")
         assert pulled is not None and pulled["Id"] == base["id"]
         assert f"{repository}@{digest}" in pulled["RepoDigests"]
     finally:
-        engine.remove_image(f"{repository}@{digest}")
+        Engine.from_env().remove_image(f"{repository}@{digest}")
         report_file = out / "pinned" / "report.json"
         if report_file.exists():
-            engine.remove_image(json.loads(report_file.read_text())["build"]["image"], force=True)
+            Engine.from_env().remove_image(json.loads(report_file.read_text())["build"]["image"], force=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from builder.errors import PublishRefused, RegistryError, TransientError
+from builder.infra.engine import Engine
 from builder.publish import curation as registry
 from builder.publish import evidence
 from builder.publish import push as publish
@@ -81,7 +82,7 @@ def test_retention_rules() -> None:
 
 def _published(docker_login, tiny_image, gated_variant, ns: str = "dev", name: str = "bert", **kw) -> dict:
     b = gated_variant(tiny_image(), name=name, **kw)
-    rec = publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/{ns}", push=True)
+    rec = publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/{ns}", push=True, engine=Engine.from_env())
     return rec.model_dump(mode="json")   # the publish section, as report.json holds it
 
 

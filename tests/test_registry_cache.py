@@ -8,6 +8,7 @@ import pytest
 
 from builder.errors import EnvError
 from builder.image import buildkit as build
+from builder.infra.engine import Engine
 from builder.infra.report_models import BuildCache
 from builder.pipeline import orchestrator as pipeline
 from builder.publish import curation, evidence
@@ -98,7 +99,7 @@ def test_matrix_adds_what_a_ci_job_needs(capsys: pytest.CaptureFixture[str]) -> 
 def test_publish_tags_the_input_hash_and_build_registry_finds_it(docker_login, tiny_image, gated_variant,
                                                                  tmp_path: Path) -> None:
     b = gated_variant(tiny_image())
-    rec = publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/dev", push=True)
+    rec = publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/dev", push=True, engine=Engine.from_env())
     assert not isinstance(rec, publish.Plan)
     ihash = b.report().build.input_hash
     reg = Registry(docker_login.host)
@@ -123,14 +124,14 @@ def test_scan_by_digest_reads_the_image_from_the_registry(demo_db: str, tiny: st
     """`tfimg scan HOST/NAME@sha256:...`: Trivy reads exactly that digest from the registry (no engine)."""
     import json
 
-    from builder.infra import engine
+    from builder.infra.engine import Engine
     from tests.test_trivy_real import tfimg
 
     host = demo_db.split("/")[0]                     # the local registry that serves the demo DB
     name = f"{host}/tfimg-test/scan-by-digest"
-    engine.tag(tiny, name, "t")
-    lines = engine.push(name, "t")
-    engine.remove_image(f"{name}:t")
+    Engine.from_env().tag(tiny, name, "t")
+    lines = Engine.from_env().push(name, "t")
+    Engine.from_env().remove_image(f"{name}:t")
     digest = next(ln["aux"]["Digest"] for ln in lines if isinstance(ln.get("aux"), dict) and ln["aux"].get("Digest"))
     ref = f"{name}@{digest}"
     res = tfimg("scan", ref, "--cache-dir", str(tmp_path / "cache"), "--db-repository", demo_db,

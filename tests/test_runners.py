@@ -23,7 +23,8 @@ import pytest
 import requests
 
 from builder import cli
-from builder.infra import engine, report
+from builder.infra import report
+from builder.infra.engine import Engine
 from builder.infra.ui import UI
 from builder.pipeline import bake
 from builder.pipeline import orchestrator as pipeline
@@ -74,12 +75,12 @@ def open_registry(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest
 def registry_base(standin_base: str, open_registry: str) -> Iterator[str]:
     """The stand-in base pushed to the registry (once): HOST:PORT/tfimg-standin:TAG."""
     name, tag = f"{open_registry}/tfimg-standin", standin_base.rsplit(":", 1)[-1] or "latest"
-    engine.tag(standin_base, name, tag)
-    lines = engine.push(name, tag)
+    Engine.from_env().tag(standin_base, name, tag)
+    lines = Engine.from_env().push(name, tag)
     digest = next(ln["aux"]["Digest"] for ln in lines if isinstance(ln.get("aux"), dict) and ln["aux"].get("Digest"))
     yield f"{name}:{tag}"
-    engine.remove_image(f"{name}:{tag}")
-    engine.remove_image(f"{name}@{digest}")   # leave the stand-in without this registry's RepoDigest
+    Engine.from_env().remove_image(f"{name}:{tag}")
+    Engine.from_env().remove_image(f"{name}@{digest}")   # leave the stand-in without this registry's RepoDigest
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def _passed(out_root: Path, name: str, image_id: str) -> None:
     report.write_json(d / "trivy.json", {"SchemaVersion": 2, "ArtifactName": name, "ArtifactType": "container_image",
                                          "Results": [{"Target": f"{name} (ubuntu 20.04)", "Class": "os-pkgs",
                                                       "Type": "ubuntu"}]})
-    push.tags_stage(spec.load(VARIANTS / f"{name}.yaml"), d)
+    push.tags_stage(spec.load(VARIANTS / f"{name}.yaml"), d, engine=Engine.from_env())
 
 
 def _steps(log: str, needle: str) -> list[str]:
@@ -122,30 +123,30 @@ def test_runner_b_reuses_what_runner_a_pushed(registry_base: str, open_registry:
     # Runner A: build with --cache-to (inline: the image is pushed as the cache), then publish.
     a_out = tmp_path / "a"
     opts_a = pipeline.BuildOptions(out_root=a_out, base=registry_base, force=True, cache_to=cache)
-    a = pipeline.build_stage(loaded, opts_a, UI(quiet=True))
+    a = pipeline.build_stage(loaded, opts_a, UI(quiet=True), Engine.from_env())
     assert a.cache is not None and a.cache.to == cache.format(name="bert") and a.cache.pushed
     assert a.base.digest and a.input_hash
     _passed(a_out, "bert", a.image_id)
-    record = push.publish(loaded, a_out / "bert", ns, push=True)
+    record = push.publish(loaded, a_out / "bert", ns, push=True, engine=Engine.from_env())
     assert not isinstance(record, push.Plan)
-    a_layers = engine.image_attrs(a.image_id)["RootFS"]["Layers"]
+    a_layers = Engine.from_env().image_attrs(a.image_id)["RootFS"]["Layers"]
 
     # Runner B: empty engine.
     monkeypatch.setenv("DOCKER_HOST", runner_b)
-    assert engine.client().images.list() == []
+    assert Engine.from_env().client.images.list() == []
 
     # Already published: nothing is pulled, built, checked or scanned; the report names A's digest.
     b_out = tmp_path / "b"
     t0 = time.monotonic()
     rep = pipeline.run(loaded, pipeline.BuildOptions(out_root=b_out, base=registry_base, registry=ns),
-                       UI(quiet=True))
+                       UI(quiet=True), Engine.from_env())
     skip_s = time.monotonic() - t0
     assert rep.published is not None and rep.published.digest == record.digest, rep
     assert rep.published.input_hash == a.input_hash and rep.published.decision == "pass"
     assert rep.build is None and rep.checks is None and rep.scan is None
-    assert engine.client().images.list() == []
+    assert Engine.from_env().client.images.list() == []
     assert skip_s < 30, skip_s
-    fields = bake.ci_fields(loaded, pipeline.BuildOptions(base=registry_base, registry=ns, cache_from=(cache,)))
+    fields = bake.ci_fields(loaded, pipeline.BuildOptions(base=registry_base, registry=ns, cache_from=(cache,)), Engine.from_env())
     assert fields == {"cache_from": [cache.format(name="bert")], "cache_to": None, "registry": ns,
                       "published": record.digest}
 
@@ -153,7 +154,7 @@ def test_runner_b_reuses_what_runner_a_pushed(registry_base: str, open_registry:
     opts_b = pipeline.BuildOptions(out_root=b_out, base=registry_base, force=True,
                                    cache_from=(cache,))
     t0 = time.monotonic()
-    b = pipeline.build_stage(loaded, opts_b, UI(quiet=True))
+    b = pipeline.build_stage(loaded, opts_b, UI(quiet=True), Engine.from_env())
     cold_s = time.monotonic() - t0
     log = Path(str(b.log)).read_text()
     pip = _steps(log, "pip-install")
@@ -162,13 +163,13 @@ def test_runner_b_reuses_what_runner_a_pushed(registry_base: str, open_registry:
         assert re.search(rf"^#{n} CACHED\s*$", log, re.M), f"pip step #{n} was re-run:\n{log[-3000:]}"
     assert b.cache is not None and b.cache.cached_steps and b.cache.mode == "inline"
     assert b.input_hash == a.input_hash
-    assert engine.image_attrs(b.image_id)["RootFS"]["Layers"] == a_layers
+    assert Engine.from_env().image_attrs(b.image_id)["RootFS"]["Layers"] == a_layers
     print(f"runner B: already-published lookup {skip_s:.1f}s; cold build with --cache-from {cold_s:.1f}s "
           f"including the base pull ({b.cache.cached_steps} steps cached); stages {b.timings}")
 
     # A separate job checks exactly what A pushed, by digest (pulled into runner B's engine).
     pushed = f"{record.repository}@{record.digest}"
-    assert engine.image_attrs(pushed) is None
+    assert Engine.from_env().image_attrs(pushed) is None
     rc = cli.main(["test", pushed, "--spec", str(VARIANTS / "bert.yaml"), "--out", str(tmp_path / "t"),
                    "--gpu", "off"])
     assert rc == 0

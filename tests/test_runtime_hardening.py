@@ -18,7 +18,7 @@ import requests
 
 from builder.check import stage as testrun
 from builder.check.suite.helpers import ssh
-from builder.infra import engine
+from builder.infra.engine import Engine
 from builder.spec import loader as spec
 from builder.spec import passwords
 
@@ -60,16 +60,16 @@ def test_services_variant_runs_hardened_and_logins_work(built, tmp_path: Path, s
     assert key, note
     extra = {**hardened(v), "volumes": volumes}
     env = {v.jupyter.password_hash_env: passwords.hash_password(PASSWORD)}
-    with engine.running(image_id, ports=[v.ssh.port, v.jupyter.port], environment=env, extra=extra) as (c, ports):
+    with Engine.from_env().running(image_id, ports=[v.ssh.port, v.jupyter.port], environment=env, extra=extra) as (c, ports):
         host = c.attrs["HostConfig"]
         assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"] and host["ReadonlyRootfs"]
         assert set(host["Tmpfs"]) == {v.user.home_dir, "/var/lib/tfimg/ssh"}
-        why = testrun.wait_ready(c, v, ports)
-        assert not why, f"{why}\n{engine.container_logs(c)}"
+        why = testrun.wait_ready(c, v, ports, Engine.from_env())
+        assert not why, f"{why}\n{Engine.from_env().container_logs(c)}"
 
         # Jupyter: a real HTTP login with the password, then the API and a kernel
         s, res, xsrf = _jupyter_login(ports[v.jupyter.port])
-        assert res.status_code in (302, 303), f"POST /login gave {res.status_code}\n{engine.container_logs(c)}"
+        assert res.status_code in (302, 303), f"POST /login gave {res.status_code}\n{Engine.from_env().container_logs(c)}"
         base = f"http://127.0.0.1:{ports[v.jupyter.port]}"
         assert s.get(f"{base}/api/status", timeout=30).status_code == 200
         kernel = s.post(f"{base}/api/kernels", json={"name": "python3"}, headers={"X-XSRFToken": xsrf}, timeout=60)
@@ -81,7 +81,7 @@ def test_services_variant_runs_hardened_and_logins_work(built, tmp_path: Path, s
                  "grep -E '^CapEff:' /proc/$(cat /var/lib/tfimg/ssh/sshd.pid)/status; "
                  "touch /etc/tfimg-probe 2>&1 || true; touch ~/probe && echo home-writable")
         res_ssh = ssh(ports[v.ssh.port], v.user.name, "-i", key, "-o", "IdentitiesOnly=yes", command=probe)
-        assert res_ssh.returncode == 0, f"ssh login failed: {res_ssh.stderr[-400:]}\n{engine.container_logs(c)}"
+        assert res_ssh.returncode == 0, f"ssh login failed: {res_ssh.stderr[-400:]}\n{Engine.from_env().container_logs(c)}"
         out = res_ssh.stdout
         assert out.splitlines()[0] == str(v.user.uid)
         assert "CapEff:\t0000000000000000" in out and "CapBnd:\t0000000000000000" in out

@@ -23,6 +23,7 @@ import pytest
 from builder.cli.root import main
 from builder.errors import EnvError, GateFailed
 from builder.infra import report, runner
+from builder.infra.engine import Engine
 from builder.scan import stage as scan_stage
 from builder.scan import trivy
 from builder.spec import loader as spec
@@ -201,7 +202,7 @@ def test_trivy_own_timeout(fake, monkeypatch, tmp_path):
 def test_stage_passes_and_writes_every_file(fake, monkeypatch, tmp_path):
     loaded = variant(tmp_path, "vulnerabilities: {new: {fixed: none}}\n")
     out = tmp_path / "build" / "demo"
-    result = scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, options=opts())
+    result = scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=opts())
     assert result.decision == "pass"
     for name in ("trivy.json", "gate.json", "gate.sarif", "gate.md", "report.json"):
         assert (out / name).is_file(), name
@@ -217,7 +218,7 @@ def test_stage_blocks_with_gate_failed_and_uses_recorded_base_layers(fake, tmp_p
     layers = json.loads((DATA / "fluentd-gems.json.golden").read_text())["Metadata"]["DiffIDs"][:2]
     reports.write(out, reports.build("sha256:" + "c" * 64, base_layers=layers))
     with pytest.raises(GateFailed) as exc:
-        scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, options=opts())
+        scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=opts())
     assert exc.value.exit_code == 1 and "BLOCK" in exc.value.message
     gate = report.load(out).gate
     assert gate.decision == "block" and gate.blocking_ids == ["CVE-2020-8165"]
@@ -229,7 +230,7 @@ def test_trivy_missing_fails_closed(tmp_path, fake):
     out = tmp_path / "out"
     report.write_json(out / "trivy.json", {"SchemaVersion": 2})     # an older report must not survive
     with pytest.raises(EnvError, match="fails closed"):
-        scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, options=trivy.Options(binary=str(tmp_path / "no")))
+        scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=trivy.Options(binary=str(tmp_path / "no")))
     rep = report.load(out)
     assert rep.gate.decision == "block" and rep.scan.status == "failed"
     assert not (out / "trivy.json").exists()
@@ -239,7 +240,7 @@ def test_scan_not_required_gives_unscanned(tmp_path, fake, monkeypatch):
     monkeypatch.setenv("FAKE_TRIVY_MODE", "exit1")
     loaded = variant(tmp_path, "scan: {required: false}\n")
     out = tmp_path / "out"
-    result = scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, options=opts())
+    result = scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=opts())
     assert result.decision == "unscanned" and result.label == "UNSCANNED"
     assert report.load(out).gate.decision == "unscanned"
     assert "UNSCANNED" in (out / "gate.md").read_text()
@@ -248,10 +249,10 @@ def test_scan_not_required_gives_unscanned(tmp_path, fake, monkeypatch):
 def test_require_base_digest_reads_the_spec(fake, tmp_path):
     text = "vulnerabilities: {new: {fixed: none}}\nrequire_base_digest: true\n"
     out = tmp_path / "out"
-    unpinned = scan_stage.run_scan_and_gate(variant(tmp_path, text), IMAGE, out, None, options=opts(),
+    unpinned = scan_stage.run_scan_and_gate(variant(tmp_path, text), IMAGE, out, None, engine=Engine.deferred(), options=opts(),
                                           raise_on_block=False)
     assert unpinned.decision == "block" and "digest" in unpinned.reasons[0]
-    pinned = scan_stage.run_scan_and_gate(variant(tmp_path, text, digest=True), IMAGE, out, None, options=opts())
+    pinned = scan_stage.run_scan_and_gate(variant(tmp_path, text, digest=True), IMAGE, out, None, engine=Engine.deferred(), options=opts())
     assert pinned.decision == "pass"
 
 
@@ -261,11 +262,11 @@ def test_misconfig_scan_of_the_rendered_dockerfile(fake, monkeypatch, tmp_path):
                                "misconfigurations: {block: HIGH}\n")
     out = tmp_path / "build" / "demo"
     with pytest.raises(EnvError, match="no rendered Dockerfile") as exc:   # nothing rendered yet
-        scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, options=opts())
+        scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=opts())
     assert "fails closed" in exc.value.message and report.load(out).gate.decision == "block"
     (out / "context").mkdir(parents=True)
     (out / "context" / "Dockerfile").write_text("FROM scratch\n")
-    result = scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, options=opts(), raise_on_block=False)
+    result = scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=opts(), raise_on_block=False)
     config_call = next(c["argv"] for c in fake() if c["argv"][0] == "config")
     assert config_call[-1] == str((out / "context").resolve()) and "--exit-code" in config_call
     assert [b.finding.id for b in result.blocking] == ["DS-0002"]
@@ -360,12 +361,11 @@ def images(engine):
 
 @pytest.mark.docker
 def test_docker_save_archive_is_scanned(fake, tmp_path, images):
-    from builder.infra import engine
-    engine.reset()
+    from builder.infra.engine import Engine
     tiny_image = images({"etc/os-release": b"ID=tfimgtest\n"})
     loaded = variant(tmp_path, "vulnerabilities: {new: {fixed: none}}\n")
     out = tmp_path / "build" / "demo"
-    result = scan_stage.run_scan_and_gate(loaded, tiny_image, out, tiny_image,
+    result = scan_stage.run_scan_and_gate(loaded, tiny_image, out, tiny_image, engine=Engine.from_env(),
                                         options=trivy.Options(binary=str(FAKE), timeout=60, mode="archive"))
     argv = image_argv(fake)
     assert "--input" in argv and "--image-src" not in argv
@@ -381,8 +381,7 @@ def test_docker_save_archive_is_scanned(fake, tmp_path, images):
                     reason="no trivy (install the scan extra); under CI=true this fails instead")
 def test_real_trivy_end_to_end(tmp_path, images):
     """Real Trivy, no network needed: the secret scanner and the Dockerfile checks need no DB."""
-    from builder.infra import engine
-    engine.reset()
+    from builder.infra.engine import Engine
     key = "AKIA" + uuid.uuid4().hex[:16].upper().replace("0", "Q").replace("1", "Z")
     image = images({"etc/os-release": b"ID=tfimgtest\n",
                     "app/deploy.sh": f"#!/bin/sh\nexport AWS_ACCESS_KEY_ID={key}\n".encode()})
@@ -392,7 +391,7 @@ def test_real_trivy_end_to_end(tmp_path, images):
     (out / "context" / "Dockerfile").write_text("FROM scratch\nCOPY app /app\n")
     options = trivy.Options(timeout=300, cache_dir=tmp_path / "cache", scanners=("secret",))
     with pytest.raises(GateFailed):
-        scan_stage.run_scan_and_gate(loaded, image, out, None, options=options)
+        scan_stage.run_scan_and_gate(loaded, image, out, None, engine=Engine.from_env(), options=options)
     rep = report.load(out)
     assert trivy.parse_version(rep.scan.trivy_version) >= trivy.MIN_VERSION
     assert rep.gate.decision == "block" and "aws-access-key-id" in rep.gate.blocking_ids
@@ -408,13 +407,13 @@ def test_real_trivy_end_to_end(tmp_path, images):
 def test_an_interrupted_scan_leaves_no_pass_behind(fake, monkeypatch, tmp_path):
     loaded = variant(tmp_path, "vulnerabilities: {new: {fixed: none}}\n")
     out = tmp_path / "out"
-    assert scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, options=opts()).decision == "pass"
+    assert scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=opts()).decision == "pass"
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
     monkeypatch.setattr(trivy, "scan_image", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, options=opts())
+        scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=opts())
     assert report.load(out).gate.decision == "block"
 
 

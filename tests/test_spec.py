@@ -13,6 +13,7 @@ import pytest
 
 from builder.cli.root import main
 from builder.errors import SpecErrors
+from builder.infra.engine import Engine
 from builder.spec import loader as spec
 from builder.spec import passwords
 
@@ -206,7 +207,7 @@ def test_abstract_is_not_inherited_and_is_never_built(tmp_path: Path) -> None:
     assert base.spec.abstract is True
     assert spec.load(ROOT / "variants/dev.yaml").spec.abstract is False
     with pytest.raises(SpecErrors) as info:
-        pipeline.build_stage(base, pipeline.BuildOptions(out_root=tmp_path), UI(quiet=True))
+        pipeline.build_stage(base, pipeline.BuildOptions(out_root=tmp_path), UI(quiet=True), Engine.deferred())
     assert "abstract" in info.value.render() and "never built" in info.value.render()
     assert not (tmp_path / "base").exists()
 

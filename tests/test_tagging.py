@@ -9,6 +9,7 @@ import pytest
 
 from builder.check import imagefacts as facts
 from builder.infra import git
+from builder.infra.engine import Engine
 from builder.infra.report_models import FactsSection, Report
 from builder.publish import tagging
 from builder.spec import loader as spec
@@ -98,7 +99,7 @@ def test_facts_reuse_report_section_and_fill_rev(tmp_path: Path) -> None:
     # a facts section written by another tool (short names), no build recorded here: rev from git
     rep = Report(facts=FactsSection.model_validate({"tf": "2.9.1", "py": "3.8.10", "cuda": None, "cudnn": None,
                                                     "date": "20260101"}))
-    got = facts.read("sha256:" + "1" * 64, repo / "v.yaml", rep)
+    got = facts.read("sha256:" + "1" * 64, repo / "v.yaml", rep, Engine.deferred())
     assert got.model_dump(exclude_unset=True) == {
         "tensorflow": "2.9.1", "python": "3.8.10", "cuda": None, "cudnn": None,
         "date": "20260101", "rev": head, "image_id": "sha256:" + "1" * 64}
@@ -108,7 +109,7 @@ def test_facts_reuse_report_section_and_fill_rev(tmp_path: Path) -> None:
 @pytest.mark.docker
 @pytest.mark.slow
 def test_facts_read_from_a_real_image(standin_base: str, tmp_path: Path) -> None:
-    got = facts.read(standin_base, tmp_path / "v.yaml", Report())
+    got = facts.read(standin_base, tmp_path / "v.yaml", Report(), Engine.deferred())
     assert got.tensorflow.startswith("2.9") and got.python.startswith("3.9")
     # pip's tensorflow wheel says it was built for CUDA 11.2, but the stand-in has no CUDA library
     assert got.cuda is None and got.cudnn is None
@@ -125,10 +126,10 @@ def test_tags_stage_writes_tags_txt_and_report_sections(tmp_path: Path) -> None:
     image_id = "sha256:" + "2" * 64
     reports.write(out, reports.build(image_id, "bert", revision="feed123"), reports.facts(**NGC, image_id=image_id))
     loaded = spec.load(tmp_path / "bert.yaml")
-    ts, _ = publish.compute_tags(loaded, out)                      # `tfimg tags`: tags.txt only
+    ts, _ = publish.compute_tags(loaded, out, engine=Engine.deferred())                      # `tfimg tags`: tags.txt only
     assert (out / "tags.txt").read_text() == tagging.tags_text(ts)
     assert report.load(out).tags is None
-    got = publish.tags_stage(loaded, out)                           # the orchestrator's stage
+    got = publish.tags_stage(loaded, out, engine=Engine.deferred())                           # the orchestrator's stage
     rep = report.load(out)
     assert rep.tags == got
     assert got.model_dump(exclude_unset=True) == {"immutable": "bert-tf2.9.1-py3.8-cuda11.7-20261126-ab12cd3",
@@ -144,12 +145,11 @@ def _tagged_build(tmp_path: Path, image_id: str) -> tuple[Path, spec.LoadedVaria
     reports.write(out, reports.build(image_id, "bert"), reports.checks(True), reports.scan(image_id),
                   reports.gate("pass"), reports.facts(**NGC, image_id=image_id))
     loaded = spec.load(tmp_path / "bert.yaml")
-    publish.tags_stage(loaded, out)
+    publish.tags_stage(loaded, out, engine=Engine.deferred())
     return out, loaded
 
 
 def test_applying_and_publishing_read_tags_txt_and_never_recompute(tmp_path: Path, monkeypatch) -> None:
-    from builder.infra import engine
     from builder.pipeline import orchestrator
     from builder.publish import push as publish
     image_id = "sha256:" + "4" * 64
@@ -162,14 +162,15 @@ def test_applying_and_publishing_read_tags_txt_and_never_recompute(tmp_path: Pat
     monkeypatch.setattr(tagging, "compute", recompute)
     monkeypatch.setattr(facts, "read", recompute)
     applied: list[tuple[str, str, str]] = []
-    monkeypatch.setattr(engine, "tag", lambda image, repo, tag: applied.append((image, repo, tag)))
-    local = orchestrator.apply_tags(image_id, "bert", out)                  # apply: the local tags
+    fake = Engine.deferred()   # never connects: its methods are replaced
+    monkeypatch.setattr(fake, "tag", lambda image, repo, tag: applied.append((image, repo, tag)))
+    local = orchestrator.apply_tags(image_id, "bert", out, fake)                  # apply: the local tags
     assert list(local) == ["tfimg/bert:bert-hand-picked", "tfimg/bert:bert-stable"]
     assert applied == [(image_id, "tfimg/bert", "bert-hand-picked"), (image_id, "tfimg/bert", "bert-stable")]
 
     monkeypatch.setattr(publish, "remote_state", lambda reg, repo, tag, image: ("new", None))
-    monkeypatch.setattr(engine, "image_attrs", lambda ref: {"Id": image_id})
-    plan = publish.publish(loaded, out, "registry.example.com/team")        # publish (dry run)
+    monkeypatch.setattr(fake, "image_attrs", lambda ref: {"Id": image_id})
+    plan = publish.publish(loaded, out, "registry.example.com/team", engine=fake)        # publish (dry run)
     assert isinstance(plan, publish.Plan)
     assert plan.tags.immutable == "bert-hand-picked" and plan.tags.moving == ["bert-stable"]
     assert plan.lines()[1].startswith("  1. registry.example.com/team/bert:bert-hand-picked  (immutable)")
@@ -184,11 +185,11 @@ def test_publish_without_tags_txt_or_with_a_bad_tag_is_refused(tmp_path: Path) -
         publish.read_tags(out)
     (out / "tags.txt").unlink()
     with pytest.raises(PublishRefused, match="tags.txt"):
-        publish.plan(loaded, out, "registry.example.com/team")
+        publish.plan(loaded, out, "registry.example.com/team", engine=Engine.deferred())
 
 
 def test_rev_comes_from_the_build_when_recorded(tmp_path: Path) -> None:
     image_id = "sha256:" + "3" * 64
     rep = reports.write(tmp_path / "out", reports.build(image_id, revision="feed123"),
                         reports.facts(tensorflow="2.9.1", python="3.8.10", date="20260101", image_id=image_id))
-    assert facts.read(image_id, tmp_path / "v.yaml", rep).rev == "feed123"
+    assert facts.read(image_id, tmp_path / "v.yaml", rep, Engine.deferred()).rev == "feed123"

@@ -12,7 +12,8 @@ from builder.check import stage as testrun
 from builder.check import suite as checks
 from builder.check.suite import conftest as suite
 from builder.errors import ChecksFailed, EnvError
-from builder.infra import engine, labels, report
+from builder.infra import labels, report
+from builder.infra.engine import Engine
 from builder.infra.report_models import CheckCounts, CheckRow, ChecksSection, GpuInfo
 from builder.spec import loader as spec
 
@@ -93,7 +94,7 @@ def test_check_ids_and_failure_message():
 def dev_run(built, tmp_path_factory):
     b = built("dev")
     out = tmp_path_factory.mktemp("dev")
-    section = testrun.run_checks(spec.load(VARIANTS / "dev.yaml"), b.image_id, out, gpu="auto",
+    section = testrun.run_checks(spec.load(VARIANTS / "dev.yaml"), b.image_id, out, gpu="auto", engine=Engine.from_env(),
                                  base_ref=b.base.ref, raise_on_failure=False)
     return b, out, section
 
@@ -116,7 +117,7 @@ def test_dev_passes_and_writes_report_junit_and_facts(dev_run):
 
 @pytest.mark.slow
 def test_containers_are_removed_after_a_run(dev_run):
-    assert engine.containers_with_label(labels.RUN, dev_run[2].run_id) == []
+    assert Engine.from_env().containers_with_label(labels.RUN, dev_run[2].run_id) == []
 
 
 @pytest.mark.slow
@@ -132,13 +133,13 @@ def test_containers_are_removed_on_ctrl_c(built, tmp_path, monkeypatch):
 
     monkeypatch.setattr(testrun, "_run_suite", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        testrun.run_checks(spec.load(VARIANTS / "dev.yaml"), b.image_id, tmp_path, gpu="off", base_ref=b.base.ref)
+        testrun.run_checks(spec.load(VARIANTS / "dev.yaml"), b.image_id, tmp_path, gpu="off", engine=Engine.from_env(), base_ref=b.base.ref)
     assert len(seen) == 3
-    assert not [c for c in engine.client().containers.list(all=True) if c.id in seen]
+    assert not [c for c in Engine.from_env().client.containers.list(all=True) if c.id in seen]
 
 
 def test_cli_gpu_on_without_nvidia_runtime_exits_2(built, tmp_path, capsys):
-    if engine.gpu_available():
+    if Engine.from_env().gpu_available():
         pytest.skip("this engine has an NVIDIA runtime")
     image = built("dev").image
     code = cli.main(["test", image, "--spec", str(VARIANTS / "dev.yaml"), "--gpu", "on", "--out", str(tmp_path)])

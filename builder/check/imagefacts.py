@@ -17,13 +17,14 @@ from typing import Any
 
 from builder.check import probe
 from builder.errors import EnvError
-from builder.infra import clock, engine, git
+from builder.infra import clock, git
+from builder.infra.engine import Engine
 from builder.infra.report_models import FactsSection, Report
 
 KEYS = ("tensorflow", "python", "cuda", "cudnn", "date", "rev")
 
 
-def from_image(image: str, *, timeout: float = 300) -> dict[str, Any]:
+def from_image(image: str, engine: Engine, *, timeout: float = 300) -> dict[str, Any]:
     """Run the probe (:mod:`builder.check.probe`) in a throwaway container; returns versions as detected.
 
     CUDA, cuDNN and NCCL come from the libraries in the image, not from what
@@ -42,7 +43,7 @@ def from_image(image: str, *, timeout: float = 300) -> dict[str, Any]:
     return {k: s.get(k) for k in ("tensorflow", "python", "cuda", "cudnn", "nccl")}
 
 
-def image_date(image: str) -> str:
+def image_date(image: str, engine: Engine) -> str:
     """Creation date (UTC, YYYYMMDD) of the image; today when unknown or implausible."""
     attrs = engine.image_attrs(image) or {}
     created = str(attrs.get("Created") or "")
@@ -55,7 +56,7 @@ def image_date(image: str) -> str:
     return clock.now().strftime("%Y%m%d")
 
 
-def read(image: str, variant_file: Path | str, report: Report) -> FactsSection:
+def read(image: str, variant_file: Path | str, report: Report, engine: Engine) -> FactsSection:
     """Facts for ``image``: the report's ``facts`` section when it is for this image, else probed.
 
     Missing date/rev are filled in; ``image_id`` records which image they describe. A
@@ -67,8 +68,8 @@ def read(image: str, variant_file: Path | str, report: Report) -> FactsSection:
     if cached and (cached.image_id or image_id) == image_id and cached.python:
         facts = cached.model_dump(exclude_unset=True)
     else:
-        facts = from_image(image)
-    facts["date"] = facts.get("date") or image_date(image)
+        facts = from_image(image, engine)
+    facts["date"] = facts.get("date") or image_date(image, engine)
     facts["rev"] = facts.get("rev") or (built.revision if built and built.revision   # what the image was built from
                                         else git.revision(Path(variant_file).resolve().parent))
     facts["image_id"] = image_id

@@ -40,8 +40,9 @@ from builder.check.suite import results
 from builder.check.suite.context import ENV, Context
 from builder.check.suite.results import facts, failure, table  # re-exported: the table and error of a run
 from builder.errors import EnvError, TfimgError
-from builder.infra import engine, report, runner
 from builder.infra import labels as label_names
+from builder.infra import report, runner
+from builder.infra.engine import Engine
 from builder.infra.report_models import ChecksSection, GpuInfo
 from builder.render import context as render
 from builder.spec import passwords, requirements
@@ -61,8 +62,10 @@ class GpuMode:
     reason: str
 
 
-def gpu_mode(requested: str, available: Callable[[], bool] = engine.gpu_available) -> GpuMode:
+def gpu_mode(requested: str, available: Callable[[], bool]) -> GpuMode:
     """Decide GPU mode: ``auto`` follows the engine, ``on`` requires a GPU, ``off`` never.
+
+    ``available``: whether the engine has a GPU (:meth:`Engine.gpu_available`); not called for ``off``.
 
     Raises:
         EnvError: ``on`` and the engine has no NVIDIA runtime; an unknown mode.
@@ -99,7 +102,8 @@ def requirement_pins(loaded: LoadedVariant) -> list[dict[str, Any]]:
     return [pin for path in loaded.spec.python.requirements for pin in requirements.pins(Path(path))]
 
 
-def resolve_base(out_dir: Path, image_config: dict[str, Any], base_ref: str | None) -> tuple[str | None, str]:
+def resolve_base(out_dir: Path, image_config: dict[str, Any], base_ref: str | None, engine: Engine
+                 ) -> tuple[str | None, str]:
     """The base image to compare with: given, from report.json, or from the image's label; and a note."""
     built = report.load(out_dir).build
     ref = base_ref or (built.base.ref if built else None) \
@@ -131,7 +135,7 @@ def _keys(tmp: Path, spec: Variant) -> tuple[dict[str, Any], str | None, str, st
             str(tmp / "wrong_key"))
 
 
-def wait_ready(container: Any, spec: Variant, ports: dict[int, int], timeout: float = 90) -> str:
+def wait_ready(container: Any, spec: Variant, ports: dict[int, int], engine: Engine, timeout: float = 90) -> str:
     """Wait until every enabled service answers on its loopback port; '' or why not."""
     want = {p: kind for p, kind, on in ((spec.ssh.port, "ssh", spec.ssh.enabled),
                                         (spec.jupyter.port, "http", spec.jupyter.enabled)) if on}
@@ -164,7 +168,7 @@ def _answers(port: int, kind: str) -> bool:
         return False
 
 
-def _probe(container: Any, timeout: float = 300) -> tuple[dict[str, Any], str | None]:
+def _probe(container: Any, engine: Engine, timeout: float = 300) -> tuple[dict[str, Any], str | None]:
     try:
         code, output = engine.exec_run(container, probe.command("python3"), timeout=timeout)
     except Exception as exc:
@@ -208,13 +212,13 @@ def base_cache(base_attrs: dict[str, Any]) -> Path | None:
     return root / "base-inventory" / f"{image_id.removeprefix('sha256:')}.json"
 
 
-def _sleeper(image: str, run_id: str, seconds: int) -> Any:
+def _sleeper(image: str, run_id: str, seconds: int, engine: Engine) -> Any:
     labels = {label_names.TEMPORARY: "1", label_names.RUN: run_id}
     return engine.running(image, command=[str(seconds)], extra={"entrypoint": ["sleep"], "labels": labels})
 
 
 def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, gpu: str = "auto",
-               base_ref: str | None = None, *, ngc_run_flags: bool = False, ui: Any = None,
+               base_ref: str | None = None, *, engine: Engine, ngc_run_flags: bool = False, ui: Any = None,
                raise_on_failure: bool = True, timeout: float = 900) -> ChecksSection:
     """Check a built image against its spec; write checks.xml and report sections; return ``checks``.
 
@@ -226,10 +230,10 @@ def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, gpu: str = 
     attrs = engine.image_attrs(image_ref)
     if attrs is None:
         raise EnvError(f"image {image_ref} is not in the local engine", hint="Build it first: tfimg build SPEC")
-    mode = gpu_mode(gpu)
+    mode = gpu_mode(gpu, engine.gpu_available)
     config = attrs.get("Config") or {}
     profile, profile_note = choose_profile(spec, config)
-    base, base_note = resolve_base(out_dir, config, base_ref)
+    base, base_note = resolve_base(out_dir, config, base_ref, engine)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_id = uuid.uuid4().hex[:12]
     labels = {label_names.TEMPORARY: "1", label_names.RUN: run_id}
@@ -245,15 +249,15 @@ def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, gpu: str = 
             # the services, the image's own files and the base: three containers started together
             starts = [(engine.running(image_ref, command=command, ports=spec.exposed_ports(), environment=env,
                                       gpu=mode.enabled, extra=extra), f"the services container of {image_ref}"),
-                      (_sleeper(image_ref, run_id, int(timeout) + 300), f"a container of {image_ref}")]
+                      (_sleeper(image_ref, run_id, int(timeout) + 300, engine), f"a container of {image_ref}")]
             if base:
-                starts.append((_sleeper(base, run_id, int(timeout) + 300), f"a container of {base}"))
+                starts.append((_sleeper(base, run_id, int(timeout) + 300, engine), f"a container of {base}"))
             started_all = _enter_all(stack, starts)
             (services, ports), (pristine, _) = started_all[0], started_all[1]
             base_c = started_all[2][0] if base else None
             with ThreadPoolExecutor(1) as pool:   # the probe needs the container, not its services
-                probing = pool.submit(_probe, services)
-                services_note = wait_ready(services, spec, ports)
+                probing = pool.submit(_probe, services, engine)
+                services_note = wait_ready(services, spec, ports, engine)
                 summary, probe_error = probing.result()
             ctx = Context(
                 variant=spec.name, spec=spec.model_dump(mode="json"), spec_hash=render.spec_hash(loaded),

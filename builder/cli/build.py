@@ -86,7 +86,8 @@ def build_cmd(
                                  trivy=trivy_path, trivy_cache=trivy_cache, offline=offline, trivy_db_repository=trivy_db,
                                  cache_from=tuple(cache_from), cache_to=cache_to, registry=registry)
     ui = UI(quiet=settings().quiet)
-    result = pipeline.run(variants[0], opts, ui)
+    from builder.infra.engine import Engine
+    result = pipeline.run(variants[0], opts, ui, Engine.deferred())   # connects when a stage needs Docker
     out.print(pipeline.summary(result))
 
 
@@ -119,7 +120,8 @@ def bake_cmd(
     if dupes := fanout.duplicate_names(variants):
         raise TfimgError(f"several files define the variant(s) {', '.join(dupes)}")
     opts = pipeline.BuildOptions(out_root=out_root, base=base, cache_from=tuple(cache_from), cache_to=cache_to)
-    doc, warnings = bake.bake_file(variants, opts)
+    from builder.infra.engine import Engine
+    doc, warnings = bake.bake_file(variants, opts, Engine.deferred())   # only to look up local bases
     file.parent.mkdir(parents=True, exist_ok=True)
     file.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     for w in warnings:

@@ -18,7 +18,8 @@ from builder.infra import lazy
 if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
     from builder.check import probe
     from builder.check import stage as testrun
-    from builder.infra import engine, report
+    from builder.infra import report
+    from builder.infra.engine import Engine
     from builder.render import context as render
     from builder.spec import loader as spec
     from builder.spec import profiles
@@ -26,14 +27,13 @@ if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help
 else:
     probe = lazy.module("builder.check.probe")
     testrun = lazy.module("builder.check.stage")
-    engine = lazy.module("builder.infra.engine")
     report = lazy.module("builder.infra.report")
     render = lazy.module("builder.render.context")
     spec = lazy.module("builder.spec.loader")
     profiles = lazy.module("builder.spec.profiles")
 
 
-def _target(target: str, spec_file: Path | None, out_root: Path) -> tuple[LoadedVariant, str, Path]:
+def _target(target: str, spec_file: Path | None, out_root: Path, engine: Engine) -> tuple[LoadedVariant, str, Path]:
     """(variant, image, out dir) for a SPEC or IMAGE argument."""
     if target.endswith((".yaml", ".yml")):
         loaded = spec.load(target)
@@ -48,7 +48,7 @@ def _target(target: str, spec_file: Path | None, out_root: Path) -> tuple[Loaded
         return loaded, image, out_root / loaded.name
     attrs = engine.image_attrs(target)
     if attrs is None and "@sha256:" in target:   # HOST/NAME@sha256:...: exactly that digest, pulled
-        attrs = _pull_digest(target)
+        attrs = _pull_digest(target, engine)
     if attrs is None:
         raise EnvError(f"image {target} is not in the local engine", hint="Pull or build it first.")
     labels = (attrs.get("Config") or {}).get("Labels") or {}
@@ -66,11 +66,11 @@ def _target(target: str, spec_file: Path | None, out_root: Path) -> tuple[Loaded
     return loaded, target, out_root / loaded.name
 
 
-def _pull_digest(target: str) -> dict | None:
+def _pull_digest(target: str, engine: Engine) -> dict | None:
     """Pull ``HOST/NAME@sha256:...`` (that digest, nothing else) into the engine; its attributes."""
     name, _, digest = target.rpartition("@")
     try:
-        engine.client().images.pull(name, tag=digest)
+        engine.client.images.pull(name, tag=digest)
     except Exception as exc:  # docker.errors.*: the message says why
         raise EnvError(f"could not pull {target}: {str(exc).splitlines()[0][:300]}",
                        hint=f"Log in to its registry (docker login {name.split('/', 1)[0]}).") from None
@@ -100,8 +100,10 @@ def test_cmd(
     checks say why), 1 when one failed, 2 on bad input or environment
     (e.g. --gpu on without an NVIDIA runtime).
     """
-    loaded, image, where = _target(target, spec_file, out_root)
-    section = testrun.run_checks(loaded, image, where, gpu=gpu, base_ref=base, ngc_run_flags=ngc_flags,
+    from builder.infra.engine import Engine
+    engine = Engine.deferred()   # this command's engine: connects on first use
+    loaded, image, where = _target(target, spec_file, out_root, engine)
+    section = testrun.run_checks(loaded, image, where, gpu=gpu, base_ref=base, engine=engine, ngc_run_flags=ngc_flags,
                                  raise_on_failure=False, timeout=timeout)
     out.print(testrun.table(section))
     if not section.passed:

@@ -48,7 +48,9 @@ def tags(spec_file: Path = spec_arg(), out_root: Path = OUT_OPT,
          ) -> None:
     """Print the variant's tags (read from the built image) and write build/<variant>/tags.txt."""
     loaded = spec.load(spec_file)
-    ts, _ = publish_mod.compute_tags(loaded, report.variant_dir(out_root, loaded.name), image=image)
+    from builder.infra.engine import Engine
+    ts, _ = publish_mod.compute_tags(loaded, report.variant_dir(out_root, loaded.name), engine=Engine.deferred(),
+                                     image=image)
     out.print(tagging.tags_text(ts).rstrip(), markup=False, highlight=False)
 
 
@@ -64,7 +66,8 @@ def publish(spec_file: Path = spec_arg(), out_root: Path = OUT_OPT,
     """Push a checked, scanned and gated image: immutable tag, moving tags, evidence."""
     loaded = spec.load(spec_file)
     directory = report.variant_dir(out_root, loaded.name)
-    rec = publish_mod.publish(loaded, directory, registry, push=push, sign_key=sign_key)
+    from builder.infra.engine import Engine
+    rec = publish_mod.publish(loaded, directory, registry, engine=Engine.deferred(), push=push, sign_key=sign_key)
     if isinstance(rec, publish_mod.Plan):
         for line in rec.lines():
             _say(line)
@@ -169,7 +172,9 @@ def matrix(directory: Path = typer.Argument(Path("variants"), help="Folder of va
         from builder.pipeline import bake
         from builder.pipeline import orchestrator as pipeline
         opts = pipeline.BuildOptions(base=base, cache_from=tuple(cache_from), cache_to=cache_to, registry=registry)
-        data["include"] = [{**i, **bake.ci_fields(spec.load(i["file"]), opts)} for i in data["include"]]
+        from builder.infra.engine import Engine
+        engine = Engine.deferred()   # only to look up local bases
+        data["include"] = [{**i, **bake.ci_fields(spec.load(i["file"]), opts, engine)} for i in data["include"]]
     out.print(json.dumps(data, separators=(",", ":")), markup=False, highlight=False, soft_wrap=True)
 
 

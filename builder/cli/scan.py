@@ -92,6 +92,8 @@ def scan_cmd(
     reference is only scanned: gate it with `tfimg gate --report DIR/trivy.json`.
     Exit 2 when Trivy is missing, fails, times out or writes no report.
     """
+    from builder.infra.engine import Engine
+    engine = Engine.deferred()   # connects only to save the image (archive mode) or read the base's layers
     loaded, image, where = _target(target, out_dir)
     opts = _options(trivy_path, timeout, cache_dir, offline, by_reference, db_repository)
     if loaded is None and "@sha256:" in image:   # HOST/NAME@sha256:...: Trivy reads it from the registry
@@ -101,14 +103,15 @@ def scan_cmd(
         built = report.load(where).build
         base_ref = (built.base.ref if built else None) or \
             (f"{base.image}@{base.digest}" if base.digest else base.image)
-        result = scan_stage.run_scan_and_gate(loaded, image, where, base_ref, options=opts, raise_on_block=False, warn=warn)
+        result = scan_stage.run_scan_and_gate(loaded, image, where, base_ref, engine=engine, options=opts,
+                                              raise_on_block=False, warn=warn)
         _show(result, where)
         if result.decision == "block":
             raise scan_stage.blocked(result, where)
         return
     where.mkdir(parents=True, exist_ok=True)
     try:
-        run = trivy.scan_image(image, where / "trivy.json", opts)
+        run = trivy.scan_image(image, where / "trivy.json", opts, engine)
     except TfimgError as exc:
         report.write_section(where, report_models.ScanSection(status="failed", tool="trivy", image=image, error=exc.message))
         raise
@@ -137,7 +140,8 @@ def gate_cmd(
     if base_layers_file:
         layers = scan_stage.read_base_layers(base_layers_file)
     elif base:
-        layers = scan_stage.base_layers_of(base)
+        from builder.infra.engine import Engine
+        layers = scan_stage.base_layers_of(base, Engine.deferred())
         if layers is None:
             raise EnvError(f"base image '{base}' is not in the local Docker engine",
                            hint="Pull or load it, or pass its DiffIDs with --base-layers FILE.")

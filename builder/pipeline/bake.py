@@ -21,6 +21,7 @@ from typing import Any
 
 from builder.image import buildkit as build
 from builder.infra import clock, git, labels
+from builder.infra.engine import Engine
 from builder.pipeline import orchestrator as pipeline
 from builder.render import context as render
 from builder.spec.loader import LoadedVariant
@@ -45,13 +46,13 @@ def _secrets(loaded: LoadedVariant) -> tuple[list[str], dict[str, str], list[str
     return entries, used, warnings
 
 
-def target(loaded: LoadedVariant, opts: pipeline.BuildOptions) -> tuple[dict[str, Any], list[str]]:
+def target(loaded: LoadedVariant, opts: pipeline.BuildOptions, engine: Engine) -> tuple[dict[str, Any], list[str]]:
     """The bake target of one variant (and warnings); writes its rendered context."""
     rendered = render.render(loaded)
     context = render.write(rendered, pipeline.variant_dir(opts, loaded) / "context")
     base = pipeline.base_ref(loaded, opts.base)
     secrets, used, warnings = _secrets(loaded)
-    found = pipeline.remote_base(base)
+    found = pipeline.remote_base(base, engine)
     key = found[0] if found else None
     digest = loaded.spec.base.digest or (found[1] if found else None)
     args = pipeline.build_args(base, digest, git.revision(loaded.path), clock.now_rfc3339z())
@@ -74,19 +75,20 @@ def target(loaded: LoadedVariant, opts: pipeline.BuildOptions) -> tuple[dict[str
     return tgt, warnings
 
 
-def bake_file(variants: list[LoadedVariant], opts: pipeline.BuildOptions) -> tuple[dict[str, Any], list[str]]:
+def bake_file(variants: list[LoadedVariant], opts: pipeline.BuildOptions, engine: Engine
+              ) -> tuple[dict[str, Any], list[str]]:
     """``{"group": {"default": {"targets": [...]}}, "target": {...}}`` and the warnings."""
     targets: dict[str, Any] = {}
     warnings: list[str] = []
     for loaded in variants:
         if loaded.spec.abstract:
             continue
-        targets[loaded.name], more = target(loaded, opts)
+        targets[loaded.name], more = target(loaded, opts, engine)
         warnings += more
     return {"group": {"default": {"targets": list(targets)}}, "target": targets}, warnings
 
 
-def ci_fields(loaded: LoadedVariant, opts: pipeline.BuildOptions) -> dict[str, Any]:
+def ci_fields(loaded: LoadedVariant, opts: pipeline.BuildOptions, engine: Engine) -> dict[str, Any]:
     """What a CI job of ``tfimg matrix`` needs: its cache references, the registry, and ``published``
     (the digest reused by ``tfimg build --registry``, or None: the job builds)."""
     from builder.infra.ui import UI
@@ -94,6 +96,6 @@ def ci_fields(loaded: LoadedVariant, opts: pipeline.BuildOptions) -> dict[str, A
     fields: dict[str, Any] = {"cache_from": [r.replace("{name}", loaded.name) for r in opts.cache_from],
                               "cache_to": pipeline.cache_ref(opts.cache_to, loaded.name)}
     if opts.registry:
-        found = pipeline.already_published(loaded, opts, UI(quiet=True))
+        found = pipeline.already_published(loaded, opts, UI(quiet=True), engine)
         fields |= {"registry": opts.registry, "published": found.digest if found else None}
     return fields

@@ -19,7 +19,8 @@ import requests
 
 from builder.errors import EnvError, SpecError, SpecErrors, TfimgError
 from builder.image import buildkit as build
-from builder.infra import clock, engine, git, labels, report
+from builder.infra import clock, git, labels, report
+from builder.infra.engine import Engine
 from builder.infra.report_models import (
     BaseImage,
     BuildCache,
@@ -89,7 +90,7 @@ class ResolvedBase:
     layers: list[str]      # its layer DiffIDs
 
 
-def resolve_base(ref: str) -> ResolvedBase:
+def resolve_base(ref: str, engine: Engine) -> ResolvedBase:
     attrs = engine.image_attrs(ref)
     if attrs is None:
         try:
@@ -117,7 +118,7 @@ def repo_digest(ref: str, attrs: dict) -> str | None:
     return next((dg for r, dg in pairs if r == repo), pairs[0][1] if pairs else None)
 
 
-def _same_inputs(image_ref: str, ihash: str) -> str | None:
+def _same_inputs(image_ref: str, ihash: str, engine: Engine) -> str | None:
     """The id of the image built from the same inputs, or None.
 
     Only the local tag ``tfimg/<variant>:<input hash>`` counts: the build sets it,
@@ -139,7 +140,7 @@ def _previous(vdir: Path, ui: UI) -> Report:
         return Report()
 
 
-def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> BuildSection:
+def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI, engine: Engine) -> BuildSection:
     """Render and build; write the ``build`` section of the report and return it."""
     if loaded.spec.abstract:
         raise SpecErrors([SpecError(loaded.path, "abstract", "this variant is abstract: it is a parent for "
@@ -149,8 +150,8 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> BuildSecti
     with ui.stage("render"):
         rendered = render.render(loaded)
         context = render.write(rendered, vdir / "context")
-    engine.client()
-    resolved = resolve_base(base_ref(loaded, opts.base))
+    engine.require()
+    resolved = resolve_base(base_ref(loaded, opts.base), engine)
     base = resolved.image
     warnings: list[str] = []
     if not loaded.spec.base.digest and not base.digest:
@@ -163,7 +164,7 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> BuildSecti
         image_ref = f"{LOCAL_REPO.format(name=loaded.name)}:{ihash[7:19]}"
         if opts.docker:   # an explicit client is checked even when no build is needed
             builder = build.find_builder(opts.docker)
-        existing = None if opts.force or opts.no_cache else _same_inputs(image_ref, ihash)
+        existing = None if opts.force or opts.no_cache else _same_inputs(image_ref, ihash, engine)
         up_to_date = existing is not None
         if existing is not None:
             image_id = existing
@@ -184,7 +185,7 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> BuildSecti
                                            cache_from=[r.replace("{name}", loaded.name) for r in opts.cache_from],
                                            cache_to=cache_ref(opts.cache_to, loaded.name))
             if opts.cache_from or opts.cache_to:
-                cache = _cache_record(builder, opts, loaded.name, image_id, req.log_path, ui)
+                cache = _cache_record(builder, opts, loaded.name, image_id, req.log_path, ui, engine)
     attrs = engine.image_attrs(image_id)
     if attrs is None:
         raise TfimgError(f"the built image {image_id} is not in the engine")
@@ -234,7 +235,7 @@ def cache_ref(ref: str | None, name: str) -> str | None:
 
 
 def _cache_record(builder: build.Builder, opts: BuildOptions, name: str, image_id: str, log_path: Path,
-                  ui: UI) -> BuildCache:
+                  ui: UI, engine: Engine) -> BuildCache:
     """Push the inline cache (the image itself) to ``--cache-to``; what the report says of the cache."""
     pushed = None
     mode = build.cache_mode(builder)
@@ -254,7 +255,7 @@ def _cache_record(builder: build.Builder, opts: BuildOptions, name: str, image_i
                                       "pushed": pushed, "cached_steps": build.cached_steps(text)})
 
 
-def remote_base(ref: str) -> tuple[str, str | None] | None:
+def remote_base(ref: str, engine: Engine) -> tuple[str, str | None] | None:
     """(:func:`build.base_key`, registry digest or None) of the base, without pulling it: from the
     reference, the local engine, or one manifest request to its registry. None when unknown."""
     if "@sha256:" in ref:
@@ -276,12 +277,13 @@ def remote_base(ref: str) -> tuple[str, str | None] | None:
     return (digest, digest) if digest else None
 
 
-def remote_base_key(ref: str) -> str | None:
-    found = remote_base(ref)
+def remote_base_key(ref: str, engine: Engine) -> str | None:
+    found = remote_base(ref, engine)
     return found[0] if found else None
 
 
-def already_published(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> PublishedSection | None:
+def already_published(loaded: LoadedVariant, opts: BuildOptions, ui: UI, engine: Engine
+                      ) -> PublishedSection | None:
     """``--registry``: the published digest with this variant's input hash whose evidence passes
     the current policy, or None (then the variant is built as usual)."""
     from builder.errors import RegistryError
@@ -290,7 +292,7 @@ def already_published(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> Publ
 
     assert opts.registry
     ref = base_ref(loaded, opts.base)
-    key = remote_base_key(ref)
+    key = remote_base_key(ref, engine)
     if key is None:
         ui.warn(f"--registry: the digest of the base {ref} could not be found without pulling it; building")
         return None
@@ -315,7 +317,7 @@ def already_published(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> Publ
     return found
 
 
-def apply_tags(image: str, name: str, out_dir: Path) -> LocalTags:
+def apply_tags(image: str, name: str, out_dir: Path, engine: Engine) -> LocalTags:
     """Tag ``image`` locally as ``tfimg/<name>:<tag>`` for each tag of ``tags.txt`` (never recomputed)."""
     from builder.publish import push as publish
     repo = LOCAL_REPO.format(name=name)
@@ -326,7 +328,7 @@ def apply_tags(image: str, name: str, out_dir: Path) -> LocalTags:
     return LocalTags(refs)
 
 
-def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> Report:
+def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI, engine: Engine) -> Report:
     """All stages in order; returns the final report.
 
     A failed check or a blocking gate raises before the tag stage, so no
@@ -341,11 +343,11 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> Report:
     if opts.policy:
         loaded = loaded.model_copy(update={"spec": loaded.spec.model_copy(update={"policy": str(opts.policy)})})
     policies.load(loaded.spec.policy)   # a bad policy is bad input: stop before building anything
-    mode = testrun.gpu_mode(opts.gpu) if opts.checks else None   # a bad --gpu: before the build too
+    mode = testrun.gpu_mode(opts.gpu, engine.gpu_available) if opts.checks else None   # a bad --gpu: before the build too
     vdir = variant_dir(opts, loaded)
     if opts.registry and not (opts.force or opts.no_cache):
         with ui.stage("registry lookup"):
-            found = already_published(loaded, opts, ui)
+            found = already_published(loaded, opts, ui, engine)
         if found is not None:
             ui.info(f"{loaded.name} is already published with passing evidence: {found.repository}@"
                     f"{found.digest}; nothing built, checked or scanned (--force rebuilds)")
@@ -354,10 +356,10 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> Report:
             (vdir / "tags.txt").unlink(missing_ok=True)
             report.write_section(vdir, found)
             return report.write_section(vdir, Timings(dict(ui.timings)))
-    section = build_stage(loaded, opts, ui)
+    section = build_stage(loaded, opts, ui, engine)
     image = section.image_id
     if opts.checks and mode is not None:   # each stage below is reused when its inputs have not changed
-        _checks_stage(loaded, section, mode, vdir, opts, ui)
+        _checks_stage(loaded, section, mode, vdir, opts, ui, engine)
     else:
         report.write_section(vdir, ChecksSection(passed=None, skipped="--no-test"))
     if opts.scan:
@@ -365,7 +367,7 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> Report:
             options = trivy.Options(binary=opts.trivy or os.environ.get("TFIMG_TRIVY") or "trivy",
                                     cache_dir=opts.trivy_cache, offline=opts.offline,
                                     db_repository=opts.trivy_db_repository)
-            _scan_and_gate(loaded, section, vdir, options, opts, ui)
+            _scan_and_gate(loaded, section, vdir, options, opts, ui, engine)
     else:
         pol = policies.load(loaded.spec.policy)
         scan_stage.write_gate(vdir, gate.unscanned(pol, "scan skipped (--no-scan)"))
@@ -375,8 +377,8 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI) -> Report:
         report.write_section(vdir, LocalTags([]))
         return report.write_section(vdir, Timings(dict(ui.timings)))
     with ui.stage("tags"):
-        _tags_stage(loaded, section, vdir, opts, ui)    # compute: writes tags.txt
-        report.write_section(vdir, apply_tags(image, loaded.name, vdir))   # apply: reads tags.txt
+        _tags_stage(loaded, section, vdir, opts, ui, engine)    # compute: writes tags.txt
+        report.write_section(vdir, apply_tags(image, loaded.name, vdir, engine))   # apply: reads tags.txt
     return report.write_section(vdir, Timings(dict(ui.timings)))   # seconds per stage of this run
 
 
@@ -385,12 +387,12 @@ def _forced(opts: BuildOptions, flag: bool, name: str) -> str | None:
 
 
 def _checks_stage(loaded: LoadedVariant, built: BuildSection, mode: Any, vdir: Path, opts: BuildOptions,
-                  ui: UI) -> None:
+                  ui: UI, engine: Engine) -> None:
     """The checks, or their earlier result when its inputs (:func:`reuse.checks_key`) have not changed."""
     from builder.check import stage as testrun
     prev = report.load(vdir)
     key = reuse.checks_key(built, built.spec_hash, mode.requested, mode.enabled,
-                           reuse.engine_gpu_facts(engine.client().info()))
+                           reuse.engine_gpu_facts(engine.client.info()))
     done = prev.checks
     passed = bool(done and done.passed is True and prev.facts is not None and (vdir / "checks.xml").is_file())
     d = reuse.decide("checks", key, done.reuse if done else None, passed, _forced(opts, opts.recheck, "--recheck"))
@@ -399,7 +401,8 @@ def _checks_stage(loaded: LoadedVariant, built: BuildSection, mode: Any, vdir: P
         report.write_section(vdir, done.model_copy(update={"reuse": d.record()}))
         return
     with ui.stage("checks"):   # a failure raises: no key is recorded, so it is never reused
-        result = testrun.run_checks(loaded, built.image_id, vdir, gpu=opts.gpu, base_ref=built.base.ref, ui=ui)
+        result = testrun.run_checks(loaded, built.image_id, vdir, gpu=opts.gpu, base_ref=built.base.ref, ui=ui,
+                                    engine=engine)
     report.write_section(vdir, result.model_copy(update={"reuse": d.record()}))
 
 
@@ -426,7 +429,7 @@ def _scan_key(built: BuildSection, options: Any, misconfig: str, previous: Stage
 
 
 def _scan_and_gate(loaded: LoadedVariant, built: BuildSection, vdir: Path, options: Any, opts: BuildOptions,
-                   ui: UI) -> None:
+                   ui: UI, engine: Engine) -> None:
     """Scan and gate; each reused when its inputs have not changed (a newer DB always re-scans)."""
     from builder.scan import policy as policies
     from builder.scan import stage as scan_stage
@@ -454,7 +457,8 @@ def _scan_and_gate(loaded: LoadedVariant, built: BuildSection, vdir: Path, optio
                 raise
             ui.warn(f"{exc.message}; scanning again")
     result = scan_stage.run_scan_and_gate(loaded, built.image_id, vdir, built.base.ref, options=options,
-                                          base_layers=built.base_layers, warn=ui.warn, raise_on_block=False)
+                                          base_layers=built.base_layers, warn=ui.warn, raise_on_block=False,
+                                          engine=engine)
     now = report.load(vdir)
     if now.scan is not None and now.scan.status == "ok":
         try:   # the key of the DB this scan used
@@ -497,7 +501,8 @@ def _gate_stage(loaded: LoadedVariant, built: BuildSection, vdir: Path, scan: St
     raise scan_stage.blocked(result, vdir)
 
 
-def _tags_stage(loaded: LoadedVariant, built: BuildSection, vdir: Path, opts: BuildOptions, ui: UI) -> None:
+def _tags_stage(loaded: LoadedVariant, built: BuildSection, vdir: Path, opts: BuildOptions, ui: UI,
+                engine: Engine) -> None:
     """Compute tags.txt, or reuse it when the facts and the tag templates have not changed."""
     from builder.publish import push as publish
     prev = report.load(vdir)
@@ -513,7 +518,7 @@ def _tags_stage(loaded: LoadedVariant, built: BuildSection, vdir: Path, opts: Bu
     if d.reuse and prev.tags is not None:
         report.write_section(vdir, prev.tags.model_copy(update={"reuse": d.record()}))
         return
-    publish.tags_stage(loaded, vdir)
+    publish.tags_stage(loaded, vdir, engine=engine)
     now = report.load(vdir)
     if now.tags is not None:   # the key of the facts the tags were computed from
         key = reuse.tags_key(built, now.facts.model_dump(mode="json") if now.facts else None, templates)

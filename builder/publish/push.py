@@ -23,8 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from builder.check import imagefacts as facts_mod
 from builder.errors import PublishRefused, RegistryError, TfimgError
-from builder.infra import clock, engine
+from builder.infra import clock
 from builder.infra import report as report_mod
+from builder.infra.engine import Engine
 from builder.infra.report_models import (
     AttestationRef,
     EvidenceRef,
@@ -97,12 +98,12 @@ def eligibility(report: Report) -> None:
                              hint="Fix or waive the findings, rescan, and publish again.")
 
 
-def compute_tags(loaded: LoadedVariant, out_dir: Path, *, image: str | None = None
+def compute_tags(loaded: LoadedVariant, out_dir: Path, *, engine: Engine, image: str | None = None
                  ) -> tuple[tagging.TagSet, FactsSection]:
     """Facts of the image and the variant's tags; writes ``tags.txt`` (and nothing else)."""
     rep = report_mod.load(out_dir)
     image = image or require_build(rep)
-    facts = facts_mod.read(image, loaded.path, rep)
+    facts = facts_mod.read(image, loaded.path, rep, engine)
     values = tagging.fields(loaded.name, facts.model_dump(exclude_unset=True), loaded.spec.base.profile)
     ts = tagging.compute(loaded.spec.tags, values)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -126,9 +127,9 @@ def read_tags(out_dir: Path) -> TagsSection:
     return TagsSection(immutable=tags[0], moving=[t for t in dict.fromkeys(tags[1:]) if t != tags[0]])
 
 
-def tags_stage(loaded: LoadedVariant, out_dir: Path) -> TagsSection:
+def tags_stage(loaded: LoadedVariant, out_dir: Path, *, engine: Engine) -> TagsSection:
     """The orchestrator's tag stage: tags.txt plus report.json's ``facts`` and ``tags`` sections."""
-    _, facts = compute_tags(loaded, out_dir)
+    _, facts = compute_tags(loaded, out_dir, engine=engine)
     current = report_mod.load(out_dir).facts
     if current is None or current.model_dump(exclude_unset=True) != facts.model_dump(exclude_unset=True):
         report_mod.write_section(out_dir, facts)
@@ -150,7 +151,7 @@ def remote_state(reg: Registry, repo: str, tag: str, image_id: str
     return ("published" if config == image_id else "conflict"), digest
 
 
-def plan(loaded: LoadedVariant, out_dir: Path, registry: str, *, strict: bool = False) -> Plan:
+def plan(loaded: LoadedVariant, out_dir: Path, registry: str, *, engine: Engine, strict: bool = False) -> Plan:
     """What a publish would do. ``strict``: a registry error is raised, not noted."""
     rep = report_mod.load(out_dir)
     eligibility(rep)
@@ -181,7 +182,7 @@ def push_transient(exc: BaseException) -> bool:
     return isinstance(exc, TfimgError) and bool(PUSH_TRANSIENT.search(str(exc)))
 
 
-def _push(ref: Ref, image_id: str, *, attempts: int, base_delay: float) -> str:
+def _push(ref: Ref, image_id: str, engine: Engine, *, attempts: int, base_delay: float) -> str:
     engine.tag(image_id, ref.name, ref.tag or "")
 
     def once() -> str:
@@ -210,7 +211,7 @@ def _trivy(out_dir: Path) -> dict[str, Any] | None:
     return redact(json.loads(path.read_text()))
 
 
-def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, push: bool = False,
+def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, engine: Engine, push: bool = False,
             attempts: int = 5, base_delay: float = 1.0, sign_key: str | None = None) -> Plan | PublishSection:
     """Plan, and with ``push`` push + tag + attach evidence.
 
@@ -219,7 +220,7 @@ def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, push: bool =
     Returns the plan (without ``push``) or the publish record (report.json's ``publish``).
     """
     signer = attest.load_signer(sign_key) if sign_key and push else None   # a bad key fails before the push
-    p = plan(loaded, out_dir, registry, strict=push)
+    p = plan(loaded, out_dir, registry, engine=engine, strict=push)
     report_mod.write_json(out_dir / "publish-plan.json", p.model_dump(mode="json", by_alias=True))
     if p.state == "conflict":
         raise PublishRefused(
@@ -236,7 +237,7 @@ def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, push: bool =
     if p.state == "published":
         digest = str(p.existing)
     else:
-        digest = _push(ref.at(tag=p.tags.immutable), p.image_id, attempts=attempts, base_delay=base_delay)
+        digest = _push(ref.at(tag=p.tags.immutable), p.image_id, engine, attempts=attempts, base_delay=base_delay)
     found = reg.manifest(ref.repo, digest)
     if found is None or reg.digest_of(ref.repo, p.tags.immutable) != digest:
         raise RegistryError(f"the registry does not show {ref.name}:{p.tags.immutable} at {digest} after the push")

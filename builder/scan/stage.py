@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import EnvError, GateFailed, TfimgError
-from builder.infra import clock, engine, report
+from builder.infra import clock, report
+from builder.infra.engine import Engine
 from builder.infra.report_models import GateFiles, GateSection, ScanSection
 from builder.scan import gate, trivy, trivy_report
 from builder.scan import gate_outputs as gate_render
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def run_scan_and_gate(loaded: LoadedVariant, image_ref: str, out_dir: Path, base_ref: str | None, *,
-                      options: trivy.Options | None = None, base_layers: list[str] | None = None,
+                      engine: Engine, options: trivy.Options | None = None, base_layers: list[str] | None = None,
                       today: dt.date | None = None, raise_on_block: bool = True,
                       warn: Callable[[str], None] = log.warning) -> gate.GateResult:
     """Scan ``image_ref`` with Trivy and gate it under the variant's policy.
@@ -52,7 +53,7 @@ def run_scan_and_gate(loaded: LoadedVariant, image_ref: str, out_dir: Path, base
     report.write_section(out_dir, GateSection(decision="block", policy=pol.name,
                                               reasons=["the scan did not finish (interrupted or crashed)"]))
     try:
-        run = trivy.scan_image(image_ref, out_dir / "trivy.json", opts)
+        run = trivy.scan_image(image_ref, out_dir / "trivy.json", opts, engine)
         rep = run.report
         if pol.scan.misconfig:
             context = next((d for d in (out_dir / "context", out_dir) if (d / "Dockerfile").is_file()),
@@ -63,7 +64,7 @@ def run_scan_and_gate(loaded: LoadedVariant, image_ref: str, out_dir: Path, base
         return _scan_failed(exc, pol, image_ref, out_dir, today, warn)
     report.write_section(out_dir, run.info.model_copy(update={"misconfig": pol.scan.misconfig}))
     if base_layers is None:
-        base_layers = base_layers_of(base_ref) if base_ref else None
+        base_layers = base_layers_of(base_ref, engine) if base_ref else None
     if base_layers is None:
         built = report.load(out_dir).build
         base_layers = (built.base_layers if built else None) or None
@@ -129,7 +130,7 @@ def write_gate(out_dir: Path, result: gate.GateResult) -> None:
         files=GateFiles(json_="gate.json", sarif="gate.sarif", markdown="gate.md")))
 
 
-def base_layers_of(ref: str) -> list[str] | None:
+def base_layers_of(ref: str, engine: Engine) -> list[str] | None:
     """The base image's layer DiffIDs (``docker image inspect`` RootFS.Layers), None when absent."""
     try:
         attrs = engine.image_attrs(ref)

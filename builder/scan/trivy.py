@@ -48,8 +48,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from builder.errors import CommandFailed, EnvError, TfimgError
-from builder.infra import engine, runner
 from builder.infra import report as report_file
+from builder.infra import runner
+from builder.infra.engine import Engine
 from builder.infra.report_models import Sbom, ScanSection, TrivyDb
 from builder.scan.trivy_report import Report, from_data, redact
 
@@ -174,8 +175,11 @@ def check_db(ver_info: dict[str, Any], opts: Options) -> None:
                        hint=f"Serve a current trivy-db (schema {DB_SCHEMA}, tag :{DB_SCHEMA}) from {source}.")
 
 
-def scan_image(image: str, out_path: Path, opts: Options) -> ScanRun:
-    """Scan a local image; write the (redacted) JSON report to ``out_path``. Raises EnvError."""
+def scan_image(image: str, out_path: Path, opts: Options, engine: Engine | None = None) -> ScanRun:
+    """Scan a local image; write the (redacted) JSON report to ``out_path``. Raises EnvError.
+
+    ``engine``: where the image is saved from (``archive`` mode; the other modes do not need one).
+    """
     ver_info = version(opts)
     ver = parse_version(ver_info["Version"])
     exe = binary(opts)
@@ -186,7 +190,9 @@ def scan_image(image: str, out_path: Path, opts: Options) -> ScanRun:
         rename: dict[str, str] = {}
         if opts.mode == "archive":
             tar = Path(tmp) / "image.tar"
-            _save(image, tar)
+            if engine is None:
+                raise TfimgError("internal: an archive scan needs the Docker engine to save the image from")
+            _save(image, tar, engine)
             target, rename = ["--input", str(tar)], {str(tar): image}
         else:
             target = ["--image-src", "remote" if opts.mode == "remote" else "docker", image]
@@ -343,7 +349,7 @@ def _run(argv: list[str], *, timeout: float, what: str, cwd: str | None = None) 
                        hint=(tail + "\n" if tail else "") + "Run again with --debug for the full command.") from None
 
 
-def _save(image: str, tar: Path) -> None:
+def _save(image: str, tar: Path, engine: Engine) -> None:
     if engine.image_attrs(image) is None:
         raise EnvError(f"image '{image}' is not in the local Docker engine; build it first")
     try:

@@ -30,6 +30,13 @@ _RECORDS: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="session")
+def docker_engine() -> Any:
+    """The Docker engine the runner used (this process's environment: DOCKER_HOST, context)."""
+    from builder.infra.engine import Engine
+    return Engine.from_env()
+
+
+@pytest.fixture(scope="session")
 def ctx() -> Context:
     return Context.read()
 

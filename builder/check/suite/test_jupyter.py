@@ -14,8 +14,6 @@ import pytest
 import requests
 from packaging.version import InvalidVersion, Version
 
-from builder.infra import engine
-
 TIMEOUT = 30
 NOTIFICATION = "@jupyterlab/apputils-extension:notification"
 PAGE_CONFIG = re.compile(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', re.S)
@@ -100,10 +98,10 @@ def test_no_news_or_update_check(base_url, ctx, note):
          "/lab/api/news empty, /lab/api/update no notification")
 
 
-def test_refuses_to_start_without_password(ctx, variant, note):
+def test_refuses_to_start_without_password(ctx, variant, note, docker_engine):
     if variant.jupyter.password_hash:
         pytest.skip("the variant bakes a password hash (jupyter.password_hash): there is always a password")
-    code, logs = engine.run_to_exit(ctx.image, environment={}, timeout=90)
+    code, logs = docker_engine.run_to_exit(ctx.image, environment={}, timeout=90)
     assert code is not None, f"without a password hash the container still runs after 90 s: {logs.strip()[-300:]}"
     assert code != 0, f"without a password hash the container exited 0: {logs.strip()[-300:]}"
     assert "password" in logs.lower(), f"exit {code} but no message about the password: {logs.strip()[-300:]}"
