@@ -244,7 +244,7 @@ def stack_run(cuda_standin, tmp_path_factory) -> dict:
     out_root = tmp_path_factory.mktemp("cuda-build")
     loaded = spec.load(SPEC)
     built = pipeline.build_stage(loaded, pipeline.BuildOptions(out_root=out_root, base=cuda_standin, force=True),
-                                 UI(quiet=True))
+                                 UI(quiet=True), Engine.from_env())
     out = out_root / loaded.name
     section = testrun.run_checks(loaded, built.image_id, out, gpu="off", engine=Engine.from_env(), base_ref=cuda_standin,
                                  raise_on_failure=False)
