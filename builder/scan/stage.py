@@ -68,12 +68,7 @@ def run_scan_and_gate(loaded: LoadedVariant, image_ref: str, out_dir: Path, base
     if base_layers is None:
         built = report.load(out_dir).build
         base_layers = (built.base_layers if built else None) or None
-    pinned = bool(loaded.spec.base.digest) or "@sha256:" in (base_ref or "")
-    result = gate.evaluate(rep, pol, base_layers, today, pinned)
-    write_gate(out_dir, result)
-    if result.decision == "block" and raise_on_block:
-        raise blocked(result, out_dir)
-    return result
+    return _decide(loaded, rep, pol, base_layers, base_ref, today, out_dir, raise_on_block)
 
 
 def gate_saved(loaded: LoadedVariant, out_dir: Path, base_ref: str | None, *,
@@ -91,6 +86,12 @@ def gate_saved(loaded: LoadedVariant, out_dir: Path, base_ref: str | None, *,
         if not cfg.is_file():
             raise TfimgError(f"{cfg} is missing: the Dockerfile checks must run again")
         rep = trivy.merge(rep, trivy_report.load(cfg))
+    return _decide(loaded, rep, pol, base_layers, base_ref, today, out_dir, raise_on_block)
+
+
+def _decide(loaded: LoadedVariant, rep: trivy_report.Report, pol: policies.Policy, base_layers: list[str] | None,
+            base_ref: str | None, today: dt.date, out_dir: Path, raise_on_block: bool) -> gate.GateResult:
+    """Gate a report under the policy, write gate.json, gate.sarif, gate.md and the section; raise on block."""
     pinned = bool(loaded.spec.base.digest) or "@sha256:" in (base_ref or "")
     result = gate.evaluate(rep, pol, base_layers, today, pinned)
     write_gate(out_dir, result)
