@@ -1,6 +1,7 @@
 """`make bench`: build speed and size, measured side by side in one run on the stand-in base.
 
     python -m tests.bench            (TFIMG_BENCH_BASE=IMAGE, default: the stand-in)
+    python -m tests.bench --reuse-only | --runners-only | --scan-only   (one group of rows)
 
 Prints each measurement, its ratio and whether the target is met. It never
 fails on a missed target: targets are reported, not asserted.
@@ -22,10 +23,11 @@ DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 SHARED = ["bert", "notebook", "worker", "dev"]
 
 
-def tfimg(*args: str) -> float:
+def tfimg(*args: str, docker_host: str | None = None) -> float:
     start = time.monotonic()
+    env = {**os.environ, "CI": "1", **({"DOCKER_HOST": docker_host} if docker_host else {})}
     res = subprocess.run([sys.executable, "-m", "builder", "--quiet", *args], capture_output=True, text=True,
-                         env={**os.environ, "CI": "1"})
+                         env=env)
     took = time.monotonic() - start
     if res.returncode != 0:
         sys.exit(f"bench: tfimg {' '.join(args)} failed:\n{res.stderr[-2000:]}")
@@ -138,6 +140,100 @@ def stage_reuse(work: Path, base: str) -> None:
     row("   python -c 'import typer' (the CLI library alone)", f"{clickonly:.3f}s", clickonly / bare, "", None)
 
 
+def registry() -> str:
+    return subprocess.run([str(ROOT / "scripts/registry.sh"), "url"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def scan_cost(work: Path, built: list[str], db: str) -> None:
+    """Issue 11: a scan with a cold Trivy cache against a second variant on the same base with it warm,
+    Trivy reading the image from the engine (a whole-image export each time) and from a registry by
+    digest (`tfimg build --scan-registry`: only layers the cache lacks are fetched)."""
+    from builder.infra.engine import Engine
+    from builder.publish import push
+
+    def scan(target: str, cache: str, out: str, *extra: str) -> float:
+        return tfimg("scan", target, "--cache-dir", str(work / cache), "--db-repository", db, *extra,
+                     "--out", str(work / out))
+
+    cold = scan(built[0], "cache-engine", "scan-cold", "--by-reference")
+    warm = scan(built[1], "cache-engine", "scan-warm", "--by-reference")
+    row(f"6. scan of {SHARED[1]} from the engine, same base, warm cache", f"{warm:.1f}s", warm / cold,
+        "< 0.3 (only new layers)", warm / cold < 0.3)
+    row(f"   scan of {SHARED[0]} from the engine, cold cache", f"{cold:.1f}s", None, "(reference)", None)
+    quarantine, engine, pushed = f"{registry()}/tfimg-bench-quarantine", Engine.from_env(), []
+    for name, image in zip(SHARED[:2], built[:2], strict=True):
+        start = time.monotonic()
+        pushed.append(push.push_for_scan(image, quarantine, name, "sha256:" + uuid.uuid4().hex, engine=engine))
+        row(f"   push of {name} for the scan ({'every layer' if not pushed[1:] else 'the registry has the base'})",
+            f"{time.monotonic() - start:.1f}s", None, "(reference)", None)
+    rcold = scan(pushed[0], "cache-registry", "rscan-cold")
+    rwarm = scan(pushed[1], "cache-registry", "rscan-warm")
+    row(f"6b. scan of {SHARED[1]} through the registry, warm cache", f"{rwarm:.1f}s", rwarm / rcold,
+        "< 0.3 (only new layers)", rwarm / rcold < 0.3)
+    row(f"   scan of {SHARED[0]} through the registry, cold cache", f"{rcold:.1f}s", None, "(reference)", None)
+
+
+def engine2(*args: str) -> str:
+    return subprocess.run([str(ROOT / "scripts/engine2.sh"), *args], capture_output=True, text=True, check=True,
+                          timeout=600).stdout.strip()
+
+
+def fresh_engine2() -> str:
+    """DOCKER_HOST of the second engine, started empty (its data purged first)."""
+    engine2("stop", "--purge")
+    engine2("start")
+    return engine2("host")
+
+
+def runners(work: Path, base: str) -> None:
+    """Issue 12: a second, empty engine (scripts/engine2.sh) as a fresh CI runner, and the registry."""
+    db = subprocess.run([str(ROOT / "scripts/trivydb/demo-db.sh")], capture_output=True, text=True)
+    if os.geteuid() != 0 or db.returncode != 0:
+        print("10-11. many runners: skipped (a second engine needs root; the demo DB needs make trivydb)")
+        return
+    reg = registry()
+    base_ref = f"{reg}/tfimg-bench/standin:{base.rsplit(':', 1)[-1]}"
+    subprocess.run([DOCKER, "tag", base, base_ref], check=True)
+    start = time.monotonic()
+    subprocess.run([DOCKER, "push", base_ref], check=True, capture_output=True)
+    print(f"   (the stand-in base is in the registry as {base_ref}: push {time.monotonic() - start:.1f}s)")
+    cache = f"{reg}/tfimg-bench/cache/{{name}}:buildcache"
+    bert = str(work / "variants/bert.yaml")
+    build = ["build", bert, "--base", base_ref, "--no-test", "--no-scan"]
+    tfimg(*build, "--out", str(work / "runner-a"), "--force", "--cache-to", cache)   # runner A exports its cache
+    try:
+        def cold(*extra: str) -> float:
+            host = fresh_engine2()
+            return tfimg(*build, "--out", str(work / "runner-b"), *extra, docker_host=host)
+
+        without = cold()
+        with_cache = cold("--cache-from", cache)
+        row("10. cold runner: build of bert with --cache-from", f"{with_cache:.1f}s", with_cache / without,
+            "<= 0.3 of without", with_cache / without <= 0.3)
+        row("   cold runner: build of bert without a registry cache", f"{without:.1f}s", None, "(reference)", None)
+        host = fresh_engine2()
+        start = time.monotonic()
+        subprocess.run([DOCKER, "-H", host, "pull", base_ref], check=True, capture_output=True)
+        row("   of both: pulling the base on an empty engine", f"{time.monotonic() - start:.1f}s", None, "", None)
+
+        policy = str(work / "policies/demo-bert-waivers.yaml")
+        ns = f"{reg}/tfimg-bench-team"
+        full = tfimg("build", bert, "--base", base_ref, "--out", str(work / "runner-a"), "--no-cache",
+                     "--trivy-db-repository", db.stdout.strip().splitlines()[-1],
+                     "--trivy-cache-dir", str(work / "trivy-cache-a"), "--policy", policy)
+        tfimg("publish", bert, "--out", str(work / "runner-a"), "--registry", ns, "--push")
+        host = fresh_engine2()
+        lookup = tfimg("build", bert, "--base", base_ref, "--out", str(work / "runner-b"), "--registry", ns,
+                       "--policy", policy, docker_host=host)
+        row("11. already published: build --registry, empty runner", f"{lookup:.2f}s", lookup / full,
+            "<= 0.05 of a full build", lookup / full <= 0.05)
+        row("   full build of bert (no cache; checks, scan, gate, tags)", f"{full:.1f}s", None, "(reference)", None)
+    finally:
+        engine2("stop", "--purge")
+        subprocess.run([DOCKER, "rmi", base_ref], capture_output=True)
+
+
 def main() -> None:
     base = os.environ.get("TFIMG_BENCH_BASE") or subprocess.run(
         [str(ROOT / "scripts/standin/build.sh")], capture_output=True, text=True, check=True).stdout.split()[-1]
@@ -150,6 +246,20 @@ def main() -> None:
     print(f"tfimg bench on {base} ({os.cpu_count()} cores); all times are wall-clock seconds\n")
     if "--reuse-only" in sys.argv:   # issue 13's three ratios alone (python -m tests.bench --reuse-only)
         stage_reuse(work, base)
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    if "--runners-only" in sys.argv:   # issue 12's two ratios alone
+        runners(work, base)
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    if "--scan-only" in sys.argv:   # issue 11's scan cost alone: two variants on a base no cache has seen
+        own = fresh_base(work, base, "scan")
+        for n in SHARED[:2]:
+            tfimg("build", str(work / f"variants/{n}.yaml"), "--base", own, "--out", str(out), "--no-test", "--no-scan")
+        built = [report_image(out, n) for n in SHARED[:2]]
+        db = subprocess.run([str(ROOT / "scripts/trivydb/demo-db.sh")], capture_output=True, text=True, check=True)
+        scan_cost(work, built, db.stdout.strip().splitlines()[-1])
+        subprocess.run([DOCKER, "rmi", "-f", *built, *BENCH_BASES], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
         return
 
@@ -222,20 +332,14 @@ def main() -> None:
     #    variant on the same base with that cache warm (only its own layers are analysed)
     db = subprocess.run([str(ROOT / "scripts/trivydb/demo-db.sh")], capture_output=True, text=True)
     if db.returncode == 0:
-        scan = ["--by-reference", "--cache-dir", str(work / "trivy-cache"), "--db-repository", db.stdout.strip()]
-        cold = tfimg("scan", built[0], *scan, "--out", str(work / "scan-cold"))
-        warm = tfimg("scan", built[1], *scan, "--out", str(work / "scan-warm"))
-        again = tfimg("scan", built[0], *scan, "--out", str(work / "scan-again"))
-        row(f"6. scan of {SHARED[1]}, same base, warm Trivy cache", f"{warm:.1f}s", warm / cold,
-            "< 1 (only new layers)", warm < cold)
-        row(f"   scan of {SHARED[0]}, cold cache (reference)", f"{cold:.1f}s", None, "(reference)", None)
-        row(f"   scan of {SHARED[0]} again (a rebuild's scan)", f"{again:.1f}s", again / cold, "", None)
+        scan_cost(work, built, db.stdout.strip().splitlines()[-1])
     else:
         print(f"6. scan cost: skipped, no demo Trivy DB (make trivydb): {db.stderr.strip()[-300:]}")
     subprocess.run([DOCKER, "rmi", "-f", *built, *BENCH_BASES], capture_output=True)   # nothing left behind
 
     subprocess.run([DOCKER, "rmi", "-f", "tfimg-bench-naive:latest"], capture_output=True)
     stage_reuse(work, base)
+    runners(work, base)
     shutil.rmtree(work, ignore_errors=True)
 
 

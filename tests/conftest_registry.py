@@ -9,6 +9,7 @@ stopped at teardown. Logging in writes a temporary DOCKER_CONFIG.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.server
 import io
 import json
@@ -70,48 +71,64 @@ def _missing(config: pytest.Config, why: str) -> None:
     pytest.skip(why)
 
 
+@contextlib.contextmanager
+def serve_registry(root: Path, *, htpasswd: Path | None = None, accesslog: bool = False) -> Iterator[str]:
+    """Debian's docker-registry on a free 127.0.0.1 port, its data under ``root``: yields HOST:PORT and
+    stops it on exit. ``htpasswd``: require basic auth; ``accesslog``: log each request to
+    ``root/registry.log`` (a test reads which blobs a client fetched)."""
+    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+    port = _free_port()
+    config: dict[str, object] = {   # JSON is YAML
+        "version": 0.1,
+        "log": {"level": "info" if accesslog else "warn", "accesslog": {"disabled": not accesslog}},
+        "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
+        "http": {"addr": f"127.0.0.1:{port}", "secret": uuid.uuid4().hex},
+    }
+    if htpasswd is not None:
+        config["auth"] = {"htpasswd": {"realm": "tfimg-test", "path": str(htpasswd)}}
+    (root / "config.yml").write_text(json.dumps(config))
+    host = f"127.0.0.1:{port}"
+    with open(root / "registry.log", "w") as log:
+        env = {**os.environ, "REGISTRY_STORAGE_DELETE_ENABLED": "true"}
+        proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=log, env=env)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    if requests.get(f"http://{host}/v2/", timeout=1).status_code in (200, 401):
+                        break
+                except requests.ConnectionError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("the registry did not start:\n" + (root / "registry.log").read_text()[-2000:])
+                time.sleep(0.1)
+            yield host
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def registry_binary_or_skip(config: pytest.Config, *, auth: bool = False) -> None:
+    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+    if not Path(binary).exists() or (auth and not shutil.which("htpasswd")):
+        _missing(config, "docker-registry or htpasswd is not installed "
+                         "(apt-get install docker-registry apache2-utils)")
+
+
 @pytest.fixture
 def registry_server(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
                     ) -> Iterator[RegistryServer]:
-    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
-    if not Path(binary).exists() or not shutil.which("htpasswd"):
-        _missing(pytestconfig, "docker-registry or htpasswd is not installed "
-                               "(apt-get install docker-registry apache2-utils)")
+    """A registry with htpasswd (bcrypt) auth, for one test."""
+    registry_binary_or_skip(pytestconfig, auth=True)
     root = tmp_path_factory.mktemp("registry")
     line = runner.run(["htpasswd", "-Bbn", USER, PASSWORD]).stdout.strip()
     (root / "htpasswd").write_text(line + "\n")
-    port = _free_port()
-    (root / "config.yml").write_text(json.dumps({   # JSON is YAML
-        "version": 0.1,
-        "log": {"level": "warn", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
-        "http": {"addr": f"127.0.0.1:{port}", "secret": uuid.uuid4().hex},
-        "auth": {"htpasswd": {"realm": "tfimg-test", "path": str(root / "htpasswd")}},
-    }))
-    log = open(root / "registry.log", "w")  # noqa: SIM115  (the server writes it until teardown)
-    env = {**os.environ, "REGISTRY_STORAGE_DELETE_ENABLED": "true"}
-    proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=log, env=env)
-    server = RegistryServer(f"127.0.0.1:{port}", root)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if requests.get(server.url(), timeout=1).status_code == 401:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the registry did not start:\n" + (root / "registry.log").read_text()[-2000:])
-            time.sleep(0.1)
-        yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with serve_registry(root, htpasswd=root / "htpasswd") as host:
+        yield RegistryServer(host, root)
 
 
 def _write_config(directory: Path, auths: dict[str, dict[str, str]]) -> Path:

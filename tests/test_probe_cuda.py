@@ -150,8 +150,10 @@ def test_standin_cuda_profile_passes_and_ngc_22_07_names_the_mismatches(standin_
     assert probe.failed(list(ok.values())) == []
     ngc = {r["component"]: r for r in probe.evaluate(standin_probe, profiles.get("ngc-22.07"), gpu=False)}
     assert ngc["cudnn"]["status"] == "mismatch" and "found 8.5.0, expected ==8.4.1" in ngc["cudnn"]["detail"]
-    assert ngc["nccl"]["status"] == "recorded"                      # ngc-22.07's NCCL is unconfirmed
+    # ngc-22.07's NCCL expectation is unconfirmed: a mismatch naming both, reported but not failed
+    assert (ngc["nccl"]["status"], ngc["nccl"]["confirmed"]) == ("mismatch", False)
     assert "found 2.13.4, expected ==2.12.*" in ngc["nccl"]["detail"] and "unconfirmed" in ngc["nccl"]["detail"]
+    assert [r["component"] for r in probe.failed(list(ngc.values()))] == ["python", "tensorflow", "cudnn"]
     assert ngc["cuda"]["status"] == "ok"
 
 

@@ -15,7 +15,7 @@ from builder.publish import curation, evidence
 from builder.publish import push as publish
 from builder.publish.registry_client import Registry
 from builder.spec import loader as spec
-from tests.test_trivy_real import demo_db, tiny  # noqa: F401  (session fixtures: the demo Trivy DB, a tiny image)
+from tests.test_trivy_real import tiny  # noqa: F401  (a session fixture: a tiny image)
 
 pytest_plugins = ["tests.conftest_registry"]
 

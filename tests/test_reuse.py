@@ -53,18 +53,6 @@ def test_suite_hash_follows_the_suite_files():
 
 # --------------------------------------------------------------------------- the pipeline, for real
 
-@pytest.fixture(scope="module")
-def demo_db() -> str:
-    trivy = ROOT / ".venv" / "bin" / "trivy"
-    if not trivy.exists():
-        pytest.skip("no .venv/bin/trivy (the scan extra)")
-    res = subprocess.run([str(ROOT / "scripts/trivydb/demo-db.sh")], capture_output=True, text=True,
-                         timeout=900, cwd=ROOT)
-    if res.returncode != 0:
-        pytest.fail(f"scripts/trivydb/demo-db.sh failed:\n{res.stderr[-3000:]}")
-    return res.stdout.strip().splitlines()[-1]
-
-
 def _variant(d: Path, commands: list[str]) -> Path:
     (d / "reuse.yaml").write_text(
         f"extends: {ROOT / 'variants' / 'worker.yaml'}\ndescription: reuse test\npolicy: policy.yaml\n"

@@ -14,25 +14,26 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from builder import cli
 from builder.infra import report
 from builder.infra.engine import Engine
+from builder.infra.report_models import Report
 from builder.infra.ui import UI
 from builder.pipeline import bake
 from builder.pipeline import orchestrator as pipeline
 from builder.publish import push
+from builder.publish.registry_client import Registry
 from builder.spec import loader as spec
 from tests import reports
 from tests.conftest import ROOT, VARIANTS
-from tests.conftest_registry import _free_port, _missing
+from tests.conftest_registry import _missing, registry_binary_or_skip, serve_registry
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -40,35 +41,17 @@ ENGINE2 = str(ROOT / "scripts/engine2.sh")
 
 
 @pytest.fixture(scope="module")
-def open_registry(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[str]:
-    """HOST:PORT of a registry without auth, for the whole module."""
-    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
-    if not Path(binary).exists():
-        _missing(pytestconfig, "docker-registry is not installed (apt-get install docker-registry)")
-    root = tmp_path_factory.mktemp("open-registry")
-    port = _free_port()
-    (root / "config.yml").write_text(json.dumps({
-        "version": 0.1, "log": {"level": "warn", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
-        "http": {"addr": f"127.0.0.1:{port}", "secret": uuid.uuid4().hex}}))
-    with open(root / "registry.log", "w") as log:
-        proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=log)
-        host = f"127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    if requests.get(f"http://{host}/v2/", timeout=1).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("the registry did not start:\n" + (root / "registry.log").read_text()[-2000:])
-                time.sleep(0.1)
-            yield host
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+def open_registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the open registry keeps its data and ``registry.log`` (one line per request)."""
+    return tmp_path_factory.mktemp("open-registry")
+
+
+@pytest.fixture(scope="module")
+def open_registry(open_registry_dir: Path, pytestconfig: pytest.Config) -> Iterator[str]:
+    """HOST:PORT of a registry without auth, for the whole module; it logs each request."""
+    registry_binary_or_skip(pytestconfig)
+    with serve_registry(open_registry_dir, accesslog=True) as host:
+        yield host
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +158,64 @@ def test_runner_b_reuses_what_runner_a_pushed(registry_base: str, open_registry:
     assert rc == 0
     checks = report.load(tmp_path / "t" / "bert").checks
     assert checks is not None and checks.passed is True
+
+
+# --------------------------------------------------------------------------- the scan, through the registry
+
+def _layers(host: str, repo: str, ref: str) -> list[str]:
+    found = Registry(host, attempts=2).manifest(repo, ref)
+    assert found is not None, f"{host}/{repo}:{ref} is not in the registry"
+    return [layer["digest"] for layer in json.loads(found[0])["layers"]]
+
+
+def test_scan_through_the_registry_fetches_only_layers_trivy_has_not_analysed(
+        registry_base: str, open_registry: str, open_registry_dir: Path, demo_db: str, tmp_path: Path) -> None:
+    """`tfimg build --scan-registry`: the image is pushed to a quarantine namespace and Trivy reads it
+    by digest. Which blobs Trivy fetched is read from the registry's own access log: with a cold cache
+    the base's layers too; after a change to a late layer (an authorized key), only the new layers."""
+    variants = tmp_path / "variants"
+    shutil.copytree(VARIANTS, variants)
+    shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    quarantine = f"{open_registry}/quarantine"
+    log = open_registry_dir / "registry.log"
+    base_blobs = set(_layers(open_registry, "tfimg-standin", registry_base.rsplit(":", 1)[1]))
+
+    def build() -> tuple[Report, set[str]]:
+        mark = log.stat().st_size
+        res = subprocess.run(
+            [sys.executable, "-m", "builder", "--quiet", "build", str(variants / "bert.yaml"), "--base", registry_base,
+             "--out", str(tmp_path / "out"), "--no-test", "--scan-registry", quarantine,
+             "--trivy-db-repository", demo_db, "--trivy-cache-dir", str(tmp_path / "trivy-cache"),
+             "--policy", str(ROOT / "policies/demo-bert-waivers.yaml")],
+            capture_output=True, text=True, timeout=1500, cwd=ROOT)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+        with open(log) as fh:
+            fh.seek(mark)
+            fetched = set(re.findall(r'"GET /v2/quarantine/bert/blobs/(sha256:[0-9a-f]{64})', fh.read()))
+        return report.load(tmp_path / "out" / "bert"), fetched
+
+    first, fetched = build()
+    assert first.build is not None and first.scan is not None and first.gate is not None
+    tag = f"scan-{first.build.input_hash.split(':')[-1][:12]}"
+    digest = Registry(open_registry, attempts=2).digest_of("quarantine/bert", tag)
+    assert first.scan.mode == "remote" and first.scan.image == f"{quarantine}/bert@{digest}", first.scan
+    assert first.scan.image_id == first.build.image_id
+    assert Engine.from_env().image_attrs(f"{quarantine}/bert:{tag}") is None   # the push's local tag is gone
+    assert first.gate.decision == "pass" and first.gate.base_layers_known
+    assert sum((first.gate.counts.get("vulnerability") or {}).get("inherited", {}).values()) > 0, first.gate.counts
+    assert base_blobs & fetched, "a cold cache must read the base's layers (or the log shows no fetch at all)"
+
+    (variants / "keys" / "team.pub").unlink()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "newkey")], check=True)
+    shutil.copy(tmp_path / "newkey.pub", variants / "keys" / "team.pub")
+    second, fetched2 = build()
+    assert second.build is not None and second.scan is not None and second.scan.reuse is not None
+    assert second.build.image_id != first.build.image_id and not second.scan.reuse.reused
+    new_blobs = set(_layers(open_registry, "quarantine/bert", second.scan.image.rsplit("@", 1)[1]))
+    new_blobs -= set(_layers(open_registry, "quarantine/bert", first.scan.image.rsplit("@", 1)[1]))
+    assert new_blobs, "changing a key must add a layer"
+    layers_fetched = fetched2 - {second.build.image_id}   # the config blob is read too
+    assert layers_fetched and layers_fetched <= new_blobs, (layers_fetched, new_blobs)
+    assert not fetched2 & base_blobs
+    print(f"scan through the registry: cold cache {first.scan.seconds}s ({len(fetched)} blobs fetched); after a "
+          f"key change {second.scan.seconds}s ({len(layers_fetched)} new layer(s) fetched)")

@@ -60,17 +60,6 @@ def _docker_build(tag: str, dockerfile: str, files: dict[str, str], tmp: Path) -
 
 
 @pytest.fixture(scope="session")
-def demo_db() -> str:
-    """The demo DB pushed to the local registry: its reference (…/tfimg/trivy-db:2)."""
-    _trivy()
-    res = subprocess.run([str(ROOT / "scripts/trivydb/demo-db.sh")], capture_output=True, text=True,
-                         timeout=900, cwd=ROOT)
-    if res.returncode != 0:
-        pytest.fail(f"scripts/trivydb/demo-db.sh failed (make trivydb installs what it needs):\n{res.stderr[-3000:]}")
-    return res.stdout.strip().splitlines()[-1]
-
-
-@pytest.fixture(scope="session")
 def scanned(standin_base: str, demo_db: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The one real scan of the session: build/<image>/ with trivy.json, sbom.cdx.json, report.json."""
     tmp = tmp_path_factory.mktemp("trivy-real")

@@ -58,6 +58,10 @@ def build_cmd(
     registry: str | None = typer.Option(None, "--registry", envvar="TFIMG_REGISTRY",
                                         help="HOST/NAMESPACE: skip everything when the same inputs are "
                                              "already published there with evidence that passes the policy."),
+    scan_registry: str | None = typer.Option(None, "--scan-registry", envvar="TFIMG_SCAN_REGISTRY",
+                                             help="HOST/NAMESPACE (a quarantine namespace): push the image there "
+                                                  "before the gate and let Trivy read it by digest, so a scan "
+                                                  "fetches and analyses only layers it has not seen."),
 ) -> None:
     """Render, build (BuildKit, secrets mounted), check, scan, gate and tag variants.
 
@@ -73,7 +77,8 @@ def build_cmd(
         results = fanout.build_many(variants, runner.args(
             base=base, force=force, no_cache=no_cache, docker=docker, out=out_root, no_test=no_test,
             no_scan=no_scan, recheck=recheck, rescan=rescan, gpu=gpu, policy=policy, trivy=trivy_path, trivy_cache_dir=trivy_cache,
-            offline=offline, trivy_db_repository=trivy_db, cache_from=cache_from, cache_to=cache_to, registry=registry), jobs)
+            offline=offline, trivy_db_repository=trivy_db, cache_from=cache_from, cache_to=cache_to, registry=registry,
+            scan_registry=scan_registry), jobs)
         for name, rc, why in results:
             out.print(f"{name:<20} {'ok' if rc == 0 else f'exit {rc}'}  {why}".rstrip())
         code = errors.worst([rc for _, rc, _ in results])
@@ -84,7 +89,8 @@ def build_cmd(
                                  checks=not no_test, scan=not no_scan, recheck=recheck, rescan=rescan,
                                  gpu=gpu, policy=policy,
                                  trivy=trivy_path, trivy_cache=trivy_cache, offline=offline, trivy_db_repository=trivy_db,
-                                 cache_from=tuple(cache_from), cache_to=cache_to, registry=registry)
+                                 cache_from=tuple(cache_from), cache_to=cache_to, registry=registry,
+                                 scan_registry=scan_registry)
     ui = UI(quiet=settings().quiet)
     from builder.infra.engine import Engine
     result = pipeline.run(variants[0], opts, ui, Engine.deferred())   # connects when a stage needs Docker

@@ -118,7 +118,9 @@ def probe_table(rows: list[dict], title: str) -> Table:
                "recorded": "cyan", "skipped": "yellow"}
     for r in rows:
         t.add_row(r["component"], Text(str(r["detected"]) if r["detected"] is not None else "-"),
-                  Text(r["expected"] or "-"), Text(r["status"], style=colours.get(r["status"], "")),
+                  Text(r["expected"] or "-"),
+                  Text(r["status"], style=colours.get(r["status"], "")) if r.get("confirmed", True)
+                  else Text(f"{r['status']} (unconfirmed)", style="yellow" if r["status"] == "mismatch" else "cyan"),
                   Text(r.get("detail") or ("unconfirmed: recorded, not asserted" if r["status"] == "recorded" else "")))
     return t
 

@@ -64,6 +64,7 @@ class BuildOptions:
     cache_from: tuple[str, ...] = ()  # --cache-from / $TFIMG_CACHE_FROM: import BuildKit's cache from these refs
     cache_to: str | None = None      # --cache-to / $TFIMG_CACHE_TO: export it to this ref
     registry: str | None = None      # --registry HOST/NS: skip everything when already published there
+    scan_registry: str | None = None  # --scan-registry HOST/NS: Trivy reads the image from there, by digest
 
 
 def variant_dir(opts: BuildOptions, loaded: LoadedVariant) -> Path:
@@ -366,7 +367,8 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI, engine: Engine) -> Re
         with ui.stage("scan and gate"):
             options = trivy.Options(binary=opts.trivy or os.environ.get("TFIMG_TRIVY") or "trivy",
                                     cache_dir=opts.trivy_cache, offline=opts.offline,
-                                    db_repository=opts.trivy_db_repository)
+                                    db_repository=opts.trivy_db_repository,
+                                    mode="remote" if opts.scan_registry else "reference")
             _scan_and_gate(loaded, section, vdir, options, opts, ui, engine)
     else:
         pol = policies.load(loaded.spec.policy)
@@ -456,9 +458,17 @@ def _scan_and_gate(loaded: LoadedVariant, built: BuildSection, vdir: Path, optio
             if exc.exit_code == 1:   # the gate blocks
                 raise
             ui.warn(f"{exc.message}; scanning again")
+    stage_in = None
+    if opts.scan_registry:
+        from builder.publish import push as publish
+
+        def stage_in(image_id: str) -> str:
+            ui.info(f"pushing {loaded.name} to {opts.scan_registry} for the scan (only layers the registry lacks)")
+            return publish.push_for_scan(image_id, str(opts.scan_registry), loaded.name, built.input_hash,
+                                         engine=engine)
     result = scan_stage.run_scan_and_gate(loaded, built.image_id, vdir, built.base.ref, options=options,
                                           base_layers=built.base_layers, warn=ui.warn, raise_on_block=False,
-                                          engine=engine)
+                                          engine=engine, stage_in=stage_in)
     now = report.load(vdir)
     if now.scan is not None and now.scan.status == "ok":
         try:   # the key of the DB this scan used

@@ -301,3 +301,29 @@ def find_published(registry: str, variant: str, input_hash: str, policy: Path | 
     return PublishedSection(registry=registry, repository=f"{target.host}/{repo}", digest=digest,
                             input_hash=input_hash, tag=tag, decision=decision, how=how,
                             checked_at=clock.now_iso())
+
+
+# --------------------------------------------------------------------------- scan through a registry
+
+def push_for_scan(image_id: str, registry: str, variant: str, input_hash: str, *, engine: Engine,
+                  attempts: int = 3, base_delay: float = 1.0) -> str:
+    """Push a built image that is not gated yet to ``HOST/NS/VARIANT:scan-<12 hex of its input hash>``
+    and return ``HOST/NS/VARIANT@sha256:...`` for Trivy to read from the registry (``tfimg build
+    --scan-registry``; NS is a quarantine namespace: nothing there has passed the gate).
+
+    The registry holds each layer once, so after the first image on a base the push sends only the
+    variant's own layers, and Trivy then fetches only the layers its cache (keyed by layer digest)
+    has not analysed: the scan's cost follows the variant's own layers, and no ``docker save``
+    archive of the whole image is written. The local tag made for the push is removed again.
+    Raises RegistryError, PublishRefused (a malformed ``registry``), TfimgError (the push failed).
+    """
+    target = parse_ref(registry)
+    if target.tag or target.digest:
+        raise PublishRefused(f"--scan-registry takes HOST/NAMESPACE without a tag or digest, not '{registry}'")
+    ref = Ref(target.host, f"{target.repo}/{variant}", tag=f"scan-{input_hash.split(':')[-1][:12]}")
+    try:
+        digest = _push(ref, image_id, engine, attempts=attempts, base_delay=base_delay)
+    finally:
+        engine.remove_image(str(ref))   # untag only: the image keeps its other names
+    return f"{ref.name}@{digest}"
+

@@ -31,8 +31,13 @@ log = logging.getLogger(__name__)
 def run_scan_and_gate(loaded: LoadedVariant, image_ref: str, out_dir: Path, base_ref: str | None, *,
                       engine: Engine, options: trivy.Options | None = None, base_layers: list[str] | None = None,
                       today: dt.date | None = None, raise_on_block: bool = True,
-                      warn: Callable[[str], None] = log.warning) -> gate.GateResult:
+                      warn: Callable[[str], None] = log.warning,
+                      stage_in: Callable[[str], str] | None = None) -> gate.GateResult:
     """Scan ``image_ref`` with Trivy and gate it under the variant's policy.
+
+    ``stage_in``: turns ``image_ref`` into the reference Trivy reads (``tfimg build --scan-registry``
+    pushes the image and returns ``HOST/NAME@sha256:...``); its failure fails the scan closed, as
+    Trivy's own would.
 
     Writes trivy.json, gate.json, gate.sarif, gate.md and report.json's
     ``scan`` and ``gate`` sections in ``out_dir``. Returns the result for
@@ -53,6 +58,8 @@ def run_scan_and_gate(loaded: LoadedVariant, image_ref: str, out_dir: Path, base
     report.write_section(out_dir, GateSection(decision="block", policy=pol.name,
                                               reasons=["the scan did not finish (interrupted or crashed)"]))
     try:
+        if stage_in is not None:
+            image_ref = stage_in(image_ref)
         run = trivy.scan_image(image_ref, out_dir / "trivy.json", opts, engine)
         rep = run.report
         if pol.scan.misconfig:

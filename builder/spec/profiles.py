@@ -54,13 +54,19 @@ class Profile(BaseModel):
         return self.model_copy(update={"components": comps})
 
     def compare(self, component: str, detected: str | None) -> dict[str, Any]:
-        """Compare a detected version with the profile: status is ok, mismatch, missing or recorded."""
+        """Compare a detected version with the profile: status is ok, mismatch, missing or recorded.
+
+        Against an unconfirmed expectation a different version is a ``mismatch`` with ``confirmed``
+        false (reported, never failed: see :func:`builder.check.probe.failed`); anything else is
+        ``recorded``."""
         comp = self.components.get(component)
         row: dict[str, Any] = {"component": component, "detected": detected,
                                "expected": comp.expect if comp else None,
                                "confirmed": bool(comp and comp.confirmed)}
-        if comp is None or comp.expect is None or not comp.confirmed:
+        if comp is None or comp.expect is None:
             row["status"] = "recorded"
+        elif not comp.confirmed:   # shown when it differs, never failed: the expectation itself is unsure
+            row["status"] = "recorded" if detected is None or version_matches(detected, comp.expect) else "mismatch"
         elif detected is None:
             row["status"] = "missing"
         else:
