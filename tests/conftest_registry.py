@@ -175,15 +175,16 @@ def tiny_image(pytestconfig: pytest.Config) -> Iterator[Callable[[], str]]:
         proc = subprocess.run(["docker", "import", "-", name], input=buf.getvalue(), capture_output=True,
                               timeout=120, check=True)
         image_id = proc.stdout.decode().strip()
-        made.append(name)
+        made.append(image_id)
         return image_id
 
     yield make
-    for name in made:
-        attrs = Engine.from_env().image_attrs(name) or {}
+    engine = Engine.from_env()
+    for image_id in made:   # by id: a test may have untagged the name and left registry tags on it
+        attrs = engine.image_attrs(image_id) or {}
         for tag in attrs.get("RepoTags") or []:
-            Engine.from_env().remove_image(tag, force=True)
-        Engine.from_env().remove_image(name, force=True)
+            engine.remove_image(tag, force=True)
+        engine.remove_image(image_id, force=True)
 
 
 FACTS = {"tensorflow": "2.9.1+nv22.7", "python": "3.8.10", "cuda": "11.7", "cudnn": "8.4.1",

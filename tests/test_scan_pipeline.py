@@ -64,6 +64,13 @@ def variant(tmp_path: Path, policy_text: str | None = None, digest: bool = False
     return spec.load(tmp_path / "demo.yaml")
 
 
+def rendered(out: Path) -> Path:
+    """``out`` with a rendered Dockerfile in ``out/context``, as the build leaves it (policies check it)."""
+    (out / "context").mkdir(parents=True, exist_ok=True)
+    (out / "context" / "Dockerfile").write_text("FROM scratch\nUSER 1000\n")
+    return out
+
+
 def image_argv(calls) -> list[str]:
     return next(c["argv"] for c in calls() if c["argv"][0] == "image")
 
@@ -201,7 +208,7 @@ def test_trivy_own_timeout(fake, monkeypatch, tmp_path):
 
 def test_stage_passes_and_writes_every_file(fake, monkeypatch, tmp_path):
     loaded = variant(tmp_path, "vulnerabilities: {new: {fixed: none}}\n")
-    out = tmp_path / "build" / "demo"
+    out = rendered(tmp_path / "build" / "demo")
     result = scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=opts())
     assert result.decision == "pass"
     for name in ("trivy.json", "gate.json", "gate.sarif", "gate.md", "report.json"):
@@ -217,6 +224,7 @@ def test_stage_blocks_with_gate_failed_and_uses_recorded_base_layers(fake, tmp_p
     out = tmp_path / "build" / "demo"
     layers = json.loads((DATA / "fluentd-gems.json.golden").read_text())["Metadata"]["DiffIDs"][:2]
     reports.write(out, reports.build("sha256:" + "c" * 64, base_layers=layers))
+    rendered(out)   # the default policy also checks the rendered Dockerfile
     with pytest.raises(GateFailed) as exc:
         scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=opts())
     assert exc.value.exit_code == 1 and "BLOCK" in exc.value.message
@@ -248,7 +256,7 @@ def test_scan_not_required_gives_unscanned(tmp_path, fake, monkeypatch):
 
 def test_require_base_digest_reads_the_spec(fake, tmp_path):
     text = "vulnerabilities: {new: {fixed: none}}\nrequire_base_digest: true\n"
-    out = tmp_path / "out"
+    out = rendered(tmp_path / "out")
     unpinned = scan_stage.run_scan_and_gate(variant(tmp_path, text), IMAGE, out, None, engine=Engine.deferred(), options=opts(),
                                           raise_on_block=False)
     assert unpinned.decision == "block" and "digest" in unpinned.reasons[0]
@@ -364,7 +372,7 @@ def test_docker_save_archive_is_scanned(fake, tmp_path, images):
     from builder.infra.engine import Engine
     tiny_image = images({"etc/os-release": b"ID=tfimgtest\n"})
     loaded = variant(tmp_path, "vulnerabilities: {new: {fixed: none}}\n")
-    out = tmp_path / "build" / "demo"
+    out = rendered(tmp_path / "build" / "demo")
     result = scan_stage.run_scan_and_gate(loaded, tiny_image, out, tiny_image, engine=Engine.from_env(),
                                         options=trivy.Options(binary=str(FAKE), timeout=60, mode="archive"))
     argv = image_argv(fake)
@@ -406,7 +414,7 @@ def test_real_trivy_end_to_end(tmp_path, images):
 
 def test_an_interrupted_scan_leaves_no_pass_behind(fake, monkeypatch, tmp_path):
     loaded = variant(tmp_path, "vulnerabilities: {new: {fixed: none}}\n")
-    out = tmp_path / "out"
+    out = rendered(tmp_path / "out")
     assert scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=opts()).decision == "pass"
 
     def interrupted(*args, **kwargs):

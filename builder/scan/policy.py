@@ -93,7 +93,7 @@ class Licenses(_Strict):
 class Scan(_Strict):
     required: bool = Field(True, description="false: a local build may continue UNSCANNED when Trivy "
                                              "cannot run; publishing still refuses it.")
-    misconfig: bool = Field(False, description="Also run `trivy config` on the rendered Dockerfile.")
+    misconfig: bool = Field(True, description="Also run `trivy config` on the rendered Dockerfile (its findings block per `misconfigurations.block`).")
 
 
 class Publish(_Strict):
