@@ -225,7 +225,7 @@ def runners(work: Path, base: str) -> None:
         row("   runner with the base only: bert without a cache", f"{without:.1f}s", None, "(reference)", None)
 
         policy = str(work / "policies/demo-bert-waivers.yaml")
-        ns = f"{reg}/tfimg-bench-team"
+        ns = f"{reg}/tfimg-bench-{uuid.uuid4().hex[:8]}"   # a new namespace: immutable tags are never moved
         full = tfimg("build", bert, "--base", base_ref, "--out", str(work / "runner-a"), "--no-cache",
                      "--trivy-db-repository", db.stdout.strip().splitlines()[-1],
                      "--trivy-cache-dir", str(work / "trivy-cache-a"), "--policy", policy)

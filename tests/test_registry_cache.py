@@ -42,6 +42,28 @@ def test_classic_client_uses_inline_cache() -> None:
         build.cache_args(CLASSIC, ["type=registry,ref=r:5000/c"], None)
 
 
+def test_a_named_buildx_builder_goes_to_buildx_build() -> None:
+    named = build.Builder("buildx", "/usr/bin/docker", "27.0.0", "k8s-fleet")
+    assert named.argv() == ["/usr/bin/docker", "buildx", "build", "--builder", "k8s-fleet", "--load"]
+    assert named.describe()["name"] == "k8s-fleet" and "name" not in BUILDX.describe()
+
+
+@pytest.mark.skipif(not Path("/usr/bin/docker").exists(), reason="needs Debian's docker 20.10 client (docker.io)")
+def test_builder_without_buildx_is_bad_input_and_nothing_is_built(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Debian's docker 20.10 client has no buildx: `--builder NAME` is refused (exit 2) before any
+    build, never quietly replaced by the engine's own BuildKit."""
+    from builder import cli
+    from tests.conftest import VARIANTS
+    with pytest.raises(EnvError, match="needs buildx"):
+        build.find_builder("/usr/bin/docker", "k8s-fleet")
+    rc = cli.main(["build", str(VARIANTS / "bert.yaml"), "--docker", "/usr/bin/docker", "--builder", "k8s-fleet",
+                   "--base", "127.0.0.1:1/standin@sha256:" + "ab" * 32, "--out", str(tmp_path), "--no-test"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--builder k8s-fleet needs buildx" in err and "Traceback" not in err, err
+    assert not (tmp_path / "bert" / "build.log").exists()
+
+
 def test_cached_steps_are_counted_from_the_plain_log() -> None:
     log = "#5 [2/4] RUN apt-get\n#5 CACHED\n\n#6 [3/4] RUN pip\n#6 CACHED\n#7 [4/4] COPY x\n#7 DONE 0.1s\n"
     assert build.cached_steps(log) == 2

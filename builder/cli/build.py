@@ -36,6 +36,9 @@ def build_cmd(
     no_cache: bool = typer.Option(False, "--no-cache", help="Rebuild every layer (implies --force)."),
     docker: str | None = typer.Option(None, "--docker", envvar="TFIMG_DOCKER",
                                          help="BuildKit-capable docker client to use."),
+    builder: str | None = typer.Option(None, "--builder", envvar="TFIMG_BUILDER",
+                                       help="A named buildx builder (remote, Kubernetes, docker-container; "
+                                            "`docker buildx ls`). Needs buildx."),
     out_root: Path = typer.Option(Path("build"), "--out", help="Where build/<variant>/ goes."),
     no_test: bool = typer.Option(False, "--no-test", help="Skip the container checks stage."),
     no_scan: bool = typer.Option(False, "--no-scan", help="Skip scan and gate: the image is UNSCANNED and cannot be published."),
@@ -75,7 +78,7 @@ def build_cmd(
         raise TfimgError(f"several files define the variant(s) {', '.join(dupes)}; their build/ folders would clash")
     if len(variants) > 1:
         results = fanout.build_many(variants, runner.args(
-            base=base, force=force, no_cache=no_cache, docker=docker, out=out_root, no_test=no_test,
+            base=base, force=force, no_cache=no_cache, docker=docker, builder=builder, out=out_root, no_test=no_test,
             no_scan=no_scan, recheck=recheck, rescan=rescan, gpu=gpu, policy=policy, trivy=trivy_path, trivy_cache_dir=trivy_cache,
             offline=offline, trivy_db_repository=trivy_db, cache_from=cache_from, cache_to=cache_to, registry=registry,
             scan_registry=scan_registry), jobs)
@@ -86,6 +89,7 @@ def build_cmd(
             raise typer.Exit(code)
         return
     opts = pipeline.BuildOptions(out_root=out_root, base=base, force=force, no_cache=no_cache, docker=docker,
+                                 builder=builder,
                                  checks=not no_test, scan=not no_scan, recheck=recheck, rescan=rescan,
                                  gpu=gpu, policy=policy,
                                  trivy=trivy_path, trivy_cache=trivy_cache, offline=offline, trivy_db_repository=trivy_db,

@@ -41,25 +41,44 @@ class Builder:
     kind: str            # "buildx" or "docker-buildkit"
     docker: str          # path of the docker client
     version: str
+    name: str | None = None   # buildx: the named builder (`--builder`; remote, Kubernetes, docker-container)
 
     def argv(self) -> list[str]:
         if self.kind == "buildx":
-            return [self.docker, "buildx", "build", "--load"]
+            return [self.docker, "buildx", "build", *(["--builder", self.name] if self.name else []), "--load"]
         return [self.docker, "build"]
 
     def env(self) -> dict[str, str]:
         return {"DOCKER_BUILDKIT": "1"} if self.kind == "docker-buildkit" else {}
 
     def describe(self) -> dict[str, str]:
-        return {"kind": self.kind, "docker": self.docker, "version": self.version}
+        return {"kind": self.kind, "docker": self.docker, "version": self.version,
+                **({"name": self.name} if self.name else {})}
 
 
-def find_builder(override: str | None = None) -> Builder:
+def find_builder(override: str | None = None, name: str | None = None) -> Builder:
     """Pick a BuildKit-capable client: ``override`` or $TFIMG_DOCKER, else search.
 
-    Raises EnvError when no candidate can do BuildKit builds with secrets;
-    never falls back to a build without secrets.
+    ``name``: a buildx builder (``docker buildx ls``); it needs a client with buildx and must exist.
+    Raises EnvError when no candidate can do BuildKit builds with secrets, or ``name`` cannot be
+    used; never falls back to a build without secrets, or to another builder.
     """
+    found = _find_client(override)
+    if name is None:
+        return found
+    if found.kind != "buildx":
+        raise EnvError(f"--builder {name} needs buildx, and the docker client {found.docker} "
+                       f"(version {found.version}) has none; nothing was built.",
+                       hint=f"Install buildx (docker-buildx-plugin) or point {DOCKER_ENV} / --docker at a client "
+                            "that has it; without --builder tfimg builds on the engine's own BuildKit.")
+    res = runner.run([found.docker, "buildx", "inspect", name], check=False, timeout=60)
+    if res.returncode != 0:
+        raise EnvError(f"buildx has no builder named '{name}': {(res.stderr or res.stdout).strip()[-300:]}",
+                       hint="`docker buildx ls` lists the builders; `docker buildx create --name NAME ...` adds one.")
+    return Builder(found.kind, found.docker, found.version, name)
+
+
+def _find_client(override: str | None) -> Builder:
     chosen = override or os.environ.get(DOCKER_ENV)
     candidates = [chosen] if chosen else _unique([runner.which("docker"), "/usr/bin/docker",
                                                  "/usr/local/bin/docker"])

@@ -65,6 +65,7 @@ class BuilderInfo(_Record):
     kind: str = Field(description="buildx, or a classic client with DOCKER_BUILDKIT=1.")
     docker: str = Field(description="The docker client used.")
     version: str
+    name: str | None = Field(None, description="The named buildx builder (`--builder`), if one was chosen.")
 
 
 class BuildCache(_Record):

@@ -50,6 +50,7 @@ class BuildOptions:
     force: bool = False
     no_cache: bool = False           # --no-cache: do not reuse BuildKit's layer cache
     docker: str | None = None        # --docker / $TFIMG_DOCKER: the BuildKit-capable client
+    builder: str | None = None       # --builder / $TFIMG_BUILDER: a named buildx builder (remote, Kubernetes)
     checks: bool = True
     scan: bool = True
     recheck: bool = False             # --recheck: run the checks even when their inputs have not changed
@@ -148,6 +149,8 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI, engine: Engin
                                     "other variants and is never built",
                                     hint="Build a variant that extends it.")])
     vdir = variant_dir(opts, loaded)
+    # an explicit client or builder is checked first, even when no build turns out to be needed
+    builder = build.find_builder(opts.docker, opts.builder) if opts.docker or opts.builder else None
     with ui.stage("render"):
         rendered = render.render(loaded)
         context = render.write(rendered, vdir / "context")
@@ -157,21 +160,18 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI, engine: Engin
     warnings: list[str] = []
     if not loaded.spec.base.digest and not base.digest:
         warnings.append("the base is not pinned by digest (base.digest); builds may drift")
-    builder: build.Builder | None = None
     cache: BuildCache | None = None
     with build.SecretFiles(loaded) as secrets:
         ihash = build.input_hash(rendered.context_hash(), build.base_key(base.ref, base.digest, base.id),
                                  secrets.used, base.ref)
         image_ref = f"{LOCAL_REPO.format(name=loaded.name)}:{ihash[7:19]}"
-        if opts.docker:   # an explicit client is checked even when no build is needed
-            builder = build.find_builder(opts.docker)
         existing = None if opts.force or opts.no_cache else _same_inputs(image_ref, ihash, engine)
         up_to_date = existing is not None
         if existing is not None:
             image_id = existing
             ui.info(f"{loaded.name} is up to date ({image_id[:19]}); use --force to rebuild")
         else:
-            builder = builder or build.find_builder(opts.docker)
+            builder = builder or build.find_builder(opts.docker, opts.builder)
             revision = git.revision(loaded.path)
             for sid in secrets.skipped:
                 warnings.append(f"optional secret '{sid}' is absent and was not passed")
