@@ -239,3 +239,17 @@ def test_old_schema_db_fails_closed_although_trivy_exits_0(tiny: str, demo_db: s
     ref = _push_db(demo_db, tmp_path / "db", "trivy-db-schema1", "--schema-version", "1")
     err = _scan_fails(tiny, ref, tmp_path)
     assert "schema version 1" in err and "not 2" in err
+
+
+def test_offline_scan_with_a_copied_db(scanned: Path, tiny: str, tmp_path: Path) -> None:
+    """Air-gapped: the DB copied out of another cache dir (as `trivy image --download-db-only` leaves it)
+    scans with `--offline`, and the report records that copy's schema and date, no repository."""
+    source = Path((scanned / "cache-dir").read_text()) / "db"
+    shutil.copytree(source, tmp_path / "copied" / "db")
+    res = tfimg("scan", tiny, "--by-reference", "--offline", "--cache-dir", str(tmp_path / "copied"),
+                "--out", str(tmp_path / "out"), "--timeout", "120")
+    assert res.returncode == 0, res.stdout + res.stderr
+    scan = json.loads((tmp_path / "out/report.json").read_text())["scan"]
+    meta = json.loads((source / "metadata.json").read_text())
+    assert scan["status"] == "ok" and scan["offline"] is True and scan["db_repository"] is None
+    assert scan["db"]["Version"] == 2 and scan["db"]["UpdatedAt"][:19] == meta["UpdatedAt"][:19], scan["db"]
