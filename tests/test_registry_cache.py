@@ -162,3 +162,28 @@ def test_scan_by_digest_reads_the_image_from_the_registry(demo_db: str, tiny: st
     scan = json.loads((tmp_path / "out/report.json").read_text())["scan"]
     assert scan["status"] == "ok" and scan["mode"] == "remote" and scan["image"] == ref
     assert json.loads((tmp_path / "out/trivy.json").read_text())["ArtifactName"] == ref
+
+
+@pytest.mark.docker
+def test_scan_registry_that_refuses_the_push_fails_the_scan_closed(no_login, tiny_image, tmp_path: Path) -> None:
+    """`--scan-registry` without credentials: the push is refused, nothing is scanned, the gate blocks
+    (fails closed) naming the cause, and no local tag made for the push is left behind."""
+    from builder.scan import stage as scan_stage
+    from tests.test_scan_pipeline import rendered, variant
+
+    image = tiny_image()
+    quarantine = f"{no_login.host}/quarantine"
+
+    def stage_in(ref: str) -> str:
+        return publish.push_for_scan(ref, quarantine, "demo", "sha256:" + "a" * 64, engine=Engine.from_env())
+
+    out = rendered(tmp_path / "out")
+    with pytest.raises(EnvError, match="not logged in") as exc:
+        scan_stage.run_scan_and_gate(variant(tmp_path), image, out, None, engine=Engine.from_env(),
+                                     stage_in=stage_in)
+    assert "fails closed" in exc.value.message
+    from builder.infra import report
+    rep = report.load(out)
+    assert rep.gate is not None and rep.gate.decision == "block" and rep.scan is not None
+    assert rep.scan.status == "failed" and not (out / "trivy.json").exists()
+    assert Engine.from_env().image_attrs(f"{quarantine}/demo:scan-{'a' * 12}") is None
