@@ -301,7 +301,7 @@ def test_cli_scan_image_then_gate(fake, tmp_path, capsys):
 def test_cli_scan_spec_gates_under_its_policy(fake, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     variant(tmp_path, "vulnerabilities: {new: {fixed: CRITICAL}}\n")
-    reports.write(tmp_path / "build" / "demo", reports.build("sha256:" + "b" * 64))
+    reports.write(rendered(tmp_path / "build" / "demo"), reports.build("sha256:" + "b" * 64))
     rc = main(["scan", "demo.yaml", "--trivy", str(FAKE), "--by-reference"])
     assert rc == 1
     assert image_argv(fake)[-1] == "sha256:" + "b" * 64
