@@ -187,3 +187,17 @@ def test_scan_registry_that_refuses_the_push_fails_the_scan_closed(no_login, tin
     assert rep.gate is not None and rep.gate.decision == "block" and rep.scan is not None
     assert rep.scan.status == "failed" and not (out / "trivy.json").exists()
     assert Engine.from_env().image_attrs(f"{quarantine}/demo:scan-{'a' * 12}") is None
+
+
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--scan-registry", "127.0.0.1:5000/quarantine:latest", "--scan-registry takes HOST[:PORT]/NAMESPACE without a tag"),
+    ("--registry", "team", "--registry: 'team' does not name a registry host"),
+])
+def test_malformed_registry_options_are_bad_input_before_anything_is_built(
+        option: str, value: str, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from builder import cli
+    from tests.conftest import VARIANTS
+    rc = cli.main(["build", str(VARIANTS / "bert.yaml"), option, value, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and says in err and "Traceback" not in err, err
+    assert not (tmp_path / "bert").exists()

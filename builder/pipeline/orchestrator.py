@@ -344,6 +344,11 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI, engine: Engine) -> Re
     if opts.policy:
         loaded = loaded.model_copy(update={"spec": loaded.spec.model_copy(update={"policy": str(opts.policy)})})
     policies.load(loaded.spec.policy)   # a bad policy is bad input: stop before building anything
+    if opts.registry or opts.scan_registry:   # so are malformed registry options
+        from builder.publish import push as publish
+        for option, value in (("--registry", opts.registry), ("--scan-registry", opts.scan_registry)):
+            if value:
+                publish.namespace(value, option)
     mode = testrun.gpu_mode(opts.gpu, engine.gpu_available) if opts.checks else None   # a bad --gpu: before the build too
     vdir = variant_dir(opts, loaded)
     if opts.registry and not (opts.force or opts.no_cache):

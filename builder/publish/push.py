@@ -269,6 +269,20 @@ def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, engine: Engi
 
 # --------------------------------------------------------------------------- already published
 
+def namespace(text: str, option: str) -> Ref:
+    """``HOST[:PORT]/NAMESPACE`` as an option names it (``--registry``, ``--scan-registry``): no tag or
+    digest. Raises TfimgError (bad input, exit 2) naming the option."""
+    try:
+        target = parse_ref(text)
+    except RegistryError as exc:
+        raise TfimgError(f"{option}: {exc.message}", hint="Write HOST[:PORT]/NAMESPACE, e.g. "
+                                                          "registry.corp/ml-dev or 127.0.0.1:5000/team.") from None
+    if target.tag or target.digest:
+        raise TfimgError(f"{option} takes HOST[:PORT]/NAMESPACE without a tag or digest, not '{text}'",
+                         hint="The repository is NAMESPACE/<variant>; tfimg chooses the tags.")
+    return target
+
+
 input_tag = evidence.input_tag
 
 
@@ -284,9 +298,7 @@ def find_published(registry: str, variant: str, input_hash: str, policy: Path | 
     """
     from builder.publish import curation
 
-    target = parse_ref(registry)
-    if target.tag or target.digest:
-        raise PublishRefused(f"--registry takes HOST/NAMESPACE without a tag or digest, not '{registry}'")
+    target = namespace(registry, "--registry")
     repo = f"{target.repo}/{variant}"
     reg = Registry(target.host, attempts=3)
     tag = input_tag(input_hash)
@@ -317,9 +329,7 @@ def push_for_scan(image_id: str, registry: str, variant: str, input_hash: str, *
     archive of the whole image is written. The local tag made for the push is removed again.
     Raises RegistryError, PublishRefused (a malformed ``registry``), TfimgError (the push failed).
     """
-    target = parse_ref(registry)
-    if target.tag or target.digest:
-        raise PublishRefused(f"--scan-registry takes HOST/NAMESPACE without a tag or digest, not '{registry}'")
+    target = namespace(registry, "--scan-registry")
     ref = Ref(target.host, f"{target.repo}/{variant}", tag=f"scan-{input_hash.split(':')[-1][:12]}")
     try:
         digest = _push(ref, image_id, engine, attempts=attempts, base_delay=base_delay)
