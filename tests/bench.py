@@ -9,6 +9,7 @@ fails on a missed target: targets are reported, not asserted.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -44,6 +45,12 @@ def docker_build(context: Path, *extra: str) -> float:
 
 
 BENCH_BASES: list[str] = []
+
+
+@atexit.register
+def _untag_bench_bases() -> None:   # also when a step fails (sys.exit): leave no bench tags behind
+    if BENCH_BASES:
+        subprocess.run([DOCKER, "rmi", "-f", *BENCH_BASES], capture_output=True)
 
 
 def fresh_base(work: Path, base: str, name: str) -> str:
