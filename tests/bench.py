@@ -49,8 +49,7 @@ BENCH_BASES: list[str] = []
 
 @atexit.register
 def _untag_bench_bases() -> None:   # also when a step fails (sys.exit): leave no bench tags behind
-    if BENCH_BASES:
-        subprocess.run([DOCKER, "rmi", "-f", *BENCH_BASES], capture_output=True)
+    subprocess.run([DOCKER, "rmi", "-f", *BENCH_BASES, "tfimg-bench-naive:latest"], capture_output=True)
 
 
 def fresh_base(work: Path, base: str, name: str) -> str:
@@ -245,7 +244,10 @@ def runners(work: Path, base: str) -> None:
         row("   full build of bert (no cache; checks, scan, gate, tags)", f"{full:.1f}s", None, "(reference)", None)
     finally:
         engine2("stop", "--purge")
-        subprocess.run([DOCKER, "rmi", base_ref], capture_output=True)
+        refs = subprocess.run([DOCKER, "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True,
+                              text=True).stdout.split()
+        mine = [r for r in refs if r.startswith(f"{reg}/tfimg-bench") and not r.endswith(":<none>")]
+        subprocess.run([DOCKER, "rmi", *mine], capture_output=True)   # the local tags its pushes made
 
 
 def main() -> None:
