@@ -2,10 +2,13 @@
 # Make sure a Docker engine that can do BuildKit builds answers.
 #
 # - If `docker info` already answers (DOCKER_HOST and the user's docker config
-#   are honoured), change nothing.
-# - Else, on Debian/Ubuntu as root: install docker.io from the distribution if
-#   dockerd is missing, start dockerd in the background with a pid file and a
-#   log file, and wait until it answers.
+#   are honoured), change nothing: any engine, 20.10 included, is used as it is.
+# - Else, on Debian as root: install Docker 26.1.5 (docker.io, docker-cli) and
+#   buildx 0.13.1 (docker-buildx) from Debian 13 (scripts/trixie.sh: only those
+#   packages are pinned to trixie, nothing else is upgraded), start dockerd in the
+#   background with a pid file and a log file, and wait until it answers.
+#   TFIMG_ENGINE_SOURCE=distribution installs the distribution's own docker.io
+#   instead (Debian 12: 20.10, no buildx).
 # - `engine.sh stop` stops only an engine that this script started.
 set -euo pipefail
 
@@ -43,10 +46,14 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
 fi
 
 if ! command -v dockerd >/dev/null; then
-  say "installing docker.io from the distribution"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq docker.io >/dev/null
+  if [ "${TFIMG_ENGINE_SOURCE:-trixie}" = distribution ]; then
+    say "installing docker.io from the distribution"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq docker.io >/dev/null
+  else
+    "$(dirname "$0")/trixie.sh" docker.io docker-cli docker-buildx
+  fi
 fi
 [ -x /usr/bin/docker ] && CLIENT=/usr/bin/docker
 
