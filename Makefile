@@ -88,9 +88,10 @@ demo: venv standin trivydb
 bench: venv standin trivydb
 	TFIMG_BENCH_BASE=$(STANDIN) $(BIN)/python -m tests.bench
 
-# The JSON Schemas: variant files, and report.json (CI jobs read it; a test checks both are current).
+# The JSON Schemas: variant files, policy files, and report.json (CI jobs read it); tests check all are current.
 schema: venv
 	$(BIN)/tfimg schema -o variants/variant.schema.json
+	$(BIN)/tfimg schema --policy -o policies/policy.schema.json
 	$(BIN)/tfimg schema --report -o docs/report.schema.json
 
 golden: venv
