@@ -51,14 +51,19 @@ def load(directory: Path | str) -> Report:
                               "(tfimg build SPEC) to write a new one.") from None
 
 
-def write_json(path: Path | str, data: Any) -> Path:
-    """Write JSON atomically, sorted and indented, ending with a newline."""
+def write_json(path: Path | str, data: Any, *, compact: bool = False) -> Path:
+    """Write JSON atomically, sorted and indented, ending with a newline. ``compact``: on one line, keys
+    in the order written (deterministic), by json's C encoder (indenting takes it off that path): for
+    files that grow with the findings, gate.json and gate.sarif (60,000 findings: over 50 MB each)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if compact:
+        text = json.dumps(data, separators=(",", ":"), default=str)
+    else:
+        text = json.dumps(data, indent=2, sort_keys=True, default=str)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
+        fh.write(text + "\n")
     os.replace(tmp, path)
     return path
 

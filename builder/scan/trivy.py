@@ -216,12 +216,13 @@ def scan_image(image: str, out_path: Path, opts: Options, engine: Engine | None 
     for r in results:                                   # as a gate of the saved trivy.json (a gate-only rerun) does
         r.pop("Packages", None)   # every package is in the SBOM; trivy.json keeps the findings
     report_file.write_json(out_path, redact(data))
+    written = hashlib.sha256(out_path.read_bytes()).hexdigest()   # what a later gate of the file checks
     info = ScanSection(status="ok", tool="trivy", trivy_version=ver_info["Version"],
                        db=_db(ver_info), db_repository=_db_repository(opts),
                        image=image, image_id=report.Metadata.ImageID if report.Metadata else None,
                        mode=opts.mode, scanners=list(opts.scanners),
                        image_config_scanners=list(opts.image_config_scanners), offline=opts.offline,
-                       report=out_path.name, seconds=seconds, findings=_kinds(report), sbom=sbom)
+                       report=out_path.name, report_sha256=written, seconds=seconds, findings=_kinds(report), sbom=sbom)
     return ScanRun(report=report, path=out_path, info=info)
 
 
