@@ -13,11 +13,12 @@ Every refusal is :class:`OutDirRefused` (exit 2), and nothing was changed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from builder.errors import TfimgError
@@ -44,12 +45,11 @@ def claim(path: Path | str, what: str = "output folder") -> Path:
     it when marked. Raises OutDirRefused otherwise; nothing is changed then."""
     p = Path(path)
     _check(p, what)
-    if p.is_dir():
+    with _os_errors(p, what):
+        if not p.is_dir():
+            p.mkdir(parents=True, exist_ok=True)
         if not marked(p):
-            _mark(p)   # _check let it through: it is empty
-        return p
-    p.mkdir(parents=True, exist_ok=True)
-    _mark(p)
+            _mark(p)   # new, or _check found it empty
     return p
 
 
@@ -59,8 +59,9 @@ def replace(path: Path | str, fill: Callable[[Path], None], what: str = "output 
     Raises OutDirRefused when ``path`` is not tfimg's to replace."""
     p = Path(path)
     _check(p, what)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    new = Path(tempfile.mkdtemp(dir=p.parent, prefix=f".{p.name}.new-"))
+    with _os_errors(p, what):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        new = Path(tempfile.mkdtemp(dir=p.parent, prefix=f".{p.name}.new-"))
     old = p.parent / f".{p.name}.old-{uuid.uuid4().hex[:12]}"
     try:
         _mark(new)
@@ -83,7 +84,8 @@ def remove(path: Path | str, what: str = "output folder") -> None:
     if not p.exists() and not p.is_symlink():
         return
     _check(p, what)
-    shutil.rmtree(p)
+    with _os_errors(p, what):
+        shutil.rmtree(p)
 
 
 def _check(p: Path, what: str) -> None:
@@ -112,6 +114,15 @@ def _check(p: Path, what: str) -> None:
             "only into folders it created, or empty ones",
             hint=f"Give a new or empty folder. If tfimg made this folder before it marked its folders, "
                  f"delete it, or mark it as tfimg's with `touch {p / MARKER}`.")
+
+
+@contextlib.contextmanager
+def _os_errors(p: Path, what: str) -> Iterator[None]:
+    """An error of the file system (a path through a file, no permission, disk full) is bad input."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutDirRefused(f"{what} '{p}': {exc.strerror or exc}", hint="Give a folder you can write.") from None
 
 
 def _mark(p: Path) -> None:

@@ -69,10 +69,9 @@ def policy_decision(doc: dict[str, Any], policy: Path | None,
     if policy is None:
         return recorded, "recorded gate decision and checks"
     try:
-        from builder.scan import gate
+        from builder.scan import gate, trust
         from builder.scan import policy as policies
         from builder.scan import trivy_report as scanreport
-        from builder.scan import trust
     except ModuleNotFoundError as exc:
         if exc.name not in (f"{__package__}.gate", f"{__package__}.policy", f"{__package__}.scanreport",
                             f"{__package__}.trust"):
