@@ -305,10 +305,11 @@ def test_cli_scan_image_then_gate(fake, tmp_path, capsys):
 def test_cli_scan_spec_gates_under_its_policy(fake, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     variant(tmp_path, "vulnerabilities: {new: {fixed: CRITICAL}}\n")
-    reports.write(rendered(tmp_path / "build" / "demo"), reports.build("sha256:" + "b" * 64))
+    built = json.loads((DATA / "fluentd-gems.json.golden").read_text())["Metadata"]["ImageID"]   # what the fake scans
+    reports.write(rendered(tmp_path / "build" / "demo"), reports.build(built))
     rc = main(["scan", "demo.yaml", "--trivy", str(FAKE), "--by-reference"])
     assert rc == 1
-    assert image_argv(fake)[-1] == "sha256:" + "b" * 64
+    assert image_argv(fake)[-1] == built
     assert report.load(tmp_path / "build" / "demo").gate.blocking_ids == ["CVE-2019-18224"]
 
 
@@ -399,8 +400,8 @@ def test_real_trivy_end_to_end(tmp_path, images):
     image = images({"etc/os-release": b"ID=tfimgtest\n",
                     "app/deploy.sh": f"#!/bin/sh\nexport AWS_ACCESS_KEY_ID={key}\n".encode()})
     loaded = variant(tmp_path, "scan: {misconfig: true}\nmisconfigurations: {block: none}\n")
-    out = tmp_path / "build" / "demo"
-    (out / "context").mkdir(parents=True)
+    out = outdir.claim(tmp_path / "build" / "demo")   # as the build stage leaves it
+    (out / "context").mkdir()
     (out / "context" / "Dockerfile").write_text("FROM scratch\nCOPY app /app\n")
     options = trivy.Options(timeout=300, cache_dir=tmp_path / "cache", scanners=("secret",))
     with pytest.raises(GateFailed):
