@@ -137,15 +137,18 @@ def _evaluate(report: Report, policy: Policy, base: frozenset[str], today: dt.da
     used: set[int] = set()
     waived: list[Waived] = []
     open_rows: list[tuple[Finding, Literal["new", "inherited"]]] = []
+    live_index, expired_index = _WaiverIndex(live), _WaiverIndex(expired)
+    expired_hits: dict[int, list[Finding]] = {id(w): [] for w in expired}
     for f, origin in rows:
-        w = next((w for w in live if matches(w, f)), None)
+        w = next(iter(live_index.matching(f)), None)
         if w is None:
             open_rows.append((f, origin))
+            for e in expired_index.matching(f):
+                expired_hits[id(e)].append(f)
             continue
         used.add(id(w))
-        waived.append(Waived(finding=f, origin=origin, waiver=w.id, owner=w.owner, expires=w.expires,
-                             reason=w.reason))
-    expired_hits = {id(w): [f for f, _ in open_rows if matches(w, f)] for w in expired}
+        waived.append(Waived(finding=f, origin=origin, waiver=w.id, owner=w.owner,
+                                             expires=w.expires, reason=w.reason))
     blocking = _blocking(open_rows, policy, expired, expired_hits)
     reasons = [f"waiver {w.id} expired on {w.expires} (owner: {w.owner}); renew it with a new "
                f"expiry or remove it" for w in expired]
@@ -163,10 +166,30 @@ def _evaluate(report: Report, policy: Policy, base: frozenset[str], today: dt.da
         decision=decision, policy=policy.name, policy_file=policy.file,
         artifact=report.ArtifactName, trivy_version=report.Trivy.Version if report.Trivy else None,
         evaluated_on=today, base_layers_known=bool(base), base_digest_pinned=base_digest_pinned,
-        scanners=scanners, scanners_from=scanners_from, reasons=reasons, blocking=blocking, counts=_counts(rows), waived=waived,
-        expired_waivers=[notes(w.model_dump()) for w in expired],
-        stale_waivers=[notes(w.model_dump()) for w in live if id(w) not in used],
-        findings=rows)
+        scanners=scanners, scanners_from=scanners_from, reasons=reasons, blocking=blocking, counts=_counts(rows),
+        waived=waived, expired_waivers=[notes(w.model_dump()) for w in expired],
+        stale_waivers=[notes(w.model_dump()) for w in live if id(w) not in used], findings=rows)
+
+
+class _WaiverIndex:
+    """Waivers by the ids they name, so each finding is matched against the few that name one of its
+    ids (:func:`matches` decides), not against every waiver: linear in findings and waivers."""
+
+    def __init__(self, waivers: list[Waiver]) -> None:
+        self.by_id: dict[str, list[tuple[int, Waiver]]] = {}
+        for i, w in enumerate(waivers):
+            for key in {w.id.upper(), check_id(w.id)}:
+                self.by_id.setdefault(key, []).append((i, w))
+
+    def matching(self, f: Finding) -> list[Waiver]:
+        """The waivers that cover ``f``, in the policy's order."""
+        if not self.by_id:
+            return []
+        keys = {f.id.upper(), *(a.upper() for a in f.aliases)}
+        if f.kind == "misconfiguration":
+            keys |= {check_id(k) for k in keys}
+        found = {i: w for k in keys for i, w in self.by_id.get(k, ())}
+        return [w for _, w in sorted(found.items(), key=lambda item: item[0]) if matches(w, f)]
 
 
 def _unscanned(report: Report, scanners: Collection[str]) -> str | None:
@@ -245,11 +268,11 @@ def _blocking(rows: list[tuple[Finding, Literal["new", "inherited"]]], policy: P
         elif f.kind == "misconfiguration":
             groups.setdefault(("misconfiguration", f.severity), []).append((f, origin))
         elif f.kind == "secret":
-            out.append(Blocking(finding=f, origin=origin, reason="secret: every secret blocks; remove it "
-                                "from the image"))
+            out.append(Blocking(finding=f, origin=origin,
+                                                reason="secret: every secret blocks; remove it from the image"))
         elif f.kind == "license" and f.category in policy.licenses.block_categories:
             out.append(Blocking(finding=f, origin=origin,
-                                reason=f"license category '{f.category}' is blocked"))
+                                                reason=f"license category '{f.category}' is blocked"))
     for key, members in groups.items():
         if key[0] == "vulnerability":
             _, vorigin, fix, sev = key

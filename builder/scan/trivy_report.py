@@ -250,31 +250,33 @@ def _layer(layer: LayerInfo | None) -> str | None:
 
 def _vuln(r: Result, v: Vulnerability) -> Finding:
     purl = v.PkgIdentifier.PURL if v.PkgIdentifier else None
-    return Finding(kind="vulnerability", id=v.VulnerabilityID, aliases=tuple(v.VendorIDs),
-                   severity=v.Severity, target=r.Target, package=v.PkgName or None, pkg_id=v.PkgID,
-                   installed=v.InstalledVersion, fixed=v.FixedVersion or None, has_fix=v.has_fix,
-                   status=v.Status, purl=purl, path=v.PkgPath, layer=_layer(v.Layer),
-                   title=v.Title, url=v.PrimaryURL)
+    return Finding(
+        kind="vulnerability", id=v.VulnerabilityID, aliases=tuple(v.VendorIDs), severity=v.Severity,
+        target=r.Target, package=v.PkgName or None, pkg_id=v.PkgID, installed=v.InstalledVersion,
+        fixed=v.FixedVersion or None, has_fix=v.has_fix, status=v.Status, purl=purl, path=v.PkgPath,
+        layer=_layer(v.Layer), title=v.Title, url=v.PrimaryURL)
 
 
 def _misconf(r: Result, m: Misconfiguration) -> Finding:
     ids = {check_id(m.ID), m.ID, *([m.AVDID] if m.AVDID else [])} - {""}
     canonical = check_id(m.ID or m.AVDID or "")
-    return Finding(kind="misconfiguration", id=canonical, aliases=tuple(sorted(ids - {canonical})),
-                   severity=m.Severity, target=r.Target, path=r.Target, layer=_layer(m.Layer),
-                   title=m.Title or m.Message, url=m.PrimaryURL, status=m.Status)
+    return Finding(
+        kind="misconfiguration", id=canonical, aliases=tuple(sorted(ids - {canonical})), severity=m.Severity,
+        target=r.Target, path=r.Target, layer=_layer(m.Layer), title=m.Title or m.Message, url=m.PrimaryURL,
+        status=m.Status)
 
 
 def _secret(r: Result, s: Secret) -> Finding:
-    return Finding(kind="secret", id=s.RuleID, severity=s.Severity, target=r.Target, path=r.Target,
-                   line=s.StartLine, layer=_layer(s.Layer), title=s.Title, category=s.Category)
+    return Finding(
+        kind="secret", id=s.RuleID, severity=s.Severity, target=r.Target, path=r.Target, line=s.StartLine,
+        layer=_layer(s.Layer), title=s.Title, category=s.Category)
 
 
 def _license(r: Result, lic: License) -> Finding:
-    return Finding(kind="license", id=lic.Name, severity=lic.Severity, target=r.Target,
-                   package=lic.PkgName or None, path=lic.FilePath or None, category=lic.Category,
-                   layer=_layer(lic.Layer),
-                   title=f"{lic.Name} ({lic.Category})" if lic.Category else lic.Name, url=lic.Link or None)
+    return Finding(
+        kind="license", id=lic.Name, severity=lic.Severity, target=r.Target, package=lic.PkgName or None,
+        path=lic.FilePath or None, category=lic.Category, layer=_layer(lic.Layer),
+        title=f"{lic.Name} ({lic.Category})" if lic.Category else lic.Name, url=lic.Link or None)
 
 
 def parse(text: str, *, source: str = "report") -> Report:
