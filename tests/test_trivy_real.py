@@ -428,6 +428,11 @@ def test_a_report_of_another_image_is_refused_naming_both(os_images: dict[str, s
     assert exc.value.exit_code == 2 and id_a in exc.value.message and id_b in exc.value.message
     rep = report.load(built_a)
     assert rep.scan.status == "failed" and rep.gate.decision == "block" and not (built_a / "trivy.json").exists()
+    # `tfimg scan IMAGE --out` into the folder of another image's build
+    res = tfimg("scan", OS_B, "--by-reference", "--cache-dir", str(options.cache_dir), "--db-repository", demo_db,
+                "--out", str(built_a))
+    assert res.returncode == 2 and id_a in res.stderr and id_b in res.stderr, res.stderr
+    assert report.load(built_a).scan.status == "failed" and not (built_a / "trivy.json").exists()
 
 
 def test_an_unknown_severity_in_a_real_report_is_exit_2_naming_the_finding(os_scans: dict[str, Path],

@@ -113,10 +113,13 @@ def scan_cmd(
             raise error
         return
     outdir.claim(where, "--out" if out_dir else "output folder")
+    built = report.load(where).build
     try:
         run = trivy.scan_image(image, where / "trivy.json", opts, engine)
+        trust.check_image(run.report, built.image_id if built else None, source=f"the scan of {image}",
+                          where=str(where / report.REPORT))   # --out of another image's build
     except TfimgError as exc:
-        report.write_section(where, report_models.ScanSection(status="failed", tool="trivy", image=image, error=exc.message))
+        scan_stage.discard(exc, image, where)
         raise
     report.write_section(where, run.info)
     counts = ", ".join(f"{k} {n}" for k, n in (run.info.findings or {}).items()) or "no findings"

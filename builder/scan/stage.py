@@ -70,7 +70,7 @@ def run_scan_and_gate(loaded: LoadedVariant, image_ref: str, out_dir: Path, base
             cfg = trivy.scan_config(context, out_dir / "trivy-config.json", opts)
             rep = trivy.merge(rep, cfg)
     except ReportMismatch as exc:   # a scan of another image: never recorded, whatever the policy
-        _discard(exc, image_ref, out_dir)
+        discard(exc, image_ref, out_dir)
         write_gate(out_dir, gate.failed_closed(pol, exc.message, today=today))
         raise
     except TfimgError as exc:
@@ -146,7 +146,7 @@ def blocked(result: gate.GateResult, out_dir: Path) -> GateFailed:
 
 def _scan_failed(exc: TfimgError, pol: policies.Policy, image_ref: str, out_dir: Path,
                  today: dt.date, warn: Callable[[str], None]) -> gate.GateResult:
-    _discard(exc, image_ref, out_dir)
+    discard(exc, image_ref, out_dir)
     if pol.scan.required:
         write_gate(out_dir, gate.failed_closed(pol, exc.message, today=today))
         raise EnvError(f"{exc.message}\nThe gate fails closed (policy '{pol.name}' requires a scan).",
@@ -158,7 +158,7 @@ def _scan_failed(exc: TfimgError, pol: policies.Policy, image_ref: str, out_dir:
     return result
 
 
-def _discard(exc: TfimgError, image_ref: str, out_dir: Path) -> None:
+def discard(exc: TfimgError, image_ref: str, out_dir: Path) -> None:
     """Record the scan as failed; never leave an older report (or SBOM) that looks current."""
     report.write_section(out_dir, ScanSection(status="failed", tool="trivy", image=image_ref, error=exc.message))
     (out_dir / "trivy.json").unlink(missing_ok=True)
