@@ -69,6 +69,13 @@ class SpecErrors(TfimgError):
         super().__init__("\n".join(e.render() for e in errors))
 
 
+class UnreadableInput(SpecError):
+    """A file or document tfimg cannot trust (not a regular file, not UTF-8, bad or ambiguous JSON).
+    Names the file and, where there is one, the line (:mod:`builder.infra.datafile`)."""
+
+    title = "unreadable input"
+
+
 class EnvError(TfimgError):
     """The environment cannot do what was asked (no engine, no trivy, ...)."""
 
