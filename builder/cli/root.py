@@ -117,5 +117,12 @@ def warn(text: str) -> None:
     console.print(f"[bold yellow]tfimg: warning:[/] {escape(text)}", highlight=False)
 
 
+#: ``--allow-dir`` of every command that loads variants (builder/spec/paths.py says why).
+ALLOW_DIRS = typer.Option(
+    [], "--allow-dir", envvar="TFIMG_ALLOW_DIRS", metavar="DIR", show_default=False,
+    help="Also accept files a variant names (extends, requirements, keys, policy) under DIR; by default they "
+         "must lie in the variant's repository. Repeatable; TFIMG_ALLOW_DIRS takes folders separated by ':'.")
+
+
 def spec_arg(help: str = "Variant file (variants/NAME.yaml).") -> Path:
     return typer.Argument(..., metavar="SPEC", help=help, show_default=False)

@@ -30,12 +30,14 @@ import json
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from builder.errors import UnreadableInput
 
 MAX_JSON_BYTES = 512 * 2**20    # a Trivy report of a large image is tens of MiB
+MAX_INPUT_BYTES = 2**20         # a requirements, key or tags file (variant and policy files: yamlfile.MAX_BYTES)
 KERNEL_TREES = ("/proc", "/sys", "/dev")
 _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]:,]')
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -157,7 +159,7 @@ def _constant(name: str) -> Any:
     raise _Constant(name)
 
 
-def _lines(text: str) -> Any:
+def _lines(text: str) -> Iterator[tuple[str, int, int]]:
     """(token, offset, line) for each string and structural character of a JSON text."""
     line, last = 1, 0
     for m in _TOKEN.finditer(text):
@@ -240,7 +242,7 @@ def loads_json(text: str | bytes, source: object, *, what: str = "the file") -> 
         raise UnreadableInput(source, "", f"{what} holds {exc}, which is not a JSON number", line=line,
                               hint=hint) from None
     except json.JSONDecodeError as exc:
-        raise UnreadableInput(source, "", f"{what} is not valid JSON: {exc.msg} (line {exc.lineno}, "
+        raise UnreadableInput(source, "", f"{what} is not JSON: {exc.msg} (line {exc.lineno}, "
                                           f"column {exc.colno})", line=exc.lineno, hint=hint) from None
     except RecursionError:
         depth, line = _deepest(text)

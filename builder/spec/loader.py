@@ -37,9 +37,6 @@ from builder.spec.models import PATH_KEYS, PUBKEY_TYPES, LoadedVariant, Variant
 Origin = dict[tuple[Any, ...], tuple[Path, int]]
 
 
-MAX_FILE_BYTES = yamlfile.MAX_BYTES   # a requirements or key file
-
-
 def load(path: str | Path, allow: Sequence[Path | str] = ()) -> LoadedVariant:
     """Load, merge and validate a variant file. Raises SpecErrors.
 
@@ -112,7 +109,7 @@ def _load_tree(path: Path, display: Path, stack: list[Path],
         try:
             datafile.check_regular(ppath, what=f"parent file '{ppath}'")
         except UnreadableInput as exc:
-            raise SpecErrors([SpecError(display, "extends", exc.message.removeprefix(f"{ppath}: "), line=line,
+            raise SpecErrors([SpecError(display, "extends", exc.text, line=line,
                                         hint="Paths in extends are relative to the file that declares them.")]) \
                 from None
         pdata, porigin, pchain = _load_tree(ppath, _display(ppath), [*stack, path], roots)
@@ -223,9 +220,9 @@ def _check_files(spec: Variant, origin: Origin, path: Path, roots: paths.Roots) 
 
     def read(loc: tuple[Any, ...], p: Path, what: str) -> str | None:
         try:
-            return datafile.read_text(p, p, limit=MAX_FILE_BYTES, what=f"{what} '{p}'")
+            return datafile.read_text(p, p, limit=datafile.MAX_INPUT_BYTES, what=f"{what} '{p}'")
         except UnreadableInput as exc:
-            err(loc, exc.message.removeprefix(f"{p}: "), exc.hint)
+            err(loc, exc.text, exc.hint)
             return None
 
     for i, req in enumerate(spec.python.requirements):
@@ -242,7 +239,7 @@ def _check_files(spec: Variant, origin: Origin, path: Path, roots: paths.Roots) 
         try:
             datafile.check_regular(spec.policy, what=f"policy file '{spec.policy}'")
         except UnreadableInput as exc:
-            err(("policy",), exc.message.removeprefix(f"{spec.policy}: "), exc.hint)
+            err(("policy",), exc.text, exc.hint)
     return errors
 
 

@@ -85,5 +85,5 @@ def secret_problem(path: str) -> str | None:
     try:
         datafile.check_regular(path, what="the secret file")
     except UnreadableInput as exc:
-        return exc.message.removeprefix(f"{path}: ")
+        return exc.text
     return None

@@ -18,7 +18,6 @@ from packaging.requirements import InvalidRequirement, Requirement
 from builder.infra import datafile
 from builder.spec import urls
 
-MAX_BYTES = 1024 * 1024
 _OPTION = re.compile(r"--[A-Za-z][A-Za-z-]*|-[A-Za-z]")
 
 
@@ -33,7 +32,7 @@ class Line:
 def parse(path: Path) -> list[Line]:
     """Every non-blank, non-comment line of a requirements file (and each line with a credential).
     Raises UnreadableInput when the file cannot be read (datafile)."""
-    return parse_text(datafile.read_text(path, limit=MAX_BYTES, what="the requirements file"), path.name)
+    return parse_text(datafile.read_text(path, limit=datafile.MAX_INPUT_BYTES, what="the requirements file"), path.name)
 
 
 def parse_text(text: str, name: str) -> list[Line]:
