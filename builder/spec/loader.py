@@ -82,7 +82,7 @@ def _read_yaml(path: Path, display: Path) -> tuple[dict[str, Any], Origin]:
     found = urls.scan(data)
     if found:   # before validation: a validator's message could echo the value
         raise SpecErrors([SpecError(display, yamlfile.keypath(loc), msg, line=_where(loc, origin, display)[1],
-                                    hint=urls.HINT) for loc, msg in found])
+                                    hint=hint) for loc, msg, hint in found])
     return data, origin
 
 

@@ -13,7 +13,8 @@ and a URL is refused when a part of it holds or may hold a credential:
   ``password``, ...), or an unnamed query value shaped like a token.
 
 The URL keys (``python.index_url``, ``python.extra_index_urls``, ``source``)
-must hold exactly one URL, with no user, no query and no fragment.
+must hold exactly one URL, with no user, no query and no fragment: a value
+holding two URLs is refused.
 
 Nothing here returns any part of the value: messages name the part, never its
 content. Credentials go in ``secrets:`` (BuildKit secret mounts).
@@ -83,38 +84,42 @@ def text_problems(text: str) -> list[str]:
     return out
 
 
-def url_value_problems(value: str) -> list[str]:
-    """Problems of a value that must be exactly one URL (an index URL, the source URL)."""
-    found = text_problems(value)
+def url_shape_problem(value: str) -> str | None:
+    """Why a value that must be exactly one URL (an index URL, the source URL) is not, or None."""
     urls = URL.findall(value)
+    if not urls:
+        return "it holds no URL (give one, such as https://host/path)"
     if len(urls) != 1 or urls[0] != value or value.count("://") != 1:
-        found.append("more than one URL, or text around the URL (give exactly one URL)")
-    elif not found:
-        parts = urlsplit(value)
-        if parts.query:
-            found.append("a query in the URL (an index or source URL takes none: it can hold a token)")
-        if parts.fragment:
-            found.append("a fragment in the URL (an index or source URL takes none: it can hold a token)")
-    return found
+        return "it holds more than one URL, or text around the URL"
+    parts = urlsplit(value)
+    if parts.query or parts.fragment:
+        return f"it has a {'query' if parts.query else 'fragment'}, which an index or source URL never needs " \
+               "and which can hold a token"
+    return None
 
 
-def scan(data: Any, loc: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], str]]:
-    """(key path, message) for every string of a variant's data, keys included, that holds a credential
-    in a URL. The message names the part, never the value."""
-    out: list[tuple[tuple[Any, ...], str]] = []
+SHAPE_HINT = ("Give one index per entry (python.extra_index_urls is a list); credentials go in secrets "
+              "(secrets.pip_index_url: {env: NAME}, or a 'netrc' secret).")
+Found = tuple[tuple[Any, ...], str, str]   # key path, message, hint
+
+
+def scan(data: Any, loc: tuple[Any, ...] = ()) -> list[Found]:
+    """(key path, message, hint) for every string of a variant's data, keys included, that holds a
+    credential in a URL, and for each URL key that is not exactly one URL. Never echoes the value."""
+    out: list[Found] = []
     if isinstance(data, dict):
         for k, v in data.items():
             if isinstance(k, str) and (found := text_problems(k)):
-                out.append(((*loc, k), _message("a key here", found, loc)))
+                out.append(((*loc, k), _message("a key here", found, loc), HINT))
             out += scan(v, (*loc, k))
     elif isinstance(data, list):
         for i, v in enumerate(data):
             out += scan(v, (*loc, i))
     elif isinstance(data, str):
-        key = tuple(p for p in loc if not isinstance(p, int))
-        found = url_value_problems(data) if key in URL_KEYS else text_problems(data)
-        if found:
-            out.append((loc, _message("the value", found, loc)))
+        if found := text_problems(data):
+            out.append((loc, _message("the value", found, loc), HINT))
+        elif tuple(p for p in loc if not isinstance(p, int)) in URL_KEYS and (why := url_shape_problem(data)):
+            out.append((loc, f"must be exactly one URL, without user, query or fragment: {why}", SHAPE_HINT))
     return out
 
 
