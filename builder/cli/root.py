@@ -35,8 +35,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+# emoji=False: rich would turn "file:100:" in a message into an emoji
+console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False,
+                  width=None if sys.stderr.isatty() else 160)
+out = Console(highlight=False, soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 160)
 
 
 @dataclass(frozen=True)

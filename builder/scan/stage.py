@@ -152,7 +152,7 @@ def base_layers_of(ref: str, engine: Engine) -> list[str] | None:
 def read_base_layers(path: Path) -> list[str]:
     """DiffIDs from a file: a JSON list, `docker image inspect` output, a Trivy report of the
     base, or one ``sha256:...`` per line. Raises TfimgError."""
-    what = f"base layers file '{path}'"
+    what = "the base layers file"
     text = datafile.read_text(path, limit=datafile.MAX_JSON_BYTES, what=what)
     data: Any = datafile.loads_json(text, path, what=what) if text.lstrip().startswith(("[", "{")) else \
         [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]

@@ -297,7 +297,7 @@ def from_data(data: Any, *, source: str = "report") -> Report:
 def load(path: str | Path) -> Report:
     """Read and parse a saved Trivy JSON report. Raises TfimgError."""
     p = Path(path)
-    return from_data(datafile.load_json(p, what=f"Trivy report '{p}'"), source=str(p))
+    return from_data(datafile.load_json(p, what="the Trivy report"), source=str(p))
 
 
 def redact(data: Any) -> Any:

@@ -173,7 +173,7 @@ def _resolve_paths(data: dict[str, Any], root: Path, origin: Origin, display: Pa
         if not isinstance(v, str):
             return v
         resolved = paths.real(root / os.path.expanduser(v))
-        why = roots.problem(resolved) if confined else paths.secret_problem(str(resolved))
+        why = roots.problem(resolved, v) if confined else paths.secret_problem(str(resolved))
         if why:
             errors.append(SpecError(display, yamlfile.keypath(loc), why, line=_where(loc, origin, display)[1],
                                     hint=paths.HINT if confined else None))

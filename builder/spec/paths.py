@@ -64,11 +64,12 @@ class Roots:
     def contains(self, path: Path) -> bool:
         return any(path == root or path.is_relative_to(root) for root in (self.repository, *self.allowed))
 
-    def problem(self, resolved: Path) -> str | None:
-        """Why a resolved path may not be used, or None."""
+    def problem(self, resolved: Path, written: str) -> str | None:
+        """Why a path (``written`` in the file, ``resolved`` by :func:`real`) may not be used, or None."""
         if self.contains(resolved):
             return None
-        return (f"'{resolved}' is outside the variant's repository ({self.repository})"
+        shown = f"'{resolved}'" if written == str(resolved) else f"'{written}' resolves to '{resolved}', which"
+        return (f"{shown} is outside the variant's repository ({self.repository})"
                 + (" and the allowed folders" if self.allowed else ""))
 
 
