@@ -110,7 +110,7 @@ def scan(data: Any, loc: tuple[Any, ...] = ()) -> list[Found]:
     if isinstance(data, dict):
         for k, v in data.items():
             if isinstance(k, str) and (found := text_problems(k)):
-                out.append(((*loc, k), _message("a key here", found, loc), HINT))
+                out.append((loc, _message("a key here", found, loc), HINT))   # the key itself is never shown
             out += scan(v, (*loc, k))
     elif isinstance(data, list):
         for i, v in enumerate(data):
