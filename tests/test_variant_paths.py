@@ -198,3 +198,17 @@ def test_build_secrets_may_lie_outside_but_must_be_regular_files(repo: Path) -> 
     v.write_text("secrets: {netrc: {file: ../fifo}}\n")
     with pytest.raises(SpecErrors, match=r"secrets\.netrc\.file: refused: the secret file is a FIFO"):
         spec.load(v)
+
+
+def test_a_home_kept_in_git_is_not_the_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dotfiles in git make ~ a work tree; ~/.ssh must still not count as the variant's repository."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519.pub").write_text(PUB)
+    (home / "projects" / "img").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(home)], check=True)
+    monkeypatch.setenv("HOME", str(home))
+    v = home / "projects" / "img" / "v.yaml"
+    v.write_text("ssh: {enabled: true, authorized_keys: [~/.ssh/id_ed25519.pub]}\n")
+    with pytest.raises(SpecErrors, match=r"outside the variant's repository \(.*/projects/img\)"):
+        spec.load(v)

@@ -10,7 +10,9 @@ resolved, must lie inside:
 * the variant's repository: the git work tree holding the variant file named
   on the command line (the nearest folder above it, symlinks resolved, that
   holds ``.git``, a folder or, in a worktree or submodule, a file); without one,
-  the folder of that variant file; or
+  the folder of that variant file. The home folder and ``/`` are never a
+  repository (a home kept in git would put ``~/.ssh`` "in the repository"): the
+  search stops below them; or
 * a folder allowed with ``--allow-dir DIR`` (repeatable) or ``TFIMG_ALLOW_DIRS``
   (folders separated by ``:``).
 
@@ -44,7 +46,10 @@ def real(path: Path | str) -> Path:
 def repository_of(variant_file: Path) -> Path:
     """The git work tree holding ``variant_file`` (symlinks resolved), else its folder."""
     folder = real(variant_file).parent
+    stops = {Path("/"), real("~")}
     for candidate in (folder, *folder.parents):
+        if candidate in stops:
+            break
         if os.path.lexists(candidate / ".git"):
             return candidate
     return folder
