@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "builder", "check",
                                 "incontainer"))
-import tfimg_maps  # noqa: E402  (the folder above is on sys.path now)
+import tfimg_maps  # the folder above is on sys.path now
 
 
 def maps(*names: str) -> list[str]:
