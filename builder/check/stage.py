@@ -1,6 +1,6 @@
 """Run the container checks (:mod:`builder.check.suite`) against a built image.
 
-    section = run_checks(loaded, "tfimg/bert:abc", Path("build/bert"), gpu="auto")
+    section = run_checks(loaded, "tfimg/bert:abc", Path("build/bert"), gpu="auto", engine=Engine.from_env())
 
 Starts, with the variant's run-time settings and ports published on
 127.0.0.1 only: the services container (a throwaway SSH key mounted at
