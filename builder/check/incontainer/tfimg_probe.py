@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING or __package__:   # imported as builder.check.incontainer.tfimg_probe (tests, type checks)
     from . import tfimg_maps
-else:                              # run as a file: its folder is sys.path[0]
+else:                              # run as a file: its sibling, also where sys.path[0] is not its folder (-P, -I)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import tfimg_maps
 
 MARK = "TFIMG_PROBE="
