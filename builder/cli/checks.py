@@ -156,7 +156,7 @@ def probe_cmd(
     if as_json:
         out.print_json(json.dumps({"summary": summary.model_dump(mode="json"),
                                    "rows": [r.model_dump(mode="json") for r in rows], "gpu": has_gpu,
-                                   "profile": profile_name, "raw": raw.model_dump(mode="json")}))
+                                   "profile": profile_name, "raw": raw.model_dump(mode="json", exclude_unset=True)}))
         return
     gpu_line = f"GPUs: {', '.join(summary.gpus)} (driver {summary.driver})" if has_gpu else \
         f"no GPU: {summary.smi or 'nvidia-smi not on PATH'}; GPU rows skipped"
