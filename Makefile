@@ -48,6 +48,7 @@ lint: venv
 	$(BIN)/ruff check builder tests
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	$(BIN)/vermin -q -t=3.8- --violations --no-tips builder/check/incontainer/   # runs in the image's Python
 	$(BIN)/tfimg lint variants/*.yaml
 
 # The main job end to end: validate and lint every variant, then build, check,
