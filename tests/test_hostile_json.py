@@ -184,6 +184,19 @@ def test_any_integer_longer_than_python_converts_is_refused_at_its_line(digits: 
 
 
 @PROPS
+@given(mantissa=st.from_regex(r"-?[1-9][0-9]{0,3}(\.[0-9]{1,3})?", fullmatch=True), exponent=st.integers(309, 10**6),
+       constant=st.sampled_from(["", "NaN", "Infinity", "-Infinity"]), line=st.integers(1, 4))
+def test_any_number_json_cannot_hold_is_refused_at_its_line(mantissa: str, exponent: int, constant: str,
+                                                           line: int) -> None:
+    """NaN, Infinity and numbers beyond a float's range: read, they would be written back as no JSON."""
+    number = constant or f"{mantissa}e{exponent}"
+    text = '{"a": 1,' + "\n" * (line - 1) + f'"b": {number}}}'
+    with pytest.raises(UnreadableInput) as info:
+        datafile.loads_json(text, "doc")
+    assert "not a JSON number" in info.value.message and info.value.line == line
+
+
+@PROPS
 @given(before=st.text(max_size=5), after=st.text(max_size=5), code=st.integers(0xD800, 0xDFFF),
        line=st.integers(1, 4))
 def test_any_lone_surrogate_escape_is_refused(before: str, after: str, code: int, line: int) -> None:

@@ -17,16 +17,19 @@ there is one, the line:
 * more bytes than the caller's limit, bytes that are not UTF-8 (line and
   column named);
 * JSON with a duplicate key (both lines named), nested deeper than Python can
-  read, an integer longer than Python converts (4300 digits), ``NaN`` or
-  ``Infinity`` (not JSON), or a lone UTF-16 surrogate escape (not text).
+  read, an integer longer than Python converts (4300 digits), ``NaN``,
+  ``Infinity`` or a number beyond a float's range (``1e999``: none is JSON, and
+  written back out it would not be), or a lone UTF-16 surrogate escape (not text).
 
-Nothing here echoes file content beyond a key name (cut to 60 characters).
+Nothing here echoes file content beyond a key name or a number (cut to 60 and 24
+characters).
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import re
 import stat
@@ -145,7 +148,11 @@ class _Duplicate(Exception):
 
 
 class _Constant(Exception):
-    pass
+    """A number JSON cannot hold: (what to call it, its text in the document)."""
+
+    def __init__(self, shown: str, token: str) -> None:
+        super().__init__(shown)
+        self.shown, self.token = shown, token
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -156,7 +163,14 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _constant(name: str) -> Any:
-    raise _Constant(name)
+    raise _Constant(name, name)
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):   # 1e999: written back out it would be Infinity, which is no JSON
+        raise _Constant(f"{text[:24]}{'...' if len(text) > 24 else ''} (beyond a float's range)", text)
+    return value
 
 
 def _lines(text: str) -> Iterator[tuple[str, int, int]]:
@@ -224,22 +238,23 @@ def loads_json(text: str | bytes, source: object, *, what: str = "the file") -> 
     """Parse a JSON document strictly. ``source`` names it in messages (a path, "registry answer").
 
     Raises UnreadableInput for bad UTF-8, bad JSON, a duplicate key, too deep a nesting,
-    an over-long integer, NaN/Infinity or a lone surrogate escape; never another error.
+    an over-long integer, NaN/Infinity or a number beyond a float's range, or a lone
+    surrogate escape; never another error.
     """
     if isinstance(text, bytes):
         text = decode(text, source, what=what)
     text = text.removeprefix("\ufeff")
     hint = "Give the file as the tool wrote it; a hand edit or a truncated copy breaks it."
     try:
-        data = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
+        data = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_float)
     except _Duplicate:
         key, first, second = _duplicate(text) or ("?", 0, 0)
         raise UnreadableInput(source, "", f"{what} has the key {show_key(key)} twice in one object "
                                           f"(lines {first} and {second}); a reader would silently keep one",
                               line=second, hint="Remove one of them.") from None
     except _Constant as exc:
-        line = _line_of(text, r"(?:^|[:\[,])\s*-?(?:NaN|Infinity)")
-        raise UnreadableInput(source, "", f"{what} holds {exc}, which is not a JSON number", line=line,
+        line = _line_of(text, r"(?:^|[:\[,])\s*" + re.escape(exc.token))
+        raise UnreadableInput(source, "", f"{what} holds {exc.shown}, which is not a JSON number", line=line,
                               hint=hint) from None
     except json.JSONDecodeError as exc:
         raise UnreadableInput(source, "", f"{what} is not JSON: {exc.msg} (line {exc.lineno}, "
