@@ -2,7 +2,10 @@
 
 A "billion laughs" file (aliases of aliases) must not hang tfimg, a deeply
 nested one must not end in an internal error (exit 3), and an oversized one is
-not even parsed. Every limit is checked through the real command line.
+not even parsed. Every limit is checked through the real command line. So are
+values PyYAML would take on trust: a key written twice, a date that does not
+exist, an integer over 4300 digits, a lone surrogate, bytes that are not UTF-8
+(exit 2 naming the file and the line), with properties of the reader.
 """
 
 from __future__ import annotations
