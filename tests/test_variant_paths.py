@@ -153,6 +153,19 @@ def test_each_key_refuses_a_path_out_of_the_repository_unless_its_folder_is_allo
     assert main(["validate", str(v)]) == 0, capsys.readouterr().err
 
 
+def test_an_empty_piece_of_tfimg_allow_dirs_allows_nothing(repo: Path, capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """`TFIMG_ALLOW_DIRS=/a::/b` or `:` must not allow the current folder."""
+    v = repo / "variants" / "v.yaml"
+    v.write_text(f"python: {{requirements: ['{repo.parent / 'elsewhere' / 'r.txt'}']}}\n")
+    monkeypatch.chdir(repo.parent / "elsewhere")
+    for value in (":", f"/nonexistent{os.pathsep}{os.pathsep}/also", ""):
+        monkeypatch.setenv("TFIMG_ALLOW_DIRS", value)
+        assert main(["validate", str(v)]) == 2, value
+        assert "outside the variant's repository" in capsys.readouterr().err
+    assert main(["validate", str(v), "--allow-dir", "."]) == 0   # an explicit '.' is the current folder
+
+
 def test_a_symlink_out_of_the_repository_is_refused(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     v = repo / "variants" / "v.yaml"
     v.write_text("python: {requirements: [link.txt]}\n")

@@ -10,6 +10,7 @@ Command modules (``builder/cli/*.py``) add their commands to :data:`app`;
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,11 +121,17 @@ def warn(text: str) -> None:
     console.print(f"[bold yellow]tfimg: warning:[/] {escape(text)}", highlight=False)
 
 
+def _allow_dirs_env() -> list[Path]:
+    """TFIMG_ALLOW_DIRS, split on ':'; an empty piece is no folder (not the current one)."""
+    return [Path(d) for d in os.environ.get("TFIMG_ALLOW_DIRS", "").split(os.pathsep) if d]
+
+
 #: ``--allow-dir`` of every command that loads variants (builder/spec/paths.py says why).
 ALLOW_DIRS = typer.Option(
-    [], "--allow-dir", envvar="TFIMG_ALLOW_DIRS", metavar="DIR", show_default=False,
+    ..., "--allow-dir", default_factory=_allow_dirs_env, metavar="DIR", show_default=False,
     help="Also accept files a variant names (extends, requirements, keys, policy) under DIR; by default they "
-         "must lie in the variant's repository. Repeatable; TFIMG_ALLOW_DIRS takes folders separated by ':'.")
+         "must lie in the variant's repository. Repeatable; without it, TFIMG_ALLOW_DIRS (folders separated "
+         "by ':').")
 
 
 def spec_arg(help: str = "Variant file (variants/NAME.yaml).") -> Path:

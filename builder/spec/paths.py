@@ -75,7 +75,7 @@ class Roots:
             return None
         shown = f"'{resolved}'" if written == str(resolved) else f"'{written}' resolves to '{resolved}', which"
         return (f"{shown} is outside the variant's repository ({self.repository})"
-                + (" and the allowed folders" if self.allowed else ""))
+                + (f" and the allowed folders ({', '.join(map(str, self.allowed))})" if self.allowed else ""))
 
 
 HINT = ("Files a variant names must lie in its repository (the git work tree of the variant file; without one, "
