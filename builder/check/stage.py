@@ -1,6 +1,6 @@
 """Run the container checks (:mod:`builder.check.suite`) against a built image.
 
-    section = run_checks(loaded, "tfimg/bert:abc", Path("build/bert"), gpu="auto")
+    section = run_checks(loaded, "tfimg/bert:abc", Path("build/bert"), gpu="auto", engine=Engine.from_env())
 
 Starts, with the variant's run-time settings and ports published on
 127.0.0.1 only: the services container (a throwaway SSH key mounted at
@@ -36,6 +36,7 @@ import requests
 
 from builder.check import probe
 from builder.check import suite as checks
+from builder.check.probe_models import Summary
 from builder.check.suite import results
 from builder.check.suite.context import ENV, Context
 from builder.check.suite.results import facts, failure, table  # re-exported: the table and error of a run
@@ -168,15 +169,15 @@ def _answers(port: int, kind: str) -> bool:
         return False
 
 
-def _probe(container: Any, engine: Engine, timeout: float = 300) -> tuple[dict[str, Any], str | None]:
+def _probe(container: Any, engine: Engine, timeout: float = 300) -> tuple[Summary | None, str | None]:
     try:
-        code, output = engine.exec_run(container, probe.command("python3"), timeout=timeout)
+        code, output = probe.run_in(engine, container, "python3", timeout=timeout)
     except Exception as exc:
-        return {}, f"cannot exec in the container: {str(exc).splitlines()[0][:300]}"
+        return None, f"cannot copy the probe into the container or run it: {str(exc).splitlines()[0][:300]}"
     try:
         return probe.summarize(probe.parse_output(output)), None
     except TfimgError as exc:
-        return {}, f"exit {code}: {exc.message}; " + (exc.hint or "")[-400:]
+        return None, f"exit {code}: {exc.message}; " + (exc.hint or "")[-400:]
 
 
 def _enter_all(stack: contextlib.ExitStack, starts: list[tuple[Any, str]]) -> list[Any]:

@@ -18,6 +18,7 @@ from builder.infra import lazy
 if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
     from builder.check import probe
     from builder.check import stage as testrun
+    from builder.check.probe_models import Row
     from builder.infra import report
     from builder.infra.engine import Engine
     from builder.render import context as render
@@ -110,18 +111,18 @@ def test_cmd(
         raise testrun.failure(section)
 
 
-def probe_table(rows: list[dict], title: str) -> Table:
+def probe_table(rows: list[Row], title: str) -> Table:
     t = Table(title=title, title_justify="left")
     for col in ("component", "detected", "expected", "status", "detail"):
         t.add_column(col)
     colours = {"ok": "green", "mismatch": "bold red", "missing": "bold red", "unverified": "bold red", "failed": "bold red",
                "recorded": "cyan", "skipped": "yellow"}
     for r in rows:
-        t.add_row(r["component"], Text(str(r["detected"]) if r["detected"] is not None else "-"),
-                  Text(r["expected"] or "-"),
-                  Text(r["status"], style=colours.get(r["status"], "")) if r.get("confirmed", True)
-                  else Text(f"{r['status']} (unconfirmed)", style="yellow" if r["status"] == "mismatch" else "cyan"),
-                  Text(r.get("detail") or ("unconfirmed: recorded, not asserted" if r["status"] == "recorded" else "")))
+        t.add_row(r.component, Text(str(r.detected) if r.detected is not None else "-"),
+                  Text(r.expected or "-"),
+                  Text(r.status, style=colours.get(r.status, "")) if r.confirmed
+                  else Text(f"{r.status} (unconfirmed)", style="yellow" if r.status == "mismatch" else "cyan"),
+                  Text(r.detail or ("unconfirmed: recorded, not asserted" if r.status == "recorded" else "")))
     return t
 
 
@@ -149,20 +150,21 @@ def probe_cmd(
     prof = profiles.get(profile_name)
     raw = probe.run_local(python, timeout=timeout)
     summary = probe.summarize(raw)
-    has_gpu = bool(summary["gpus"])
+    has_gpu = bool(summary.gpus)
     rows = probe.evaluate(summary, prof, gpu=has_gpu,
-                          reason=f"no GPU on this host ({summary['smi'] or 'nvidia-smi not on PATH'})")
+                          reason=f"no GPU on this host ({summary.smi or 'nvidia-smi not on PATH'})")
     if as_json:
-        out.print_json(json.dumps({"summary": summary, "rows": rows, "gpu": has_gpu, "profile": profile_name,
-                                   "raw": raw}, default=str))
+        out.print_json(json.dumps({"summary": summary.model_dump(mode="json"),
+                                   "rows": [r.model_dump(mode="json") for r in rows], "gpu": has_gpu,
+                                   "profile": profile_name, "raw": raw.model_dump(mode="json", exclude_unset=True)}))
         return
-    gpu_line = f"GPUs: {', '.join(summary['gpus'])} (driver {summary['driver']})" if has_gpu else \
-        f"no GPU: {summary['smi'] or 'nvidia-smi not on PATH'}; GPU rows skipped"
-    tf_line = f"TensorFlow {summary['tensorflow']}" if summary["tensorflow"] else \
-        f"TensorFlow absent ({summary['tf_error'] or 'not probed'})"
+    gpu_line = f"GPUs: {', '.join(summary.gpus)} (driver {summary.driver})" if has_gpu else \
+        f"no GPU: {summary.smi or 'nvidia-smi not on PATH'}; GPU rows skipped"
+    tf_line = f"TensorFlow {summary.tensorflow}" if summary.tensorflow else \
+        f"TensorFlow absent ({summary.tf_error or 'not probed'})"
     out.print(probe_table(rows, f"probe: this host, profile {profile_name}"))
-    out.print(f"Python {summary['python']} ({python}); {tf_line}; {gpu_line}", markup=False)
+    out.print(f"Python {summary.python} ({python}); {tf_line}; {gpu_line}", markup=False)
     bad = probe.failed(rows)
     if check and bad:
-        raise ChecksFailed("probe: " + "; ".join(f"{r['component']} {r['detected']}: {r['status']} "
-                                                 f"{r['detail'] or r['expected'] or ''}".strip() for r in bad))
+        raise ChecksFailed("probe: " + "; ".join(f"{r.component} {r.detected}: {r.status} "
+                                                 f"{r.detail or r.expected or ''}".strip() for r in bad))

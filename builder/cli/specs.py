@@ -16,12 +16,14 @@ from builder.infra import lazy
 if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
     from builder.infra import report_models, runner
     from builder.render import context as render
+    from builder.scan import policy as policies
     from builder.spec import loader as spec
     from builder.spec import passwords
 else:
     report_models = lazy.module("builder.infra.report_models")
     runner = lazy.module("builder.infra.runner")
     render = lazy.module("builder.render.context")
+    policies = lazy.module("builder.scan.policy")
     spec = lazy.module("builder.spec.loader")
     passwords = lazy.module("builder.spec.passwords")
 
@@ -95,9 +97,16 @@ def lint_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.",
 def schema_cmd(output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file."),
                of_report: bool = typer.Option(False, "--report", help="The schema of build/<variant>/report.json "
                                               "instead (docs/report.schema.json)."),
+               of_policy: bool = typer.Option(False, "--policy", help="The schema of a policy file instead "
+                                              "(policies/policy.schema.json)."),
                ) -> None:
-    """Print the JSON Schema of a variant file (for editors), or with --report of report.json."""
-    text = report_models.schema_text() if of_report else json.dumps(spec.schema(), indent=2, sort_keys=True) + "\n"
+    """Print the JSON Schema of a variant file (for editors), or of report.json or a policy file."""
+    if of_report and of_policy:
+        raise TfimgError("--report and --policy each choose one schema; give at most one of them")
+    if of_report:
+        text = report_models.schema_text()
+    else:
+        text = json.dumps(policies.schema() if of_policy else spec.schema(), indent=2, sort_keys=True) + "\n"
     if output:
         output.write_text(text)
         out.print(f"wrote {output}")
