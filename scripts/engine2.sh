@@ -20,6 +20,10 @@
 #   scripts/engine2.sh [--engine E] stop --purge   stop it and delete its data: an empty runner
 #   scripts/engine2.sh [--engine E] host           print its DOCKER_HOST value
 #   scripts/engine2.sh [--engine E] client         print the path of a docker client of its version
+#   scripts/engine2.sh --engine 20.10 client --no-buildx
+#                                                  print the path of a wrapper that runs the 20.10
+#                                                  client with no buildx plugin in sight (Debian 12's
+#                                                  situation: tfimg takes the pre-23 path; needs root)
 #   scripts/engine2.sh [--engine E] version        print its server version (it must be running)
 #   scripts/engine2.sh [--engine E] status         exit 0 if it answers, 1 if not
 #
@@ -33,7 +37,9 @@
 # package), 26 is docker.io and docker-cli from Debian 13 (trixie). All use the
 # system's containerd, runc and docker-init (bookworm's containerd 1.6 and runc 1.1
 # run both versions). Note: the 20.10 client also finds the system's buildx plugin
-# (/usr/libexec/docker/cli-plugins), so `docker buildx version` succeeds with it.
+# (/usr/libexec/docker/cli-plugins), so `docker buildx version` succeeds with it and
+# tfimg would pick buildx; `client --no-buildx` gives a wrapper that runs it in a
+# private mount namespace (unshare -m) where the plugin folders are empty tmpfs mounts.
 #
 # Each instance has its own data root, exec root (its own containerd, its own
 # containerd namespace), pid file, socket, config file (rewritten at each start),
@@ -254,12 +260,40 @@ stop() {
   fi
 }
 
+# Write (each time) and print a wrapper that runs $CLIENT in a private mount namespace where
+# every folder the client looks for plugins in is an empty read-only tmpfs: no buildx.
+no_buildx_wrapper() {
+  [ "$VERSION" = 20.10 ] || die "--no-buildx is for the 20.10 client (clients from 23 on need buildx)"
+  command -v unshare >/dev/null || die "--no-buildx needs unshare (util-linux)"
+  local wrapper=$DIST/docker-no-buildx
+  mkdir -p "$DIST"
+  {
+    echo '#!/bin/sh'
+    echo "# Written by scripts/engine2.sh: the Docker $VERSION client without buildx, as on Debian 12."
+    # shellcheck disable=SC2016,SC1003  # single-quoted on purpose: the wrapper's own shell expands it
+    printf '%s\n' 'exec unshare -m sh -c '\''for d in /usr/local/lib/docker/cli-plugins /usr/local/libexec/docker/cli-plugins \' \
+      '    /usr/lib/docker/cli-plugins /usr/libexec/docker/cli-plugins "${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"; do' \
+      '  if [ -d "$d" ]; then mount -t tmpfs -o ro,size=4k tfimg-no-plugins "$d" || exit 125; fi' \
+      'done' \
+      'exec "$0" "$@"'\'' '"'$CLIENT'"' "$@"'
+  } >"$wrapper.tmp"
+  chmod +x "$wrapper.tmp"
+  mv "$wrapper.tmp" "$wrapper"
+  echo "$wrapper"
+}
+
 case "${1:-start}" in
   start) start ;;
   stop) stop "${2:-}" ;;
   host) echo "$HOST" ;;
-  client) binaries fetch; echo "$CLIENT" ;;
+  client)
+    binaries fetch
+    case "${2:-}" in
+      '') echo "$CLIENT" ;;
+      --no-buildx) no_buildx_wrapper ;;
+      *) die "unknown option to client: $2" ;;
+    esac ;;
   version) binaries; DOCKER_HOST=$HOST timeout 20 "$CLIENT" version --format '{{.Server.Version}}' ;;
   status) binaries; answers ;;
-  *) die "usage: $0 [--engine 26|20.10|26c|26c-b|other] start|stop [--purge]|host|client|version|status" ;;
+  *) die "usage: $0 [--engine 26|20.10|26c|26c-b|other] start|stop [--purge]|host|client [--no-buildx]|version|status" ;;
 esac

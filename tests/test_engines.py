@@ -1,7 +1,7 @@
 """Second Docker engines of both versions (scripts/engine2.sh), real dockerd each.
 
 - ``20.10``: Debian 12's docker.io 20.10, unpacked (never installed) beside the system's
-  Docker 26, builds with its own pre-23 client and ``DOCKER_BUILDKIT=1 docker build``
+  Docker 26, builds with its own pre-23 client, no buildx in sight, and ``DOCKER_BUILDKIT=1 docker build``
   (BuildKit secrets, the network through the engine's own bridge and NAT), while the
   ``26`` instance answers at the same time.
 - ``26c`` and ``26c-b``: two Docker 26 engines with the containerd image store build the
@@ -111,8 +111,14 @@ def test_legacy_20_10_engine_builds_with_the_pre_23_client_beside_a_26_one(
         f"RUN --mount=type=secret,id=tok test \"$(sha256sum </run/secrets/tok | cut -c1-64)\" = {digest} "
         "&& echo secret-seen\n"
         "RUN apt-get update -qq -o Acquire::Retries=1 -o Acquire::http::Timeout=30 && echo network-reached\n")
+    # Debian 12's situation: the 20.10 client with no buildx plugin in sight (the system's
+    # docker-buildx would otherwise be found by it), the path tfimg takes for such a client.
+    client = ok(ENGINE2, "--engine", "20.10", "client", "--no-buildx")
+    assert run(client, "buildx", "version", env=legacy).returncode != 0
+    if Path("/usr/libexec/docker/cli-plugins/docker-buildx").exists():   # Debian 13's docker-buildx
+        assert run(legacy["CLIENT"], "buildx", "version", env=legacy).returncode == 0
     env = {**legacy, "DOCKER_BUILDKIT": "1"}
-    res = run(legacy["CLIENT"], "build", "--progress", "plain", "--secret", f"id=tok,src={tmp_path / 'secret.txt'}",
+    res = run(client, "build", "--progress", "plain", "--secret", f"id=tok,src={tmp_path / 'secret.txt'}",
               "-t", "tfimg-legacy-test:1", str(tmp_path), env=env, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "secret-seen" in res.stderr and "network-reached" in res.stderr
