@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from builder.cli.root import app, console, out
+from builder.cli.root import ALLOW_DIRS, app, console, out
 from builder.errors import ChecksFailed, EnvError
 from builder.infra import labels as label_names
 from builder.infra import lazy
@@ -34,10 +34,11 @@ else:
     profiles = lazy.module("builder.spec.profiles")
 
 
-def _target(target: str, spec_file: Path | None, out_root: Path, engine: Engine) -> tuple[LoadedVariant, str, Path]:
+def _target(target: str, spec_file: Path | None, out_root: Path, engine: Engine,
+            allow_dirs: list[Path]) -> tuple[LoadedVariant, str, Path]:
     """(variant, image, out dir) for a SPEC or IMAGE argument."""
     if target.endswith((".yaml", ".yml")):
-        loaded = spec.load(target)
+        loaded = spec.load(target, allow_dirs)
         built = report.load(out_root / loaded.name).build
         image = built.image_id if built else None
         if built and (engine.image_attrs(built.image) or {}).get("Id") == built.image_id:
@@ -59,7 +60,7 @@ def _target(target: str, spec_file: Path | None, out_root: Path, engine: Engine)
     if spec_file is None:
         raise EnvError(f"cannot tell which variant {target} is (label {label_names.VARIANT}: {name or 'absent'}); "
                        "the checks need its spec", hint="Pass it: tfimg test IMAGE --spec variants/NAME.yaml")
-    loaded = spec.load(spec_file)
+    loaded = spec.load(spec_file, allow_dirs)
     built_hash = labels.get(label_names.SPEC_HASH)
     if built_hash and built_hash != render.spec_hash(loaded):
         console.print(f"tfimg: warning: {target} was built from another version of {spec_file} "
@@ -93,6 +94,7 @@ def test_cmd(
                                        "report.json or the image's base label)."),
     out_root: Path = typer.Option(Path("build"), "--out", help="Where build/<variant>/ goes."),
     timeout: float = typer.Option(900, "--timeout", help="Seconds the whole suite may take."),
+    allow_dirs: list[Path] = ALLOW_DIRS,
 ) -> None:
     """Check a running container of the image against its spec (pytest-testinfra suite).
 
@@ -103,7 +105,7 @@ def test_cmd(
     """
     from builder.infra.engine import Engine
     engine = Engine.deferred()   # this command's engine: connects on first use
-    loaded, image, where = _target(target, spec_file, out_root, engine)
+    loaded, image, where = _target(target, spec_file, out_root, engine, allow_dirs)
     section = testrun.run_checks(loaded, image, where, gpu=gpu, base_ref=base, engine=engine, ngc_run_flags=ngc_flags,
                                  raise_on_failure=False, timeout=timeout)
     out.print(testrun.table(section))
