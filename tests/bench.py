@@ -309,6 +309,7 @@ def main() -> None:
         [str(ROOT / "scripts/standin/build.sh")], capture_output=True, text=True, check=True).stdout.split()[-1]
     shutil.copytree(ROOT / "variants", work / "variants")
     shutil.copytree(ROOT / "policies", work / "policies")
+    subprocess.run(["git", "init", "-q", str(work)], check=True)   # the variants' repository (builder/spec/paths.py)
     out = work / "build"
     common = ["--base", base, "--out", str(out), "--no-test", "--no-scan"]
     bert = str(work / "variants/bert.yaml")
