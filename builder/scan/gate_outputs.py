@@ -1,4 +1,5 @@
-"""Renderers of a :class:`~builder.scan.gate.GateResult`: rich table, gate.json, SARIF 2.1.0, Markdown.
+"""Renderers of a :class:`~builder.scan.gate.GateResult`: rich table, SARIF 2.1.0, Markdown (gate.json
+is the result's own ``model_dump_json``).
 
 All are pure functions of the result, linear in time and size in the number of findings (60,000
 findings: ``make bench``). None of them prints secret material: findings carry rule ids, files and
@@ -18,7 +19,6 @@ from builder.scan.trivy_report import SEVERITIES, Finding
 
 TABLE_ROWS = 40    # blocking findings shown in the terminal
 MD_ROWS = 200      # ... and in gate.md (a CI page: GitHub's step summary takes at most 1 MiB)
-FINDING_FIELDS = tuple(Finding.model_fields)
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 # GitHub code scanning sorts by this (0.1-10, like CVSS).
@@ -58,26 +58,6 @@ def counts_line(result: GateResult) -> str:
         parts.append(f"{origin}: " + ", ".join(f"{s} {row.get(s, 0)}" for s in reversed(SEVERITIES) if row.get(s)))
     secrets = sum(sum(v.values()) for v in result.counts.get("secret", {}).values())
     return "; ".join(p if not p.endswith(": ") else p + "none" for p in parts) + f"; secrets: {secrets}"
-
-
-# --------------------------------------------------------------------------- gate.json
-
-def document(result: GateResult) -> dict[str, Any]:
-    """gate.json: ``result.model_dump(mode="json")``, with the finding lists built directly (pydantic's
-    serializer takes seconds for 60,000 findings)."""
-    doc = result.model_dump(mode="json", exclude={"findings", "blocking", "waived"})
-    doc["findings"] = [[_finding(f), origin] for f, origin in result.findings]
-    doc["blocking"] = [{"finding": _finding(b.finding), "origin": b.origin, "reason": b.reason}
-                       for b in result.blocking]
-    doc["waived"] = [{"finding": _finding(w.finding), "origin": w.origin, "waiver": w.waiver, "owner": w.owner,
-                      "expires": w.expires.isoformat(), "reason": w.reason} for w in result.waived]
-    return doc
-
-
-def _finding(f: Finding) -> dict[str, Any]:
-    out = {name: getattr(f, name) for name in FINDING_FIELDS}
-    out["aliases"] = list(f.aliases)
-    return out
 
 
 # --------------------------------------------------------------------------- SARIF

@@ -13,16 +13,18 @@ import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.errors import EnvError, GateFailed, ReportMismatch, TfimgError
 from builder.infra import clock, datafile, outdir, report
-from builder.infra.engine import Engine
 from builder.infra.report_models import GateFiles, GateSection, ScanSection
 from builder.scan import gate, trivy, trivy_report, trust
 from builder.scan import gate_outputs as gate_render
 from builder.scan import policy as policies
 from builder.spec.loader import LoadedVariant
+
+if TYPE_CHECKING:   # the Docker SDK takes a second to import: `tfimg gate` never needs it
+    from builder.infra.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +169,7 @@ def discard(exc: TfimgError, image_ref: str, out_dir: Path) -> None:
 def write_gate(out_dir: Path, result: gate.GateResult) -> None:
     """gate.json, gate.sarif, gate.md and the ``gate`` section of report.json."""
     with trivy_report.gc_paused():
-        report.write_json(out_dir / "gate.json", gate_render.document(result), compact=True)
+        report.write_json(out_dir / "gate.json", result, compact=True)
         report.write_json(out_dir / "gate.sarif", gate_render.sarif(result), compact=True)
         (out_dir / "gate.md").write_text(gate_render.markdown(result))
     report.write_section(out_dir, result.summary(

@@ -42,16 +42,18 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from builder.errors import CommandFailed, EnvError, TfimgError
 from builder.infra import datafile, runner
 from builder.infra import report as report_file
-from builder.infra.engine import Engine
 from builder.infra.report_models import Sbom, ScanSection, TrivyDb
 from builder.scan.trivy_report import Report, from_data, redact
+
+if TYPE_CHECKING:   # the Docker SDK takes a second to import: `tfimg gate` never needs it
+    from builder.infra.engine import Engine
 
 MIN_VERSION = (0, 37, 0)
 MIN_VERSION_TEXT = ".".join(map(str, MIN_VERSION[:2]))   # "0.37", as the hints and errors name it
