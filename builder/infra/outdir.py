@@ -91,6 +91,9 @@ def remove(path: Path | str, what: str = "output folder") -> None:
 def _check(p: Path, what: str) -> None:
     """Refuse what tfimg must never write into, replace or delete (see the module's text)."""
     shown = str(p)
+    if not shutil.rmtree.avoids_symlink_attacks:   # pragma: no cover  (True on Linux and macOS)
+        raise OutDirRefused(f"{what} '{shown}': this platform's shutil.rmtree may follow symbolic links; "
+                            "tfimg does not replace or delete folders here")
     if p.is_symlink():
         raise OutDirRefused(f"{what} '{shown}' is a symbolic link; tfimg never writes through one",
                             hint="Give the real folder, or a new path.")
