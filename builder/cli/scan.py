@@ -15,7 +15,7 @@ from builder.infra import lazy
 
 if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
     from builder.infra import clock, outdir, report, report_models
-    from builder.scan import gate, trivy, trivy_report, trust
+    from builder.scan import gate, trivy, trust
     from builder.scan import gate_outputs as gate_render
     from builder.scan import policy as policies
     from builder.scan import stage as scan_stage
@@ -29,7 +29,6 @@ else:
     report_models = lazy.module("builder.infra.report_models")
     gate = lazy.module("builder.scan.gate")
     trivy = lazy.module("builder.scan.trivy")
-    trivy_report = lazy.module("builder.scan.trivy_report")
     gate_render = lazy.module("builder.scan.gate_outputs")
     policies = lazy.module("builder.scan.policy")
     scan_stage = lazy.module("builder.scan.stage")
@@ -148,7 +147,7 @@ def gate_cmd(
     Exit 0 pass; 1 it blocks, or is UNSCANNED and the policy requires a scan; 2 bad input;
     4 no record shows the vulnerability scanner ran (see --assume-vuln-scanned).
     """
-    rep = trivy_report.load(report_file)
+    rep, digest = trust.read(report_file)
     pol = policies.load(policy_file)
     try:
         today = dt.date.fromisoformat(on_date) if on_date else clock.today()
@@ -162,7 +161,8 @@ def gate_cmd(
     for folder, build in ((where, built), (report_file.parent, beside.build)):   # exit 2: another image
         trust.check_image(rep, build.image_id if build else None, source=str(report_file),
                           where=str(folder / report.REPORT))
-    scanners, scanners_from = trust.scanners_of(report_file, beside.scan, assume=assume_vuln_scanned)   # exit 4
+    scanners, scanners_from = trust.scanners_of(report_file, digest, beside.scan,   # exit 4
+                                                assume=assume_vuln_scanned)
     result = gate.evaluate(rep, pol, layers, today, base_digest_pinned="@sha256:" in base_ref,
                            scanners=scanners, scanners_from=scanners_from)
     if out_dir is not None:

@@ -101,10 +101,10 @@ def gate_saved(loaded: LoadedVariant, out_dir: Path, base_ref: str | None, *,
     pol = policies.load(loaded.spec.policy)
     out_dir = Path(out_dir)
     saved = report.load(out_dir)
-    rep = trivy_report.load(out_dir / "trivy.json")
+    rep, digest = trust.read(out_dir / "trivy.json")
     trust.check_image(rep, saved.build.image_id if saved.build else None, source=str(out_dir / "trivy.json"),
                       where=str(out_dir / report.REPORT))
-    scanners = trust.scanners_of(out_dir / "trivy.json", saved.scan, assume=False)
+    scanners = trust.scanners_of(out_dir / "trivy.json", digest, saved.scan, assume=False)
     if pol.scan.misconfig:
         cfg = out_dir / "trivy-config.json"
         if not cfg.is_file():

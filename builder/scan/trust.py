@@ -21,24 +21,25 @@ import hashlib
 from pathlib import Path
 
 from builder.errors import ReportMismatch, ScanNotProven
+from builder.infra import datafile
 from builder.infra.report_models import ScanSection
+from builder.scan import trivy_report
 from builder.scan.gate import ScannersFrom
 from builder.scan.trivy_report import Report
 
 ASSUME = "--assume-vuln-scanned"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def read(path: Path) -> tuple[Report, str]:
+    """A saved Trivy report and the sha256 of the very bytes parsed (the file cannot change between
+    the two). Raises UnreadableInput / TfimgError as :func:`builder.scan.trivy_report.load` does."""
+    raw = datafile.read_bytes(path, limit=datafile.MAX_JSON_BYTES, what="the Trivy report")
+    return trivy_report.parse(raw, source=str(path)), hashlib.sha256(raw).hexdigest()
 
 
-def record_gaps(path: Path, record: ScanSection | None) -> list[str]:
-    """What keeps ``record`` (report.json's scan section beside ``path``) from vouching for that
-    file; empty when it does."""
+def record_gaps(path: Path, sha256: str, record: ScanSection | None) -> list[str]:
+    """What keeps ``record`` (report.json's scan section beside ``path``) from vouching for that file
+    (``sha256``: of the bytes read); empty when it does."""
     beside = path.parent / "report.json"
     if record is None:
         return [f"{beside} holds no tfimg scan record (its 'scan' section)"]
@@ -49,20 +50,22 @@ def record_gaps(path: Path, record: ScanSection | None) -> list[str]:
         gaps.append(f"the scan recorded in {beside} wrote {record.report!r}, not {path.name!r}")
     if not record.report_sha256:
         gaps.append(f"the scan record in {beside} has no report_sha256 (written by an older tfimg)")
-    elif record.report_sha256 != sha256_file(path):
+    elif record.report_sha256 != sha256:
         gaps.append(f"{path} changed after tfimg wrote it (its sha256 is not the recorded one)")
     if record.scanners is None:
         gaps.append(f"the scan record in {beside} names no scanners")
     return gaps
 
 
-def scanners_of(path: Path, record: ScanSection | None, *, assume: bool) -> tuple[list[str], ScannersFrom]:
-    """The scanners a saved report was made with, and how that is known.
+def scanners_of(path: Path, sha256: str, record: ScanSection | None, *,
+                assume: bool) -> tuple[list[str], ScannersFrom]:
+    """The scanners a saved report (read from ``path``, ``sha256`` of its bytes) was made with, and
+    how that is known.
 
     Raises:
         ScanNotProven: no record vouches for the file and ``assume`` is False.
     """
-    gaps = record_gaps(path, record)
+    gaps = record_gaps(path, sha256, record)
     if not gaps and record is not None and record.scanners is not None:
         return list(record.scanners), "scan record"
     if assume:
