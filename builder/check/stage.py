@@ -41,7 +41,7 @@ from builder.check.suite import results
 from builder.check.suite.context import ENV, Context
 from builder.check.suite.results import facts, failure, table  # re-exported: the table and error of a run
 from builder.errors import EnvError, TfimgError
-from builder.infra import datafile, report, runner
+from builder.infra import datafile, outdir, report, runner
 from builder.infra import labels as label_names
 from builder.infra.engine import Engine
 from builder.infra.report_models import ChecksSection, GpuInfo
@@ -235,7 +235,7 @@ def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, gpu: str = 
     config = attrs.get("Config") or {}
     profile, profile_note = choose_profile(spec, config)
     base, base_note = resolve_base(out_dir, config, base_ref, engine)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    outdir.claim(out_dir)
     run_id = uuid.uuid4().hex[:12]
     labels = {label_names.TEMPORARY: "1", label_names.RUN: run_id}
     try:

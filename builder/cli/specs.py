@@ -14,12 +14,13 @@ from builder.errors import ChecksFailed, EnvError, TfimgError
 from builder.infra import datafile, lazy
 
 if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
-    from builder.infra import report_models, runner
+    from builder.infra import outdir, report_models, runner
     from builder.render import context as render
     from builder.scan import policy as policies
     from builder.spec import loader as spec
     from builder.spec import passwords
 else:
+    outdir = lazy.module("builder.infra.outdir")
     report_models = lazy.module("builder.infra.report_models")
     runner = lazy.module("builder.infra.runner")
     render = lazy.module("builder.render.context")
@@ -31,7 +32,8 @@ BUILD_ROOT = Path("build")
 
 
 def context_dir(name: str, out_dir: Path | None = None) -> Path:
-    return out_dir if out_dir else BUILD_ROOT / name / "context"
+    """``--out``, else ``build/<variant>/context`` (``build/<variant>`` is claimed as tfimg's first)."""
+    return out_dir if out_dir else outdir.claim(BUILD_ROOT / name) / "context"
 
 
 @app.command("render")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
 from builder.errors import TfimgError, UnreadableInput
 from builder.infra import datafile, report_models
@@ -51,14 +52,22 @@ def load(directory: Path | str) -> Report:
                               "(tfimg build SPEC) to write a new one.") from None
 
 
-def write_json(path: Path | str, data: Any) -> Path:
-    """Write JSON atomically, sorted and indented, ending with a newline."""
+def write_json(path: Path | str, data: Any, *, compact: bool = False) -> Path:
+    """Write JSON atomically, sorted and indented, ending with a newline. ``compact``: on one line, keys
+    in the order written (deterministic), by pydantic-core's serializer (a model: its
+    ``model_dump_json``): for files that grow with the findings, gate.json and gate.sarif (60,000
+    findings: over 50 MB each, in a fraction of the time the json module takes)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, BaseModel) and compact:
+        body = data.model_dump_json().encode()
+    elif compact:
+        body = to_json(data, fallback=str)
+    else:
+        body = json.dumps(data, indent=2, sort_keys=True, default=str).encode()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(body + b"\n")
     os.replace(tmp, path)
     return path
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder.errors import PublishRefused, RegistryError, VerificationFailed
+from builder.errors import PublishRefused, RegistryError, TfimgError, VerificationFailed
 from builder.infra import clock, datafile, runner
 from builder.publish import evidence, referrers
 from builder.publish.registry_client import INDEX_TYPES, LOOPBACK, Ref, Registry, docker_config_path, parse_ref
@@ -68,11 +68,12 @@ def policy_decision(doc: dict[str, Any], policy: Path | None,
     if policy is None:
         return recorded, "recorded gate decision and checks"
     try:
-        from builder.scan import gate
+        from builder.scan import gate, trust
         from builder.scan import policy as policies
         from builder.scan import trivy_report as scanreport
     except ModuleNotFoundError as exc:
-        if exc.name not in (f"{__package__}.gate", f"{__package__}.policy", f"{__package__}.scanreport"):
+        if exc.name not in (f"{__package__}.gate", f"{__package__}.policy", f"{__package__}.scanreport",
+                            f"{__package__}.trust"):
             raise
         return recorded, f"recorded decision ({policy} not re-evaluated: the gate module is not installed)"
     if recorded in ("checks-failed", "checks-missing", "no-evidence"):
@@ -80,9 +81,16 @@ def policy_decision(doc: dict[str, Any], policy: Path | None,
     if trivy is None:
         return "unscanned", f"no Trivy report attached, so {policy} cannot be evaluated"
     report = doc.get("report") or {}
-    result = gate.evaluate(scanreport.from_data(trivy, source="evidence"), policies.load(policy),
-                           (report.get("build") or {}).get("base_layers") or None, clock.today(),
-                           bool((report.get("gate") or {}).get("base_digest_pinned")))
+    build, scan = report.get("build") or {}, report.get("scan") or {}
+    rep = scanreport.from_data(trivy, source="the attached Trivy report")
+    try:
+        trust.check_image(rep, build.get("image_id"), source="the attached Trivy report",
+                          where="the attached report.json")
+    except TfimgError as exc:
+        return "unscanned", exc.message
+    result = gate.evaluate(rep, policies.load(policy), build.get("base_layers") or None, clock.today(),
+                           bool((report.get("gate") or {}).get("base_digest_pinned")),
+                           scanners=[str(s) for s in scan.get("scanners") or []], scanners_from="scan record")
     why = "; ".join(result.reasons[:3])
     return result.decision, f"re-evaluated with {policy}" + (f": {why}" if why else "")
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from builder.check import imagefacts as facts_mod
 from builder.errors import PublishRefused, RegistryError, TfimgError
-from builder.infra import clock, datafile
+from builder.infra import clock, datafile, outdir
 from builder.infra import report as report_mod
 from builder.infra.engine import Engine
 from builder.infra.report_models import (
@@ -105,7 +105,7 @@ def compute_tags(loaded: LoadedVariant, out_dir: Path, *, engine: Engine, image:
     facts = facts_mod.read(image, loaded.path, rep, engine)
     values = tagging.fields(loaded.name, facts.model_dump(exclude_unset=True), loaded.spec.base.profile)
     ts = tagging.compute(loaded.spec.tags, values)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    outdir.claim(out_dir)
     (out_dir / TAGS_FILE).write_text(tagging.tags_text(ts))
     return ts, facts
 

@@ -42,16 +42,18 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from builder.errors import CommandFailed, EnvError, TfimgError
 from builder.infra import datafile, runner
 from builder.infra import report as report_file
-from builder.infra.engine import Engine
 from builder.infra.report_models import Sbom, ScanSection, TrivyDb
 from builder.scan.trivy_report import Report, from_data, redact
+
+if TYPE_CHECKING:   # the Docker SDK takes a second to import: `tfimg gate` never needs it
+    from builder.infra.engine import Engine
 
 MIN_VERSION = (0, 37, 0)
 MIN_VERSION_TEXT = ".".join(map(str, MIN_VERSION[:2]))   # "0.37", as the hints and errors name it
@@ -215,12 +217,13 @@ def scan_image(image: str, out_path: Path, opts: Options, engine: Engine | None 
     for r in results:                                   # as a gate of the saved trivy.json (a gate-only rerun) does
         r.pop("Packages", None)   # every package is in the SBOM; trivy.json keeps the findings
     report_file.write_json(out_path, redact(data))
+    written = hashlib.sha256(out_path.read_bytes()).hexdigest()   # what a later gate of the file checks
     info = ScanSection(status="ok", tool="trivy", trivy_version=ver_info["Version"],
                        db=_db(ver_info), db_repository=_db_repository(opts),
                        image=image, image_id=report.Metadata.ImageID if report.Metadata else None,
                        mode=opts.mode, scanners=list(opts.scanners),
                        image_config_scanners=list(opts.image_config_scanners), offline=opts.offline,
-                       report=out_path.name, seconds=seconds, findings=_kinds(report), sbom=sbom)
+                       report=out_path.name, report_sha256=written, seconds=seconds, findings=_kinds(report), sbom=sbom)
     return ScanRun(report=report, path=out_path, info=info)
 
 
