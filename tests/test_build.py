@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import docker
 import pytest
 
 from builder.infra.engine import Engine
@@ -86,9 +87,9 @@ def _variant(tmp: Path, requirements: str, extra: str = "") -> Path:
 
 
 def _assert_nothing_left(name: str) -> None:
-    images = Engine.from_env().client.images.list(name=f"tfimg/{name}")
+    images = docker.from_env().images.list(name=f"tfimg/{name}")
     assert images == [], f"a failed build left images behind: {images}"
-    left = Engine.from_env().client.containers.list(all=True, filters={"ancestor": f"tfimg/{name}"})
+    left = docker.from_env().containers.list(all=True, filters={"ancestor": f"tfimg/{name}"})
     assert left == []
 
 
@@ -252,7 +253,7 @@ def test_a_base_that_already_uses_the_uid_fails_with_a_clear_message(tmp_path: P
                     "--no-test", "--no-scan")
         assert res.returncode == 1, res.stderr[-2000:]
         assert "the base image already has the user or group (name:id) ubuntu:1000; set user.name" in res.stderr
-        images = Engine.from_env().client.images.list(filters={"label": "io.tfimg.variant=dev", "reference": "tfimg/dev"})
+        images = docker.from_env().images.list(filters={"label": "io.tfimg.variant=dev", "reference": "tfimg/dev"})
         assert all(Engine.from_env().image_attrs(i.id)["Config"]["Labels"].get("org.opencontainers.image.base.name") != ref
                    for i in images)
     finally:

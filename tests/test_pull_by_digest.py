@@ -85,7 +85,7 @@ def test_build_on_a_digest_pinned_base_pulls_it_and_records_the_digest(
     loaded = spec.load(v)
     out = tmp_path / "build"
     try:
-        pipeline.build_stage(loaded, pipeline.BuildOptions(out_root=out, force=True), UI(quiet=True), Engine.from_env())
+        pipeline.build(loaded, pipeline.BuildOptions(out_root=out, force=True), UI(quiet=True), Engine.from_env())
         base = json.loads((out / "pinned" / "report.json").read_text())["build"]["base"]
         assert base["ref"] == f"{repository}@{digest}"
         assert base["digest"] == digest

@@ -5,31 +5,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
 from builder.cli.root import app, out
 from builder.errors import ChecksFailed, EnvError, TfimgError
-from builder.infra import lazy
+from builder.infra.paths import OUT_ROOT
 
-if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
-    from builder.infra import report_models, runner
-    from builder.render import context as render
-    from builder.spec import loader as spec
-    from builder.spec import passwords
-else:
-    report_models = lazy.module("builder.infra.report_models")
-    runner = lazy.module("builder.infra.runner")
-    render = lazy.module("builder.render.context")
-    spec = lazy.module("builder.spec.loader")
-    passwords = lazy.module("builder.spec.passwords")
-
-BUILD_ROOT = Path("build")
+# Stage modules are imported inside the commands: `tfimg --help` imports none of them.
 
 
 def context_dir(name: str, out_dir: Path | None = None) -> Path:
-    return out_dir if out_dir else BUILD_ROOT / name / "context"
+    return out_dir if out_dir else OUT_ROOT / name / "context"
 
 
 @app.command("render")
@@ -39,6 +26,9 @@ def render_cmd(
     stdout: bool = typer.Option(False, "--stdout", help="Print the Dockerfile and write nothing."),
 ) -> None:
     """Validate a variant and render its Dockerfile and build context."""
+    from builder.render import context as render
+    from builder.spec import loader as spec
+
     loaded = spec.load(spec_file)
     rendered = render.render(loaded)
     if stdout:
@@ -52,11 +42,15 @@ def render_cmd(
 @app.command("validate")
 def validate_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.", show_default=False)) -> None:
     """Validate variant files; print nothing but errors (exit 2) or 'ok'."""
+    from builder.spec import loader as spec
+
     spec.load_all(spec_files)
     out.print(f"ok: {len(spec_files)} variant(s) valid")
 
 
 def hadolint_path() -> str:
+    from builder.infra import runner
+
     found = runner.which("hadolint")
     if not found:
         raise EnvError("hadolint was not found; it lints the rendered Dockerfile.",
@@ -66,6 +60,8 @@ def hadolint_path() -> str:
 
 def hadolint(dockerfile: Path) -> list[dict]:
     """Run hadolint on a Dockerfile; return its findings (JSON format)."""
+    from builder.infra import runner
+
     res = runner.run([hadolint_path(), "--format", "json", "--no-fail", str(dockerfile)], timeout=120)
     try:
         return json.loads(res.stdout or "[]")
@@ -76,6 +72,9 @@ def hadolint(dockerfile: Path) -> list[dict]:
 @app.command("lint")
 def lint_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.", show_default=False)) -> None:
     """Validate variants and run hadolint on each rendered Dockerfile (exit 1 on any finding)."""
+    from builder.render import context as render
+    from builder.spec import loader as spec
+
     findings_total = 0
     for f, loaded in zip(spec_files, spec.load_all(spec_files), strict=True):
         ctx = render.write(render.render(loaded), context_dir(loaded.name))
@@ -97,6 +96,9 @@ def schema_cmd(output: Path | None = typer.Option(None, "--output", "-o", help="
                                               "instead (docs/report.schema.json)."),
                ) -> None:
     """Print the JSON Schema of a variant file (for editors), or with --report of report.json."""
+    from builder.infra import report_models
+    from builder.spec import loader as spec
+
     text = report_models.schema_text() if of_report else json.dumps(spec.schema(), indent=2, sort_keys=True) + "\n"
     if output:
         output.write_text(text)
@@ -116,5 +118,7 @@ def hash_password_cmd(
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
     if not password:
         raise TfimgError("the password is empty; give a non-empty password")
+    from builder.spec import passwords
+
     sys.stdout.write(passwords.hash_password(password) + "\n")
 

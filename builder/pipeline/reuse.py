@@ -87,10 +87,9 @@ def suite_hash() -> str:
     return "sha256:" + h.hexdigest()
 
 
-def engine_gpu_facts(info: dict[str, Any]) -> str:
-    """The engine's GPU facts (``docker info``): its runtimes and default runtime."""
-    runtimes = sorted((info.get("Runtimes") or {}).keys())
-    return f"runtimes={','.join(runtimes)};default={info.get('DefaultRuntime') or ''}"
+def engine_gpu_facts(runtimes: list[str], default: str) -> str:
+    """The engine's GPU facts (``docker info``, :meth:`Engine.runtimes`): its runtimes and default runtime."""
+    return f"runtimes={','.join(sorted(runtimes))};default={default}"
 
 
 def checks_key(built: BuildSection, spec_hash: str, gpu_requested: str, gpu_enabled: bool,

@@ -22,7 +22,7 @@ predicates (canonical JSON) as byproducts, so :func:`verify` can tie them togeth
 
 The signing key is a PEM private key (ECDSA P-256, Ed25519 or RSA) from a file or from
 an environment variable (``--sign-key env:NAME``); an encrypted key's password comes from
-``TFIMG_SIGN_KEY_PASSWORD``. Neither is ever logged or written anywhere.
+``TFIMG_SIGN_KEY_PASSWORD`` (read by the CLI). Neither is ever logged or written anywhere.
 """
 
 from __future__ import annotations
@@ -31,17 +31,16 @@ import base64
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from builder import __version__
 from builder.errors import EnvError, VerificationFailed
-from builder.infra import clock, runner
+from builder.infra import clock
+from builder.infra.registry_client import Registry, parse_ref
 from builder.infra.report_models import Report
 from builder.publish import evidence, referrers
-from builder.publish.registry_client import Registry
 
 DSSE_TYPE = "application/vnd.dsse.envelope.v1+json"
 INTOTO_PAYLOAD = "application/vnd.in-toto+json"
@@ -84,12 +83,12 @@ def _pem(source: str) -> bytes:
     return path.read_bytes()
 
 
-def load_signer(source: str) -> Any:
-    """A securesystemslib ``CryptoSigner`` for the PEM private key named by ``source``."""
+def load_signer(source: str, password: str | None = None) -> Any:
+    """A securesystemslib ``CryptoSigner`` for the PEM private key named by ``source`` (``password``:
+    an encrypted key's, from ``$TFIMG_SIGN_KEY_PASSWORD``)."""
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
     from securesystemslib.signer import CryptoSigner
 
-    password = os.environ.get(PASSWORD_ENV)
     try:
         key = load_pem_private_key(_pem(source), password.encode() if password else None)
     except (ValueError, TypeError) as exc:   # the message names no key material
@@ -107,7 +106,7 @@ def load_public_key(path: Path) -> Any:
         raise EnvError(f"--key: no public key file at {path}")
     try:
         return SSlibKey.from_crypto(load_pem_public_key(path.read_bytes()))
-    except (ValueError, TypeError, Exception) as exc:
+    except (ValueError, TypeError) as exc:   # not PEM, or a key type securesystemslib cannot use
         raise EnvError(f"--key {path}: not a usable PEM public key ({exc})") from None
 
 
@@ -129,19 +128,13 @@ def envelope(stmt: dict[str, Any], signer: Any | None) -> dict[str, Any]:
     return dict(env.to_dict())
 
 
-def sbom(out_dir: Path, image: str) -> dict[str, Any]:
-    """``build/<variant>/sbom.cdx.json`` when present, else Trivy's CycloneDX of the local image."""
-    path = out_dir / "sbom.cdx.json"   # the scan stage writes it (trivy convert of its own report)
-    if path.is_file():
-        data: dict[str, Any] = evidence.scrub(json.loads(path.read_text()))
-        return data
-    exe = runner.which("trivy", purpose="make the SBOM (CycloneDX) of the published image")
-    with tempfile.TemporaryDirectory(prefix="tfimg-sbom-") as tmp:   # not beside report.json: that file is the scan's
-        out = Path(tmp) / "sbom.cdx.json"
-        runner.run([exe, "image", "--format", "cyclonedx", "--image-src", "docker", "--cache-dir", str(Path(tmp) / "c"),
-                    "--skip-db-update", "--skip-java-db-update", "--offline-scan", "--quiet",
-                    "--output", str(out), image], timeout=1800)
-        data = evidence.scrub(json.loads(out.read_text()))
+def sbom(out_dir: Path) -> dict[str, Any] | None:
+    """``build/<variant>/sbom.cdx.json`` (the scan stage writes it: trivy convert of its own report),
+    scrubbed; None when there is none."""
+    path = out_dir / "sbom.cdx.json"
+    if not path.is_file():
+        return None
+    data: dict[str, Any] = evidence.scrub(json.loads(path.read_text()))
     return data
 
 
@@ -220,11 +213,13 @@ class Attached:
     signed: bool
 
 
-def attach_all(reg: Registry, repo: str, repository: str, digest: str, rep: Report, out_dir: Path, *,
-               chain: list[Path], image: str, doc: dict[str, Any], trivy: dict[str, Any] | None,
+def attach_all(reg: Registry, repo: str, repository: str, digest: str, rep: Report, *,
+               chain: list[Path], doc: evidence.Evidence, sbom: dict[str, Any], trivy: dict[str, Any] | None,
                signer: Any | None, started: str) -> list[Attached]:
-    """Make, sign and attach the four statements for ``digest``; returns what was attached."""
-    predicates: dict[str, dict[str, Any]] = {"report": doc, "sbom": sbom(out_dir, image),
+    """Make, sign and attach the four statements for ``digest``; returns what was attached.
+
+    ``sbom``: the image's CycloneDX SBOM (scrubbed here again)."""
+    predicates: dict[str, dict[str, Any]] = {"report": doc.to_json(), "sbom": evidence.scrub(sbom),
                                              "vuln": vuln_predicate(rep, trivy)}
     hashes = {k: predicate_hash(p) for k, p in predicates.items()}
     predicates["provenance"] = provenance(rep, repository=repository, digest=digest, chain=chain,
@@ -272,7 +267,7 @@ class Verdict:
 
 def _check_one(reg: Registry, repo: str, digest: str, ref: referrers.Referrer, key: Any) -> Checked:
     from securesystemslib.dsse import Envelope
-    from securesystemslib.exceptions import VerificationError
+    from securesystemslib.exceptions import FormatError, VerificationError
 
     kind = ref.annotations.get(KIND_ANNOTATION) or KINDS.get(ref.annotations.get(PREDICATE_ANNOTATION, ""), "?")
     found = reg.manifest(repo, ref.digest)
@@ -286,7 +281,7 @@ def _check_one(reg: Registry, repo: str, digest: str, ref: referrers.Referrer, k
         return Checked(kind, ref.digest, False, "no DSSE envelope layer")
     try:
         env = Envelope.from_dict(json.loads(reg.blob(repo, layer["digest"])))
-    except Exception as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, FormatError) as exc:   # not an envelope
         return Checked(kind, ref.digest, False, f"not a DSSE envelope ({exc})")
     if env.payload_type != INTOTO_PAYLOAD:
         return Checked(kind, ref.digest, False, f"payloadType is {env.payload_type}, not {INTOTO_PAYLOAD}")
@@ -312,12 +307,9 @@ def _check_one(reg: Registry, repo: str, digest: str, ref: referrers.Referrer, k
 
 def verify(text: str, key_path: Path) -> Verdict:
     """Check every statement attached to ``HOST/NAME@sha256:...`` with the public key."""
-    from builder.publish import curation
-    from builder.publish.registry_client import parse_ref
-
     ref = parse_ref(text)
     reg = Registry(ref.host)
-    ref = curation.resolve(reg, ref)
+    ref = reg.resolve(ref)
     digest = str(ref.digest)
     key = load_public_key(key_path)
     refs, route = referrers.list_referrers(reg, ref.repo, digest)

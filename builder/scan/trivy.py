@@ -22,7 +22,7 @@ Air-gapped use::
     trivy image --download-db-only --cache-dir ./trivy-cache
     trivy image --download-java-db-only --cache-dir ./trivy-cache   # only if jars are scanned
     # copy ./trivy-cache (it holds db/trivy.db and db/metadata.json) to the build host, then
-    tfimg scan variants/gpu.yaml --offline --cache-dir ./trivy-cache
+    tfimg scan variants/bert.yaml --offline --cache-dir ./trivy-cache
 
 ``--offline`` adds ``--skip-db-update --skip-java-db-update
 --skip-check-update --offline-scan`` (and ``--skip-version-check
@@ -58,7 +58,7 @@ MIN_VERSION = (0, 37, 0)
 KEEP_ENV = {"TRIVY_DB_REPOSITORY", "TRIVY_JAVA_DB_REPOSITORY", "TRIVY_CHECKS_BUNDLE_REPOSITORY",
             "TRIVY_USERNAME", "TRIVY_PASSWORD", "TRIVY_REGISTRY_TOKEN", "TRIVY_INSECURE",
             "TRIVY_CACHE_DIR", "TRIVY_NO_PROGRESS"}
-INSTALL_HINT = ("Install Trivy (https://trivy.dev, 0.45 or newer) or pass --trivy PATH. For a local "
+INSTALL_HINT = ("Install Trivy (https://trivy.dev, 0.37 or newer) or pass --trivy PATH. For a local "
                 "build without a scan, use a policy with `scan: {required: false}` (the result is "
                 "UNSCANNED and cannot be published).")
 
@@ -85,6 +85,40 @@ class Options(BaseModel):
     def _absolute(cls, v: Path | None) -> Path | None:
         # Trivy runs in an empty temp dir: a relative cache dir would land (and vanish) there
         return Path(v).absolute() if v is not None else None
+
+
+class Trivy(BaseModel):
+    """A resolved Trivy: its executable and version, read once per run (:func:`resolve`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    exe: str
+    version: str
+    fingerprint: str    # path, size and mtime of the executable (:func:`binary_fingerprint`)
+    db: dict[str, Any] | None = None   # VulnerabilityDB in the cache dir when the version was read
+
+    @property
+    def parsed(self) -> tuple[int, int, int] | None:
+        return parse_version(self.version)
+
+
+def resolve(opts: Options, known: tuple[str, str] | None = None) -> Trivy:
+    """The Trivy to run: its executable and version (``trivy version``, unless ``known`` is the
+    (fingerprint, version) of this very executable file). Raises EnvError."""
+    exe = binary(opts)
+    fingerprint = binary_fingerprint(exe)
+    if known is not None and known[0] == fingerprint and known[1]:
+        return Trivy(exe=exe, version=known[1], fingerprint=fingerprint)
+    info = version(opts)
+    db = info.get("VulnerabilityDB")
+    return Trivy(exe=exe, version=str(info["Version"]), fingerprint=fingerprint,
+                 db=db if isinstance(db, dict) else None)
+
+
+def db_repository(opts: Options) -> str | None:
+    """Where the vulnerability DB comes from: ``--db-repository``, else ``$TRIVY_DB_REPOSITORY`` (Trivy's
+    own variable; the one place tfimg reads it), else None (Trivy's default)."""
+    return opts.db_repository or os.environ.get("TRIVY_DB_REPOSITORY") or None
 
 
 class ScanRun(BaseModel):
@@ -163,7 +197,7 @@ def check_db(ver_info: dict[str, Any], opts: Options) -> None:
     """
     db = ver_info.get("VulnerabilityDB")
     where = f"{opts.cache_dir or 'the default cache dir'}"
-    source = opts.db_repository or os.environ.get("TRIVY_DB_REPOSITORY") or "Trivy's default DB repository"
+    source = db_repository(opts) or "Trivy's default DB repository"
     if not isinstance(db, dict):
         raise EnvError(f"after the scan, `trivy version --cache-dir {where}` reports no vulnerability DB; "
                        "no vulnerability was looked up.",
@@ -175,14 +209,16 @@ def check_db(ver_info: dict[str, Any], opts: Options) -> None:
                        hint=f"Serve a current trivy-db (schema {DB_SCHEMA}, tag :{DB_SCHEMA}) from {source}.")
 
 
-def scan_image(image: str, out_path: Path, opts: Options, engine: Engine | None = None) -> ScanRun:
+def scan_image(image: str, out_path: Path, opts: Options, engine: Engine | None = None, *,
+               tool: Trivy | None = None) -> ScanRun:
     """Scan a local image; write the (redacted) JSON report to ``out_path``. Raises EnvError.
 
     ``engine``: where the image is saved from (``archive`` mode; the other modes do not need one).
+    ``tool``: the Trivy resolved for this run (:func:`resolve`; resolved here when not given).
     """
-    ver_info = version(opts)
-    ver = parse_version(ver_info["Version"])
-    exe = binary(opts)
+    tool = tool or resolve(opts)
+    ver_info: dict[str, Any] = {"Version": tool.version, "VulnerabilityDB": tool.db}
+    ver, exe = tool.parsed, tool.exe
     if opts.offline:
         check_offline_cache(opts.cache_dir)
     with tempfile.TemporaryDirectory(prefix="tfimg-trivy-") as tmp:
@@ -225,9 +261,10 @@ def scan_image(image: str, out_path: Path, opts: Options, engine: Engine | None 
 
 
 def _db_repository(opts: Options) -> str | None:
+    """The DB repository recorded in the report: None offline, 'default' for Trivy's own."""
     if opts.offline:
         return None
-    return opts.db_repository or os.environ.get("TRIVY_DB_REPOSITORY") or "default"
+    return db_repository(opts) or "default"
 
 
 def _license_layers(results: list[dict[str, Any]]) -> None:
@@ -270,21 +307,38 @@ def _sbom(exe: str, raw: Path, dest: Path, opts: Options) -> Sbom:
                 components=components, sha256=hashlib.sha256(body).hexdigest())
 
 
-def scan_config(context: Path, out_path: Path, opts: Options) -> Report:
+def scan_config(context: Path, out_path: Path, opts: Options, *, tool: Trivy | None = None) -> Report:
     """``trivy config`` on a rendered build context (Dockerfile checks). Raises EnvError."""
-    ver_info = version(opts)
-    exe = binary(opts)
+    tool = tool or resolve(opts)
+    exe = tool.exe
     if not (context / "Dockerfile").is_file():
         raise EnvError(f"no rendered Dockerfile at {context} for the Dockerfile checks (scan.misconfig)",
                        hint="Render the variant first (tfimg build), or set scan.misconfig: false.")
     with tempfile.TemporaryDirectory(prefix="tfimg-trivy-") as tmp:
         raw = Path(tmp) / "config.json"
-        argv = [exe, "config", *common_flags(opts, parse_version(ver_info["Version"]), raw, image=False),
-                str(context.resolve())]
+        argv = [exe, "config", *common_flags(opts, tool.parsed, raw, image=False), str(context.resolve())]
         _run(argv, timeout=opts.timeout + 30, cwd=tmp, what="`trivy config`")
-        report, data = _read(raw, ver_info["Version"])
+        report, data = _read(raw, tool.version)
     report_file.write_json(out_path, redact(data))
     return report
+
+
+def cyclonedx(image: str, opts: Options, *, tool: Trivy | None = None) -> dict[str, Any]:
+    """Trivy's CycloneDX SBOM of a local image (no DB needed; nothing downloaded). Raises EnvError.
+
+    For an image whose scan left no ``sbom.cdx.json`` (publishing attaches an SBOM either way).
+    """
+    tool = tool or resolve(opts)
+    with tempfile.TemporaryDirectory(prefix="tfimg-sbom-") as tmp:
+        out = Path(tmp) / "sbom.cdx.json"
+        _run([tool.exe, "image", "--format", "cyclonedx", "--image-src", "docker", "--cache-dir", str(Path(tmp) / "c"),
+              "--skip-db-update", "--skip-java-db-update", "--offline-scan", "--quiet", "--output", str(out), image],
+             timeout=max(opts.timeout, 1800), cwd=tmp, what="`trivy image --format cyclonedx`")
+        try:
+            data = json.loads(out.read_text())
+        except (OSError, ValueError) as exc:
+            raise EnvError(f"Trivy wrote no readable CycloneDX SBOM ({str(exc)[:120]}).") from None
+    return data if isinstance(data, dict) else {}
 
 
 def merge(image: Report, config: Report) -> Report:
@@ -297,11 +351,11 @@ def cache_base(cache_dir: Path | None) -> Path:
     return cache_dir or Path(os.environ.get("TRIVY_CACHE_DIR") or Path.home() / ".cache" / "trivy")
 
 
-def current_db(opts: Options, ver: tuple[int, int, int] | None) -> dict[str, Any] | None:
+def current_db(opts: Options, tool: Trivy) -> dict[str, Any] | None:
     """The vulnerability DB the next scan would use (``metadata.json``: ``UpdatedAt``...), learnt
     before scanning: unless offline, ``trivy image --download-db-only`` with the scan's cache dir and
     DB repository first (a no-op when the DB is current). None when it cannot be told. Raises EnvError."""
-    exe = binary(opts)
+    exe, ver = tool.exe, tool.parsed
     if not opts.offline:
         argv = [exe, "image", "--download-db-only", "--quiet", *runner.args(cache_dir=opts.cache_dir)]
         if opts.db_repository:
@@ -324,7 +378,7 @@ def binary_fingerprint(exe: str) -> str:
 
 
 def check_offline_cache(cache_dir: Path | None) -> None:
-    base = cache_dir or Path(os.environ.get("TRIVY_CACHE_DIR") or Path.home() / ".cache" / "trivy")
+    base = cache_base(cache_dir)
     missing = [n for n in ("db/trivy.db", "db/metadata.json") if not (base / n).is_file()]
     if missing:
         raise EnvError(f"--offline needs a pre-downloaded Trivy DB, but {base} lacks {', '.join(missing)}.",
@@ -350,14 +404,9 @@ def _run(argv: list[str], *, timeout: float, what: str, cwd: str | None = None) 
 
 
 def _save(image: str, tar: Path, engine: Engine) -> None:
-    if engine.image_attrs(image) is None:
+    if engine.image(image) is None:
         raise EnvError(f"image '{image}' is not in the local Docker engine; build it first")
-    try:
-        engine.save(image, str(tar))
-    except TfimgError:
-        raise
-    except Exception as exc:  # docker SDK and socket errors
-        raise EnvError(f"`docker save {image}` failed: {type(exc).__name__}: {str(exc)[:300]}") from None
+    engine.save(image, str(tar))   # EngineError (an EnvError) names what failed
 
 
 def _read(path: Path, ver: str, rename: dict[str, str] | None = None) -> tuple[Report, Any]:
