@@ -52,9 +52,10 @@ def scan_variant(loaded: LoadedVariant, image: str, vdir: Path, policy: Policy, 
     built = rec.report.build
     layers = (scan_stage.base_layers_of(base_ref, engine) if base_ref else None) \
         or (built.base_layers if built else None) or None
-    return steps.scan(rec, image, vdir, policy, options=options, tool=None, base_layers=layers,
-                      pinned=pinned(base_ref or loaded.spec.base.ref), today=clock.today(), engine=engine, warn=warn,
-                      stage_in=stage_in)
+    req = scan_stage.ScanRequest(image=image, out_dir=vdir, policy=policy, today=clock.today(), options=options,
+                                 base_layers=layers, pinned=pinned(base_ref or loaded.spec.base.ref),
+                                 stage_in=stage_in)
+    return steps.scan(rec, req, engine, warn)
 
 
 def scan_image(image: str, out: Path, options: trivy.Options, engine: Engine) -> trivy.ScanRun:

@@ -10,7 +10,6 @@ that failed records no key, so it is never reused.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +26,6 @@ from builder.publish import push, tagging
 from builder.publish import tags as tags_stage
 from builder.scan import gate, trivy
 from builder.scan import stage as scan_stage
-from builder.scan.policy import Policy
 from builder.spec.loader import LoadedVariant
 from builder.spec.models import pinned
 
@@ -145,9 +143,10 @@ def _scan(ctx: RunContext, rec: record.Record, built: BuildSection, misconfig: s
     tool = None
     with contextlib.suppress(TfimgError):   # else the stage meets the same error and records it
         tool = ctx.tools.trivy_tool(ctx.trivy)
-    scanned = scan(rec, built.image_id, ctx.vdir, ctx.policy, options=ctx.trivy, tool=tool,
-                   base_layers=built.base_layers, pinned=pinned(built.base.ref), today=ctx.today,
-                   engine=ctx.engine, warn=ctx.ui.warn, stage_in=stage_in)
+    req = scan_stage.ScanRequest(image=built.image_id, out_dir=ctx.vdir, policy=ctx.policy, today=ctx.today,
+                                 options=ctx.trivy, tool=tool, base_layers=built.base_layers,
+                                 pinned=pinned(built.base.ref), stage_in=stage_in)
+    scanned = scan(rec, req, ctx.engine, ctx.ui.warn)
     if scanned.scan.status == "ok" and tool is not None:
         try:   # the key of the DB this scan used
             db = scanned.scan.db.model_dump() if scanned.scan.db else {}
@@ -162,14 +161,12 @@ def _scan(ctx: RunContext, rec: record.Record, built: BuildSection, misconfig: s
         raise scan_stage.blocked(scanned.result, ctx.vdir)
 
 
-def scan(rec: record.Record, image: str, vdir: Path, policy: Policy, *, options: trivy.Options,
-         tool: trivy.Trivy | None, base_layers: list[str] | None, pinned: bool, today: dt.date, engine: Engine,
-         warn: Callable[[str], None], stage_in: Callable[[str], str] | None = None) -> scan_stage.Scanned:
+def scan(rec: record.Record, req: scan_stage.ScanRequest, engine: Engine,
+         warn: Callable[[str], None]) -> scan_stage.Scanned:
     """The scan and gate stage, recorded: a provisional 'block' first (an interrupted scan leaves no
     'pass' behind), then its sections. Raises EnvError when it failed closed; warns when UNSCANNED."""
-    rec.add(scan_stage.provisional(policy))
-    scanned = scan_stage.scan_and_gate(image, vdir, policy=policy, engine=engine, options=options, tool=tool,
-                                       base_layers=base_layers, pinned=pinned, today=today, stage_in=stage_in)
+    rec.add(scan_stage.provisional(req.policy))
+    scanned = scan_stage.scan_and_gate(req, engine)
     rec.add(scanned.scan, scanned.gate)
     if scanned.error is not None:
         raise scanned.error

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,38 +48,50 @@ def provisional(policy: Policy) -> GateSection:
                        reasons=["the scan did not finish (interrupted or crashed)"])
 
 
-def scan_and_gate(image_ref: str, out_dir: Path, *, policy: Policy, engine: Engine,
-                  options: trivy.Options | None = None, tool: trivy.Trivy | None = None,
-                  base_layers: list[str] | None, pinned: bool, today: dt.date,
-                  stage_in: Callable[[str], str] | None = None) -> Scanned:
-    """Scan ``image_ref`` with Trivy and gate it under ``policy``.
+@dataclass(frozen=True)
+class ScanRequest:
+    """What the stage scans and how it judges it.
 
     ``base_layers``: the base's layer DiffIDs (their findings are 'inherited'); ``pinned``: whether
-    the base is pinned by digest (:func:`builder.spec.models.pinned`). ``stage_in``: turns
-    ``image_ref`` into the reference Trivy reads (``tfimg build --scan-registry`` pushes the image
-    and returns ``HOST/NAME@sha256:...``); its failure fails the scan closed, as Trivy's own would.
-
-    Writes trivy.json, gate.json, gate.sarif and gate.md in ``out_dir``. A blocking gate is a result
-    (:func:`blocked` makes its error); a failed scan is one too (``error`` or ``warning``).
-    Raises SpecErrors (the policy file is invalid).
+    the base is pinned by digest (:func:`builder.spec.models.pinned`); ``tool``: the Trivy resolved
+    for this run (resolved by the stage when not given). ``stage_in``: turns ``image`` into the
+    reference Trivy reads (``tfimg build --scan-registry`` pushes the image and returns
+    ``HOST/NAME@sha256:...``); its failure fails the scan closed, as Trivy's own would.
     """
-    opts = options or trivy.Options()
-    out_dir = Path(out_dir)
+
+    image: str
+    out_dir: Path
+    policy: Policy
+    today: dt.date
+    options: trivy.Options = field(default_factory=trivy.Options)
+    tool: trivy.Trivy | None = None
+    base_layers: list[str] | None = None
+    pinned: bool = False
+    stage_in: Callable[[str], str] | None = None
+
+
+def scan_and_gate(req: ScanRequest, engine: Engine) -> Scanned:
+    """Scan ``req.image`` with Trivy and gate it under ``req.policy``.
+
+    Writes trivy.json, gate.json, gate.sarif and gate.md in ``req.out_dir``. A blocking gate is a
+    result (:func:`blocked` makes its error); a failed scan is one too (``error`` or ``warning``).
+    """
+    out_dir, policy, opts, image_ref = Path(req.out_dir), req.policy, req.options, req.image
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        if stage_in is not None:
-            image_ref = stage_in(image_ref)
-        run = trivy.scan_image(image_ref, out_dir / "trivy.json", opts, engine, tool=tool)
+        if req.stage_in is not None:
+            image_ref = req.stage_in(image_ref)
+        run = trivy.scan_image(image_ref, out_dir / "trivy.json", opts, engine, tool=req.tool)
         rep = run.report
         if policy.scan.misconfig:
             context = next((d for d in (out_dir / "context", out_dir) if (d / "Dockerfile").is_file()),
                            out_dir / "context")
-            cfg = trivy.scan_config(context, out_dir / "trivy-config.json", opts, tool=tool)
+            cfg = trivy.scan_config(context, out_dir / "trivy-config.json", opts, tool=req.tool)
             rep = trivy.merge(rep, cfg)
     except TfimgError as exc:
-        return _scan_failed(exc, policy, image_ref, out_dir, today)
+        return _scan_failed(exc, policy, image_ref, out_dir, req.today)
     scanned = run.info.model_copy(update={"misconfig": policy.scan.misconfig})
-    result = gate.evaluate(rep, policy, base_layers, today, pinned)
+    result = gate.evaluate(rep, policy, req.base_layers, req.today, req.pinned)
     return Scanned(scanned, result, write_gate(out_dir, result))
 
 

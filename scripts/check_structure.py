@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""The size and shape rules of builder/, checked by `make lint`.
+
+- no module over MAX_MODULE lines;
+- no function (or method) body over MAX_BODY lines (from its first statement, docstring included,
+  to its last line);
+- no import cycle between modules (grimp's graph of builder/, TYPE_CHECKING imports included).
+
+Prints each violation as ``path:line: what`` and exits 1 when there is one. Usage:
+``python scripts/check_structure.py [ROOT]`` (ROOT: the package folder, default builder).
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+MAX_MODULE = 450
+MAX_BODY = 60
+# Modules over the limit that another change is shrinking: path -> why (remove the entry when it lands).
+PENDING = {
+    "builder/check/probe.py": "issue 23: the in-container probe becomes a real module (helper h23-probe)",
+}
+
+
+def sizes(root: Path) -> list[str]:
+    problems = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text()
+        rel = path.as_posix()
+        lines = len(text.splitlines())
+        if lines > MAX_MODULE and rel not in PENDING:
+            problems.append(f"{rel}:1: {lines} lines (at most {MAX_MODULE} per module)")
+        for node in ast.walk(ast.parse(text, filename=rel)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno is not None:
+                body = node.end_lineno - node.body[0].lineno + 1
+                if body > MAX_BODY:
+                    problems.append(f"{rel}:{node.lineno}: {node.name}() has a body of {body} lines "
+                                    f"(at most {MAX_BODY})")
+    return problems
+
+
+def cycles(package: str) -> list[str]:
+    """Each group of modules that import each other (a strongly connected component of two or more)."""
+    import grimp
+
+    graph = grimp.build_graph(package)
+    modules = sorted(graph.modules)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(start: str) -> None:   # Tarjan's algorithm, iteratively (no recursion limit)
+        work = [(start, iter(sorted(graph.find_modules_directly_imported_by(start))))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.find_modules_directly_imported_by(child)))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(member)
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    found.append(sorted(group))
+
+    for module in modules:
+        if module not in index:
+            visit(module)
+    return [f"{package}: import cycle between {', '.join(group)}" for group in sorted(found)]
+
+
+def main(argv: list[str]) -> int:
+    root = Path(argv[0]) if argv else Path("builder")
+    problems = sizes(root) + cycles(root.name)
+    for p in problems:
+        print(p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
