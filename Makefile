@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STANDIN = $$(scripts/standin/build.sh --ref)
 PYTEST_ARGS ?=
 
-.PHONY: all venv deps engine standin trivydb test test-unit demo bench lint schema golden clean
+.PHONY: all venv deps engine standin trivydb test test-unit demo bench lint schema docs golden clean
 
 all: test
 
@@ -88,10 +88,15 @@ demo: venv standin trivydb
 bench: venv standin trivydb
 	TFIMG_BENCH_BASE=$(STANDIN) $(BIN)/python -m tests.bench
 
-# The JSON Schemas: variant files, and report.json (CI jobs read it; a test checks both are current).
+# The JSON Schemas: variant files, policy files, and report.json (CI jobs read it); tests check all are current.
 schema: venv
 	$(BIN)/tfimg schema -o variants/variant.schema.json
+	$(BIN)/tfimg schema --policy -o policies/policy.schema.json
 	$(BIN)/tfimg schema --report -o docs/report.schema.json
+
+# The command line reference, generated from the Typer commands (tests/test_docs.py checks it is current).
+docs: venv
+	$(BIN)/python scripts/cli-reference.py
 
 golden: venv
 	TFIMG_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_render.py

@@ -1,6 +1,6 @@
 """One error tree, and the one place where exit codes are defined.
 
-Exit codes (documented in the README):
+Exit codes (documented in docs/bad-input.md):
 
 * 0 -- success
 * 1 -- a gate, a check, a build or a publish policy failed (:class:`GateFailed`,

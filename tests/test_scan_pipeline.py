@@ -190,8 +190,10 @@ def test_cyclonedx_output_is_not_a_report(fake, monkeypatch, tmp_path):
 
 def test_too_old_trivy(fake, monkeypatch, tmp_path):
     monkeypatch.setenv("FAKE_TRIVY_VERSION", "0.30.0")
-    with pytest.raises(EnvError, match="too old"):
+    with pytest.raises(EnvError, match="too old") as exc:
         trivy.scan_image(IMAGE, tmp_path / "trivy.json", opts())
+    # the message and its install hint name the same minimum (the hint once said 0.45)
+    assert "needs 0.37 or newer" in exc.value.message and "0.37 or newer" in (exc.value.hint or "")
 
 
 def test_missing_trivy(tmp_path, monkeypatch):

@@ -212,11 +212,11 @@ def test_abstract_is_not_inherited_and_is_never_built(tmp_path: Path) -> None:
     assert not (tmp_path / "base").exists()
 
 
-def test_readme_full_example_is_a_valid_variant(tmp_path: Path) -> None:
+def test_docs_full_example_is_a_valid_variant(tmp_path: Path) -> None:
     import re
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- full-example.*?```yaml\n(.*?)```", readme, re.S)
-    assert block, "README lost its full example"
+    guide = (ROOT / "docs/variants.md").read_text()
+    block = re.search(r"<!-- full-example.*?```yaml\n(.*?)```", guide, re.S)
+    assert block, "docs/variants.md lost its full example"
     shutil.copytree(ROOT / "variants", tmp_path / "variants")
     shutil.copytree(ROOT / "policies", tmp_path / "policies")
     (tmp_path / "variants/full.yaml").write_text(block.group(1))

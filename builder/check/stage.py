@@ -1,5 +1,6 @@
 """Run the container checks (:mod:`builder.check.suite`) against a built image.
 
+    engine = Engine.from_env()
     mode = gpu_mode("auto", engine.gpu_available)
     result = run_checks(loaded, "tfimg/bert:abc", Path("build/bert"), mode, engine=engine)
     result.checks, result.facts   # report.json's sections (the orchestrator records them)

@@ -1,7 +1,7 @@
 """The ``tfimg`` command line. Error classes map to exit codes here, in one place.
 
 Exit codes: 0 ok, 1 a gate, check or build failed, 2 bad input or environment,
-130 interrupted. No traceback unless ``--debug``.
+3 a bug in tfimg, 130 interrupted. No traceback unless ``--debug``.
 
 Command modules (``builder/cli/*.py``) add their commands to :data:`app`;
 :mod:`builder.cli` imports each of them explicitly.
@@ -30,7 +30,8 @@ from builder.infra import paths
 app = typer.Typer(
     name="tfimg",
     help="Build hardened, tested, scanned and tagged TensorFlow images from YAML variant files.\n\n"
-         "Exit codes: 0 ok; 1 a gate, check or build failed; 2 bad input or environment; 130 interrupted.",
+         "Exit codes: 0 ok; 1 a gate, check or build failed; 2 bad input or environment; 3 a bug in tfimg "
+         "(run with --debug and report it); 130 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

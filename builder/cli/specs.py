@@ -94,12 +94,20 @@ def lint_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.",
 def schema_cmd(output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file."),
                of_report: bool = typer.Option(False, "--report", help="The schema of build/<variant>/report.json "
                                               "instead (docs/report.schema.json)."),
+               of_policy: bool = typer.Option(False, "--policy", help="The schema of a policy file instead "
+                                              "(policies/policy.schema.json)."),
                ) -> None:
-    """Print the JSON Schema of a variant file (for editors), or with --report of report.json."""
+    """Print the JSON Schema of a variant file (for editors), or of report.json or a policy file."""
     from builder.infra import report_models
+    from builder.scan import policy as policies
     from builder.spec import loader as spec
 
-    text = report_models.schema_text() if of_report else json.dumps(spec.schema(), indent=2, sort_keys=True) + "\n"
+    if of_report and of_policy:
+        raise TfimgError("--report and --policy each choose one schema; give at most one of them")
+    if of_report:
+        text = report_models.schema_text()
+    else:
+        text = json.dumps(policies.schema() if of_policy else spec.schema(), indent=2, sort_keys=True) + "\n"
     if output:
         output.write_text(text)
         out.print(f"wrote {output}")

@@ -25,7 +25,7 @@ from builder.errors import SpecError, SpecErrors
 Loc = tuple[Any, ...]
 
 
-# Limits for every YAML file tfimg reads (README, "Limits of a variant or policy file"):
+# Limits for every YAML file tfimg reads (docs/bad-input.md, "Limits of a variant or policy file"):
 # a hostile file (a "billion laughs" of aliases, thousands of nested brackets) is
 # refused before it can hang tfimg or exhaust its stack. Real files are far below them.
 MAX_BYTES = 1024 * 1024      # file size

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
 from builder.errors import SpecError, SpecErrors
 from builder.infra import yamlfile
@@ -38,6 +38,8 @@ def _threshold(v: Any) -> dict[str, int]:
             raise ValueError(f"'{v}' is not a severity; use one of {', '.join(SEVERITIES)} or 'none'")
         return {s: 0 for s in SEVERITIES if RANK[s] >= RANK[sev]}
     if isinstance(v, list):
+        if not all(isinstance(s, str) for s in v):
+            raise ValueError("a list holds severity names only, such as [CRITICAL, HIGH]")
         return _threshold(dict.fromkeys(v, 0))
     if isinstance(v, dict):
         out: dict[str, int] = {}
@@ -52,6 +54,26 @@ def _threshold(v: Any) -> dict[str, int]:
                      "a mapping such as {CRITICAL: 0, HIGH: 5}, or none")
 
 
+def _any_case(words: tuple[str, ...]) -> str:
+    """A JSON Schema pattern matching any of ``words`` in any letter case, as the loader does."""
+    return "^(" + "|".join("".join(f"[{c.upper()}{c.lower()}]" for c in w) for w in words) + ")$"
+
+
+_SEVERITY = {"type": "string", "pattern": _any_case(SEVERITIES)}
+# What an editor should accept for a threshold: what _threshold accepts, not the dict it makes.
+_THRESHOLD_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "pattern": _any_case((*SEVERITIES, "none")),
+         "description": "A severity floor (HIGH: HIGH and CRITICAL block), or none."},
+        {"type": "array", "items": _SEVERITY, "description": "The severities that block, e.g. [CRITICAL]."},
+        {"type": "object", "propertyNames": _SEVERITY, "additionalProperties": {"type": "integer", "minimum": 0},
+         "description": "The most findings allowed per severity, e.g. {CRITICAL: 0, HIGH: 5}."},
+        {"type": "null"},
+    ],
+}
+Threshold = Annotated[dict[str, int], WithJsonSchema(_THRESHOLD_SCHEMA)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -59,8 +81,8 @@ class _Strict(BaseModel):
 class Fixability(_Strict):
     """Thresholds for vulnerabilities with a fixed version, and without one."""
 
-    fixed: dict[str, int] = Field(default_factory=dict, description="Vulnerabilities with a fix available.")
-    unfixed: dict[str, int] = Field(default_factory=dict, description="Vulnerabilities without a fix.")
+    fixed: Threshold = Field(default_factory=dict, description="Vulnerabilities with a fix available.")
+    unfixed: Threshold = Field(default_factory=dict, description="Vulnerabilities without a fix.")
 
     _t = field_validator("fixed", "unfixed", mode="before")(_threshold)
 
@@ -68,7 +90,7 @@ class Fixability(_Strict):
 class NewFindings(Fixability):
     """Thresholds for the variant's own findings; by default HIGH and CRITICAL with a fix block."""
 
-    fixed: dict[str, int] = Field(default_factory=lambda: {"HIGH": 0, "CRITICAL": 0},
+    fixed: Threshold = Field(default_factory=lambda: {"HIGH": 0, "CRITICAL": 0},
                                   description="Vulnerabilities with a fix available (default: HIGH).")
 
 
@@ -80,7 +102,7 @@ class Vulnerabilities(_Strict):
 
 
 class Misconfigurations(_Strict):
-    block: dict[str, int] = Field(default_factory=dict, description="Failed checks that block, by severity.")
+    block: Threshold = Field(default_factory=dict, description="Failed checks that block, by severity.")
 
     _t = field_validator("block", mode="before")(_threshold)
 

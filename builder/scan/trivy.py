@@ -55,12 +55,13 @@ from builder.infra.report_models import Sbom, ScanSection, TrivyDb
 from builder.scan.trivy_report import Report, from_data, redact
 
 MIN_VERSION = (0, 37, 0)
+MIN_VERSION_TEXT = ".".join(map(str, MIN_VERSION[:2]))   # "0.37", as the hints and errors name it
 KEEP_ENV = {"TRIVY_DB_REPOSITORY", "TRIVY_JAVA_DB_REPOSITORY", "TRIVY_CHECKS_BUNDLE_REPOSITORY",
             "TRIVY_USERNAME", "TRIVY_PASSWORD", "TRIVY_REGISTRY_TOKEN", "TRIVY_INSECURE",
             "TRIVY_CACHE_DIR", "TRIVY_NO_PROGRESS"}
-INSTALL_HINT = ("Install Trivy (https://trivy.dev, 0.37 or newer) or pass --trivy PATH. For a local "
-                "build without a scan, use a policy with `scan: {required: false}` (the result is "
-                "UNSCANNED and cannot be published).")
+INSTALL_HINT = (f"Install Trivy (https://trivy.dev, {MIN_VERSION_TEXT} or newer; tfimg's `scan` extra pins 0.76) "
+                "or pass --trivy PATH. For a local build without a scan, use a policy with "
+                "`scan: {required: false}` (the result is UNSCANNED and cannot be published).")
 
 
 class Options(BaseModel):
@@ -161,7 +162,7 @@ def version(opts: Options) -> dict[str, Any]:
                        "is this really Trivy?", hint=INSTALL_HINT) from None
     parsed = parse_version(data["Version"])
     if parsed is not None and parsed < MIN_VERSION:
-        raise EnvError(f"Trivy {data['Version']} is too old; tfimg needs 0.37 or newer.", hint=INSTALL_HINT)
+        raise EnvError(f"Trivy {data['Version']} is too old; tfimg needs {MIN_VERSION_TEXT} or newer.", hint=INSTALL_HINT)
     return data
 
 

@@ -285,7 +285,7 @@ def parse(text: str, *, source: str = "report") -> Report:
 def from_data(data: Any, *, source: str = "report") -> Report:
     if isinstance(data, list):
         raise TfimgError(f"{source} is a bare list of results: Trivy older than 0.19 wrote that format",
-                         hint="Upgrade Trivy (0.45 or newer) and scan again.")
+                         hint="Upgrade Trivy (0.37 or newer) and scan again.")
     if not isinstance(data, dict) or "SchemaVersion" not in data:
         kind = "a CycloneDX document" if isinstance(data, dict) and data.get("bomFormat") else "no Trivy report"
         raise TfimgError(f"{source} is {kind} (no 'SchemaVersion' key)",
