@@ -45,8 +45,9 @@ test-unit: venv
 	$(BIN)/pytest -m "not docker" $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check builder tests
+	$(BIN)/ruff check builder tests scripts/check_structure.py
 	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_structure.py
 	$(BIN)/mypy
 	$(BIN)/tfimg lint variants/*.yaml
 

@@ -3,8 +3,9 @@
 
 - no module over MAX_MODULE lines;
 - no function (or method) body over MAX_BODY lines (from its first statement, docstring included,
-  to its last line);
-- no import cycle between modules (grimp's graph of builder/, TYPE_CHECKING imports included).
+  to its last line).
+
+(No import cycle: import-linter's ``acyclic_siblings`` contract in pyproject.toml, also in `make lint`.)
 
 Prints each violation as ``path:line: what`` and exits 1 when there is one. Usage:
 ``python scripts/check_structure.py [ROOT]`` (ROOT: the package folder, default builder).
@@ -41,58 +42,9 @@ def sizes(root: Path) -> list[str]:
     return problems
 
 
-def cycles(package: str) -> list[str]:
-    """Each group of modules that import each other (a strongly connected component of two or more)."""
-    import grimp
-
-    graph = grimp.build_graph(package)
-    modules = sorted(graph.modules)
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-
-    def visit(start: str) -> None:   # Tarjan's algorithm, iteratively (no recursion limit)
-        work = [(start, iter(sorted(graph.find_modules_directly_imported_by(start))))]
-        index[start] = low[start] = len(index)
-        stack.append(start)
-        on_stack.add(start)
-        while work:
-            node, children = work[-1]
-            child = next(children, None)
-            if child is not None:
-                if child not in index:
-                    index[child] = low[child] = len(index)
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(sorted(graph.find_modules_directly_imported_by(child)))))
-                elif child in on_stack:
-                    low[node] = min(low[node], index[child])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[node])
-            if low[node] == index[node]:
-                group = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    group.append(member)
-                    if member == node:
-                        break
-                if len(group) > 1:
-                    found.append(sorted(group))
-
-    for module in modules:
-        if module not in index:
-            visit(module)
-    return [f"{package}: import cycle between {', '.join(group)}" for group in sorted(found)]
-
-
 def main(argv: list[str]) -> int:
     root = Path(argv[0]) if argv else Path("builder")
-    problems = sizes(root) + cycles(root.name)
+    problems = sizes(root)
     for p in problems:
         print(p)
     return 1 if problems else 0

@@ -21,10 +21,9 @@ pytest_plugins = ["tests.conftest_registry"]
 def _push(source: str, repository: str, tag: str) -> str:
     """Tag ``source`` as repository:tag, push it, and return the digest the registry gave it."""
     Engine.from_env().tag(source, repository, tag)
-    lines = Engine.from_env().push(repository, tag)
-    digests = [ln["aux"]["Digest"] for ln in lines if isinstance(ln.get("aux"), dict) and ln["aux"].get("Digest")]
-    assert digests, f"the push of {repository}:{tag} reported no digest: {lines[-3:]}"
-    return digests[-1]
+    digest = Engine.from_env().push(repository, tag)
+    assert digest, f"the push of {repository}:{tag} reported no digest"
+    return digest
 
 
 def _forget(repository: str, tag: str, digest: str) -> None:

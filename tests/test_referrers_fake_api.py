@@ -24,7 +24,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from builder.infra.registry_client import OCI_INDEX, OCI_MANIFEST, Registry
+from builder.infra.registry_client import OCI_INDEX, OCI_MANIFEST, Ref, Registry
 from builder.infra.report_models import Report
 from builder.publish import attest, evidence, referrers
 from tests import reports
@@ -147,7 +147,8 @@ def test_referrers_api_route_attach_list_verify_copy(fake_registry: FakeOciRegis
                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
     image_id = "sha256:" + "a" * 64
     rep = Report().with_section(reports.build(image_id, "bert")).with_section(reports.gate("pass", []))
-    attached = attest.attach_all(reg, "dev/bert", f"{fake_registry.host}/dev/bert", digest, rep, chain=[],
+    subject = Ref(fake_registry.host, "dev/bert", digest=digest)
+    attached = attest.attach_all(reg, subject, rep, chain=[],
                                  doc=evidence.Evidence.model_validate({"schema": "tfimg.evidence/v1", "digest": digest}),
                                  sbom={"bomFormat": "CycloneDX", "specVersion": "1.6", "components": []},
                                  trivy={"Results": []}, signer=attest.load_signer(str(tmp_path / "k.pem")),

@@ -158,9 +158,8 @@ def test_scan_by_digest_reads_the_image_from_the_registry(demo_db: str, tiny: st
     host = demo_db.split("/")[0]                     # the local registry that serves the demo DB
     name = f"{host}/tfimg-test/scan-by-digest"
     Engine.from_env().tag(tiny, name, "t")
-    lines = Engine.from_env().push(name, "t")
+    digest = Engine.from_env().push(name, "t")
     Engine.from_env().remove_image(f"{name}:t")
-    digest = next(ln["aux"]["Digest"] for ln in lines if isinstance(ln.get("aux"), dict) and ln["aux"].get("Digest"))
     ref = f"{name}@{digest}"
     res = tfimg("scan", ref, "--cache-dir", str(tmp_path / "cache"), "--db-repository", demo_db,
                 "--out", str(tmp_path / "out"), "--timeout", "300")

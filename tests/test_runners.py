@@ -60,8 +60,8 @@ def registry_base(standin_base: str, open_registry: str) -> Iterator[str]:
     """The stand-in base pushed to the registry (once): HOST:PORT/tfimg-standin:TAG."""
     name, tag = f"{open_registry}/tfimg-standin", standin_base.rsplit(":", 1)[-1] or "latest"
     Engine.from_env().tag(standin_base, name, tag)
-    lines = Engine.from_env().push(name, tag)
-    digest = next(ln["aux"]["Digest"] for ln in lines if isinstance(ln.get("aux"), dict) and ln["aux"].get("Digest"))
+    digest = Engine.from_env().push(name, tag)
+    assert digest
     yield f"{name}:{tag}"
     Engine.from_env().remove_image(f"{name}:{tag}")
     Engine.from_env().remove_image(f"{name}@{digest}")   # leave the stand-in without this registry's RepoDigest

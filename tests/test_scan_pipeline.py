@@ -94,7 +94,7 @@ def image_argv(calls) -> list[str]:
 def test_version_is_read_and_recorded(fake, monkeypatch):
     monkeypatch.setenv("FAKE_TRIVY_VERSION", "0.58.1")
     info = trivy.version(opts())
-    assert info["Version"] == "0.58.1" and info["VulnerabilityDB"]["Version"] == 2
+    assert info.version == "0.58.1" and info.db is not None and info.db.Version == 2
 
 
 @pytest.mark.parametrize("text,expected", [("0.58.1", (0, 58, 1)), ("v0.69", (0, 69, 0)), ("dev", None)])

@@ -144,7 +144,7 @@ def wait_ready(container: Container, spec: Variant, ports: dict[int, int], engin
     deadline = time.monotonic() + timeout
     pending = dict(want)
     while pending and time.monotonic() < deadline:
-        if engine.container_state(container).get("Status") not in ("running", "created"):
+        if engine.container_state(container).status not in ("running", "created"):
             break
         for port, kind in list(pending.items()):
             if port in ports and _answers(ports[port], kind):
@@ -154,7 +154,7 @@ def wait_ready(container: Container, spec: Variant, ports: dict[int, int], engin
         return ""
     state = engine.container_state(container)
     what = ", ".join(f"{kind} on {p}" for p, kind in pending.items())
-    status = f"exited {state.get('ExitCode')}" if state.get("Status") == "exited" else f"{state.get('Status')}"
+    status = f"exited {state.exit_code}" if state.status == "exited" else f"{state.status}"
     return f"{what} did not answer within {timeout:.0f} s (container {status}); last logs: " + \
         " | ".join(engine.container_logs(container, 8).strip().splitlines())[-800:]
 

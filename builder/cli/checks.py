@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -108,7 +108,7 @@ def test_cmd(
         raise testrun.failure(section)
 
 
-def probe_table(rows: list[dict], title: str) -> Table:
+def probe_table(rows: list[dict[str, Any]], title: str) -> Table:
     t = Table(title=title, title_justify="left")
     for col in ("component", "detected", "expected", "status", "detail"):
         t.add_column(col)

@@ -128,4 +128,5 @@ def warn(text: str) -> None:
 
 
 def spec_arg(help: str = "Variant file (variants/NAME.yaml).") -> Path:
-    return typer.Argument(..., metavar="SPEC", help=help, show_default=False)
+    arg: Path = typer.Argument(..., metavar="SPEC", help=help, show_default=False)
+    return arg

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -58,13 +59,14 @@ def hadolint_path() -> str:
     return found
 
 
-def hadolint(dockerfile: Path) -> list[dict]:
+def hadolint(dockerfile: Path) -> list[dict[str, Any]]:
     """Run hadolint on a Dockerfile; return its findings (JSON format)."""
     from builder.infra import runner
 
     res = runner.run([hadolint_path(), "--format", "json", "--no-fail", str(dockerfile)], timeout=120)
     try:
-        return json.loads(res.stdout or "[]")
+        findings: list[dict[str, Any]] = json.loads(res.stdout or "[]")
+        return findings
     except json.JSONDecodeError as exc:
         raise EnvError(f"hadolint printed something that is not JSON: {res.stdout[:200]!r}") from exc
 

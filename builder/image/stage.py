@@ -159,9 +159,7 @@ class _Run:
             ref = registry_client.parse_ref(cache_to)
             with self.ui.stage("push cache"):
                 self.engine.tag(image_id, ref.name, ref.tag or "latest")
-                lines = self.engine.push(ref.name, ref.tag or "latest")
-            digest = next((ln["aux"]["Digest"] for ln in lines if isinstance(ln.get("aux"), dict)
-                           and ln["aux"].get("Digest")), None)
+                digest = self.engine.push(ref.name, ref.tag or "latest")
             pushed = f"{ref.name}:{ref.tag or 'latest'}" + (f"@{digest}" if digest else "")
         text = log_path.read_text(errors="replace") if log_path.is_file() else ""
         return BuildCache.model_validate({"mode": mode, "from": [r.replace("{name}", name)

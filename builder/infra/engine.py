@@ -70,6 +70,14 @@ class ImageInfo(BaseModel):
 
 
 @dataclass(frozen=True)
+class ContainerState:
+    """``State`` of a container: ``status`` (created, running, exited...; None when it is gone)."""
+
+    status: str | None = None
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
 class Container:
     """A container this engine started: its id (the SDK object stays inside the engine)."""
 
@@ -197,15 +205,17 @@ class Engine:
             for chunk in self._client.images.get(ref).save(named=True):
                 fh.write(chunk)
 
-    def push(self, repository: str, tag_: str) -> list[dict[str, Any]]:
-        """Push one tag; returns the decoded progress lines. Raises EngineError on an error line."""
+    def push(self, repository: str, tag_: str) -> str | None:
+        """Push one tag; the digest the registry gave it (None when the engine reported none).
+        Raises EngineError (an error line of the push, or the engine's)."""
         with _engine_errors(f"push of {repository}:{tag_}"):
             lines = list(self._client.api.push(repository, tag=tag_, stream=True, decode=True))
         for line in lines:
             if "error" in line or "errorDetail" in line:
                 detail = line.get("errorDetail", {}).get("message") or line.get("error")
                 raise EngineError(f"push of {repository}:{tag_} failed: {detail}")
-        return lines
+        return next((str(ln["aux"]["Digest"]) for ln in lines
+                     if isinstance(ln.get("aux"), dict) and ln["aux"].get("Digest")), None)
 
     def pull(self, ref: str) -> None:
         """Pull ``name``, ``name:tag`` or ``name@sha256:...`` (a registry's port is not a tag).
@@ -314,13 +324,15 @@ class Engine:
         except SDK_ERRORS:
             return ""
 
-    def container_state(self, container: Container) -> dict[str, Any]:
-        """``State`` of a container (Status, ExitCode, ...); {} when it is gone."""
+    def container_state(self, container: Container) -> ContainerState:
+        """The state of a container (an empty one when it is gone)."""
         try:
             container._sdk.reload()
-            return dict(container._sdk.attrs.get("State") or {})
+            state = container._sdk.attrs.get("State") or {}
         except docker.errors.NotFound:
-            return {}
+            return ContainerState()
+        code = state.get("ExitCode")
+        return ContainerState(state.get("Status"), int(code) if isinstance(code, int) else None)
 
     def containers_with_label(self, label: str, value: str) -> list[str]:
         """Ids of containers (running or not) carrying ``label=value``."""

@@ -168,7 +168,7 @@ class Registry:
         if resp.status_code != 200:
             return None
         body = resp.json()
-        return "Bearer " + (body.get("token") or body.get("access_token", ""))
+        return "Bearer " + str(body.get("token") or body.get("access_token", ""))
 
     def _error(self, method: str, url: str, resp: requests.Response) -> RegistryError:
         status = resp.status_code

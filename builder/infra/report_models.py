@@ -21,6 +21,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue, RootModel, StrictBool
 from pydantic.json_schema import SkipJsonSchema
 
+JsonObject = dict[str, JsonValue]   # a JSON document passed along as it is (a Trivy report, an SBOM, a bake file)
+
 
 class _Record(BaseModel):
     """A value inside a section, written by tfimg: frozen, unknown keys refused."""

@@ -8,7 +8,6 @@ re-evaluates the attached Trivy report with :func:`builder.scan.gate.evaluate`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import requests
 
@@ -16,7 +15,7 @@ from builder.errors import PublishRefused, RegistryError
 from builder.image import inputs
 from builder.infra import clock
 from builder.infra.engine import Engine
-from builder.infra.report_models import PublishedSection
+from builder.infra.report_models import JsonObject, PublishedSection
 from builder.infra.ui import UI
 from builder.publish import curation, evidence, push
 from builder.render import context as render
@@ -34,7 +33,7 @@ def judge(policy: policies.Policy | None, label: str | Path | None = None) -> cu
         return curation.recorded
     name = label if label is not None else policy.file
 
-    def decide(doc: evidence.Evidence, trivy: dict[str, Any] | None) -> tuple[str, str]:
+    def decide(doc: evidence.Evidence, trivy: JsonObject | None) -> tuple[str, str]:
         recorded = evidence.verdict(doc)
         if recorded in ("checks-failed", "checks-missing", "no-evidence"):
             return recorded, "recorded checks"
@@ -50,7 +49,7 @@ def judge(policy: policies.Policy | None, label: str | Path | None = None) -> cu
     return decide
 
 
-def policy_decision(doc: evidence.Evidence, policy: Path | None, trivy: dict[str, Any] | None) -> tuple[str, str]:
+def policy_decision(doc: evidence.Evidence, policy: Path | None, trivy: JsonObject | None) -> tuple[str, str]:
     """(decision, how) for evidence under the policy file ``policy`` (None: as recorded)."""
     return judge(policies.load(policy) if policy is not None else None, policy)(doc, trivy)
 

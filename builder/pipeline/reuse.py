@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.infra.report_models import BuildSection, StageReuse
+from builder.infra.report_models import BuildSection, StageReuse, TrivyDb
 
 SUITE_DIR = Path(__file__).resolve().parents[1] / "check"
 
@@ -98,11 +98,10 @@ def checks_key(built: BuildSection, spec_hash: str, gpu_requested: str, gpu_enab
             "gpu": f"{gpu_requested}:{'on' if gpu_enabled else 'off'}", "engine_gpu": engine_gpu}
 
 
-def scan_key(image_id: str, *, trivy_version: str, trivy_binary: str, db: dict[str, Any] | None,
+def scan_key(image_id: str, *, trivy_version: str, trivy_binary: str, db: TrivyDb | None,
              db_repository: str | None, scanners: list[str], options: dict[str, Any], misconfig: str) -> dict[str, str]:
-    db = db or {}
     return {"image": image_id, "trivy": trivy_version, "trivy_binary": trivy_binary,
-            "db": f"{db.get('UpdatedAt') or 'unknown'} (schema {db.get('Version')})",
+            "db": f"{(db.UpdatedAt if db else None) or 'unknown'} (schema {db.Version if db else None})",
             "db_repository": db_repository or "offline", "scanners": ",".join(scanners),
             "options": digest(options), "misconfig": misconfig}
 

@@ -10,13 +10,12 @@ import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from builder.check import stage as checks_stage
 from builder.errors import TfimgError
 from builder.infra import clock
 from builder.infra.engine import Engine
-from builder.infra.report_models import ChecksSection, PublishSection, ScanSection
+from builder.infra.report_models import ChecksSection, JsonObject, PublishSection, ScanSection
 from builder.pipeline import record, steps
 from builder.publish import attest, tagging
 from builder.publish import push as push_stage
@@ -80,7 +79,7 @@ def gate_report(rep: trivy_report.Report, policy: Policy, out: Path, *, base_lay
     return result
 
 
-def _trivy_doc(out: Path) -> dict[str, Any] | None:
+def _trivy_doc(out: Path) -> JsonObject | None:
     """The gate's Trivy report as it is attached (redacted again: never a secret in evidence)."""
     path = out / "trivy.json"
     return trivy_report.redact(json.loads(path.read_text())) if path.is_file() else None
@@ -97,16 +96,16 @@ def publish(loaded: LoadedVariant, out: Path, registry: str, *, engine: Engine, 
     signer = attest.load_signer(sign_key, key_password) if sign_key and push else None
     rec = record.Record(out)
 
-    def sbom() -> dict[str, Any]:
+    def sbom() -> JsonObject:
         found = attest.sbom(out)
         if found is not None:
             return found
         image = push_stage.require_build(rec.report)
         return trivy.cyclonedx(image, trivy.Options())
 
-    done = push_stage.publish(loaded, rec.report, out, registry, engine=engine, push=push, signer=signer,
-                        attached=push_stage.Evidence(trivy=_trivy_doc(out), sbom=sbom), attempts=attempts,
-                        base_delay=base_delay)
+    attached = push_stage.Evidence(trivy=_trivy_doc(out), sbom=sbom, signer=signer)
+    done = push_stage.publish(loaded, rec.report, out, registry, engine=engine, push=push, attached=attached,
+                              attempts=attempts, base_delay=base_delay)
     if isinstance(done, push_stage.Plan):
         return done
     rec.add(done.plan.tags, done.record)

@@ -18,7 +18,15 @@ from builder.check import stage as checks_stage
 from builder.errors import TfimgError
 from builder.image import stage as image_stage
 from builder.infra.engine import Engine
-from builder.infra.report_models import BuildSection, FactsSection, LocalTags, Report, StageReuse, TagsSection
+from builder.infra.report_models import (
+    BuildSection,
+    FactsSection,
+    LocalTags,
+    Report,
+    StageReuse,
+    TagsSection,
+    TrivyDb,
+)
 from builder.infra.ui import UI
 from builder.pipeline import record, reuse
 from builder.pipeline.context import RunContext
@@ -85,7 +93,7 @@ def record_checks(rec: record.Record, found: checks_stage.Checked, ui: UI | None
 # --------------------------------------------------------------------------- scan and gate
 
 def _scan_key(ctx: RunContext, built: BuildSection, misconfig: str, tool: trivy.Trivy,
-              db: dict[str, object] | None) -> dict[str, str]:
+              db: TrivyDb | None) -> dict[str, str]:
     options = ctx.trivy
     repository = None if options.offline else (trivy.db_repository(options) or "default")
     return reuse.scan_key(built.image_id, trivy_version=tool.version, trivy_binary=tool.fingerprint, db=db,
@@ -149,8 +157,7 @@ def _scan(ctx: RunContext, rec: record.Record, built: BuildSection, misconfig: s
     scanned = scan(rec, req, ctx.engine, ctx.ui.warn)
     if scanned.scan.status == "ok" and tool is not None:
         try:   # the key of the DB this scan used
-            db = scanned.scan.db.model_dump() if scanned.scan.db else {}
-            scan_record = StageReuse(reused=False, key=_scan_key(ctx, built, misconfig, tool, db))
+            scan_record = StageReuse(reused=False, key=_scan_key(ctx, built, misconfig, tool, scanned.scan.db))
             rec.add(scanned.scan.model_copy(update={"reuse": scan_record}))
             if scanned.decision == "pass":
                 gkey = _gate_key(ctx, built, scan_record)

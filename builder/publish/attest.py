@@ -38,8 +38,8 @@ from typing import Any
 from builder import __version__
 from builder.errors import EnvError, VerificationFailed
 from builder.infra import clock
-from builder.infra.registry_client import Registry, parse_ref
-from builder.infra.report_models import Report
+from builder.infra.registry_client import Ref, Registry, parse_ref
+from builder.infra.report_models import JsonObject, Report
 from builder.publish import evidence, referrers
 
 DSSE_TYPE = "application/vnd.dsse.envelope.v1+json"
@@ -128,17 +128,17 @@ def envelope(stmt: dict[str, Any], signer: Any | None) -> dict[str, Any]:
     return dict(env.to_dict())
 
 
-def sbom(out_dir: Path) -> dict[str, Any] | None:
+def sbom(out_dir: Path) -> JsonObject | None:
     """``build/<variant>/sbom.cdx.json`` (the scan stage writes it: trivy convert of its own report),
     scrubbed; None when there is none."""
     path = out_dir / "sbom.cdx.json"
     if not path.is_file():
         return None
-    data: dict[str, Any] = evidence.scrub(json.loads(path.read_text()))
+    data: JsonObject = evidence.scrub(json.loads(path.read_text()))
     return data
 
 
-def vuln_predicate(rep: Report, trivy: dict[str, Any] | None) -> dict[str, Any]:
+def vuln_predicate(rep: Report, trivy: JsonObject | None) -> dict[str, Any]:
     scan = rep.scan
     db = scan.db.model_dump(mode="json") if scan is not None and scan.db is not None else {}
     return {
@@ -185,7 +185,7 @@ def provenance(rep: Report, *, repository: str, digest: str, chain: list[Path], 
                     "specHash": b.spec_hash, "inputHash": b.input_hash, "profile": b.profile,
                     "imageId": b.image_id}
     deps += [{"uri": f"file:{f}", "name": "variant-file", "digest": _file_digest(f)} for f in files]
-    return evidence.scrub({
+    predicate: dict[str, Any] = evidence.scrub({
         "buildDefinition": {
             "buildType": BUILD_TYPE,
             "externalParameters": {"variant": b.variant if b else None, "variantFiles": files,
@@ -204,6 +204,7 @@ def provenance(rep: Report, *, repository: str, digest: str, chain: list[Path], 
                            for kind, h in sorted(hashes.items())],
         },
     })
+    return predicate
 
 
 @dataclass
@@ -213,12 +214,11 @@ class Attached:
     signed: bool
 
 
-def attach_all(reg: Registry, repo: str, repository: str, digest: str, rep: Report, *,
-               chain: list[Path], doc: evidence.Evidence, sbom: dict[str, Any], trivy: dict[str, Any] | None,
-               signer: Any | None, started: str) -> list[Attached]:
-    """Make, sign and attach the four statements for ``digest``; returns what was attached.
-
-    ``sbom``: the image's CycloneDX SBOM (scrubbed here again)."""
+def attach_all(reg: Registry, subject: Ref, rep: Report, *, chain: list[Path], doc: evidence.Evidence,
+               sbom: JsonObject, trivy: JsonObject | None, signer: Any | None, started: str) -> list[Attached]:
+    """Make, sign and attach the four statements for ``subject`` (``HOST/NAME@sha256:...``); returns
+    what was attached. ``sbom``: the image's CycloneDX SBOM (scrubbed here again)."""
+    repo, repository, digest = subject.repo, subject.name, str(subject.digest)
     predicates: dict[str, dict[str, Any]] = {"report": doc.to_json(), "sbom": evidence.scrub(sbom),
                                              "vuln": vuln_predicate(rep, trivy)}
     hashes = {k: predicate_hash(p) for k, p in predicates.items()}

@@ -19,7 +19,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,22 +26,23 @@ from builder.errors import PublishRefused, RegistryError, VerificationFailed
 from builder.infra import clock, runner
 from builder.infra.credentials import docker_config_path
 from builder.infra.registry_client import INDEX_TYPES, LOOPBACK, Ref, Registry, parse_ref
+from builder.infra.report_models import JsonObject
 from builder.publish import attest, evidence, referrers
 
 # (decision, how) for a published digest's evidence and its attached Trivy report
-Judge = Callable[[evidence.Evidence, dict[str, Any] | None], tuple[str, str]]
+Judge = Callable[[evidence.Evidence, JsonObject | None], tuple[str, str]]
 
 
 def _now() -> str:
     return clock.now_iso()
 
 
-def recorded(doc: evidence.Evidence, trivy: dict[str, Any] | None) -> tuple[str, str]:
+def recorded(doc: evidence.Evidence, trivy: JsonObject | None) -> tuple[str, str]:
     """The :data:`Judge` without a policy: the gate decision and checks the evidence records."""
     return evidence.verdict(doc), "recorded gate decision and checks"
 
 
-def show(text: str) -> dict[str, Any]:
+def show(text: str) -> JsonObject:
     """The evidence attached to ``REF@DIGEST`` (or ``REF:TAG``), and its OCI 1.1 referrers.
 
     ``referrers`` lists every artifact whose subject is the digest, by the referrers API when the
@@ -136,7 +136,7 @@ def promote(source: str, target: str, *, judge: Judge = recorded, verify_key: Pa
 
 
 def _copied(result: Promotion, source: tuple[Registry, Ref], target: tuple[Registry, Ref],
-            doc: evidence.Evidence, trivy: dict[str, Any] | None) -> Promotion:
+            doc: evidence.Evidence, trivy: JsonObject | None) -> Promotion:
     """After the copy: the moving tags and the referrers at the target; the promotion on both sides."""
     (sreg, src), (dreg, dst) = source, target
     digest, immutable = result.digest, result.tags[0]

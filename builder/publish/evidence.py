@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 from builder.errors import RegistryError
 from builder.infra import labels
 from builder.infra.registry_client import OCI_MANIFEST, Registry
-from builder.infra.report_models import Report, TagsSection
+from builder.infra.report_models import JsonObject, Report, TagsSection
 from builder.spec.loader import CREDENTIAL_NAME
 
 REPORT_TYPE = "application/vnd.tfimg.report.v1+json"
@@ -167,7 +167,7 @@ def verdict(doc: Evidence | None) -> str:
     return str(decision)
 
 
-def attach(reg: Registry, repo: str, digest: str, doc: Evidence, trivy: dict[str, Any] | None = None) -> str:
+def attach(reg: Registry, repo: str, digest: str, doc: Evidence, trivy: JsonObject | None = None) -> str:
     """Push ``doc`` (and the Trivy report) as the evidence of ``digest``; returns the artifact's digest."""
     old = reg.digest_of(repo, tag_for(digest))
     body = json.dumps(doc.to_json(), indent=2, sort_keys=True).encode()
@@ -217,7 +217,7 @@ def read(reg: Registry, repo: str, digest: str) -> Evidence | None:
     return doc if doc is not None and doc.digest == digest else None
 
 
-def read_trivy(reg: Registry, repo: str, digest: str) -> dict[str, Any] | None:
+def read_trivy(reg: Registry, repo: str, digest: str) -> JsonObject | None:
     """The Trivy report attached beside the evidence of ``digest`` (for re-gating), or None."""
     data = _layer(reg, repo, digest, TRIVY_TYPE)
     return data if isinstance(data, dict) else None

@@ -31,6 +31,7 @@ from builder.infra.report_models import (
     AttestationRef,
     EvidenceRef,
     FactsSection,
+    JsonObject,
     PublishedSection,
     PublishSection,
     Report,
@@ -40,8 +41,8 @@ from builder.publish import attest, evidence, tags
 from builder.publish.curation import Judge
 from builder.spec.loader import LoadedVariant
 
-PUSH_TRANSIENT = re.compile(r"\b(429|5\d\d)\b|connection (refused|reset)|timeout|EOF|Service Unavailable|"
-                            r"Too Many Requests|Bad Gateway", re.I)
+PUSH_TRANSIENT = re.compile(r"\b(429|5\d\d)\b|connection (refused|reset)|ConnectionError|timeout|EOF|"
+                            r"Service Unavailable|Too Many Requests|Bad Gateway", re.I)
 
 
 class Plan(BaseModel):
@@ -145,14 +146,12 @@ def _push(ref: Ref, image_id: str, engine: Engine, *, attempts: int, base_delay:
 
     def once() -> str:
         try:
-            lines = engine.push(ref.name, ref.tag or "")
+            digest = engine.push(ref.name, ref.tag or "")
         except TfimgError as exc:
             if re.search(r"no basic auth credentials|unauthorized|authentication required", str(exc), re.I):
                 raise RegistryError(f"push to {ref.host} was refused: not logged in", status=401,
                                     hint=f"Log in with `docker login {ref.host}`.") from None
             raise
-        digest = next((ln["aux"]["Digest"] for ln in lines if isinstance(ln.get("aux"), dict)
-                       and ln["aux"].get("Digest")), None)
         if not digest:
             raise RegistryError(f"push of {ref} reported no digest")
         return str(digest)
@@ -165,8 +164,9 @@ def _push(ref: Ref, image_id: str, engine: Engine, *, attempts: int, base_delay:
 class Evidence:
     """What is attached beside a pushed digest, as the caller read it (the stage reads no scan files)."""
 
-    trivy: dict[str, Any] | None                  # the gate's Trivy report (redacted), for re-gating
-    sbom: Callable[[], dict[str, Any]]            # the image's CycloneDX SBOM, made when it is attached
+    trivy: JsonObject | None                      # the gate's Trivy report (redacted), for re-gating
+    sbom: Callable[[], JsonObject]                # the image's CycloneDX SBOM, made when it is attached
+    signer: Any | None = None                     # signs the statements (attest.load_signer); unsigned without
 
 
 @dataclass(frozen=True)
@@ -176,12 +176,9 @@ class Pushed:
 
 
 def publish(loaded: LoadedVariant, rep: Report, out_dir: Path, registry: str, *, engine: Engine,
-            attached: Evidence, push: bool = False, signer: Any | None = None, attempts: int = 5,
-            base_delay: float = 1.0) -> Plan | Pushed:
-    """Plan, and with ``push`` push + tag + attach evidence.
-
-    ``signer``: signs the attached statements (:func:`builder.publish.attest.load_signer`; unsigned
-    DSSE envelopes without it). Returns the plan (without ``push``), or what was pushed.
+            attached: Evidence, push: bool = False, attempts: int = 5, base_delay: float = 1.0) -> Plan | Pushed:
+    """Plan, and with ``push`` push + tag + attach evidence (``attached``: what goes beside the
+    digest, and the signer of the statements). Returns the plan (without ``push``), or what was pushed.
     """
     p = plan(loaded, rep, out_dir, registry, engine=engine, strict=push)
     report_mod.write_json(out_dir / "publish-plan.json", p.model_dump(mode="json", by_alias=True))
@@ -207,20 +204,21 @@ def publish(loaded: LoadedVariant, rep: Report, out_dir: Path, registry: str, *,
     rep = rep.with_section(p.tags)
     if rep.build is not None:   # what `tfimg build --registry` looks up (find_published)
         reg.put_manifest(ref.repo, input_tag(rep.build.input_hash), found[0], found[1])
-    return Pushed(p, _attach(loaded, rep, p, (reg, ref, digest), registry, attached, signer))
+    return Pushed(p, _attach(loaded, rep, p, (reg, ref.at(digest=digest)), registry, attached))
 
 
-def _attach(loaded: LoadedVariant, rep: Report, p: Plan, where: tuple[Registry, Ref, str], registry: str,
-            attached: Evidence, signer: Any | None) -> PublishSection:
+def _attach(loaded: LoadedVariant, rep: Report, p: Plan, where: tuple[Registry, Ref], registry: str,
+            attached: Evidence) -> PublishSection:
     """The evidence document and the four statements, attached to the pushed digest; the publish record."""
-    reg, ref, digest = where
+    reg, ref = where
+    digest, signer = str(ref.digest), attached.signer
     now = clock.now_iso()
     previous = evidence.read(reg, ref.repo, digest)
     doc = evidence.document(rep, variant=p.variant, repository=ref.name, digest=digest, tags=p.tags,
                             published_at=now, promotions=previous.promotions if previous else [])
     evidence_digest = evidence.attach(reg, ref.repo, digest, doc, trivy=attached.trivy)
-    statements = attest.attach_all(reg, ref.repo, ref.name, digest, rep, chain=loaded.chain, doc=doc,
-                                   sbom=attached.sbom(), trivy=attached.trivy, signer=signer, started=now)
+    statements = attest.attach_all(reg, ref, rep, chain=loaded.chain, doc=doc, sbom=attached.sbom(),
+                                   trivy=attached.trivy, signer=signer, started=now)
     return PublishSection(registry=registry, repository=ref.name, digest=digest, image_id=p.image_id,
                           immutable=p.tags.immutable, moving=p.tags.moving,
                           refs=[f"{ref.name}:{t}" for t in (p.tags.immutable, *p.tags.moving)],

@@ -51,7 +51,7 @@ from builder.errors import CommandFailed, EnvError, TfimgError
 from builder.infra import report as report_file
 from builder.infra import runner
 from builder.infra.engine import Engine
-from builder.infra.report_models import Sbom, ScanSection, TrivyDb
+from builder.infra.report_models import JsonObject, Sbom, ScanSection, TrivyDb
 from builder.scan.trivy_report import Report, from_data, redact
 
 MIN_VERSION = (0, 37, 0)
@@ -88,6 +88,22 @@ class Options(BaseModel):
         return Path(v).absolute() if v is not None else None
 
 
+class VersionInfo(BaseModel):
+    """``trivy version --format json --cache-dir DIR``: the version, and the DB in that cache dir."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: str
+    db: TrivyDb | None = None   # its VulnerabilityDB; None when the cache dir holds none
+
+
+def db_of(data: object) -> TrivyDb | None:
+    """The DB metadata (``VulnerabilityDB``, or ``db/metadata.json``) as the report records it."""
+    if not isinstance(data, dict):
+        return None
+    return TrivyDb.model_validate({k: data.get(k) for k in ("Version", "UpdatedAt", "NextUpdate", "DownloadedAt")})
+
+
 class Trivy(BaseModel):
     """A resolved Trivy: its executable and version, read once per run (:func:`resolve`)."""
 
@@ -96,7 +112,7 @@ class Trivy(BaseModel):
     exe: str
     version: str
     fingerprint: str    # path, size and mtime of the executable (:func:`binary_fingerprint`)
-    db: dict[str, Any] | None = None   # VulnerabilityDB in the cache dir when the version was read
+    db: TrivyDb | None = None   # the DB in the cache dir when the version was read
 
     @property
     def parsed(self) -> tuple[int, int, int] | None:
@@ -111,9 +127,7 @@ def resolve(opts: Options, known: tuple[str, str] | None = None) -> Trivy:
     if known is not None and known[0] == fingerprint and known[1]:
         return Trivy(exe=exe, version=known[1], fingerprint=fingerprint)
     info = version(opts)
-    db = info.get("VulnerabilityDB")
-    return Trivy(exe=exe, version=str(info["Version"]), fingerprint=fingerprint,
-                 db=db if isinstance(db, dict) else None)
+    return Trivy(exe=exe, version=info.version, fingerprint=fingerprint, db=info.db)
 
 
 def db_repository(opts: Options) -> str | None:
@@ -147,9 +161,9 @@ def binary(opts: Options) -> str:
     return found
 
 
-def version(opts: Options) -> dict[str, Any]:
-    """``trivy version --format json`` as a dict with ``Version`` and, when the cache dir the scan
-    uses (``opts.cache_dir``) holds a DB, ``VulnerabilityDB``. Raises EnvError."""
+def version(opts: Options) -> VersionInfo:
+    """``trivy version --format json``: the version and, when the cache dir the scan uses
+    (``opts.cache_dir``) holds a DB, that DB. Raises EnvError."""
     exe = binary(opts)
     res = _run([exe, "version", "--format", "json", *runner.args(cache_dir=opts.cache_dir)],
                timeout=60, what="`trivy version`")
@@ -163,7 +177,7 @@ def version(opts: Options) -> dict[str, Any]:
     parsed = parse_version(data["Version"])
     if parsed is not None and parsed < MIN_VERSION:
         raise EnvError(f"Trivy {data['Version']} is too old; tfimg needs {MIN_VERSION_TEXT} or newer.", hint=INSTALL_HINT)
-    return data
+    return VersionInfo(version=data["Version"], db=db_of(data.get("VulnerabilityDB")))
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
@@ -190,22 +204,22 @@ def common_flags(opts: Options, ver: tuple[int, int, int] | None, out: Path, *, 
 DB_SCHEMA = 2   # the trivy-db schema Trivy 0.37+ reads; an older DB can load "fine" and match nothing
 
 
-def check_db(ver_info: dict[str, Any], opts: Options) -> None:
+def check_db(info: VersionInfo, opts: Options) -> None:
     """Fail closed unless the cache dir the scan used holds a trivy-db of schema ``DB_SCHEMA``.
 
     Trivy 0.76 accepts a schema-1 DB served from a registry and exits 0, so the
     exit code alone does not prove the vulnerabilities were looked up.
     """
-    db = ver_info.get("VulnerabilityDB")
+    db = info.db
     where = f"{opts.cache_dir or 'the default cache dir'}"
     source = db_repository(opts) or "Trivy's default DB repository"
-    if not isinstance(db, dict):
+    if db is None:
         raise EnvError(f"after the scan, `trivy version --cache-dir {where}` reports no vulnerability DB; "
                        "no vulnerability was looked up.",
                        hint=f"Check that {source} serves trivy-db (schema {DB_SCHEMA}).")
-    if db.get("Version") != DB_SCHEMA:
-        raise EnvError(f"the vulnerability DB in {where} has schema version {db.get('Version')!r}, not "
-                       f"{DB_SCHEMA}; Trivy {ver_info.get('Version')} may match nothing against it, so the "
+    if db.Version != DB_SCHEMA:
+        raise EnvError(f"the vulnerability DB in {where} has schema version {db.Version!r}, not "
+                       f"{DB_SCHEMA}; Trivy {info.version} may match nothing against it, so the "
                        "scan is not trusted.",
                        hint=f"Serve a current trivy-db (schema {DB_SCHEMA}, tag :{DB_SCHEMA}) from {source}.")
 
@@ -218,7 +232,7 @@ def scan_image(image: str, out_path: Path, opts: Options, engine: Engine | None 
     ``tool``: the Trivy resolved for this run (:func:`resolve`; resolved here when not given).
     """
     tool = tool or resolve(opts)
-    ver_info: dict[str, Any] = {"Version": tool.version, "VulnerabilityDB": tool.db}
+    info = VersionInfo(version=tool.version, db=tool.db)
     ver, exe = tool.parsed, tool.exe
     if opts.offline:
         check_offline_cache(opts.cache_dir)
@@ -242,23 +256,23 @@ def scan_image(image: str, out_path: Path, opts: Options, engine: Engine | None 
         seconds = round(time.monotonic() - started, 1)
         if "vuln" in opts.scanners:
             # read back with the same cache dir: the DB this scan used (downloaded or copied)
-            ver_info = version(opts)
-            check_db(ver_info, opts)
-        report, data = _read(raw, ver_info["Version"], rename)
+            info = version(opts)
+            check_db(info, opts)
+        report, data = _read(raw, info.version, rename)
         sbom = _sbom(exe, raw, out_path.parent / "sbom.cdx.json", opts) if opts.sbom else None
     results = [r for r in ((data.get("Results") or []) if isinstance(data, dict) else []) if isinstance(r, dict)]
     _license_layers(results)
-    report = from_data(data, source=f"Trivy {ver_info['Version']} output")   # the gate sees the licenses' layers,
+    report = from_data(data, source=f"Trivy {info.version} output")   # the gate sees the licenses' layers,
     for r in results:                                   # as a gate of the saved trivy.json (a gate-only rerun) does
         r.pop("Packages", None)   # every package is in the SBOM; trivy.json keeps the findings
     report_file.write_json(out_path, redact(data))
-    info = ScanSection(status="ok", tool="trivy", trivy_version=ver_info["Version"],
-                       db=_db(ver_info), db_repository=_db_repository(opts),
-                       image=image, image_id=report.Metadata.ImageID if report.Metadata else None,
-                       mode=opts.mode, scanners=list(opts.scanners),
-                       image_config_scanners=list(opts.image_config_scanners), offline=opts.offline,
-                       report=out_path.name, seconds=seconds, findings=_kinds(report), sbom=sbom)
-    return ScanRun(report=report, path=out_path, info=info)
+    section = ScanSection(status="ok", tool="trivy", trivy_version=info.version,
+                          db=info.db, db_repository=_db_repository(opts),
+                          image=image, image_id=report.Metadata.ImageID if report.Metadata else None,
+                          mode=opts.mode, scanners=list(opts.scanners),
+                          image_config_scanners=list(opts.image_config_scanners), offline=opts.offline,
+                          report=out_path.name, seconds=seconds, findings=_kinds(report), sbom=sbom)
+    return ScanRun(report=report, path=out_path, info=section)
 
 
 def _db_repository(opts: Options) -> str | None:
@@ -324,7 +338,7 @@ def scan_config(context: Path, out_path: Path, opts: Options, *, tool: Trivy | N
     return report
 
 
-def cyclonedx(image: str, opts: Options, *, tool: Trivy | None = None) -> dict[str, Any]:
+def cyclonedx(image: str, opts: Options, *, tool: Trivy | None = None) -> JsonObject:
     """Trivy's CycloneDX SBOM of a local image (no DB needed; nothing downloaded). Raises EnvError.
 
     For an image whose scan left no ``sbom.cdx.json`` (publishing attaches an SBOM either way).
@@ -352,7 +366,7 @@ def cache_base(cache_dir: Path | None) -> Path:
     return cache_dir or Path(os.environ.get("TRIVY_CACHE_DIR") or Path.home() / ".cache" / "trivy")
 
 
-def current_db(opts: Options, tool: Trivy) -> dict[str, Any] | None:
+def current_db(opts: Options, tool: Trivy) -> TrivyDb | None:
     """The vulnerability DB the next scan would use (``metadata.json``: ``UpdatedAt``...), learnt
     before scanning: unless offline, ``trivy image --download-db-only`` with the scan's cache dir and
     DB repository first (a no-op when the DB is current). None when it cannot be told. Raises EnvError."""
@@ -369,7 +383,7 @@ def current_db(opts: Options, tool: Trivy) -> dict[str, Any] | None:
         data = json.loads((cache_base(opts.cache_dir) / "db" / "metadata.json").read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    return db_of(data)
 
 
 def binary_fingerprint(exe: str) -> str:
@@ -428,13 +442,6 @@ def _read(path: Path, ver: str, rename: dict[str, str] | None = None) -> tuple[R
         raise EnvError(f"Trivy {ver} wrote something that is not JSON ({str(exc)[:120]}).") from None
     except TfimgError as exc:
         raise EnvError(exc.message, hint=exc.hint) from None
-
-
-def _db(ver_info: dict[str, Any]) -> TrivyDb | None:
-    db = ver_info.get("VulnerabilityDB")
-    if not isinstance(db, dict):
-        return None
-    return TrivyDb.model_validate({k: db.get(k) for k in ("Version", "UpdatedAt", "NextUpdate", "DownloadedAt")})
 
 
 def _kinds(report: Report) -> dict[str, int]:
