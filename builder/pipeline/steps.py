@@ -95,9 +95,8 @@ def record_checks(rec: record.Record, found: checks_stage.Checked, ui: UI | None
 def _scan_key(ctx: RunContext, built: BuildSection, misconfig: str, tool: trivy.Trivy,
               db: TrivyDb | None) -> dict[str, str]:
     options = ctx.trivy
-    repository = None if options.offline else (trivy.db_repository(options) or "default")
     return reuse.scan_key(built.image_id, trivy_version=tool.version, trivy_binary=tool.fingerprint, db=db,
-                          db_repository=repository, scanners=list(options.scanners),
+                          db_repository=trivy.recorded_db_repository(options), scanners=list(options.scanners),
                           options={"mode": options.mode, "config": list(options.image_config_scanners),
                                    "sbom": options.sbom, "offline": options.offline},
                           misconfig=misconfig)

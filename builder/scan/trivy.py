@@ -104,15 +104,11 @@ def db_of(data: object) -> TrivyDb | None:
     return TrivyDb.model_validate({k: data.get(k) for k in ("Version", "UpdatedAt", "NextUpdate", "DownloadedAt")})
 
 
-class Trivy(BaseModel):
-    """A resolved Trivy: its executable and version, read once per run (:func:`resolve`)."""
-
-    model_config = ConfigDict(frozen=True)
+class Trivy(VersionInfo):
+    """A resolved Trivy: its executable and version (and the DB then), read once per run (:func:`resolve`)."""
 
     exe: str
-    version: str
     fingerprint: str    # path, size and mtime of the executable (:func:`binary_fingerprint`)
-    db: TrivyDb | None = None   # the DB in the cache dir when the version was read
 
     @property
     def parsed(self) -> tuple[int, int, int] | None:
@@ -267,7 +263,7 @@ def scan_image(image: str, out_path: Path, opts: Options, engine: Engine | None 
         r.pop("Packages", None)   # every package is in the SBOM; trivy.json keeps the findings
     report_file.write_json(out_path, redact(data))
     section = ScanSection(status="ok", tool="trivy", trivy_version=info.version,
-                          db=info.db, db_repository=_db_repository(opts),
+                          db=info.db, db_repository=recorded_db_repository(opts),
                           image=image, image_id=report.Metadata.ImageID if report.Metadata else None,
                           mode=opts.mode, scanners=list(opts.scanners),
                           image_config_scanners=list(opts.image_config_scanners), offline=opts.offline,
@@ -275,8 +271,8 @@ def scan_image(image: str, out_path: Path, opts: Options, engine: Engine | None 
     return ScanRun(report=report, path=out_path, info=section)
 
 
-def _db_repository(opts: Options) -> str | None:
-    """The DB repository recorded in the report: None offline, 'default' for Trivy's own."""
+def recorded_db_repository(opts: Options) -> str | None:
+    """The DB repository the report (and the scan's reuse key) records: None offline, 'default' for Trivy's own."""
     if opts.offline:
         return None
     return db_repository(opts) or "default"
