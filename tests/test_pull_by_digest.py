@@ -69,7 +69,7 @@ def test_build_on_a_digest_pinned_base_pulls_it_and_records_the_digest(
     from builder.pipeline import orchestrator as pipeline
     from builder.spec import loader as spec
 
-    monkeypatch.delenv(pipeline.BASE_ENV, raising=False)     # the variant's own base.image@base.digest
+    monkeypatch.delenv("TFIMG_BASE", raising=False)          # the variant's own base.image@base.digest (only the CLI reads it)
     repository = f"{docker_login.host}/tfimg-test/standin"
     digest = _push(standin_base, repository, "pin")
     _forget(repository, "pin", digest)                       # not local by that reference: it must be pulled
