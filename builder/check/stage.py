@@ -117,7 +117,7 @@ def resolve_base(image: ImageInfo, base_ref: str | None, engine: Engine) -> tupl
     return ref, ""
 
 
-def _keys(tmp: Path, spec: Variant) -> tuple[dict[str, Any], str | None, str, str | None]:
+def _keys(tmp: Path, spec: Variant) -> tuple[dict[str, dict[str, str]], str | None, str, str | None]:
     """(volumes, private key, note, wrong key): a throwaway key mounted at the runtime keys path."""
     if not spec.ssh.enabled:
         return {}, None, "SSH is not enabled", None

@@ -26,6 +26,7 @@ from packaging.version import InvalidVersion, Version
 from builder.errors import BuildFailed, EnvError
 from builder.image import inputs
 from builder.infra import labels, runner
+from builder.infra.report_models import LayerSize
 from builder.spec.loader import LoadedVariant
 
 DOCKER_ENV = "TFIMG_DOCKER"
@@ -283,11 +284,9 @@ def _failure(text: str, tail: list[str], log_path: Path) -> BuildFailed:
     return BuildFailed("the image build failed", log_tail="\n".join(tail[-20:]), log_path=str(log_path))
 
 
-def layer_sizes(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def layer_sizes(history: list[dict[str, Any]]) -> list[LayerSize]:
     """Per-layer sizes from ``docker history``, oldest first."""
-    rows = []
-    for h in reversed(history):
-        rows.append({"created_by": (h.get("CreatedBy") or "")[:160], "size": int(h.get("Size") or 0)})
-    return rows
+    return [LayerSize(created_by=(h.get("CreatedBy") or "")[:160], size=int(h.get("Size") or 0))
+            for h in reversed(history)]
 
 

@@ -20,7 +20,7 @@ from builder.errors import EngineError, EnvError, SpecError, SpecErrors, TfimgEr
 from builder.image import buildkit, inputs
 from builder.infra import clock, git, labels, registry_client
 from builder.infra.engine import Engine, ImageInfo
-from builder.infra.report_models import BaseImage, BuildCache, BuilderInfo, BuildSection, LayerSize, Report
+from builder.infra.report_models import BaseImage, BuildCache, BuilderInfo, BuildSection, Report
 from builder.infra.ui import UI
 from builder.render import context as render
 from builder.spec.loader import LoadedVariant
@@ -181,7 +181,7 @@ class _Run:
             context_hash=rendered.context_hash(), input_hash=ihash, base=base.image, base_layers=base.layers,
             profile=loaded.spec.base.profile, image_id=info.id, image=image_ref, size=info.size,
             added_bytes=info.size - base.image.size,
-            layers=[LayerSize.model_validate(row) for row in buildkit.layer_sizes(self.engine.image_history(info.id))],
+            layers=buildkit.layer_sizes(self.engine.image_history(info.id)),
             labels=info.labels, builder=used, revision=revision, up_to_date=up_to_date,
             timings=previous.timings if up_to_date and same_image and previous else dict(self.ui.timings),
             warnings=self.warnings, log=str(log) if log.exists() else None,

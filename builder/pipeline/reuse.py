@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.infra.report_models import BuildSection, StageReuse, TrivyDb
+from builder.infra.report_models import BuildSection, JsonObject, StageReuse, TrivyDb
 
 SUITE_DIR = Path(__file__).resolve().parents[1] / "check"
 
@@ -99,7 +99,7 @@ def checks_key(built: BuildSection, spec_hash: str, gpu_requested: str, gpu_enab
 
 
 def scan_key(image_id: str, *, trivy_version: str, trivy_binary: str, db: TrivyDb | None,
-             db_repository: str | None, scanners: list[str], options: dict[str, Any], misconfig: str) -> dict[str, str]:
+             db_repository: str | None, scanners: list[str], options: JsonObject, misconfig: str) -> dict[str, str]:
     return {"image": image_id, "trivy": trivy_version, "trivy_binary": trivy_binary,
             "db": f"{(db.UpdatedAt if db else None) or 'unknown'} (schema {db.Version if db else None})",
             "db_repository": db_repository or "offline", "scanners": ",".join(scanners),
