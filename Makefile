@@ -49,6 +49,7 @@ lint: venv
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_structure.py
 	$(BIN)/mypy
+	$(BIN)/vermin -q -t=3.8- --violations --no-tips builder/check/incontainer/   # runs in the image's Python
 	$(BIN)/tfimg lint variants/*.yaml
 
 # The main job end to end: validate and lint every variant, then build, check,

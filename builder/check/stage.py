@@ -39,6 +39,7 @@ import requests
 
 from builder.check import probe
 from builder.check import suite as checks
+from builder.check.probe_models import Summary
 from builder.check.suite import results
 from builder.check.suite.context import ENV, Context
 from builder.check.suite.results import facts
@@ -170,15 +171,15 @@ def _answers(port: int, kind: str) -> bool:
         return False
 
 
-def _probe(container: Container, engine: Engine, timeout: float = 300) -> tuple[dict[str, Any], str | None]:
+def _probe(container: Container, engine: Engine, timeout: float = 300) -> tuple[Summary | None, str | None]:
     try:
-        code, output = engine.exec_run(container, probe.command("python3"), timeout=timeout)
-    except EnvError as exc:
-        return {}, f"cannot exec in the container: {exc.message.splitlines()[0][:300]}"
+        code, output = probe.run_in(engine, container, "python3", timeout=timeout)
+    except EnvError as exc:   # EngineError: the copy or the exec failed
+        return None, f"cannot copy the probe into the container or run it: {exc.message.splitlines()[0][:300]}"
     try:
         return probe.summarize(probe.parse_output(output)), None
     except TfimgError as exc:
-        return {}, f"exit {code}: {exc.message}; " + (exc.hint or "")[-400:]
+        return None, f"exit {code}: {exc.message}; " + (exc.hint or "")[-400:]
 
 
 def _enter_all(stack: contextlib.ExitStack, starts: list[tuple[Any, str]]) -> list[Any]:
@@ -249,7 +250,7 @@ class _Started:
 
     ctx: Context
     services: Container
-    summary: dict[str, Any]
+    summary: Summary | None
 
 
 def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, mode: GpuMode, base_ref: str | None = None, *,

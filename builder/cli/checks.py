@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -16,6 +16,7 @@ from builder.infra import labels as label_names
 from builder.infra.paths import OUT_ROOT
 
 if TYPE_CHECKING:
+    from builder.check.probe_models import Row
     from builder.infra.engine import Engine, ImageInfo
     from builder.spec.loader import LoadedVariant
 
@@ -108,18 +109,18 @@ def test_cmd(
         raise testrun.failure(section)
 
 
-def probe_table(rows: list[dict[str, Any]], title: str) -> Table:
+def probe_table(rows: list[Row], title: str) -> Table:
     t = Table(title=title, title_justify="left")
     for col in ("component", "detected", "expected", "status", "detail"):
         t.add_column(col)
     colours = {"ok": "green", "mismatch": "bold red", "missing": "bold red", "unverified": "bold red", "failed": "bold red",
                "recorded": "cyan", "skipped": "yellow"}
     for r in rows:
-        t.add_row(r["component"], Text(str(r["detected"]) if r["detected"] is not None else "-"),
-                  Text(r["expected"] or "-"),
-                  Text(r["status"], style=colours.get(r["status"], "")) if r.get("confirmed", True)
-                  else Text(f"{r['status']} (unconfirmed)", style="yellow" if r["status"] == "mismatch" else "cyan"),
-                  Text(r.get("detail") or ("unconfirmed: recorded, not asserted" if r["status"] == "recorded" else "")))
+        t.add_row(r.component, Text(str(r.detected) if r.detected is not None else "-"),
+                  Text(r.expected or "-"),
+                  Text(r.status, style=colours.get(r.status, "")) if r.confirmed
+                  else Text(f"{r.status} (unconfirmed)", style="yellow" if r.status == "mismatch" else "cyan"),
+                  Text(r.detail or ("unconfirmed: recorded, not asserted" if r.status == "recorded" else "")))
     return t
 
 
@@ -150,20 +151,21 @@ def probe_cmd(
     prof = profiles.get(profile_name)
     raw = probe.run_local(python, timeout=timeout)
     summary = probe.summarize(raw)
-    has_gpu = bool(summary["gpus"])
+    has_gpu = bool(summary.gpus)
     rows = probe.evaluate(summary, prof, gpu=has_gpu,
-                          reason=f"no GPU on this host ({summary['smi'] or 'nvidia-smi not on PATH'})")
+                          reason=f"no GPU on this host ({summary.smi or 'nvidia-smi not on PATH'})")
     if as_json:
-        out.print_json(json.dumps({"summary": summary, "rows": rows, "gpu": has_gpu, "profile": profile_name,
-                                   "raw": raw}, default=str))
+        out.print_json(json.dumps({"summary": summary.model_dump(mode="json"),
+                                   "rows": [r.model_dump(mode="json") for r in rows], "gpu": has_gpu,
+                                   "profile": profile_name, "raw": raw.model_dump(mode="json", exclude_unset=True)}))
         return
-    gpu_line = f"GPUs: {', '.join(summary['gpus'])} (driver {summary['driver']})" if has_gpu else \
-        f"no GPU: {summary['smi'] or 'nvidia-smi not on PATH'}; GPU rows skipped"
-    tf_line = f"TensorFlow {summary['tensorflow']}" if summary["tensorflow"] else \
-        f"TensorFlow absent ({summary['tf_error'] or 'not probed'})"
+    gpu_line = f"GPUs: {', '.join(summary.gpus)} (driver {summary.driver})" if has_gpu else \
+        f"no GPU: {summary.smi or 'nvidia-smi not on PATH'}; GPU rows skipped"
+    tf_line = f"TensorFlow {summary.tensorflow}" if summary.tensorflow else \
+        f"TensorFlow absent ({summary.tf_error or 'not probed'})"
     out.print(probe_table(rows, f"probe: this host, profile {profile_name}"))
-    out.print(f"Python {summary['python']} ({python}); {tf_line}; {gpu_line}", markup=False)
+    out.print(f"Python {summary.python} ({python}); {tf_line}; {gpu_line}", markup=False)
     bad = probe.failed(rows)
     if check and bad:
-        raise ChecksFailed("probe: " + "; ".join(f"{r['component']} {r['detected']}: {r['status']} "
-                                                 f"{r['detail'] or r['expected'] or ''}".strip() for r in bad))
+        raise ChecksFailed("probe: " + "; ".join(f"{r.component} {r.detected}: {r.status} "
+                                                 f"{r.detail or r.expected or ''}".strip() for r in bad))

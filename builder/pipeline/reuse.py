@@ -78,10 +78,11 @@ def file_digest(path: Path) -> str:
 
 def suite_hash() -> str:
     """The check suite's own hash: every file of builder/check/suite, and the code that starts it
-    (the containers, the probe)."""
+    (the containers, the probe, the programs copied into the container)."""
     h = hashlib.sha256()
     files = sorted(p for p in (SUITE_DIR / "suite").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    files += [SUITE_DIR / "stage.py", SUITE_DIR / "probe.py"]
+    files += [SUITE_DIR / "stage.py", SUITE_DIR / "probe.py", SUITE_DIR / "probe_models.py",
+              *sorted((SUITE_DIR / "incontainer").glob("*.py"))]   # the programs run in the container
     for p in files:
         h.update(str(p.relative_to(SUITE_DIR)).encode() + b"\0" + p.read_bytes() + b"\0")
     return "sha256:" + h.hexdigest()
