@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STANDIN = $$(scripts/standin/build.sh --ref)
 PYTEST_ARGS ?=
 
-.PHONY: all venv deps engine standin trivydb test test-unit demo bench lint schema docs golden clean
+.PHONY: all venv deps engine standin trivydb referrers-registry test test-unit demo bench lint schema docs golden clean
 
 all: test
 
@@ -35,6 +35,11 @@ standin: engine
 trivydb: venv deps
 	scripts/trivydb/demo-db.sh >/dev/null
 
+# A registry with the OCI 1.1 referrers API on 127.0.0.1:5001 (scripts/referrers-registry/:
+# go-containerregistry's pkg/registry built with Debian's Go; tests start their own).
+referrers-registry: deps
+	scripts/referrers-registry/registry.sh start
+
 # Everything: unit tests and the docker integration tests (on the stand-in base), the
 # real-Trivy tests (tests/test_trivy_real.py) included.
 test: venv standin trivydb
@@ -51,6 +56,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/vermin -q -t=3.8- --violations --no-tips builder/check/incontainer/   # runs in the image's Python
 	$(BIN)/tfimg lint variants/*.yaml
+	shellcheck -S warning scripts/*.sh scripts/*/*.sh
 
 # The main job end to end: validate and lint every variant, then build, check,
 # scan, gate and tag variants/bert.yaml on the stand-in base. The scan is real:

@@ -54,6 +54,7 @@ class SpecError(TfimgError):
         self.file = str(file)
         self.key = key
         self.line = line
+        self.text = message   # without the location
         where = self.file + (f":{line}" if line else "")
         loc = f"{where}: {key}: " if key else f"{where}: "
         super().__init__(loc + message, hint=hint)
@@ -67,6 +68,15 @@ class SpecErrors(TfimgError):
     def __init__(self, errors: list[SpecError]) -> None:
         self.errors = errors
         super().__init__("\n".join(e.render() for e in errors))
+
+
+class UnreadableInput(SpecError, ValueError):
+    """A file or document tfimg cannot trust (not a regular file, not UTF-8, bad or ambiguous JSON).
+    Names the file and, where there is one, the line (:mod:`builder.infra.datafile`). A ValueError
+    too, as ``json.JSONDecodeError`` is: code that turns a tool's unparsable output into an
+    EnvError keeps doing so."""
+
+    title = "unreadable input"
 
 
 class EnvError(TfimgError):

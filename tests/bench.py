@@ -256,6 +256,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tfimg-bench-"))
     shutil.copytree(ROOT / "variants", work / "variants")
     shutil.copytree(ROOT / "policies", work / "policies")
+    subprocess.run(["git", "init", "-q", str(work)], check=True)   # the variants' repository (builder/spec/paths.py)
     out = work / "build"
     common = ["--base", base, "--out", str(out), "--no-test", "--no-scan"]
     bert = str(work / "variants/bert.yaml")

@@ -219,6 +219,7 @@ def test_docs_full_example_is_a_valid_variant(tmp_path: Path) -> None:
     assert block, "docs/variants.md lost its full example"
     shutil.copytree(ROOT / "variants", tmp_path / "variants")
     shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)   # the variants' repository
     (tmp_path / "variants/full.yaml").write_text(block.group(1))
     v = spec.load(tmp_path / "variants/full.yaml").spec
     documented = set(spec.Variant.model_fields) | {"extends"}

@@ -176,7 +176,7 @@ CLI_NAMES = {"out_root": "out_root", "base": "base", "force": "force", "no_cache
              "builder": "builder", "recheck": "recheck", "rescan": "rescan", "gpu": "gpu", "policy": "policy",
              "trivy": "trivy_path", "trivy_cache": "trivy_cache", "offline": "offline",
              "trivy_db_repository": "trivy_db", "cache_from": "cache_from", "cache_to": "cache_to",
-             "registry": "registry", "scan_registry": "scan_registry"}
+             "registry": "registry", "scan_registry": "scan_registry", "allow_dirs": "allow_dirs"}
 
 
 def test_to_argv_gives_the_same_options_back() -> None:
@@ -184,7 +184,7 @@ def test_to_argv_gives_the_same_options_back() -> None:
                                 docker="/usr/bin/docker", builder="fleet", checks=False, scan=False, recheck=True,
                                 rescan=True, gpu="off", policy=Path("p.yaml"), trivy="/t", trivy_cache=Path("c"),
                                 offline=True, trivy_db_repository="r/db:2", cache_from=("a", "b"), cache_to="t",
-                                registry="h/ns", scan_registry="h/q")
+                                registry="h/ns", scan_registry="h/q", allow_dirs=(Path("/a"), Path("/b")))
     ctx = _build_command().make_context("build", ["v.yaml", *opts.to_argv()])
     for name, param in CLI_NAMES.items():
         got = ctx.params[param]

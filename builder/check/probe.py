@@ -35,7 +35,6 @@ CUDA 13 runtime) is not the one TensorFlow 2.9 loads: it is reported as
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -43,7 +42,7 @@ from pydantic import ValidationError
 from builder.check import incontainer
 from builder.check.probe_models import LibSummary, Method, RawLib, RawProbe, Row, Status, Summary
 from builder.errors import TfimgError
-from builder.infra import runner
+from builder.infra import datafile, runner
 from builder.spec.profiles import Profile, version_matches
 
 if TYPE_CHECKING:
@@ -71,7 +70,7 @@ def parse_output(text: str) -> RawProbe:
     for line in reversed(text.splitlines()):
         if line.startswith(MARK):
             try:
-                return RawProbe.model_validate(json.loads(line[len(MARK):]))
+                return RawProbe.model_validate(datafile.loads_json(line[len(MARK):], "the probe's line", what="it"))
             except (ValueError, ValidationError) as exc:
                 raise TfimgError("the probe printed a result tfimg cannot read",
                                  hint=str(exc).splitlines()[0][:300]) from exc

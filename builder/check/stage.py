@@ -44,8 +44,8 @@ from builder.check.suite import results
 from builder.check.suite.context import ENV, Context
 from builder.check.suite.results import facts
 from builder.errors import EnvError, TfimgError
+from builder.infra import datafile, runner
 from builder.infra import labels as label_names
-from builder.infra import runner
 from builder.infra.engine import Container, Engine, ImageInfo
 from builder.infra.report_models import ChecksSection, FactsSection, GpuInfo
 from builder.render import context as render
@@ -285,7 +285,7 @@ def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, mode: GpuMo
                 return Checked(failed, None, exc)
             (out_dir / "checks-services.log").write_text(engine.container_logs(run.services, 400))
             results_path = Path(run.ctx.results_path)
-            outcome = json.loads(results_path.read_text()) if results_path.is_file() else {}
+            outcome = datafile.load_json(results_path) if results_path.is_file() else {}
     finally:   # also containers created but never started (engine.running cannot see them)
         engine.remove_containers_with_label(label_names.RUN, plan.run_id)
     section = results.section(loaded, image_ref, attrs, mode, run.ctx, outcome, res.returncode, out_dir,
@@ -342,7 +342,7 @@ def groups(paths: list[str]) -> list[list[str]]:
 def _run_suite(spec: Variant, ctx_path: Path, out_dir: Path, timeout: float) -> runner.Result:
     """Run the suite's groups side by side (one pytest each, its own context and results file); join
     their results, JUnit files and logs in module order into ``ctx.results_path``, checks.xml, checks.log."""
-    ctx = json.loads(ctx_path.read_text())
+    ctx = datafile.load_json(ctx_path)
     parts = groups(checks.paths_for(spec))
 
     def one(i: int, paths: list[str]) -> runner.Result:
@@ -367,7 +367,7 @@ def _run_suite(spec: Variant, ctx_path: Path, out_dir: Path, timeout: float) -> 
     joined: dict[str, Any] = {"results": [], "records": {}}
     for i in range(len(parts)):
         part = Path(f"{ctx['results_path']}.{i}")
-        data = json.loads(part.read_text()) if part.is_file() else {}
+        data = datafile.load_json(part) if part.is_file() else {}
         joined["results"] += data.get("results") or []
         joined["records"].update(data.get("records") or {})
         joined["finished"] = max(joined.get("finished") or 0, data.get("finished") or 0)

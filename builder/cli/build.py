@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from builder.cli.root import app, out, settings
+from builder.cli.root import ALLOW_DIRS, app, out, settings
 from builder.errors import TfimgError
 from builder.infra.paths import OUT_ROOT
 
@@ -53,6 +53,7 @@ def build_cmd(
                                              help="HOST/NAMESPACE (a quarantine namespace): push the image there "
                                                   "before the gate and let Trivy read it by digest, so a scan "
                                                   "fetches and analyses only layers it has not seen."),
+    allow_dirs: list[Path] = ALLOW_DIRS,
 ) -> None:
     """Render, build (BuildKit, secrets mounted), check, scan, gate and tag variants.
 
@@ -67,14 +68,15 @@ def build_cmd(
     from builder.pipeline import context, fanout, orchestrator
     from builder.spec import loader as spec
 
-    variants = spec.load_all(spec_files)   # every spec is validated before anything is built
+    variants = spec.load_all(spec_files, allow_dirs)   # every spec is validated before anything is built
     if dupes := fanout.duplicate_names(variants):
         raise TfimgError(f"several files define the variant(s) {', '.join(dupes)}; their build/ folders would clash")
     opts = context.BuildOptions(out_root=out_root, base=base, force=force, no_cache=no_cache, docker=docker,
                                 builder=builder, checks=not no_test, scan=not no_scan, recheck=recheck,
                                 rescan=rescan, gpu=gpu, policy=policy, trivy=trivy_path, trivy_cache=trivy_cache,
                                 offline=offline, trivy_db_repository=trivy_db, cache_from=tuple(cache_from),
-                                cache_to=cache_to, registry=registry, scan_registry=scan_registry)
+                                cache_to=cache_to, registry=registry, scan_registry=scan_registry,
+                                allow_dirs=tuple(allow_dirs))
     root = settings()
     if len(variants) > 1:
         results = fanout.build_many(variants, opts, jobs, debug=root.debug, quiet=root.quiet, cache=root.cache)
@@ -101,6 +103,7 @@ def bake_cmd(
                                          help="Registry cache to import ({name}: the variant's name)."),
     cache_to: str | None = typer.Option(None, "--cache-to", envvar="TFIMG_CACHE_TO",
                                         help="Registry cache to export (type=registry, mode=max)."),
+    allow_dirs: list[Path] = ALLOW_DIRS,
 ) -> None:
     """Write a `docker buildx bake` file (JSON): one target per variant, as `tfimg build` would build it.
 
@@ -118,7 +121,7 @@ def bake_cmd(
     files: list[Path] = []
     for t in targets:
         files += matrix.variant_files(t) if t.is_dir() else [t]
-    variants = spec.load_all(files)
+    variants = spec.load_all(files, allow_dirs)
     if dupes := fanout.duplicate_names(variants):
         raise TfimgError(f"several files define the variant(s) {', '.join(dupes)}")
     opts = BuildOptions(out_root=out_root, base=base, cache_from=tuple(cache_from), cache_to=cache_to)

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from builder.cli.root import app, console, out, settings
+from builder.cli.root import ALLOW_DIRS, app, console, out, settings
 from builder.errors import ChecksFailed, EnvError
 from builder.infra import labels as label_names
 from builder.infra.paths import OUT_ROOT
@@ -23,14 +23,15 @@ if TYPE_CHECKING:
 # Stage modules are imported inside the commands: `tfimg --help` imports none of them.
 
 
-def _target(target: str, spec_file: Path | None, out_root: Path, engine: Engine) -> tuple[LoadedVariant, str, Path]:
+def _target(target: str, spec_file: Path | None, out_root: Path, engine: Engine,
+            allow_dirs: list[Path]) -> tuple[LoadedVariant, str, Path]:
     """(variant, image, out dir) for a SPEC or IMAGE argument."""
     from builder.infra import report
     from builder.render import context as render
     from builder.spec import loader as spec
 
     if target.endswith((".yaml", ".yml")):
-        loaded = spec.load(target)
+        loaded = spec.load(target, allow_dirs)
         built = report.load(out_root / loaded.name).build
         image = built.image_id if built else None
         found = engine.image(built.image) if built else None
@@ -52,7 +53,7 @@ def _target(target: str, spec_file: Path | None, out_root: Path, engine: Engine)
     if spec_file is None:
         raise EnvError(f"cannot tell which variant {target} is (label {label_names.VARIANT}: {name or 'absent'}); "
                        "the checks need its spec", hint="Pass it: tfimg test IMAGE --spec variants/NAME.yaml")
-    loaded = spec.load(spec_file)
+    loaded = spec.load(spec_file, allow_dirs)
     built_hash = info.labels.get(label_names.SPEC_HASH)
     if built_hash and built_hash != render.spec_hash(loaded):
         console.print(f"tfimg: warning: {target} was built from another version of {spec_file} "
@@ -88,6 +89,7 @@ def test_cmd(
                                        "report.json or the image's base label)."),
     out_root: Path = typer.Option(OUT_ROOT, "--out", help="Where build/<variant>/ goes."),
     timeout: float = typer.Option(900, "--timeout", help="Seconds the whole suite may take."),
+    allow_dirs: list[Path] = ALLOW_DIRS,
 ) -> None:
     """Check a running container of the image against its spec (pytest-testinfra suite).
 
@@ -101,7 +103,7 @@ def test_cmd(
     from builder.pipeline import single
 
     engine = Engine.deferred()   # this command's engine: connects on first use
-    loaded, image, where = _target(target, spec_file, out_root, engine)
+    loaded, image, where = _target(target, spec_file, out_root, engine, allow_dirs)
     section = single.test(loaded, image, where, gpu=gpu, base=base, engine=engine, ngc_run_flags=ngc_flags,
                           timeout=timeout, cache_root=settings().cache_root)
     out.print(testrun.table(section))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from builder.cli.root import app, out, settings, spec_arg
+from builder.cli.root import ALLOW_DIRS, app, out, settings, spec_arg
 from builder.errors import VerificationFailed
 from builder.infra.paths import OUT_ROOT
 
@@ -31,6 +31,7 @@ def _say(text: str) -> None:
 @app.command()
 def tags(spec_file: Path = spec_arg(), out_root: Path = OUT_OPT,
          image: str | None = typer.Option(None, "--image", help="Tag this image instead of the built one."),
+         allow_dirs: list[Path] = ALLOW_DIRS,
          ) -> None:
     """Print the variant's tags (read from the built image) and write build/<variant>/tags.txt."""
     from builder.infra import report
@@ -38,7 +39,7 @@ def tags(spec_file: Path = spec_arg(), out_root: Path = OUT_OPT,
     from builder.pipeline import single
     from builder.spec import loader as spec
 
-    loaded = spec.load(spec_file)
+    loaded = spec.load(spec_file, allow_dirs)
     text = single.tags(loaded, report.variant_dir(out_root, loaded.name), engine=Engine.deferred(), image=image)
     out.print(text.rstrip(), markup=False, highlight=False)
 
@@ -51,6 +52,7 @@ def publish(spec_file: Path = spec_arg(), out_root: Path = OUT_OPT,
             sign_key: str | None = typer.Option(None, "--sign-key", help="PEM private key that signs the attached "
                                                 "statements: a file, or env:NAME for a variable holding it "
                                                 "(password, if any: TFIMG_SIGN_KEY_PASSWORD). Never echoed."),
+            allow_dirs: list[Path] = ALLOW_DIRS,
             ) -> None:
     """Push a checked, scanned and gated image: immutable tag, moving tags, evidence."""
     import os
@@ -61,7 +63,7 @@ def publish(spec_file: Path = spec_arg(), out_root: Path = OUT_OPT,
     from builder.publish import push as publish_mod
     from builder.spec import loader as spec
 
-    loaded = spec.load(spec_file)
+    loaded = spec.load(spec_file, allow_dirs)
     directory = report.variant_dir(out_root, loaded.name)
     rec = single.publish(loaded, directory, registry, engine=Engine.deferred(), push=push, sign_key=sign_key,
                          key_password=os.environ.get(PASSWORD_ENV))
@@ -164,6 +166,7 @@ def matrix(directory: Path = typer.Argument(Path("variants"), help="Folder of va
            cache_to: str | None = typer.Option(None, "--cache-to", envvar="TFIMG_CACHE_TO",
                                                help="Add each variant's cache_to ({name}: the variant)."),
            base: str | None = typer.Option(None, "--base", envvar="TFIMG_BASE", help="The base builds use."),
+           allow_dirs: list[Path] = ALLOW_DIRS,
            ) -> None:
     """Print the variants as a JSON matrix for CI fan-out, parents before children.
 
@@ -172,7 +175,7 @@ def matrix(directory: Path = typer.Argument(Path("variants"), help="Folder of va
     """
     from builder.spec import matrix as matrix_mod
 
-    data = matrix_mod.matrix(directory, skip)
+    data = matrix_mod.matrix(directory, skip, allow_dirs)
     if level is not None:
         data["include"] = [i for i in data["include"] if i["level"] == level]
     if registry or cache_from or cache_to:
@@ -183,7 +186,7 @@ def matrix(directory: Path = typer.Argument(Path("variants"), help="Folder of va
 
         opts = BuildOptions(base=base, cache_from=tuple(cache_from), cache_to=cache_to, registry=registry)
         engine = Engine.deferred()   # only to look up local bases
-        data["include"] = [{**i, **bake.ci_fields(spec.load(i["file"]), opts, engine)} for i in data["include"]]
+        data["include"] = [{**i, **bake.ci_fields(spec.load(i["file"], allow_dirs), opts, engine)} for i in data["include"]]
     out.print(json.dumps(data, separators=(",", ":")), markup=False, highlight=False, soft_wrap=True)
 
 

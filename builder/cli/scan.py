@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from builder.cli.root import app, console, out, settings, warn
+from builder.cli.root import ALLOW_DIRS, app, console, out, settings, warn
 from builder.errors import EnvError, TfimgError
 from builder.infra.paths import OUT_ROOT
 
@@ -40,7 +40,7 @@ def _options(trivy_path: str, timeout: float, cache_dir: Path | None, offline: b
                          mode="reference" if by_reference else "archive", db_repository=db_repository)
 
 
-def _target(target: str, out_dir: Path | None) -> tuple[LoadedVariant | None, str, Path]:
+def _target(target: str, out_dir: Path | None, allow_dirs: list[Path]) -> tuple[LoadedVariant | None, str, Path]:
     """(variant or None, image reference, output directory) for a SPEC or IMAGE argument.
 
     A variant is scanned as the image its last build recorded in ``<out>/report.json``
@@ -50,7 +50,7 @@ def _target(target: str, out_dir: Path | None) -> tuple[LoadedVariant | None, st
     from builder.spec import loader as spec
 
     if target.endswith((".yaml", ".yml")):
-        loaded = spec.load(target)
+        loaded = spec.load(target, allow_dirs)
         where = out_dir or OUT_ROOT / loaded.name
         built = report.load(where).build
         image = built.image_id if built else None
@@ -77,6 +77,7 @@ def scan_cmd(
     db_repository: str | None = typer.Option(None, "--db-repository", envvar="TFIMG_TRIVY_DB_REPOSITORY",
                                              help="Pull Trivy's vulnerability DB from this OCI repository "
                                                   "(an internal trivy-db mirror)."),
+    allow_dirs: list[Path] = ALLOW_DIRS,
 ) -> None:
     """Scan a built variant (or any local image) with Trivy and write trivy.json.
 
@@ -92,7 +93,7 @@ def scan_cmd(
     from builder.scan import stage as scan_stage
 
     engine = Engine.deferred()   # connects only to save the image (archive mode) or read the base's layers
-    loaded, image, where = _target(target, out_dir)
+    loaded, image, where = _target(target, out_dir, allow_dirs)
     opts = _options(trivy_path, timeout, cache_dir, offline, by_reference, db_repository)
     if loaded is None and "@sha256:" in image:   # HOST/NAME@sha256:...: Trivy reads it from the registry
         opts = opts.model_copy(update={"mode": "remote"})

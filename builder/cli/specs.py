@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from builder.cli.root import app, out
+from builder.cli.root import ALLOW_DIRS, app, out
 from builder.errors import ChecksFailed, EnvError, TfimgError
 from builder.infra.paths import OUT_ROOT
 
@@ -25,12 +25,13 @@ def render_cmd(
     spec_file: Path = typer.Argument(..., metavar="SPEC", help="Variant file (variants/NAME.yaml).", show_default=False),
     out_dir: Path | None = typer.Option(None, "--out", help="Write the context here instead of build/<variant>/context."),
     stdout: bool = typer.Option(False, "--stdout", help="Print the Dockerfile and write nothing."),
+    allow_dirs: list[Path] = ALLOW_DIRS,
 ) -> None:
     """Validate a variant and render its Dockerfile and build context."""
     from builder.render import context as render
     from builder.spec import loader as spec
 
-    loaded = spec.load(spec_file)
+    loaded = spec.load(spec_file, allow_dirs)
     rendered = render.render(loaded)
     if stdout:
         sys.stdout.write(rendered.dockerfile)
@@ -41,11 +42,12 @@ def render_cmd(
 
 
 @app.command("validate")
-def validate_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.", show_default=False)) -> None:
+def validate_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.", show_default=False),
+                 allow_dirs: list[Path] = ALLOW_DIRS) -> None:
     """Validate variant files; print nothing but errors (exit 2) or 'ok'."""
     from builder.spec import loader as spec
 
-    spec.load_all(spec_files)
+    spec.load_all(spec_files, allow_dirs)
     out.print(f"ok: {len(spec_files)} variant(s) valid")
 
 
@@ -64,21 +66,24 @@ def hadolint(dockerfile: Path) -> list[dict[str, Any]]:
     from builder.infra import runner
 
     res = runner.run([hadolint_path(), "--format", "json", "--no-fail", str(dockerfile)], timeout=120)
+    from builder.infra import datafile
+
     try:
-        findings: list[dict[str, Any]] = json.loads(res.stdout or "[]")
+        findings: list[dict[str, Any]] = list(datafile.loads_json(res.stdout or "[]", "hadolint's output", what="it"))
         return findings
-    except json.JSONDecodeError as exc:
-        raise EnvError(f"hadolint printed something that is not JSON: {res.stdout[:200]!r}") from exc
+    except (ValueError, TypeError) as exc:
+        raise EnvError(f"hadolint printed something that is not a JSON list: {res.stdout[:200]!r}") from exc
 
 
 @app.command("lint")
-def lint_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.", show_default=False)) -> None:
+def lint_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.", show_default=False),
+             allow_dirs: list[Path] = ALLOW_DIRS) -> None:
     """Validate variants and run hadolint on each rendered Dockerfile (exit 1 on any finding)."""
     from builder.render import context as render
     from builder.spec import loader as spec
 
     findings_total = 0
-    for f, loaded in zip(spec_files, spec.load_all(spec_files), strict=True):
+    for f, loaded in zip(spec_files, spec.load_all(spec_files, allow_dirs), strict=True):
         ctx = render.write(render.render(loaded), context_dir(loaded.name))
         findings = hadolint(ctx / "Dockerfile")
         findings_total += len(findings)

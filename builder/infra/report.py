@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from builder.errors import TfimgError
-from builder.infra import report_models
+from builder.errors import TfimgError, UnreadableInput
+from builder.infra import datafile, report_models
 from builder.infra.report_models import Report
 
 REPORT = "report.json"
@@ -36,15 +36,15 @@ def load(directory: Path | str) -> Report:
     unknown section or key, a value of the wrong type).
     """
     path = Path(directory) / REPORT
-    if not path.exists():
+    if not os.path.lexists(path):   # a link to nowhere or a loop is an error, not "no report"
         return Report()
-    try:
-        return Report.model_validate(json.loads(path.read_text()))
+    try:   # datafile: not a regular file, not UTF-8, not JSON, a duplicate key (UnreadableInput, a ValueError)
+        return Report.model_validate(datafile.load_json(path, what="the file"))
     except (ValueError, ValidationError) as exc:
         first = exc.errors()[0] if isinstance(exc, ValidationError) else None
         # the loc also names a union's member (checks.ChecksSection.passed): keep the JSON path only
         where = ".".join(str(p) for p in first["loc"] if str(p) not in MODEL_NAMES) if first else ""
-        why = f"{where}: {first['msg']}" if first else str(exc)[:200]
+        why = f"{where}: {first['msg']}" if first else (exc.text if isinstance(exc, UnreadableInput) else str(exc)[:200])
         raise TfimgError(f"{path} is not a tfimg report ({why})",
                          hint="It was edited by hand or written by another tool; rebuild the variant "
                               "(tfimg build SPEC) to write a new one.") from None

@@ -58,6 +58,7 @@ class BuildOptions:
     cache_to: str | None = field(default=None, metadata=_flag("--cache-to"))           # and its export
     registry: str | None = field(default=None, metadata=_flag("--registry"))   # skip all when published there
     scan_registry: str | None = field(default=None, metadata=_flag("--scan-registry"))   # Trivy reads it there
+    allow_dirs: tuple[Path, ...] = field(default=(), metadata=_flag("--allow-dir"))   # where named files may lie
 
     def to_argv(self) -> list[str]:
         """The ``tfimg build`` options that give these options again (the fan-out's children)."""

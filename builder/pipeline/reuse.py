@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from builder.errors import UnreadableInput
+from builder.infra import datafile
 from builder.infra.report_models import BuildSection, JsonObject, StageReuse, TrivyDb
 
 SUITE_DIR = Path(__file__).resolve().parents[1] / "check"
@@ -71,8 +73,8 @@ def digest(value: Any) -> str:
 def file_digest(path: Path) -> str:
     """sha256 of a file's bytes; 'absent' when there is none."""
     try:
-        return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
+        return "sha256:" + hashlib.sha256(datafile.read_bytes(path, limit=datafile.MAX_JSON_BYTES)).hexdigest()
+    except UnreadableInput:   # missing, or not a regular file (never opened: no FIFO blocks here)
         return "absent"
 
 

@@ -7,13 +7,12 @@ and its sections are recorded in ``<out>/report.json`` by the pipeline, as in a 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 from builder.check import stage as checks_stage
 from builder.errors import TfimgError
-from builder.infra import clock
+from builder.infra import clock, datafile
 from builder.infra.engine import Engine
 from builder.infra.report_models import ChecksSection, JsonObject, PublishSection, ScanSection
 from builder.pipeline import record, steps
@@ -82,7 +81,7 @@ def gate_report(rep: trivy_report.Report, policy: Policy, out: Path, *, base_lay
 def _trivy_doc(out: Path) -> JsonObject | None:
     """The gate's Trivy report as it is attached (redacted again: never a secret in evidence)."""
     path = out / "trivy.json"
-    return trivy_report.redact(json.loads(path.read_text())) if path.is_file() else None
+    return trivy_report.redact(datafile.load_json(path, what="the Trivy report")) if path.is_file() else None
 
 
 def publish(loaded: LoadedVariant, out: Path, registry: str, *, engine: Engine, push: bool = False,

@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from builder import __version__
-from builder.errors import EnvError, VerificationFailed
-from builder.infra import clock
+from builder.errors import EnvError, UnreadableInput, VerificationFailed
+from builder.infra import clock, datafile
 from builder.infra.registry_client import Ref, Registry, parse_ref
 from builder.infra.report_models import JsonObject, Report
 from builder.publish import evidence, referrers
@@ -80,7 +80,7 @@ def _pem(source: str) -> bytes:
     if not path.is_file():
         raise EnvError(f"--sign-key: no key file at {path}",
                        hint="Give a PEM private key file, or env:NAME for a variable that holds one.")
-    return path.read_bytes()
+    return datafile.read_bytes(path, limit=2**20, what="the --sign-key file")
 
 
 def load_signer(source: str, password: str | None = None) -> Any:
@@ -105,7 +105,11 @@ def load_public_key(path: Path) -> Any:
     if not path.is_file():
         raise EnvError(f"--key: no public key file at {path}")
     try:
-        return SSlibKey.from_crypto(load_pem_public_key(path.read_bytes()))
+        pem = datafile.read_bytes(path, limit=2**20, what="the public key file")
+    except UnreadableInput as exc:
+        raise EnvError(f"--key {path}: {exc.text}") from None
+    try:
+        return SSlibKey.from_crypto(load_pem_public_key(pem))
     except (ValueError, TypeError) as exc:   # not PEM, or a key type securesystemslib cannot use
         raise EnvError(f"--key {path}: not a usable PEM public key ({exc})") from None
 
@@ -134,7 +138,7 @@ def sbom(out_dir: Path) -> JsonObject | None:
     path = out_dir / "sbom.cdx.json"
     if not path.is_file():
         return None
-    data: JsonObject = evidence.scrub(json.loads(path.read_text()))
+    data: JsonObject = evidence.scrub(datafile.load_json(path, what="the SBOM"))
     return data
 
 
@@ -273,14 +277,14 @@ def _check_one(reg: Registry, repo: str, digest: str, ref: referrers.Referrer, k
     found = reg.manifest(repo, ref.digest)
     if found is None:
         return Checked(kind, ref.digest, False, "listed as a referrer but the manifest is gone")
-    manifest = json.loads(found[0])
+    manifest = datafile.loads_json(found[0], f"manifest {ref.digest}", what="it")
     if (manifest.get("subject") or {}).get("digest") != digest:
         return Checked(kind, ref.digest, False, "the artifact's subject is not this digest")
     layer = next((x for x in manifest.get("layers") or [] if x.get("mediaType") == DSSE_TYPE), None)
     if layer is None:
         return Checked(kind, ref.digest, False, "no DSSE envelope layer")
     try:
-        env = Envelope.from_dict(json.loads(reg.blob(repo, layer["digest"])))
+        env = Envelope.from_dict(datafile.loads_json(reg.blob(repo, layer["digest"]), "the envelope", what="it"))
     except (ValueError, KeyError, TypeError, AttributeError, FormatError) as exc:   # not an envelope
         return Checked(kind, ref.digest, False, f"not a DSSE envelope ({exc})")
     if env.payload_type != INTOTO_PAYLOAD:
@@ -293,7 +297,7 @@ def _check_one(reg: Registry, repo: str, digest: str, ref: referrers.Referrer, k
         return Checked(kind, ref.digest, False, "the signature does not verify with the given key "
                        "(the statement was altered, or signed with another key)")
     try:
-        stmt = json.loads(env.payload)
+        stmt = datafile.loads_json(env.payload, "the signed payload", what="it")
     except ValueError:
         return Checked(kind, ref.digest, False, "the signed payload is not JSON")
     hexes = [(s.get("digest") or {}).get("sha256") for s in stmt.get("subject") or []]
@@ -340,4 +344,4 @@ def require(text: str, key_path: Path) -> Verdict:
 
 def envelope_b64_payload(env: dict[str, Any]) -> dict[str, Any]:
     """The statement inside an envelope dict (no verification; for display and tests)."""
-    return dict(json.loads(base64.b64decode(env["payload"])))
+    return dict(datafile.loads_json(base64.b64decode(env["payload"]), "the payload", what="it"))

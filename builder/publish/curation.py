@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from builder.errors import PublishRefused, RegistryError, VerificationFailed
-from builder.infra import clock, runner
+from builder.infra import clock, datafile, runner
 from builder.infra.credentials import docker_config_path
 from builder.infra.registry_client import INDEX_TYPES, LOOPBACK, Ref, Registry, parse_ref
 from builder.infra.report_models import JsonObject
@@ -172,13 +171,13 @@ class Entry:
 
 
 def _size_and_created(reg: Registry, repo: str, raw: bytes, media: str) -> tuple[int | None, str | None]:
-    manifest = json.loads(raw)
+    manifest = datafile.loads_json(raw, f"a manifest of {repo}", what="it")
     if media in INDEX_TYPES:
         return sum(m.get("size", 0) for m in manifest.get("manifests", [])), None
     config = manifest.get("config") or {}
     size = config.get("size", 0) + sum(lyr.get("size", 0) for lyr in manifest.get("layers", []))
     try:
-        created = json.loads(reg.blob(repo, config["digest"])).get("created")
+        created = datafile.loads_json(reg.blob(repo, config["digest"]), f"config {config['digest']}", what="it").get("created")
     except (KeyError, ValueError, RegistryError):
         created = None
     return size, created

@@ -20,7 +20,7 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from builder.errors import RegistryError
-from builder.infra import labels
+from builder.infra import datafile, labels
 from builder.infra.registry_client import OCI_MANIFEST, Registry
 from builder.infra.report_models import JsonObject, Report, TagsSection
 from builder.spec.loader import CREDENTIAL_NAME
@@ -200,11 +200,12 @@ def _layer(reg: Registry, repo: str, digest: str, media_type: str) -> Any:
     found = reg.manifest(repo, tag_for(digest))
     if found is None:
         return None
-    manifest = json.loads(found[0])
+    manifest = datafile.loads_json(found[0], f"manifest {repo}:{tag_for(digest)}", what="it")
     if (manifest.get("annotations") or {}).get(labels.SUBJECT) != digest:
         return None
     layer = next((lyr for lyr in manifest.get("layers", []) if lyr.get("mediaType") == media_type), None)
-    return json.loads(reg.blob(repo, layer["digest"])) if layer is not None else None
+    return datafile.loads_json(reg.blob(repo, layer["digest"]), f"blob {layer['digest']}", what="it") \
+        if layer is not None else None
 
 
 def read(reg: Registry, repo: str, digest: str) -> Evidence | None:

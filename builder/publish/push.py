@@ -12,7 +12,6 @@ records it in report.json.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field
 
 from builder.errors import PublishRefused, RegistryError, TfimgError
-from builder.infra import clock
+from builder.infra import clock, datafile
 from builder.infra import report as report_mod
 from builder.infra.engine import Engine
 from builder.infra.registry_client import INDEX_TYPES, Ref, Registry, parse_ref, with_retry
@@ -106,7 +105,7 @@ def remote_state(reg: Registry, repo: str, tag: str, image_id: str
     raw, media, digest = found
     if media in INDEX_TYPES:
         return "conflict", digest
-    config = (json.loads(raw).get("config") or {}).get("digest")
+    config = (datafile.loads_json(raw, f"manifest {repo}:{tag}", what="it").get("config") or {}).get("digest")
     return ("published" if config == image_id else "conflict"), digest
 
 

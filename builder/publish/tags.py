@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from builder.errors import PublishRefused
+from builder.infra import datafile
 from builder.infra.engine import Engine
 from builder.infra.labels import LOCAL_REPO
 from builder.infra.report_models import FactsSection, LocalTags, TagsSection
@@ -45,7 +46,8 @@ def read(out_dir: Path) -> TagsSection:
     if not path.is_file():
         raise PublishRefused(f"no {path}: the tags of this build have not been computed",
                              hint="Run `tfimg tags SPEC` (or `tfimg build SPEC`) first.")
-    tags = [tagging.validate(line.strip()) for line in path.read_text().splitlines() if line.strip()]
+    text = datafile.read_text(path, limit=datafile.MAX_INPUT_BYTES, what="the tags file")
+    tags = [tagging.validate(line.strip()) for line in text.splitlines() if line.strip()]
     if not tags:
         raise PublishRefused(f"{path} holds no tag", hint="Run `tfimg tags SPEC` to write it again.")
     return TagsSection(immutable=tags[0], moving=[t for t in dict.fromkeys(tags[1:]) if t != tags[0]])

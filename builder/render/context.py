@@ -19,7 +19,7 @@ from typing import Any
 
 import jinja2
 
-from builder.infra import labels
+from builder.infra import datafile, labels
 from builder.spec.loader import LoadedVariant, Variant
 
 PKG = Path(__file__).resolve().parents[1]  # builder/
@@ -81,9 +81,10 @@ def spec_hash(loaded: LoadedVariant) -> str:
     """
     data = loaded.spec.model_dump(mode="json")
     root = loaded.path.resolve().parent
-    data["python"]["requirements"] = [(Path(p).name, _sha(Path(p).read_bytes()))
+    data["python"]["requirements"] = [(Path(p).name, _sha(datafile.read_bytes(p, limit=datafile.MAX_INPUT_BYTES)))
                                       for p in loaded.spec.python.requirements]
-    data["ssh"]["authorized_keys"] = [_sha(Path(p).read_bytes()) for p in loaded.spec.ssh.authorized_keys]
+    data["ssh"]["authorized_keys"] = [_sha(datafile.read_bytes(p, limit=datafile.MAX_INPUT_BYTES))
+                                      for p in loaded.spec.ssh.authorized_keys]
     # The policy decides the gate, not the image: a new or edited policy re-runs the gate only
     # (report.json's gate section records the policy file and its hash).
     data.pop("policy", None)
@@ -165,11 +166,12 @@ def render(loaded: LoadedVariant) -> Rendered:
         files["python/pip-install.sh"] = (env.get_template("context/pip-install.sh.j2").render(ctx), 0o755)
         files["python/protect.py"] = (env.get_template("context/protect.py.j2").render(ctx), 0o644)
         for name, src in zip(req_names, v.python.requirements, strict=True):
-            files[f"python/{name}"] = (Path(src).read_text(), 0o644)
+            files[f"python/{name}"] = (datafile.read_text(src, limit=datafile.MAX_INPUT_BYTES), 0o644)
     if v.ssh.enabled:
         files["etc/ssh/sshd_config"] = (env.get_template("context/sshd_config.j2").render(ctx), 0o644)
         if v.ssh.authorized_keys:
-            keys = "".join(_normalise_key(Path(p).read_text()) for p in v.ssh.authorized_keys)
+            keys = "".join(_normalise_key(datafile.read_text(p, limit=datafile.MAX_INPUT_BYTES))
+                           for p in v.ssh.authorized_keys)
             files["etc/ssh/authorized_keys"] = (keys, 0o644)
     if v.jupyter.enabled:
         cfg = env.get_template("context/jupyter_config.py.j2").render(ctx)

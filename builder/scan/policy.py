@@ -13,6 +13,7 @@ blocks nothing. A key left out takes the default policy's value.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -182,7 +183,7 @@ def resolve(name_or_path: str | Path | None) -> Path:
 def load(name_or_path: str | Path | None = None) -> Policy:
     """Load and validate a policy file (None: the shipped default). Raises SpecErrors."""
     path = resolve(name_or_path)
-    if not path.is_file():
+    if not os.path.lexists(path):   # anything else (a FIFO, a loop) is refused by the reader, by name
         shipped = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.yaml")))
         raise SpecErrors([SpecError(path, "", "policy file not found",
                                     hint=f"Give a path, or one of the shipped policies: {shipped}.")])

@@ -10,7 +10,6 @@ The stage returns a frozen :class:`Scanned`; the orchestrator records its
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import EnvError, GateFailed, TfimgError
-from builder.infra import report
+from builder.infra import datafile, report
 from builder.infra.engine import Engine
 from builder.infra.report_models import GateFiles, GateSection, ScanSection
 from builder.scan import gate, trivy, trivy_report
@@ -149,13 +148,10 @@ def base_layers_of(ref: str, engine: Engine) -> list[str] | None:
 def read_base_layers(path: Path) -> list[str]:
     """DiffIDs from a file: a JSON list, `docker image inspect` output, a Trivy report of the
     base, or one ``sha256:...`` per line. Raises TfimgError."""
-    if not path.is_file():
-        raise TfimgError(f"base layers file '{path}' not found")
-    text = path.read_text()
-    try:
-        data: Any = json.loads(text)
-    except ValueError:
-        data = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    what = "the base layers file"
+    text = datafile.read_text(path, limit=datafile.MAX_JSON_BYTES, what=what)
+    data: Any = datafile.loads_json(text, path, what=what) if text.lstrip().startswith(("[", "{")) else \
+        [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
         data = data[0]
     if isinstance(data, dict):

@@ -37,7 +37,6 @@ see how fresh it was.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import tempfile
@@ -48,8 +47,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from builder.errors import CommandFailed, EnvError, TfimgError
+from builder.infra import datafile, runner
 from builder.infra import report as report_file
-from builder.infra import runner
 from builder.infra.engine import Engine
 from builder.infra.report_models import JsonObject, Sbom, ScanSection, TrivyDb
 from builder.scan.trivy_report import Report, from_data, redact
@@ -164,7 +163,7 @@ def version(opts: Options) -> VersionInfo:
     res = _run([exe, "version", "--format", "json", *runner.args(cache_dir=opts.cache_dir)],
                timeout=60, what="`trivy version`")
     try:
-        data = json.loads(res.stdout)
+        data = datafile.loads_json(res.stdout, "`trivy version` output", what="it")
         if not isinstance(data, dict) or not isinstance(data.get("Version"), str):
             raise ValueError("no 'Version' key")
     except ValueError as exc:
@@ -308,7 +307,7 @@ def _sbom(exe: str, raw: Path, dest: Path, opts: Options) -> Sbom:
          timeout=120, cwd=str(raw.parent), what="`trivy convert --format cyclonedx`")
     try:
         body = tmp_out.read_bytes()
-        doc = json.loads(body)
+        doc = datafile.loads_json(body, tmp_out, what="the SBOM")
         components = len(doc.get("components") or [])
     except (OSError, ValueError, AttributeError) as exc:
         raise EnvError(f"Trivy wrote no readable CycloneDX SBOM ({str(exc)[:120]}).") from None
@@ -346,8 +345,8 @@ def cyclonedx(image: str, opts: Options, *, tool: Trivy | None = None) -> JsonOb
               "--skip-db-update", "--skip-java-db-update", "--offline-scan", "--quiet", "--output", str(out), image],
              timeout=max(opts.timeout, 1800), cwd=tmp, what="`trivy image --format cyclonedx`")
         try:
-            data = json.loads(out.read_text())
-        except (OSError, ValueError) as exc:
+            data = datafile.load_json(out, what="the SBOM")
+        except ValueError as exc:   # UnreadableInput
             raise EnvError(f"Trivy wrote no readable CycloneDX SBOM ({str(exc)[:120]}).") from None
     return data if isinstance(data, dict) else {}
 
@@ -376,7 +375,7 @@ def current_db(opts: Options, tool: Trivy) -> TrivyDb | None:
         with tempfile.TemporaryDirectory(prefix="tfimg-trivy-") as tmp:
             _run(argv, timeout=min(opts.timeout, 300), cwd=tmp, what="`trivy image --download-db-only`")
     try:
-        data = json.loads((cache_base(opts.cache_dir) / "db" / "metadata.json").read_text())
+        data = datafile.load_json(cache_base(opts.cache_dir) / "db" / "metadata.json", limit=2**20)
     except (OSError, ValueError):
         return None
     return db_of(data)
@@ -425,7 +424,7 @@ def _read(path: Path, ver: str, rename: dict[str, str] | None = None) -> tuple[R
     if not path.is_file() or path.stat().st_size == 0:
         raise EnvError(f"Trivy {ver} exited 0 but wrote no report; no findings were decided.")
     try:
-        data = json.loads(path.read_text(errors="replace"))
+        data = datafile.load_json(path, what="the report")
         if isinstance(data, dict):
             for old, new in (rename or {}).items():
                 if data.get("ArtifactName") == old:

@@ -14,7 +14,6 @@ hold no secret material (no ``Match``, no code lines).
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from builder.errors import TfimgError
+from builder.infra import datafile
 
 SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -269,17 +269,10 @@ def _license(r: Result, lic: License) -> Finding:
                    title=f"{lic.Name} ({lic.Category})" if lic.Category else lic.Name, url=lic.Link or None)
 
 
-def parse(text: str, *, source: str = "report") -> Report:
-    """Parse Trivy JSON text. Raises TfimgError when it is not a Trivy report."""
-    try:
-        data = json.loads(text)
-    except UnicodeDecodeError:
-        raise TfimgError(f"{source} is not JSON (not UTF-8 text)",
-                         hint="Expected the output of `trivy image --format json`.") from None
-    except json.JSONDecodeError as exc:
-        raise TfimgError(f"{source} is not JSON ({exc.msg} at line {exc.lineno})",
-                         hint="Expected the output of `trivy image --format json`.") from None
-    return from_data(data, source=source)
+def parse(text: str | bytes, *, source: str = "report") -> Report:
+    """Parse Trivy JSON text. Raises TfimgError when it is not a Trivy report (datafile's
+    UnreadableInput when it is not strict JSON: bad UTF-8, a duplicate key, ...)."""
+    return from_data(datafile.loads_json(text, source, what="the Trivy report"), source=source)
 
 
 def from_data(data: Any, *, source: str = "report") -> Report:
@@ -304,9 +297,7 @@ def from_data(data: Any, *, source: str = "report") -> Report:
 def load(path: str | Path) -> Report:
     """Read and parse a saved Trivy JSON report. Raises TfimgError."""
     p = Path(path)
-    if not p.is_file():
-        raise TfimgError(f"Trivy report '{p}' not found")
-    return parse(p.read_text(errors="replace"), source=str(p))
+    return from_data(datafile.load_json(p, what="the Trivy report"), source=str(p))
 
 
 def redact(data: Any) -> Any:
