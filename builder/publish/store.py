@@ -87,7 +87,9 @@ def read(reg: Registry, repo: str, digest: str, kinds: set[str] | None = None) -
     refs, route = referrers.list_referrers(reg, repo, digest)
     out: list[Found] = []
     seen: set[str] = set()
-    for ref in sorted(refs, key=lambda r: r.annotations.get(referrers.CREATED, "")):
+    order = list(KINDS)
+    for ref in sorted(refs, key=lambda r: (r.annotations.get(referrers.CREATED, ""),
+                                           order.index(_hint(r) or "promotion"), r.digest)):
         hint = _hint(ref)
         if (hint is None and ref.artifact_type != DSSE_TYPE) or (kinds is not None and hint not in kinds):
             continue

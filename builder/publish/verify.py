@@ -71,7 +71,7 @@ class Verdict:
     def lines(self) -> list[str]:
         head = (f"{self.reference}: {'VERIFIED' if self.ok else 'FAILED'} (required: {', '.join(self.required)}; "
                 f"{len(self.judged)} envelope(s), referrers by {self.route} and cosign's .att)")
-        return [head, *[j.line() for j in self.judged], *[f"  missing: {m}" for m in self.missing]]
+        return [head, *[j.line() for j in self.judged]]   # what is missing: the error (stderr)
 
     def error(self) -> VerificationFailed:
         return VerificationFailed(f"{self.reference} does not verify: " + "; ".join(self.missing),
