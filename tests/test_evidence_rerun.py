@@ -187,3 +187,20 @@ def test_require_names_what_is_missing(target: Target, keypair: Callable[..., tu
     v = verify.verify(f"{target.host}/dev/local@{digest}", [pub], ("report", "provenance"))
     assert v.missing == ["provenance: signed by a trusted key but the provenance names no base image digest "
                          "(resolvedDependencies 'base')"]
+
+
+def test_promotion_copies_the_evidence_on_either_registry(target: Target, keypair: Callable[..., tuple[Path, Path]],
+                                                          publish_signed: Callable[..., Published]) -> None:
+    """skopeo copies the digest; the referrers (by the API, or the tag schema's index) and the ``.att``
+    image follow; both sides get the signed promotion record."""
+    from builder.pipeline import gatekeeping
+    key, pub = keypair()
+    p = publish_signed(target, key)
+    res = gatekeeping.promote(p.ref, f"{target.host}/prod/bert", keys=[pub], signer=signing.load_signer(str(key)))
+    assert res.record_signed and len(res.referrers) == 4
+    reg = Registry(target.host)
+    promoted = f"{target.host}/prod/bert@{p.digest}"
+    v = verify.verify(promoted, [pub], (*verify.DEFAULT_REQUIRED, "promotion"))
+    assert v.ok and v.route == target.route, v.lines()
+    assert len(cosign_att.layers(reg, "prod/bert", p.digest)) == 5
+    assert verify.verify(p.ref, [pub], ("promotion",)).ok

@@ -123,6 +123,9 @@ def base_purl(ref: str, digest: str | None) -> str:
     purl-spec's OCI type); without a digest, no version."""
     from packageurl import PackageURL
 
+    ref = re.sub(r"^[a-z][a-z0-9+.-]*://", "", ref)                 # a URL is no image reference:
+    first, sep, rest = ref.partition("/")                           # never a user:password@ in a purl
+    ref = (first.rpartition("@")[2] + sep + rest) if sep else ref
     repository, tag, pinned = split_ref(ref)
     qualifiers = {k: v for k, v in (("repository_url", repository if _has_host(repository) else None),
                                     ("tag", tag)) if v}

@@ -88,8 +88,9 @@ def read(reg: Registry, repo: str, digest: str, kinds: set[str] | None = None) -
     out: list[Found] = []
     seen: set[str] = set()
     order = list(KINDS)
-    for ref in sorted(refs, key=lambda r: (r.annotations.get(referrers.CREATED, ""),
-                                           order.index(_hint(r) or "promotion"), r.digest)):
+    for ref in sorted(refs, key=lambda r: (r.annotations.get(referrers.CREATED, ""),   # stable: listing order
+                                           order.index(_hint(r) or "promotion"))):   # within one second
+
         hint = _hint(ref)
         if (hint is None and ref.artifact_type != DSSE_TYPE) or (kinds is not None and hint not in kinds):
             continue
