@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from builder.infra.report_models import GateFiles, GateSection
+from builder.infra.report_models import GateFiles, GateSection, WaiverRecord
 from builder.scan.policy import Policy, Waiver
 from builder.scan.trivy_report import RANK, SEVERITIES, Finding, Report, check_id
 
@@ -72,6 +72,7 @@ class GateResult(_Frozen):
     waived: list[Waived] = Field(default_factory=list)
     expired_waivers: list[WaiverNote] = Field(default_factory=list)
     stale_waivers: list[WaiverNote] = Field(default_factory=list)
+    applied_waivers: list[WaiverNote] = Field(default_factory=list)
     findings: list[tuple[Finding, Literal["new", "inherited"]]] = Field(default_factory=list)
 
     @property
@@ -88,8 +89,15 @@ class GateResult(_Frozen):
             counts=self.counts, waived=len(self.waived),
             expired_waivers=[f"{w.id} (owner {w.owner}, expired {w.expires})" for w in self.expired_waivers],
             stale_waivers=[w.id for w in self.stale_waivers],
+            **({"waivers": self.waiver_records()} if self.applied_waivers else {}),
             base_layers_known=self.base_layers_known, base_digest_pinned=self.base_digest_pinned,
             **({"files": files} if files is not None else {}))
+
+
+    def waiver_records(self) -> list[WaiverRecord]:
+        """The waivers that waived findings, with owner, expiry and how many they waived."""
+        return [WaiverRecord(**w.model_dump(), findings=sum(x.waiver == w.id for x in self.waived))
+                for w in self.applied_waivers]
 
 
 def unscanned(policy: Policy, why: str, *, today: dt.date | None = None) -> GateResult:
@@ -149,6 +157,7 @@ def evaluate(report: Report, policy: Policy, base_layers: Collection[str] | None
         reasons=reasons, blocking=blocking, counts=_counts(rows), waived=waived,
         expired_waivers=[notes(w.model_dump()) for w in expired],
         stale_waivers=[notes(w.model_dump()) for w in live if id(w) not in used],
+        applied_waivers=[notes(w.model_dump()) for w in live if id(w) in used],
         findings=rows)
 
 
