@@ -1,20 +1,23 @@
-"""Commands: ``tags``, ``publish``, ``promote``, ``registry ls|show|prune``, ``matrix``."""
+"""Commands: ``tags``, ``publish``, ``promote``, ``registry ls|show|prune|catalog``, ``matrix``."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from builder.cli.root import ALLOW_DIRS, app, out, settings, spec_arg
-from builder.errors import VerificationFailed
+from builder.errors import TfimgError, VerificationFailed
 from builder.infra import lazy
 
 if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
+    from builder.catalog import collect as catalog_collect
+    from builder.catalog import render as catalog_render
     from builder.infra import clock, report
     from builder.publish import curation as registry_mod
     from builder.publish import push as publish_mod
@@ -22,6 +25,8 @@ if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help
     from builder.spec import loader as spec
     from builder.spec import matrix as matrix_mod
 else:
+    catalog_collect = lazy.module("builder.catalog.collect")
+    catalog_render = lazy.module("builder.catalog.render")
     clock = lazy.module("builder.infra.clock")
     report = lazy.module("builder.infra.report")
     registry_mod = lazy.module("builder.publish.curation")
@@ -30,7 +35,7 @@ else:
     spec = lazy.module("builder.spec.loader")
     matrix_mod = lazy.module("builder.spec.matrix")
 
-registry_app = typer.Typer(help="Look at and curate published images (list, evidence, retention).",
+registry_app = typer.Typer(help="Look at and curate published images (list, evidence, retention, a catalog site).",
                            no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
 
@@ -146,6 +151,30 @@ def registry_prune(name: str = typer.Argument(..., help="HOST[:PORT]/NAME (one r
         _say(f"{why.split(':')[0]:<6} {e.variant:<16} {e.digest[:19]}  {', '.join(e.tags)}  ({why.split(': ', 1)[1]})")
     n = sum(why.startswith("delete") for _, why in decided)
     _say(f"deleted {n} digest(s)" if yes else f"dry run: {n} digest(s) would be deleted; add --yes")
+
+
+@registry_app.command("catalog")
+def registry_catalog(
+    namespace: str = typer.Argument(..., help="HOST[:PORT]/NAMESPACE (or one repository)."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for the site: new, empty, or an earlier catalog "
+                                 "(replaced). Open DIR/index.html from disk or any web server."),
+    key: list[Path] = typer.Option([], "--key", help="PEM public key the evidence must verify with (repeatable). "
+                                   "Without one, every image is marked 'not verified'."),
+    policy: Path | None = typer.Option(None, "--policy", help="Also judge every image's attached vulnerability "
+                                       "report under this policy, today (as `tfimg promote --policy` does)."),
+    workers: int = typer.Option(8, "--workers", help="Digests read at the same time."),
+) -> None:
+    """Write a static catalog site (HTML, search, catalog.json) of the published images and their evidence."""
+    if workers < 1:
+        raise TfimgError(f"--workers must be at least 1, not {workers}")
+    catalog = catalog_collect.collect(namespace, keys=key, policy=policy, workers=workers)
+    index = catalog_render.write(catalog, out_dir)
+    flags = Counter(f for i in catalog.images for f in i.flags)
+    _say(f"catalog of {namespace}: {len(catalog.images)} digest(s) in {len({i.variant for i in catalog.images})} "
+         f"variant(s); {sum(i.ok for i in catalog.images)} verified and passing, {flags['blocked']} blocked, "
+         f"{flags['unverifiable']} whose evidence does not verify, {flags['not-verified']} not verified")
+    _say(f"wrote {out_dir} (index.html, images/, catalog.json, catalog.schema.json)")
+    _say(f"open {index.resolve().as_uri()}")
 
 
 @app.command()
