@@ -10,6 +10,7 @@ Evidence is attacker-controlled: every value is read defensively (a wrong type i
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -72,10 +73,11 @@ def number(value: Any) -> int | None:
 # --------------------------------------------------------------------------- one image
 
 def page_for(repository: str, digest: str) -> str:
-    """``images/<repository path>-<12 hex>.html``: safe as a file name and a URL, unique per repository."""
+    """``images/<repository path>-<16 hex>.html``: safe as a file name and a URL; the hex is of
+    ``repository@digest``, so two repositories whose paths read alike still get two pages."""
     path = repository.partition("/")[2] or repository
-    slug = re.sub(r"[^a-z0-9._-]+", "-", path.lower()).strip("-.") or "image"
-    return f"images/{slug}-{digest.partition(':')[2][:12]}.html"
+    slug = re.sub(r"[^a-z0-9._-]+", "-", path.lower()).strip("-.")[:60] or "image"
+    return f"images/{slug}-{hashlib.sha256(f'{repository}@{digest}'.encode()).hexdigest()[:16]}.html"
 
 
 def versions(doc: Any) -> Versions:

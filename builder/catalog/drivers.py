@@ -47,7 +47,11 @@ def _driver_key(driver: str) -> tuple[int, ...]:
 
 def toolkit_driver(cuda: str) -> str | None:
     """The driver NVIDIA ships with the CUDA release ``cuda`` (its oldest update when only major.minor is known)."""
-    want = _numbers(cuda)[:2]
+    given = _numbers(cuda)
+    exact = [d for v, d in table().toolkit_drivers.items() if _numbers(v) == given]
+    if exact:
+        return exact[0]
+    want = given[:2]
     if len(want) < 2:
         return None
     rows = [d for v, d in table().toolkit_drivers.items() if _numbers(v)[:2] == want]
@@ -63,6 +67,8 @@ def _from_table(cuda: str) -> DriverNeed:
     full = toolkit_driver(cuda)
     minor = table().minor_version_compatibility.get(major)
     source = table().source
+    if minor is not None and full is not None and _driver_key(full) < _driver_key(minor):
+        minor = full   # CUDA 11.0 shipped before the branch that runs all of 11.x: its own driver is older
     if minor is not None:
         return DriverNeed(minimum=minor, basis="cuda-table", full_features=full, source=source,
                           note=f"CUDA {cuda}: any driver from {minor} runs CUDA {major}.x (minor version "

@@ -163,7 +163,9 @@ def _config(reg: Registry, repo: str, digest: str) -> ImageConfig:
     ports = []
     for spec in (inner.get("ExposedPorts") or {}):
         with contextlib.suppress(ValueError):
-            ports.append(int(str(spec).split("/")[0]))
+            port = int(str(spec).split("/")[0])
+            if 0 < port < 65536:
+                ports.append(port)
     return ImageConfig(
         labels={str(k): str(v) for k, v in (inner.get("Labels") or {}).items()},
         exposed_ports=tuple(sorted(set(ports))),
@@ -217,7 +219,10 @@ def redecide(ev: Evidence, policy: Path) -> tuple[str, str]:
     """(decision, how): the attached vulnerability report under ``policy``, judged today."""
     if ev.report is None:
         return "no-evidence", "no tfimg evidence is attached"
-    return curation.policy_decision(ev.report, policy, ev.trivy)
+    try:
+        return curation.policy_decision(ev.report, policy, ev.trivy)
+    except (AttributeError, TypeError, KeyError, ValueError, TfimgError) as exc:   # a document of the wrong shape
+        return "unreadable", f"the evidence could not be judged under {policy.name} ({type(exc).__name__})"
 
 
 def key_fingerprint(path: Path) -> str:
@@ -234,5 +239,9 @@ def key_fingerprint(path: Path) -> str:
 
 
 def recorded_decision(ev: Evidence) -> str:
-    """The decision recorded when it was published: 'pass', 'block', 'checks-failed', 'no-evidence' ..."""
-    return evidence.verdict(ev.report)
+    """The decision recorded when it was published: 'pass', 'block', 'checks-failed', 'no-evidence' ...;
+    'unreadable' for a document of the wrong shape."""
+    try:
+        return evidence.verdict(ev.report)
+    except (AttributeError, TypeError):
+        return "unreadable"

@@ -19,6 +19,7 @@ import json
 import re
 import shutil
 import tempfile
+from functools import lru_cache
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,9 @@ def http_url(value: str | None) -> str:
     return value if value and re.match(r"^https?://[^\s\"'<>]+$", value) else ""
 
 
+@lru_cache(maxsize=1)
 def environment() -> Environment:
+    """The one Jinja2 environment (templates compiled once): autoescape on, undefined names are errors."""
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters.update(size=human_size, when=iso_when, day=iso_day, short=short, httpurl=http_url)

@@ -67,12 +67,12 @@ def _security(uid: int, gid: int) -> list[str]:
 def _container(ref: str, info: RunInfo, user: tuple[str, int, int], indent: str,
                args: list[str] | None = None) -> list[str]:
     name, _, _ = user
-    out = [f"- name: {pod_name(info.variant)}", f"  image: {ref}"]
+    out = [f'- name: "{pod_name(info.variant)}"', f'  image: "{ref}"']
     if args:   # args, not command: the image's entrypoint (tini, then the command) stays
         out += ["  args: [" + ", ".join(f'"{c}"' for c in args) + "]"]
     if info.jupyter:
         out += ["  env:", "    - name: JUPYTER_PASSWORD_HASH     # make one with `tfimg hash-password`",
-                f"      valueFrom: {{secretKeyRef: {{name: {pod_name(info.variant)}-jupyter, key: password-hash}}}}"]
+                f'      valueFrom: {{secretKeyRef: {{name: "{pod_name(info.variant)}-jupyter", key: password-hash}}}}']
     if info.ports:
         out += ["  ports: [" + ", ".join(f"{{containerPort: {p}}}" for p in info.ports) + "]"]
     if info.gpu:
@@ -99,7 +99,7 @@ def _volumes(info: RunInfo, indent: str, ssh: bool) -> list[str]:
 
 def _pod(ref: str, info: RunInfo, user: tuple[str, int, int]) -> str:
     _, uid, gid = user
-    lines = ["apiVersion: v1", "kind: Pod", f"metadata: {{name: {pod_name(info.variant)}}}", "spec:",
+    lines = ["apiVersion: v1", "kind: Pod", f'metadata: {{name: "{pod_name(info.variant)}"}}', "spec:",
              *_security(uid, gid), "  containers:", *_container(ref, info, user, "    "),
              *_volumes(info, "  ", info.ssh)]
     return "\n".join(lines) + "\n"
@@ -108,7 +108,7 @@ def _pod(ref: str, info: RunInfo, user: tuple[str, int, int]) -> str:
 def _kubeflow(ref: str, info: RunInfo, user: tuple[str, int, int]) -> str:
     _, uid, gid = user
     lines = ["apiVersion: kubeflow.org/v1", "kind: Notebook",
-             f"metadata: {{name: {pod_name(info.variant)}, namespace: YOUR-PROFILE-NAMESPACE}}",
+             f'metadata: {{name: "{pod_name(info.variant)}", namespace: YOUR-PROFILE-NAMESPACE}}',
              "spec:", "  template:", "    spec:", *["    " + s for s in _security(uid, gid)],
              "      containers:",
              *_container(ref, info, user, "        ",
