@@ -49,7 +49,7 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers(-5, 10**10) | TEXT,
 @st.composite
 def documents(draw: st.DrawFn) -> dict:
     """An evidence document of today's shape with hostile values in every field the pages show."""
-    t = lambda: draw(TEXT)   # noqa: E731
+    t = lambda: draw(TEXT)
     decision = draw(st.sampled_from(["pass", "block", "unscanned"]) | TEXT)
     waiver = {"id": t(), "owner": t(), "expires": draw(st.sampled_from(["2027-03-31", "2026-01-01"]) | TEXT),
               "reason": t(), "package": t(), "findings": draw(st.integers(0, 3))}
@@ -69,7 +69,7 @@ def documents(draw: st.DrawFn) -> dict:
 
 
 def _trivy(draw: st.DrawFn) -> dict:
-    t = lambda: draw(TEXT)   # noqa: E731
+    t = lambda: draw(TEXT)
     vuln = {"VulnerabilityID": t(), "PkgName": t(), "InstalledVersion": t(), "FixedVersion": t(), "Title": t(),
             "Severity": draw(st.sampled_from(["CRITICAL", "HIGH"]) | TEXT),
             "PrimaryURL": draw(st.sampled_from(["javascript:alert(1)", "https://example.com/<x>", "data:text/html,x"])
