@@ -35,9 +35,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import requests
 
 from builder.errors import RegistryError, TfimgError
 from builder.infra import datafile
@@ -95,9 +98,21 @@ class Evidence:
     problems: tuple[str, ...] = ()
 
 
+@contextlib.contextmanager
+def _connection(host: str) -> Iterator[None]:
+    """A registry that cannot be reached (after the client's retries) is an environment error (exit 2)."""
+    try:
+        yield
+    except requests.RequestException as exc:
+        raise RegistryError(f"cannot reach the registry {host}: {type(exc).__name__}",
+                            hint="Check that it runs and that HOST[:PORT] is right (plain HTTP is used for "
+                                 "127.0.0.1 and localhost only).") from None
+
+
 def list_digests(namespace: str) -> list[Listed]:
     """Every published digest at or under ``HOST/NAMESPACE``, newest first."""
-    return [Listed(e.repository, e.digest, tuple(e.tags), e.created, e.size) for e in curation.ls(namespace)]
+    with _connection(parse_ref(namespace).host):
+        return [Listed(e.repository, e.digest, tuple(e.tags), e.created, e.size) for e in curation.ls(namespace)]
 
 
 def _doc(value: Any) -> dict[str, Any] | None:
@@ -176,6 +191,11 @@ def _config(reg: Registry, repo: str, digest: str) -> ImageConfig:
 
 def read(listed: Listed, keys: list[Path]) -> Evidence:
     """Everything attached to one digest (see the module's contract)."""
+    with _connection(parse_ref(listed.repository).host):
+        return _read(listed, keys)
+
+
+def _read(listed: Listed, keys: list[Path]) -> Evidence:
     ref = parse_ref(listed.repository)
     reg = Registry(ref.host)
     problems: list[str] = []
