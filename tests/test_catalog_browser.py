@@ -118,7 +118,7 @@ def test_index_search_and_status_from_disk(site: Path, browser, tmp_path: Path) 
     assert all("DOES NOT VERIFY" in li.text for li in found)
     _shot(browser, tmp_path, "catalog-index.png")
     if os.environ.get("TFIMG_UPDATE_SCREENSHOT"):
-        browser.set_window_size(1280, 860)
+        browser.set_window_size(1280, 1180)
         browser.get((site / "index.html").as_uri() + "?q=transformers")
         browser.save_screenshot(str(ROOT / "docs" / "catalog.png"))
 
@@ -160,8 +160,11 @@ def test_keyboard_alone_finds_and_opens_an_image(site: Path, browser) -> None:
 
 
 def test_served_over_http_it_asks_only_its_own_server(site: Path, browser) -> None:
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
@@ -173,6 +176,7 @@ def test_served_over_http_it_asks_only_its_own_server(site: Path, browser) -> No
         off = [u for u in urls if urlsplit(u).scheme not in NOT_NETWORK and urlsplit(u).hostname != "127.0.0.1"]
         assert not off, off
         assert any(u.endswith("search-index.js") for u in urls) and any(u.endswith("page.js") for u in urls)
+        assert not [u for u in urls if "favicon.ico" in u]             # its own icon, no guess at /favicon.ico
     finally:
         server.shutdown()
         server.server_close()

@@ -290,4 +290,4 @@ def collect(namespace: str, *, keys: list[Path] | None = None, policy: Path | No
         images = list(pool.map(one, listed))
     images.sort(key=lambda i: i.created or i.published_at or "", reverse=True)
     return Catalog(generated_at=now.isoformat(), registry=namespace, tfimg=__version__, keys=infos,
-                   policy=str(policy) if policy else None, images=images)
+                   policy=policy.name if policy else None, images=images)

@@ -218,7 +218,8 @@ class Catalog(_Model):
     registry: str = Field(description="HOST/NAMESPACE it was made from.")
     tfimg: str = Field(description="The tfimg version that made it.")
     keys: list[KeyInfo] = Field(default_factory=list, description="The keys the evidence was verified with.")
-    policy: str | None = Field(None, description="The policy (--policy) applied to every image's report.")
+    policy: str | None = Field(None, description="The file name of the policy (--policy) applied to every image's "
+                               "report.")
     images: list[Image] = Field(description="Newest first.")
 
     def to_json(self) -> dict[str, Any]:
