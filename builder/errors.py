@@ -9,18 +9,21 @@ Exit codes (documented in docs/bad-input.md):
 * 2 -- bad input or environment (:class:`SpecError`, :class:`EnvError` and its
   kinds: :class:`RegistryError`, :class:`EngineError`)
 * 3 -- a bug in tfimg (an unexpected exception)
+* 4 -- a Trivy report given to ``tfimg gate --report`` does not show that the vulnerability
+  scanner ran on it (no tfimg scan record of that very file): :class:`ScanNotProven`;
+  ``--assume-vuln-scanned`` accepts it
 * 130 -- interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
 
-OK, FAILED, BAD_INPUT, INTERNAL, INTERRUPTED = 0, 1, 2, 3, 130
+OK, FAILED, BAD_INPUT, INTERNAL, SCAN_NOT_PROVEN, INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
 def worst(codes: list[int]) -> int:
     """One exit code for many (several variants): interrupted, then input or environment,
-    then a bug, then a failure, else ok."""
-    for code in (INTERRUPTED, BAD_INPUT, INTERNAL, FAILED):
+    then an unproven scan, then a bug, then a failure, else ok."""
+    for code in (INTERRUPTED, BAD_INPUT, SCAN_NOT_PROVEN, INTERNAL, FAILED):
         if code in codes:
             return code
     return OK
@@ -113,6 +116,21 @@ class ChecksFailed(TfimgError):
 class GateFailed(TfimgError):
     exit_code = FAILED
     title = "gate blocked"
+
+
+class ScanNotProven(TfimgError):
+    """A Trivy report that does not show the vulnerability scanner ran on it: no record of a tfimg scan
+    of that very file. Trivy's JSON cannot show it (``--scanners secret`` writes the same package
+    results as ``--scanners vuln`` when nothing is found); ``--assume-vuln-scanned`` accepts it."""
+
+    exit_code = SCAN_NOT_PROVEN
+    title = "scan not proven"
+
+
+class ReportMismatch(TfimgError):
+    """A Trivy report of another image than the build recorded beside it (bad input)."""
+
+    title = "wrong report"
 
 
 class PublishRefused(TfimgError):

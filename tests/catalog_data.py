@@ -20,17 +20,15 @@ import os
 import subprocess
 import sys
 import tarfile
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
-from builder.infra import report as report_mod
+from builder.infra.registry_client import OCI_MANIFEST, Registry, parse_ref
 from builder.infra.report_models import Report, TagsSection
 from builder.publish import attest, evidence
-from builder.publish.registry_client import OCI_MANIFEST, Registry
 from tests import reports
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +64,7 @@ def _trivy(n: int, own: str, base: str) -> dict:
                          "Vulnerabilities": vulns}]}
 
 
-def publish_one(host: str, namespace: str, i: int, signer: object, work: Path) -> str:
+def publish_one(host: str, namespace: str, i: int, signer: object) -> str:
     """Push generated image ``i`` with its evidence; returns its digest."""
     reg = Registry(host)
     variant = VARIANTS[i % len(VARIANTS)]
@@ -96,21 +94,18 @@ def publish_one(host: str, namespace: str, i: int, signer: object, work: Path) -
         rep = rep.with_section(section)
     doc = evidence.document(rep, variant=variant, repository=f"{host}/{repo}", digest=digest, tags=tags,
                             published_at=created)
-    trivy = _trivy(30, own_id, base_id)
+    trivy = {**_trivy(30, own_id, base_id), "Metadata": {"ImageID": image_id}}
     evidence.attach(reg, repo, digest, doc, trivy)
-    out = work / f"g{i}"
-    out.mkdir(parents=True, exist_ok=True)
-    report_mod.write_json(out / "sbom.cdx.json", _sbom(300, own_id, base_id))
-    attest.attach_all(reg, repo, f"{host}/{repo}", digest, rep, out, chain=[], image=image_id, doc=doc, trivy=trivy,
-                      signer=signer, started=created)
+    attest.attach_all(reg, parse_ref(f"{host}/{repo}@{digest}"), rep, chain=[], doc=doc,
+                      sbom=_sbom(300, own_id, base_id), trivy=trivy, signer=signer, started=created)
     return digest
 
 
 def generate(host: str, namespace: str, n: int, sign_key: Path, *, workers: int = 8) -> list[str]:
     """Publish ``n`` generated digests under ``host/namespace``, signed with ``sign_key``; their digests."""
     signer = attest.load_signer(str(sign_key))
-    with tempfile.TemporaryDirectory(prefix="tfimg-catalog-data-") as tmp, ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda i: publish_one(host, namespace, i, signer, Path(tmp)), range(n)))
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda i: publish_one(host, namespace, i, signer), range(n)))
 
 
 def tfimg(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess[str]:

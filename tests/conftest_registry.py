@@ -28,10 +28,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from builder.infra import report, runner
+from builder.infra import outdir, report, runner
 from builder.infra.engine import Engine
 from builder.infra.report_models import Report
-from builder.publish import push
+from builder.pipeline import single
 from builder.scan import trivy_report
 from builder.spec import loader as spec
 from tests import reports
@@ -247,9 +247,10 @@ def make_gated(root: Path, image_id: str, name: str = "bert", *, checks: bool | 
             counts[f.kind] = counts.get(f.kind, 0) + 1
         sections += [reports.scan(image_id, counts),
                      reports.gate(decision, [] if decision == "pass" else ["CVE-2099-0001 CRITICAL"])]
-        report.write_json(d / "trivy.json", TRIVY)
+        outdir.claim(d)   # build/<name>, as the build stage leaves it
+        report.write_json(d / "trivy.json", {**TRIVY, "Metadata": {"ImageID": image_id}})   # a scan of the image
     reports.write(d, *sections)
-    push.compute_tags(spec.load(spec_file), d, engine=Engine.from_env())   # `tfimg tags`: writes tags.txt
+    single.tags(spec.load(spec_file), d, engine=Engine.from_env())   # `tfimg tags`: writes tags.txt
     return Built(spec_file, out_root, name, image_id, all_facts)
 
 

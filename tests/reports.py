@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from builder.infra import report
+from builder.infra import outdir, report
 from builder.infra.report_models import (
     BaseImage,
     BuildSection,
@@ -22,6 +22,7 @@ from builder.infra.report_models import (
     Report,
     ScanSection,
 )
+from builder.pipeline import record
 
 
 def build(image_id: str, name: str = "demo", *, base_layers: list[str] | None = None,
@@ -67,8 +68,9 @@ def facts(**values: Any) -> FactsSection:
 
 
 def write(directory: Path, *sections: Any) -> Report:
-    """Write these sections to ``directory``/report.json, as the stages would."""
+    """Write these sections to ``directory``/report.json, as the stages would (in a folder of tfimg's)."""
+    outdir.claim(directory)
     rep = report.load(directory)
     for s in sections:
         rep = rep.with_section(s)
-    return report.save(directory, rep)
+    return record.save(directory, rep)

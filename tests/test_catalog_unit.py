@@ -173,7 +173,8 @@ def test_hostile_evidence_renders_inert_and_every_flag_is_shown(items: list[Evid
 
 
 def test_a_script_named_package_is_text_on_the_page() -> None:
-    doc = {"variant": "bert", "report": {"gate": {"decision": "pass"}, "checks": {"passed": True}}}
+    doc = {"schema": "tfimg.evidence/v1", "digest": DIGEST, "variant": "bert",
+           "report": {"gate": {"decision": "pass"}, "checks": {"passed": True}}}
     ev = Evidence(Listed("127.0.0.1:5000/team/bert", DIGEST, ("bert-latest",), None, 10), doc, True,
                   {"components": [{"name": "<script>alert(1)</script>", "version": "1.0", "type": "library"}]},
                   None, (), True, Verification("verified", "a.pub"), ImageConfig())

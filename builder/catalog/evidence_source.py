@@ -22,11 +22,13 @@ Contract, so the evidence format can change here and nowhere else:
     connection itself (:class:`~builder.errors.RegistryError`).
 
   Safe to call from several threads at once (each call has its own registry session).
-- :func:`redecide` ``(evidence, policy) -> (decision, how)``: the recorded evidence under another policy
-  (:func:`builder.publish.curation.policy_decision`).
+- :func:`recorded_decision` ``(evidence) -> str``: the decision recorded at publishing
+  (:func:`builder.publish.evidence.verdict`); :func:`redecide` ``(evidence, policy) -> (decision, how)``: the
+  attached Trivy report under another policy today (:func:`builder.pipeline.gatekeeping.policy_decision`,
+  what ``tfimg promote --policy`` does).
 
 Today it uses :func:`builder.publish.curation.ls`, :func:`builder.publish.referrers.list_referrers`,
-:func:`builder.publish.attest.verify` and :func:`builder.publish.evidence.read`. Issue 19 (one artifactType
+:func:`builder.publish.attest.verify`, :func:`builder.publish.evidence.read` and ``read_trivy``. Issue 19 (one artifactType
 per kind, cosign's layout, ``verify`` as a policy with trusted keys and "other signer", no unsigned
 ``.tfimg`` document) and issue 21 (dated watch statements) change what this module reads, not its contract.
 """
@@ -44,8 +46,9 @@ import requests
 
 from builder.errors import RegistryError, TfimgError
 from builder.infra import datafile
+from builder.infra.registry_client import INDEX_TYPES, Registry, parse_ref
+from builder.pipeline import gatekeeping
 from builder.publish import attest, curation, evidence, referrers
-from builder.publish.registry_client import INDEX_TYPES, Registry, parse_ref
 
 # What hostile or broken evidence raises while it is read: recorded as a problem of that digest.
 READ_ERRORS = (KeyError, TypeError, ValueError, AttributeError, StopIteration, TfimgError)
@@ -210,18 +213,18 @@ def _read(listed: Listed, keys: list[Path]) -> Evidence:
         predicates, route = _statements(reg, ref.repo, listed.digest, problems)
         verification = Verification(verification.state, verification.key, verification.problems,
                                     verification.route or route)
-    legacy: dict[str, Any] | None = None
+    legacy: evidence.Evidence | None = None
     legacy_trivy: dict[str, Any] | None = None
     try:
         legacy = evidence.read(reg, ref.repo, listed.digest)
         if "vuln" not in predicates:
-            legacy_trivy = evidence.read(reg, ref.repo, listed.digest, evidence.TRIVY_TYPE)
+            legacy_trivy = evidence.read_trivy(reg, ref.repo, listed.digest)
     except READ_ERRORS as exc:
         _tolerate(exc)
         problems.append(f"the unsigned evidence document: {exc}")
     vuln = _doc(predicates.get("vuln")) or {}
     trivy = _doc((vuln.get("scanner") or {}).get("result")) if vuln else legacy_trivy
-    promotions = [p for p in (legacy or {}).get("promotions") or [] if isinstance(p, dict)]
+    promotions = [p.model_dump(mode="json", by_alias=True) for p in (legacy.promotions if legacy else [])]
     try:
         config = _config(reg, ref.repo, listed.digest)
     except READ_ERRORS as exc:
@@ -229,7 +232,8 @@ def _read(listed: Listed, keys: list[Path]) -> Evidence:
         problems.append(f"the image config: {exc}")
         config = ImageConfig()
     report = _doc(predicates.get("report"))
-    return Evidence(listed=listed, report=report or _doc(legacy), report_signed=report is not None,
+    return Evidence(listed=listed, report=report or (legacy.to_json() if legacy else None),
+                    report_signed=report is not None,
                     sbom=_doc(predicates.get("sbom")), trivy=trivy or None, promotions=tuple(promotions),
                     unsigned_promotions=True, verification=verification, config=config, watch=None,
                     problems=tuple(problems))
@@ -240,7 +244,7 @@ def redecide(ev: Evidence, policy: Path) -> tuple[str, str]:
     if ev.report is None:
         return "no-evidence", "no tfimg evidence is attached"
     try:
-        return curation.policy_decision(ev.report, policy, ev.trivy)
+        return gatekeeping.policy_decision(evidence.Evidence.model_validate(ev.report), policy, ev.trivy)
     except (AttributeError, TypeError, KeyError, ValueError, TfimgError) as exc:   # a document of the wrong shape
         return "unreadable", f"the evidence could not be judged under {policy.name} ({type(exc).__name__})"
 
@@ -261,7 +265,9 @@ def key_fingerprint(path: Path) -> str:
 def recorded_decision(ev: Evidence) -> str:
     """The decision recorded when it was published: 'pass', 'block', 'checks-failed', 'no-evidence' ...;
     'unreadable' for a document of the wrong shape."""
+    if ev.report is None:
+        return "no-evidence"
     try:
-        return evidence.verdict(ev.report)
-    except (AttributeError, TypeError):
+        return evidence.verdict(evidence.Evidence.model_validate(ev.report))
+    except ValueError:   # pydantic's ValidationError: a document of another shape
         return "unreadable"

@@ -1,7 +1,7 @@
 """The ``tfimg`` command line. Error classes map to exit codes here, in one place.
 
 Exit codes: 0 ok, 1 a gate, check or build failed, 2 bad input or environment,
-3 a bug in tfimg, 130 interrupted. No traceback unless ``--debug``.
+3 a bug in tfimg, 4 a saved Trivy report no scan record vouches for (tfimg gate), 130 interrupted. No traceback unless ``--debug``.
 
 Command modules (``builder/cli/*.py``) add their commands to :data:`app`;
 :mod:`builder.cli` imports each of them explicitly.
@@ -26,12 +26,14 @@ from rich.markup import escape
 
 from builder import __version__, errors
 from builder.errors import TfimgError
+from builder.infra import paths
 
 app = typer.Typer(
     name="tfimg",
     help="Build hardened, tested, scanned and tagged TensorFlow images from YAML variant files.\n\n"
          "Exit codes: 0 ok; 1 a gate, check or build failed; 2 bad input or environment; 3 a bug in tfimg "
-         "(run with --debug and report it); 130 interrupted.",
+         "(run with --debug and report it); 4 tfimg gate: nothing shows the report's vulnerability scan "
+         "ran; 130 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -49,6 +51,11 @@ class Settings:
 
     debug: bool = False
     quiet: bool = False
+    cache: Path | None = None      # tfimg's own cache (--cache / $TFIMG_CACHE_DIR)
+
+    @property
+    def cache_root(self) -> Path:
+        return paths.cache_root(self.cache)
 
 
 def settings() -> Settings:
@@ -71,10 +78,13 @@ def _root(
     ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain, terse output (also in CI)."),
+    cache: Path | None = typer.Option(None, "--cache", envvar="TFIMG_CACHE_DIR",
+                                      help="tfimg's own cache (the base images' file inventories); "
+                                           "default ~/.cache/tfimg."),
     version: bool | None = typer.Option(None, "--version", callback=_version, is_eager=True,
                                            help="Print the version and exit."),
 ) -> None:
-    ctx.obj = Settings(debug=debug, quiet=quiet)
+    ctx.obj = Settings(debug=debug, quiet=quiet, cache=cache)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
 
@@ -135,4 +145,5 @@ ALLOW_DIRS = typer.Option(
 
 
 def spec_arg(help: str = "Variant file (variants/NAME.yaml).") -> Path:
-    return typer.Argument(..., metavar="SPEC", help=help, show_default=False)
+    arg: Path = typer.Argument(..., metavar="SPEC", help=help, show_default=False)
+    return arg

@@ -1,30 +1,27 @@
 """The contract between stages: one frozen model per section of ``build/<variant>/report.json``.
 
-Every stage writes its section as one of these models
-(:func:`builder.infra.report.write_section`) and every reader gets a
-:class:`Report` back (:func:`builder.infra.report.load`). The JSON keys are
+Every stage returns its section as one of these models, the orchestrator records it
+(:mod:`builder.pipeline.record`), and every reader gets a :class:`Report` back
+(:func:`builder.infra.report.load`). The JSON keys are
 the field names; a section holds exactly the keys its writer set (fields left
 out stay out of the file), so CI jobs see the same keys as before the models.
 Sections tfimg writes forbid unknown keys, so a typo fails where it is made.
 
 ``docs/report.schema.json`` is :func:`schema` of these models; regenerate it
-with ``python -m builder.infra.report_models -o docs/report.schema.json``.
+with ``tfimg schema --report -o docs/report.schema.json`` (``make schema``).
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue, RootModel, StrictBool
 from pydantic.json_schema import SkipJsonSchema
 
-SCHEMA_PATH = Path("docs/report.schema.json")
+JsonObject = dict[str, JsonValue]   # a JSON document passed along as it is (a Trivy report, an SBOM, a bake file)
 
 
 class _Record(BaseModel):
@@ -253,6 +250,8 @@ class ScanSection(Section):
     image_config_scanners: list[str] | None = Field(None, description="Scanners run on the image's config.")
     offline: bool | None = None
     report: str | None = Field(None, description="File name of Trivy's report (trivy.json).")
+    report_sha256: str | None = Field(None, description="sha256 of that file as tfimg wrote it: a gate of the "
+                                      "saved report (tfimg gate --report) trusts this record only for that very file.")
     seconds: float | None = None
     findings: dict[str, int] | None = Field(None, description="Number of findings per kind "
                                             "(vulnerability, secret, misconfiguration, license).")
@@ -305,6 +304,10 @@ class GateSection(Section):
                                         "owner and expiry (written when there are any; the catalog shows them).")
     base_layers_known: bool | None = None
     base_digest_pinned: bool | None = None
+    scanners: list[str] | None = Field(None, description="The Trivy scanners the gated report was made with.")
+    scanners_from: str | None = Field(None, description="How they are known: 'this scan', 'scan record' "
+                                      "(report.json's scan section, for the same file) or 'assumed' "
+                                      "(tfimg gate --assume-vuln-scanned).")
     files: GateFiles | None = None
     reuse: StageReuse | None = Field(None, description="The inputs that decide this result; whether it was reused.")
 
@@ -430,21 +433,3 @@ def schema() -> dict[str, Any]:
 
 def schema_text() -> str:
     return json.dumps(schema(), indent=2, sort_keys=True) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m builder.infra.report_models",
-                                     description="Print (or write) the JSON Schema of report.json.")
-    parser.add_argument("-o", "--output", type=Path, help=f"write it to this file (e.g. {SCHEMA_PATH})")
-    args = parser.parse_args(argv)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(schema_text())
-        print(f"wrote {args.output}")
-    else:
-        sys.stdout.write(schema_text())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

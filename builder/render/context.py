@@ -11,15 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from builder.infra import datafile, labels
+from builder.infra import datafile, labels, outdir
 from builder.spec.loader import LoadedVariant, Variant
 
 PKG = Path(__file__).resolve().parents[1]  # builder/
@@ -190,20 +188,12 @@ def _normalise_key(text: str) -> str:
 
 
 def write(rendered: Rendered, directory: Path | str) -> Path:
-    """Write the context into ``directory`` atomically (replacing what was there)."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
-    try:
+    """Write the context into ``directory`` atomically, replacing it only when tfimg created it
+    (:func:`builder.infra.outdir.replace`; raises OutDirRefused for any other folder)."""
+    def fill(tmp: Path) -> None:
         for name, (content, mode) in sorted(rendered.files.items()):
             path = tmp / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
             path.chmod(mode)
-        if directory.exists():
-            shutil.rmtree(directory)
-        tmp.rename(directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+    return outdir.replace(directory, fill, "build context folder")

@@ -92,6 +92,19 @@ class Base(Strict):
                              f"known profiles: {', '.join(known)}")
         return v
 
+    @property
+    def ref(self) -> str:
+        """The reference built on: ``image@digest`` when the spec pins a digest, else ``image``."""
+        return f"{self.image}@{self.digest}" if self.digest else self.image
+
+
+def pinned(ref: str) -> bool:
+    """The one rule for "the base is pinned": its reference names a digest (``NAME@sha256:...``).
+
+    The build, the gate (``require_base_digest``, ``tfimg gate``) and the gate's reuse key all ask this.
+    """
+    return "@sha256:" in ref
+
 
 class User(Strict):
     """The non-root user the container runs as."""
