@@ -329,3 +329,18 @@ def test_sizes_in_human_units(n, shown) -> None:
                                          ("2026-12-04", "2026-12-04"), ("yesterday", "yesterday"), (None, "unknown")])
 def test_times_in_iso_form(value, shown) -> None:
     assert render.iso_when(value) == shown
+
+
+def test_a_watch_result_is_the_latest_decision_and_is_shown() -> None:
+    """Issue 21 attaches dated watch statements; the adapter hands the newest one over as ``watch``."""
+    doc = {"schema": "tfimg.evidence/v1", "digest": DIGEST, "variant": "bert",
+           "report": {"gate": {"decision": "pass", "policy": "default"}, "checks": {"passed": True}}}
+    ev = Evidence(Listed("127.0.0.1:5000/team/bert", DIGEST, ("bert-latest",), None, 10), doc, True, None, None, (),
+                  True, Verification("verified", "a.pub"), ImageConfig(),
+                  watch={"at": "2026-12-10T08:00:00Z", "decision": "block", "policy": "default",
+                         "new_findings": ["CVE-2026-0001"], "verified_with": "a.pub"})
+    image = collect.image(ev, [Path("a.pub")], None, NOW)
+    assert [d.source for d in image.decisions] == ["publish", "watch"] and image.latest.decision == "block"
+    assert image.flags == ["blocked"] and image.watch is not None and image.watch.new_findings == ["CVE-2026-0001"]
+    page = render.pages(_catalog([image]))[image.page]
+    assert "CVE-2026-0001" in page and "BLOCKED" in page

@@ -33,6 +33,7 @@ from builder.catalog.models import (
     Trust,
     Versions,
     Waiver,
+    WatchResult,
 )
 from builder.errors import TfimgError
 from builder.infra import clock, labels
@@ -113,15 +114,14 @@ def sizes(ev: Evidence, base_layers: set[str]) -> Sizes:
 def trust(ev: Evidence, keys: list[Path]) -> Trust:
     v = ev.verification
     if v.state == "verified":
-        summary = (f"verified with {v.key}: every attached statement is signed by it and names this digest; "
-                   "the promotion records are not signed")
+        summary = f"verified with {v.key}: every attached statement is signed by it and names this digest"
     elif v.state == "unverifiable":
         names = ", ".join(k.name for k in keys) or "the given keys"
         summary = f"does NOT verify with {names}: see the problems below"
     else:
         summary = "not verified: the catalog was made without --key, so no signature was checked"
     return Trust(state=v.state, keys=[v.key] if v.key else [], summary=summary,
-                 problems=list(v.problems), route=v.route)
+                 problems=list(v.problems), route=v.route, report_signed=ev.report_signed)
 
 
 def decisions(ev: Evidence, policy: Path | None, now: dt.datetime) -> list[Decision]:
@@ -137,6 +137,16 @@ def decisions(ev: Evidence, policy: Path | None, now: dt.datetime) -> list[Decis
         out.append(Decision(decision=decision, source="catalog", policy=policy.name, on=now.isoformat(),
                             reasons=[how]))
     return out
+
+
+def watch(ev: Evidence) -> WatchResult | None:
+    """The newest ``tfimg watch`` result (issue 21), when the adapter found one."""
+    w = ev.watch
+    at_, decision = text(at(w, "at")), text(at(w, "decision"))
+    if not (at_ and decision):
+        return None
+    return WatchResult(at=at_, decision=decision, policy=text(at(w, "policy")), db_updated=text(at(w, "db_updated")),
+                       new_findings=texts(at(w, "new_findings")), verified_with=text(at(w, "verified_with")))
 
 
 def waivers(doc: Any, today: dt.date, problems: list[str]) -> list[Waiver]:
@@ -264,11 +274,11 @@ def image(ev: Evidence, keys: list[Path], policy: Path | None, now: dt.datetime)
         digest=listed.digest, tags=sorted(listed.tags, key=lambda t: (t != immutable, t)), immutable=immutable,
         moving=texts(at(doc, "tags", "moving")), created=listed.created, published_at=text(at(doc, "published_at")),
         versions=versions(doc), driver=drivers.need(checked.profile, versions(doc).cuda), sizes=sizes(ev, base_layers),
-        checks=checked, trust=trusted, decisions=decided, latest=decided[-1], watch=None, waivers=recorded,
+        checks=checked, trust=trusted, decisions=decided, latest=decided[-1], watch=watch(ev), waivers=recorded,
         expired_waivers=texts(at(g, "expired_waivers")), stale_waivers=texts(at(g, "stale_waivers")),
         findings=found, counts=clean_counts, packages=packages(ev.sbom, base_layers), promotions=promotions(ev),
-        snippets=snippets.make(run_info(ev, variant, checked)), problems=problems,
-        flags=flags(decided[-1], trusted, recorded, problems))
+        promotions_signed=not ev.unsigned_promotions, snippets=snippets.make(run_info(ev, variant, checked)),
+        problems=problems, flags=flags(decided[-1], trusted, recorded, problems))
 
 
 # --------------------------------------------------------------------------- the whole namespace

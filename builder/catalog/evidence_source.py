@@ -28,8 +28,8 @@ Contract, so the evidence format can change here and nowhere else:
   what ``tfimg promote --policy`` does).
 
 Today it uses :func:`builder.publish.curation.ls`, :func:`builder.publish.referrers.list_referrers`,
-:func:`builder.publish.attest.verify`, :func:`builder.publish.evidence.read` and ``read_trivy``. Issue 19 (one artifactType
-per kind, cosign's layout, ``verify`` as a policy with trusted keys and "other signer", no unsigned
+:func:`builder.publish.attest.verify`, :func:`builder.publish.evidence.read` and ``read_trivy``.
+Issue 19 (one artifactType per kind, cosign's layout, ``verify`` as a policy with trusted keys and "other signer", no unsigned
 ``.tfimg`` document) and issue 21 (dated watch statements) change what this module reads, not its contract.
 """
 

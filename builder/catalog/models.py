@@ -91,6 +91,8 @@ class Trust(_Model):
     problems: list[str] = Field(default_factory=list)
     route: str | None = Field(None, description="How the statements were found: the referrers API or the "
                               "OCI referrers tag schema.")
+    report_signed: bool = Field(False, description="Whether the evidence document shown came from a signed "
+                                "statement (else from the unsigned document beside it).")
 
 
 class Decision(_Model):
@@ -196,6 +198,7 @@ class Image(_Model):
         default_factory=dict, description="{kind: {new|inherited: {severity: n}}} as the gate counted them.")
     packages: list[Package] = Field(default_factory=list, description="From the attached CycloneDX SBOM.")
     promotions: list[Promotion] = Field(default_factory=list)
+    promotions_signed: bool = Field(False, description="Whether the promotion records are signed statements.")
     snippets: Snippets
     problems: list[str] = Field(default_factory=list, description="Evidence that could not be read, and why.")
     flags: list[Flag] = Field(description="Why it is not shown as fine; empty: verified and passing.")
