@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from builder.infra import report as report_mod
 from builder.infra.engine import Engine
-from builder.publish import curation
-from builder.publish import push as publish
+from builder.pipeline import gatekeeping
+from builder.pipeline import single as publish
 from builder.spec import loader as spec
 from tests.catalog_data import Published, tfimg
 from tests.conftest_registry import import_tiny, make_gated, registry_binary_or_skip, remove_image, serve_registry
@@ -64,7 +64,7 @@ def _publish_tiny(host: str, work: Path, image_id: str, key: Path) -> str:
     report_mod.write_json(b.dir / "sbom.cdx.json", SBOM)
     rec = publish.publish(spec.load(b.spec_file), b.dir, f"{host}/team", push=True, sign_key=str(key),
                           engine=Engine.from_env())
-    curation.promote(f"{rec.repository}@{rec.digest}", f"{host}/team/prod/tiny")
+    gatekeeping.promote(f"{rec.repository}@{rec.digest}", f"{host}/team/prod/tiny")
     return str(rec.digest)
 
 
