@@ -342,6 +342,10 @@ def main() -> None:
         gate_scale(work)
         outdir.remove(work)
         return
+    if "--catalog-only" in sys.argv:   # issue 22's catalog rows alone (a registry, no engine needed)
+        catalog_rows(work)
+        outdir.remove(work)
+        return
     base = os.environ.get("TFIMG_BENCH_BASE") or subprocess.run(
         [str(ROOT / "scripts/standin/build.sh")], capture_output=True, text=True, check=True).stdout.split()[-1]
     shutil.copytree(ROOT / "variants", work / "variants")
@@ -357,10 +361,6 @@ def main() -> None:
         return
     if "--runners-only" in sys.argv:   # issue 12's two ratios alone
         runners(work, base)
-        outdir.remove(work)
-        return
-    if "--catalog-only" in sys.argv:   # issue 22's catalog rows alone
-        catalog_rows(work)
         outdir.remove(work)
         return
     if "--scan-only" in sys.argv:   # issue 11's scan cost alone: two variants on a base no cache has seen

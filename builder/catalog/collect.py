@@ -291,7 +291,7 @@ def collect(namespace: str, *, keys: list[Path] | None = None, policy: Path | No
     if policy is not None:
         policies.load(policy)
     now = clock.now()
-    listed = evidence_source.list_digests(namespace)
+    listed = evidence_source.list_digests(namespace, workers)
 
     def one(item: evidence_source.Listed) -> Image:
         return image(evidence_source.read(item, keys), keys, policy, now)

@@ -2,7 +2,7 @@
 
 Contract, so the evidence format can change here and nowhere else:
 
-- :func:`list_digests` ``(namespace) -> list[Listed]``: every published digest at or under ``HOST/NAMESPACE``
+- :func:`list_digests` ``(namespace, workers) -> list[Listed]``: every published digest at or under ``HOST/NAMESPACE``
   (tfimg's own lookup tags left out), with the tags that point at it, its creation time and pull size.
   Reads the tag lists, the image manifests and their config blobs; never an image layer.
 - :func:`read` ``(listed, keys) -> Evidence``: what is attached to one digest, read but not judged:
@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,10 +113,26 @@ def _connection(host: str) -> Iterator[None]:
                                  "127.0.0.1 and localhost only).") from None
 
 
-def list_digests(namespace: str) -> list[Listed]:
-    """Every published digest at or under ``HOST/NAMESPACE``, newest first."""
-    with _connection(parse_ref(namespace).host):
-        return [Listed(e.repository, e.digest, tuple(e.tags), e.created, e.size) for e in curation.ls(namespace)]
+def list_digests(namespace: str, workers: int = 8) -> list[Listed]:
+    """Every published digest at or under ``HOST/NAMESPACE``, newest first: :func:`builder.publish.curation.ls`,
+    its repositories listed side by side (:func:`~builder.publish.curation.entries` of each)."""
+    ref = parse_ref(namespace)
+    with _connection(ref.host):
+        reg = Registry(ref.host)
+        try:
+            repos = sorted(r for r in reg.catalog() if r == ref.repo or r.startswith(ref.repo + "/"))
+        except RegistryError as exc:
+            if exc.status not in (401, 403, 404):
+                raise
+            return _listed(curation.ls(namespace))   # no catalog API: ls knows what to do
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(repos)))) as pool:
+            found = [e for entries in pool.map(lambda repo: curation.entries(Registry(ref.host), repo), repos)
+                     for e in entries]
+    return _listed(sorted(found, key=lambda e: e.created or "9999", reverse=True))
+
+
+def _listed(entries: list[curation.Entry]) -> list[Listed]:
+    return [Listed(e.repository, e.digest, tuple(e.tags), e.created, e.size) for e in entries]
 
 
 def _doc(value: Any) -> dict[str, Any] | None:

@@ -123,7 +123,7 @@ def pages(catalog: Catalog) -> dict[str, str]:
     image_page = env.get_template("image.html.j2")
     for i in catalog.images:
         out[i.page] = image_page.render(catalog=catalog, root="../", i=i, licenses=_licenses(i))
-    out["catalog.json"] = json.dumps(catalog.to_json(), indent=1, ensure_ascii=False) + "\n"
+    out["catalog.json"] = json.dumps(catalog.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
     out["catalog.schema.json"] = schema_text()
     out["search-index.js"] = ("// tfimg catalog search data (the same as catalog.json); a script, so it loads "
                               "from file:// too\nwindow.TFIMG_SEARCH = "
