@@ -6,8 +6,8 @@ Once per session, into a registry of its own (Debian's docker-registry, its acce
   Trivy against the demo DB and gated under ``policies/demo-bert-waivers.yaml`` (as ``make demo`` does), then
   published with signed evidence (key A);
 - ``team/tiny``: a tiny image with a report made through the report models (tests/conftest_registry.py), one
-  HIGH finding and an SBOM with ``six 1.16.0``, published signed with key B, then promoted (skopeo) to
-  ``team/prod/tiny``.
+  HIGH finding and an SBOM with ``six 1.16.0`` and a package named like markup (:data:`HOSTILE`), published
+  signed with key B, then promoted (skopeo) to ``team/prod/tiny``.
 
 A catalog made ``--key A.pub --policy`` :data:`CRITICAL_ONLY` therefore has bert verified but BLOCKED (its
 CRITICAL transformers advisory has no waiver in that policy) and tiny passing but unverifiable (signed with
@@ -35,8 +35,10 @@ from tests.conftest_registry import import_tiny, make_gated, registry_binary_or_
 ROOT = Path(__file__).resolve().parent.parent
 CRITICAL_ONLY = "description: blocks new fixable CRITICAL findings only\n" \
                 "vulnerabilities:\n  new: {fixed: CRITICAL, unfixed: none}\n"
+HOSTILE = "<img src=x onerror=window.__pwned=1>"   # a package name: whoever pushes writes the evidence
 SBOM = {"bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1,
-        "components": [{"type": "library", "name": "six", "version": "1.16.0", "purl": "pkg:pypi/six@1.16.0"}]}
+        "components": [{"type": "library", "name": "six", "version": "1.16.0", "purl": "pkg:pypi/six@1.16.0"},
+                       {"type": "library", "name": HOSTILE, "version": "6.6.6"}]}
 
 
 def _keypair(directory: Path, name: str) -> tuple[Path, Path]:

@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 
 from tests.catalog_data import Published, tfimg
+from tests.conftest_catalog import HOSTILE
 
 pytest_plugins = ["tests.conftest_catalog"]
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -91,13 +92,14 @@ def test_tiny_passes_but_does_not_verify_and_its_promotion_shows(made, published
         assert image["trust"]["state"] == "unverifiable" and image["flags"] == ["unverifiable"]
         assert any("signature does not verify" in p for p in image["trust"]["problems"])
         assert image["latest"]["decision"] == "pass"
-        assert [p["name"] for p in image["packages"]] == ["six"]
+        assert [p["name"] for p in image["packages"]] == [HOSTILE, "six"]
         assert image["driver"]["minimum"] == "515" and image["driver"]["basis"] == "profile"   # NGC 22.07, CUDA 11.7
     assert [(p["from"], p["to"]) for p in tiny["promotions"]] == [
         (f"{published.namespace}/tiny", f"{published.namespace}/prod/tiny")]
     index = (out / "index.html").read_text()
     assert index.count("DOES NOT VERIFY") >= 3 and index.count(">BLOCKED<") >= 2   # the rows and the legend
-    assert "DOES NOT VERIFY" in (out / tiny["page"]).read_text()
+    page = (out / tiny["page"]).read_text()
+    assert "DOES NOT VERIFY" in page and HOSTILE not in page and "&lt;img src=x onerror=" in page
 
 
 def test_the_catalog_reads_only_manifests_configs_and_evidence(made, published: Published) -> None:

@@ -6,6 +6,7 @@ from disk (file://) and from a local web server:
 - the index lists the published images with their status in words;
 - a search by CVE id, by package (and version) and by tag finds the right images, across the catalog;
 - a blocked and an unverifiable image show their status on their pages and in search results;
+- a package named like markup (`<img src=x onerror=...>`, in a published SBOM) is shown as text and runs nothing;
 - the pages make no network request (Chromium's performance log: only file:// or the local server);
 - the keyboard alone reaches the search box (``/``), a result (Tab) and opens it (Enter); the skip link works;
 - without JavaScript the tables are there and the search box is not; on a 390 px screen nothing overflows.
@@ -113,6 +114,11 @@ def test_index_search_and_status_from_disk(site: Path, browser, tmp_path: Path) 
     assert _links(_search(browser, "transformers==9.9")) == []
     assert "0 images match" in browser.find_element(By.ID, "results").text
     assert _links(_search(browser, "bert-latest")) == [name["team/bert"]]
+    found = _search(browser, "onerror")                              # a package named like markup: text only
+    assert _links(found) == sorted([name["team/tiny"], name["team/prod/tiny"]])
+    assert "package <img src=x onerror=window.__pwned=1> 6.6.6" in found[0].text
+    assert not browser.find_elements(By.CSS_SELECTOR, "#results img")
+    assert browser.execute_script("return window.__pwned") is None
     found = _search(browser, "CVE-2099-0002")                        # tiny's finding, in both repositories
     assert _links(found) == sorted([name["team/tiny"], name["team/prod/tiny"]])
     assert all("DOES NOT VERIFY" in li.text for li in found)
@@ -127,9 +133,13 @@ def test_index_search_and_status_from_disk(site: Path, browser, tmp_path: Path) 
         banner = browser.find_element(By.CSS_SELECTOR, ".banner")
         assert word in banner.text and "bad" in banner.get_attribute("class")
         _shot(browser, tmp_path, f"catalog-{repo.replace('/', '-')}.png")
-    filt = browser.find_element(By.ID, "pkg-filter")                  # tiny's page: one package, filtered away
-    filt.send_keys("nothing-like-this")
-    assert "0 of 1 packages match" in browser.find_element(By.ID, "pkg-count").text
+    assert "<img src=x onerror=" in browser.find_element(By.ID, "packages").text   # tiny's page: text, not markup
+    assert browser.execute_script("return window.__pwned") is None
+    filt = browser.find_element(By.ID, "pkg-filter")                  # two packages, filtered to one, then none
+    filt.send_keys("six")
+    assert "1 of 2 packages match" in browser.find_element(By.ID, "pkg-count").text
+    filt.send_keys("-nothing-like-this")
+    assert "0 of 2 packages match" in browser.find_element(By.ID, "pkg-count").text
     assert browser.get_log("browser") == []                          # no script error, no CSP violation
     assert not _no_network(browser)
 
