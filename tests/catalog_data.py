@@ -104,8 +104,17 @@ def publish_one(host: str, namespace: str, i: int, signer: object) -> str:
 def generate(host: str, namespace: str, n: int, sign_key: Path, *, workers: int = 8) -> list[str]:
     """Publish ``n`` generated digests under ``host/namespace``, signed with ``sign_key``; their digests."""
     signer = attest.load_signer(str(sign_key))
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda i: publish_one(host, namespace, i, signer), range(n)))
+    # One thread per repository: the registry (distribution 2.8) can lose a blob's link when two uploads of the
+    # same blob (the shared base layer, an artifact's empty config) to one repository race, and the manifest
+    # PUT then fails with "blob unknown". Publishes to one repository are serial in tfimg's use too.
+    by_variant = [list(range(n))[v::len(VARIANTS)] for v in range(len(VARIANTS))]
+
+    def one_repo(indices: list[int]) -> list[tuple[int, str]]:
+        return [(i, publish_one(host, namespace, i, signer)) for i in indices]
+
+    with ThreadPoolExecutor(max(1, min(workers, len(VARIANTS)))) as pool:
+        done = dict(pair for pairs in pool.map(one_repo, by_variant) for pair in pairs)
+    return [done[i] for i in range(n)]
 
 
 def tfimg(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess[str]:
