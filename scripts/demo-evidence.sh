@@ -20,7 +20,7 @@ out=build/demo-signed
 keys=build/demo-keys
 host=$(scripts/registry.sh url)
 reg="$host/tfimg-demo"
-base="$reg/tfimg-standin:${standin##*:}"
+base="$host/tfimg-bases/tfimg-standin:${standin##*:}"   # outside tfimg-demo/: not in its catalog
 
 if [ -s "$keys/tfimg.pem" ] && [ -s "$keys/tfimg.pub" ]; then
   echo "demo: the throwaway signing key of an earlier run: $keys/tfimg.pem (public: $keys/tfimg.pub)"
@@ -64,3 +64,9 @@ for type in cyclonedx slsaprovenance1 vuln https://tfimg.dev/attestations/report
 done
 echo "demo: cosign tree $ref"
 cosign tree --allow-insecure-registry --allow-http-registry "$ref" 2>/dev/null | grep -v '^$'
+
+# --- issue 22: the catalog of the demo registry --------------------------------------------------------
+# A separate last step (issue 19 reworks the steps above): a static site of what the demo registry holds,
+# its evidence verified with the demo's public key. Open build/catalog/index.html from disk.
+"$BIN/tfimg" registry catalog "$reg" --out build/catalog --key "$keys/tfimg.pub"
+echo "demo: the catalog of $reg: open build/catalog/index.html (file://$PWD/build/catalog/index.html)"

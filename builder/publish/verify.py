@@ -207,8 +207,15 @@ def verify(text: str, key_paths: list[Path], required: tuple[str, ...] = DEFAULT
     digest = str(ref.digest)
     image_id = image_id_of(reg, ref.repo, digest)
     found, route = store.read(reg, ref.repo, digest)
+    judged, missing = judge_all(found, keys, digest, image_id, required)
+    return Verdict(f"{ref.name}@{digest}", route, image_id, required, judged, missing)
+
+
+def judge_all(found: list[store.Found], keys: list[signing.TrustedKey], digest: str, image_id: str | None,
+              required: tuple[str, ...] = DEFAULT_REQUIRED) -> tuple[list[Judged], list[str]]:
+    """Every envelope judged (the provenance cross-checked with the report) and the requirements not met."""
     judged = _cross_check([judge(f, keys, digest, image_id) for f in found], required)
-    return Verdict(f"{ref.name}@{digest}", route, image_id, required, judged, _missing(judged, required))
+    return judged, _missing(judged, required)
 
 
 def require(text: str, key_paths: list[Path], required: tuple[str, ...] = DEFAULT_REQUIRED) -> Verdict:
