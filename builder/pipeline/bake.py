@@ -24,6 +24,7 @@ from builder.infra import clock, git, labels
 from builder.infra.engine import Engine
 from builder.pipeline import orchestrator as pipeline
 from builder.render import context as render
+from builder.render.escape import buildx_csv
 from builder.spec.loader import LoadedVariant
 
 TARGET_KEYS = ("context", "dockerfile", "args", "labels", "tags", "secret", "cache-from", "cache-to", "output")
@@ -39,9 +40,9 @@ def _secrets(loaded: LoadedVariant) -> tuple[list[str], dict[str, str], list[str
             if not Path(ref.file).is_file() and not ref.required:
                 warnings.append(f"{loaded.name}: optional secret '{sid}' ({ref.file}) is absent and left out")
                 continue
-            entries.append(f"id={sid},src={Path(ref.file).resolve()}")
+            entries.append(buildx_csv(f"id={sid}", f"src={Path(ref.file).resolve()}"))
         else:
-            entries.append(f"id={sid},env={ref.env}")
+            entries.append(buildx_csv(f"id={sid}", f"env={ref.env}"))
         used[sid] = ref.identity()
     return entries, used, warnings
 

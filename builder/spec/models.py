@@ -8,14 +8,14 @@ from __future__ import annotations
 import re
 import string
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from builder.infra import yamlfile
-from builder.spec import profiles
+from builder.spec import profiles, text
 
 DEFAULT_BASE = "nvcr.io/nvidia/tensorflow:22.07-tf2-py3"
 DEFAULT_PROFILE = "ngc-22.07"
@@ -36,7 +36,7 @@ TAG_FIELDS = {
     "rev": "short git revision of the variant repository, or 'norev'",
     "profile": "the base profile's name",
 }
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")   # always re.fullmatch
 NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 CREDENTIAL_NAME = re.compile(
     r"(TOKEN|PASSWORD|PASSWD|SECRET|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
@@ -44,6 +44,20 @@ PUBKEY_TYPES = {
     "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
     "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
 }
+OCI = "org.opencontainers.image."
+# Labels tfimg sets itself, and where their value comes from: a variant cannot set them.
+# Every io.tfimg.* key is tfimg's too (builder.infra.labels), set or reserved.
+TFIMG_LABELS = {
+    OCI + "title": "the variant's name",
+    OCI + "description": "the variant's description: set description: instead",
+    OCI + "source": "the variant's source: set source: instead",
+    OCI + "created": "the build time",
+    OCI + "revision": "the git revision of the variant repository",
+    OCI + "base.name": "the base image reference",
+    OCI + "base.digest": "the base image digest",
+}
+TFIMG_LABEL_PREFIX = "io.tfimg."
+TFIMG_ENV_PREFIX = "TFIMG_"
 PATH_KEYS = [  # keys whose values are host paths, resolved relative to the declaring file
     ("python", "requirements"), ("ssh", "authorized_keys"), ("policy",),
 ]
@@ -61,7 +75,52 @@ Specifier = Annotated[str, AfterValidator(_specifier)]
 
 
 class Strict(BaseModel):
+    """Base of every spec model: unknown keys are errors, values are frozen, and every string
+    (dict keys and list items too) is checked by :func:`builder.spec.text.bad_char`."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+    multiline: ClassVar[frozenset[str]] = frozenset()   # fields that may hold line breaks and tabs
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text(cls, value: Any, info: ValidationInfo) -> Any:
+        multiline = info.field_name in cls.multiline
+        for where, s, is_key in _strings(value):
+            problem = text.bad_char(s, multiline=multiline and not is_key)
+            if problem:
+                allowed = "only line breaks and tabs are allowed here" if multiline and not is_key else \
+                    "tfimg writes it into Dockerfiles, scripts or sshd_config, where it cannot be written safely"
+                fix = "Remove that character" if multiline and not is_key else \
+                    "Remove that character (write the value on one line; in YAML not with | or >, use >- to fold)"
+                raise ValueError(f"{where or 'the value'} holds {problem}; {allowed}. {fix}")
+        return value
+
+
+def _strings(value: Any) -> list[tuple[str, str, bool]]:
+    """Every string directly in a field's value: (where, string, is a key)."""
+    if isinstance(value, str):
+        return [("", value, False)]
+    if isinstance(value, list | tuple):
+        return [(f"item [{i}]", s, False) for i, s in enumerate(value) if isinstance(s, str)]
+    if isinstance(value, dict):
+        out = []
+        for k, s in value.items():
+            if isinstance(k, str):
+                out.append((f"the key {text.shown(k)}", k, True))
+            if isinstance(s, str):
+                out.append((f"the value of {text.shown(k)}", s, False))
+        return out
+    return []
+
+
+def _container_path(value: str, what: str) -> str:
+    """An absolute path inside the container, from the allowlist (no '.', '..', spaces or '%')."""
+    parts = value.split("/")[1:]
+    if not text.CONTAINER_PATH.fullmatch(value) or any(p in (".", "..") for p in parts):
+        raise ValueError(f"{what} must be an absolute path inside the container made of letters, "
+                         "digits and . _ + @ - (no '..', spaces, quotes or '%'), such as "
+                         + {"home": "/home/ml", "shell": "/bin/bash"}.get(what, "/run/secrets/name"))
+    return value
 
 
 class Base(Strict):
@@ -78,7 +137,7 @@ class Base(Strict):
     @field_validator("image")
     @classmethod
     def _image(cls, v: str) -> str:
-        if not re.match(r"^[a-z0-9][a-z0-9._/:-]*[a-zA-Z0-9_.-]$", v) or "@" in v:
+        if not text.IMAGE_REF.fullmatch(v):
             raise ValueError("not an image reference like registry/name:tag "
                              "(put a digest under base.digest)")
         return v
@@ -109,9 +168,17 @@ class User(Strict):
             raise ValueError("the user must not be root; pick a name such as 'ml'")
         if self.uid == 0 or self.gid == 0:
             raise ValueError("uid and gid must not be 0 (root); use 1000 or another unprivileged id")
-        if self.home is not None and not self.home.startswith("/"):
-            raise ValueError("home must be an absolute path such as /home/ml")
         return self
+
+    @field_validator("home")
+    @classmethod
+    def _home(cls, v: str | None) -> str | None:
+        return None if v is None else _container_path(v, "home")
+
+    @field_validator("shell")
+    @classmethod
+    def _shell(cls, v: str) -> str:
+        return _container_path(v, "shell")
 
     @property
     def home_dir(self) -> str:
@@ -126,8 +193,8 @@ class Apt(Strict):
     @classmethod
     def _names(cls, v: list[str]) -> list[str]:
         for p in v:
-            if not re.match(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$", p):
-                raise ValueError(f"'{p}' is not a package name (name or name=version)")
+            if not text.APT_PACKAGE.fullmatch(p):
+                raise ValueError(f"{text.shown(p)} is not a package name (name or name=version)")
         return v
 
 
@@ -139,6 +206,16 @@ class Python(Strict):
     protect_base: bool = Field(True, description="Install under constraints from the base's own packages.")
     protected: list[str] = Field(default_factory=lambda: list(DEFAULT_PROTECTED),
                                  description="Distribution name patterns that protect_base pins.")
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirement_names(cls, v: list[str]) -> list[str]:
+        for i, p in enumerate(v):
+            if not text.FILE_NAME.fullmatch(Path(p).name):
+                raise ValueError(f"item [{i}]: the file name {text.shown(Path(p).name)} is copied into the "
+                                 "build context and named in a script; rename the file to letters, digits "
+                                 "and . _ + - (starting with a letter or digit, at most 128 characters)")
+        return v
 
     @field_validator("index_url")
     @classmethod
@@ -215,9 +292,12 @@ class SSH(Strict):
         if self.enabled and not self.authorized_keys and not self.authorized_keys_file:
             raise ValueError("SSH is enabled but no key is given; add ssh.authorized_keys "
                              "(public key files) or ssh.authorized_keys_file (mounted at run time)")
-        if self.authorized_keys_file and not self.authorized_keys_file.startswith("/"):
-            raise ValueError("authorized_keys_file is a path inside the container and must be absolute")
         return self
+
+    @field_validator("authorized_keys_file")
+    @classmethod
+    def _keys_file(cls, v: str | None) -> str | None:
+        return None if v is None else _container_path(v, "authorized_keys_file")
 
 
 class Jupyter(Strict):
@@ -230,6 +310,11 @@ class Jupyter(Strict):
                                     description="Run-time file holding the hash.")
     app: Literal["lab", "server", "notebook"] = "lab"
 
+    @field_validator("password_hash_file")
+    @classmethod
+    def _hash_file(cls, v: str) -> str:
+        return _container_path(v, "password_hash_file")
+
     @model_validator(mode="before")
     @classmethod
     def _no_plaintext(cls, data: Any) -> Any:
@@ -241,7 +326,7 @@ class Jupyter(Strict):
     @field_validator("password_hash")
     @classmethod
     def _hash(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^argon2:\$argon2(id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$\S+\$\S+$", v):
+        if v is not None and not text.ARGON2_HASH.fullmatch(v):
             raise ValueError("this is not an argon2 password hash (it may be a plaintext password); "
                              "run `tfimg hash-password` and paste its output")
         return v
@@ -249,6 +334,8 @@ class Jupyter(Strict):
 
 class Checks(Strict):
     """Expectations checked against a running container (`tfimg test`)."""
+
+    multiline: ClassVar[frozenset[str]] = frozenset({"commands"})
 
     python_packages: dict[str, Specifier] = Field(default_factory=dict,
                                             description="Distribution -> PEP 440 specifier.")
@@ -288,7 +375,7 @@ def _check_tag_template(tpl: str) -> str:
             raise
         raise ValueError(f"'{tpl}' is not a valid tag template ({exc})") from None
     rendered = tpl.format(**sample)
-    if not TAG_RE.match(rendered):
+    if not TAG_RE.fullmatch(rendered):
         raise ValueError(f"'{tpl}' cannot give a valid tag: tags are letters, digits, '_', '.' "
                          "and '-', start with a letter, digit or '_', and have at most 128 characters")
     return tpl
@@ -322,8 +409,12 @@ class Variant(Strict):
     @classmethod
     def _env(cls, v: dict[str, str]) -> dict[str, str]:
         for k in v:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
-                raise ValueError(f"'{k}' is not an environment variable name")
+            if not text.ENV_NAME.fullmatch(k):
+                raise ValueError(f"{text.shown(k)} is not an environment variable name "
+                                 "(letters, digits and '_', not starting with a digit)")
+            if k.startswith(TFIMG_ENV_PREFIX):
+                raise ValueError(f"{text.shown(k)}: names starting with {TFIMG_ENV_PREFIX} are tfimg's "
+                                 "(it sets TFIMG_VARIANT itself); pick another name")
             if CREDENTIAL_NAME.search(k):
                 raise ValueError(f"'{k}' looks like a credential; ENV values are baked into the image. "
                                  "Use a build secret (secrets:) or pass it at run time")
@@ -333,8 +424,7 @@ class Variant(Strict):
     @classmethod
     def _labels(cls, v: dict[str, str]) -> dict[str, str]:
         for k in v:
-            if CREDENTIAL_NAME.search(k):
-                raise ValueError(f"label '{k}' looks like a credential; labels are public")
+            _label_key(k)
         return v
 
     @field_validator("ports")
@@ -385,6 +475,17 @@ class LoadedVariant(BaseModel):
     def name(self) -> str:
         return self.spec.name
 
+
+def _label_key(k: str) -> None:
+    if not text.LABEL_KEY.fullmatch(k):
+        raise ValueError(f"label key {text.shown(k)} is not a reverse-DNS key: two or more dot-separated "
+                         "parts of lower-case letters, digits and single inner hyphens, starting with a "
+                         "letter, at most 128 characters (such as com.example.team)")
+    if k.startswith(TFIMG_LABEL_PREFIX) or k in TFIMG_LABELS:
+        why = TFIMG_LABELS.get(k, "tfimg's own namespace")
+        raise ValueError(f"label {text.shown(k)} is set by tfimg ({why}); remove it from labels:")
+    if CREDENTIAL_NAME.search(k):
+        raise ValueError(f"label {text.shown(k)} looks like a credential; labels are public")
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
