@@ -2,7 +2,7 @@
 # Install the machine tools the tests and the demo use, where missing, on
 # Debian/Ubuntu as root: debootstrap (stand-in base), the OpenSSH client (SSH
 # checks), docker-registry, skopeo and htpasswd (registry tests), Go and bbolt
-# (the demo Trivy DB generator, scripts/trivydb). ssh-audit is
+# (the demo Trivy DB generator, scripts/trivydb), shellcheck (rendered scripts). ssh-audit is
 # not one of them: the SSH checks use the pinned one from PyPI (tfimg[checks]).
 # The Docker engine itself is scripts/engine.sh's business. Elsewhere it only
 # reports what is missing.
@@ -19,6 +19,7 @@ have go              || need+=(golang-go)         # the demo Trivy DB generator 
 [ -d /usr/share/gocode/src/go.etcd.io/bbolt ] || need+=(golang-github-coreos-bbolt-dev)
 have chromium        || need+=(chromium)          # headless browser login to JupyterLab (tests/test_jupyter_browser.py)
 have chromedriver    || need+=(chromium-driver)
+have shellcheck      || need+=(shellcheck)        # rendered scripts are linted (tests/test_render_properties.py)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && have apt-get; then
   echo "deps: installing ${need[*]}" >&2

@@ -67,7 +67,7 @@ def _specifier(value: str) -> str:
     try:
         SpecifierSet(value)
     except InvalidSpecifier:
-        raise ValueError(f"'{value}' is not a PEP 440 specifier (e.g. '==2.9.*' or '>=4.21,<5')") from None
+        raise ValueError(f"{text.shown(value)} is not a PEP 440 specifier (e.g. '==2.9.*' or '>=4.21,<5')") from None
     return value
 
 
@@ -147,7 +147,7 @@ class Base(Strict):
     def _profile(cls, v: str) -> str:
         known = profiles.names()
         if v not in known:
-            raise ValueError(f"unknown base profile '{v}'{_did_you_mean(v, known)}; "
+            raise ValueError(f"unknown base profile {text.shown(v)}{_did_you_mean(v, known)}; "
                              f"known profiles: {', '.join(known)}")
         return v
 
@@ -366,17 +366,17 @@ def _check_tag_template(tpl: str) -> str:
             if field is None:
                 continue
             if field not in TAG_FIELDS or spec or conv:
-                raise ValueError(f"unknown tag field '{{{field}}}' in '{tpl}'"
+                raise ValueError(f"unknown tag field '{{{field}}}' in {text.shown(tpl, 80)}"
                                  f"{_did_you_mean(field, list(TAG_FIELDS))}; fields: "
                                  + ", ".join("{" + f + "}" for f in TAG_FIELDS))
             sample[field] = "x" * 12
     except ValueError as exc:
         if "unknown tag field" in str(exc):
             raise
-        raise ValueError(f"'{tpl}' is not a valid tag template ({exc})") from None
+        raise ValueError(f"{text.shown(tpl, 80)} is not a valid tag template ({exc})") from None
     rendered = tpl.format(**sample)
     if not TAG_RE.fullmatch(rendered):
-        raise ValueError(f"'{tpl}' cannot give a valid tag: tags are letters, digits, '_', '.' "
+        raise ValueError(f"{text.shown(tpl, 80)} cannot give a valid tag: tags are letters, digits, '_', '.' "
                          "and '-', start with a letter, digit or '_', and have at most 128 characters")
     return tpl
 
@@ -416,7 +416,7 @@ class Variant(Strict):
                 raise ValueError(f"{text.shown(k)}: names starting with {TFIMG_ENV_PREFIX} are tfimg's "
                                  "(it sets TFIMG_VARIANT itself); pick another name")
             if CREDENTIAL_NAME.search(k):
-                raise ValueError(f"'{k}' looks like a credential; ENV values are baked into the image. "
+                raise ValueError(f"{text.shown(k)} looks like a credential; ENV values are baked into the image. "
                                  "Use a build secret (secrets:) or pass it at run time")
         return v
 
@@ -477,7 +477,7 @@ class LoadedVariant(BaseModel):
 
 
 def _label_key(k: str) -> None:
-    if not text.LABEL_KEY.fullmatch(k):
+    if not text.LABEL_KEY.fullmatch(k) or len(k) > text.LABEL_KEY_MAX:
         raise ValueError(f"label key {text.shown(k)} is not a reverse-DNS key: two or more dot-separated "
                          "parts of lower-case letters, digits and single inner hyphens, starting with a "
                          "letter, at most 128 characters (such as com.example.team)")

@@ -28,8 +28,9 @@ import unicodedata
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Label keys: reverse-DNS, Docker's label-key guideline made strict. Two or more
 # dot-separated components of lower-case letters and digits with single inner
-# hyphens, starting with a letter, at most 128 characters.
-LABEL_KEY = re.compile(r"(?=.{3,128}\Z)[a-z][a-z0-9]*(?:-[a-z0-9]+)*(?:\.[a-z0-9]+(?:-[a-z0-9]+)*)+")
+# hyphens, starting with a letter; at most LABEL_KEY_MAX characters.
+LABEL_KEY = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*(?:\.[a-z0-9]+(?:-[a-z0-9]+)*)+")
+LABEL_KEY_MAX = 128
 # Absolute paths inside the container: segments of letters, digits and . _ + @ -
 CONTAINER_PATH = re.compile(r"(?:/[A-Za-z0-9._+@-]+)+")
 # File names that become part of the build context (requirements files).
