@@ -20,7 +20,7 @@ from builder.infra import labels
 from builder.render import context as render
 from builder.render import escape
 from builder.spec import loader as spec
-from builder.spec.models import TFIMG_LABEL_PREFIX, TFIMG_LABELS
+from builder.spec.text import TFIMG_LABEL_PREFIX, TFIMG_LABELS
 from tests.render_shape import instructions, pairs
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -44,20 +44,6 @@ PUBKEY_TYPES = {
     "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
     "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
 }
-OCI = "org.opencontainers.image."
-# Labels tfimg sets itself, and where their value comes from: a variant cannot set them.
-# Every io.tfimg.* key is tfimg's too (builder.infra.labels), set or reserved.
-TFIMG_LABELS = {
-    OCI + "title": "the variant's name",
-    OCI + "description": "the variant's description: set description: instead",
-    OCI + "source": "the variant's source: set source: instead",
-    OCI + "created": "the build time",
-    OCI + "revision": "the git revision of the variant repository",
-    OCI + "base.name": "the base image reference",
-    OCI + "base.digest": "the base image digest",
-}
-TFIMG_LABEL_PREFIX = "io.tfimg."
-TFIMG_ENV_PREFIX = "TFIMG_"
 PATH_KEYS = [  # keys whose values are host paths, resolved relative to the declaring file
     ("python", "requirements"), ("ssh", "authorized_keys"), ("policy",),
 ]
@@ -84,42 +70,16 @@ class Strict(BaseModel):
     @field_validator("*", mode="after")
     @classmethod
     def _text(cls, value: Any, info: ValidationInfo) -> Any:
-        multiline = info.field_name in cls.multiline
-        for where, s, is_key in _strings(value):
-            problem = text.bad_char(s, multiline=multiline and not is_key)
-            if problem:
-                allowed = "only line breaks and tabs are allowed here" if multiline and not is_key else \
-                    "tfimg writes it into Dockerfiles, scripts or sshd_config, where it cannot be written safely"
-                fix = "Remove that character" if multiline and not is_key else \
-                    "Remove that character (write the value on one line; in YAML not with | or >, use >- to fold)"
-                raise ValueError(f"{where or 'the value'} holds {problem}; {allowed}. {fix}")
+        problem = text.problem_in(value, multiline=info.field_name in cls.multiline)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
-def _strings(value: Any) -> list[tuple[str, str, bool]]:
-    """Every string directly in a field's value: (where, string, is a key)."""
-    if isinstance(value, str):
-        return [("", value, False)]
-    if isinstance(value, list | tuple):
-        return [(f"item [{i}]", s, False) for i, s in enumerate(value) if isinstance(s, str)]
-    if isinstance(value, dict):
-        out = []
-        for k, s in value.items():
-            if isinstance(k, str):
-                out.append((f"the key {text.shown(k)}", k, True))
-            if isinstance(s, str):
-                out.append((f"the value of {text.shown(k)}", s, False))
-        return out
-    return []
-
-
 def _container_path(value: str, what: str) -> str:
-    """An absolute path inside the container, from the allowlist (no '.', '..', spaces or '%')."""
-    parts = value.split("/")[1:]
-    if not text.CONTAINER_PATH.fullmatch(value) or any(p in (".", "..") for p in parts):
-        raise ValueError(f"{what} must be an absolute path inside the container made of letters, "
-                         "digits and . _ + @ - (no '..', spaces, quotes or '%'), such as "
-                         + {"home": "/home/ml", "shell": "/bin/bash"}.get(what, "/run/secrets/name"))
+    problem = text.container_path_problem(value, what)
+    if problem:
+        raise ValueError(problem)
     return value
 
 
@@ -412,8 +372,8 @@ class Variant(Strict):
             if not text.ENV_NAME.fullmatch(k):
                 raise ValueError(f"{text.shown(k)} is not an environment variable name "
                                  "(letters, digits and '_', not starting with a digit)")
-            if k.startswith(TFIMG_ENV_PREFIX):
-                raise ValueError(f"{text.shown(k)}: names starting with {TFIMG_ENV_PREFIX} are tfimg's "
+            if k.startswith(text.TFIMG_ENV_PREFIX):
+                raise ValueError(f"{text.shown(k)}: names starting with {text.TFIMG_ENV_PREFIX} are tfimg's "
                                  "(it sets TFIMG_VARIANT itself); pick another name")
             if CREDENTIAL_NAME.search(k):
                 raise ValueError(f"{text.shown(k)} looks like a credential; ENV values are baked into the image. "
@@ -477,13 +437,9 @@ class LoadedVariant(BaseModel):
 
 
 def _label_key(k: str) -> None:
-    if not text.LABEL_KEY.fullmatch(k) or len(k) > text.LABEL_KEY_MAX:
-        raise ValueError(f"label key {text.shown(k)} is not a reverse-DNS key: two or more dot-separated "
-                         "parts of lower-case letters, digits and single inner hyphens, starting with a "
-                         "letter, at most 128 characters (such as com.example.team)")
-    if k.startswith(TFIMG_LABEL_PREFIX) or k in TFIMG_LABELS:
-        why = TFIMG_LABELS.get(k, "tfimg's own namespace")
-        raise ValueError(f"label {text.shown(k)} is set by tfimg ({why}); remove it from labels:")
+    problem = text.label_key_problem(k)
+    if problem:
+        raise ValueError(problem)
     if CREDENTIAL_NAME.search(k):
         raise ValueError(f"label {text.shown(k)} looks like a credential; labels are public")
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 
 # Allowlists (always used with re.fullmatch).
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -38,6 +39,21 @@ FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 APT_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+:~-]+)?")
 IMAGE_REF = re.compile(r"[a-z0-9][a-z0-9._/:-]*[a-zA-Z0-9_.-]")
 ARGON2_HASH = re.compile(r"argon2:\$argon2(?:id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+={0,2}\$[A-Za-z0-9+/]+={0,2}")
+
+OCI = "org.opencontainers.image."
+# Labels tfimg sets itself, and where their value comes from: a variant cannot set them.
+# Every io.tfimg.* key is tfimg's too (builder.infra.labels), set or reserved.
+TFIMG_LABELS = {
+    OCI + "title": "the variant's name",
+    OCI + "description": "the variant's description: set description: instead",
+    OCI + "source": "the variant's source: set source: instead",
+    OCI + "created": "the build time",
+    OCI + "revision": "the git revision of the variant repository",
+    OCI + "base.name": "the base image reference",
+    OCI + "base.digest": "the base image digest",
+}
+TFIMG_LABEL_PREFIX = "io.tfimg."
+TFIMG_ENV_PREFIX = "TFIMG_"
 
 BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 MULTILINE_OK = frozenset("\n\t")
@@ -79,3 +95,59 @@ def shown(value: object, limit: int = 40) -> str:
     """
     text = ascii(str(value))[1:-1]
     return "'" + (text if len(text) <= limit else text[: limit - 3] + "...") + "'"
+
+
+def problem_in(value: Any, *, multiline: bool = False) -> str | None:
+    """Why a field's value (a string, list or dict of strings; keys too) cannot be rendered, or None.
+
+    Names the item or key, never echoes a value (it could be a secret).
+    """
+    for where, s, is_key in _strings(value):
+        problem = bad_char(s, multiline=multiline and not is_key)
+        if problem:
+            if multiline and not is_key:
+                return f"{where or 'the value'} holds {problem}; only line breaks and tabs are allowed here. " \
+                       "Remove that character"
+            return (f"{where or 'the value'} holds {problem}; tfimg writes it into Dockerfiles, scripts or "
+                    "sshd_config, where it cannot be written safely. Remove that character (write the value "
+                    "on one line; in YAML not with | or >, use >- to fold)")
+    return None
+
+
+def _strings(value: Any) -> list[tuple[str, str, bool]]:
+    """Every string directly in a field's value: (where, string, is a key)."""
+    if isinstance(value, str):
+        return [("", value, False)]
+    if isinstance(value, list | tuple):
+        return [(f"item [{i}]", s, False) for i, s in enumerate(value) if isinstance(s, str)]
+    out: list[tuple[str, str, bool]] = []
+    if isinstance(value, dict):
+        for k, s in value.items():
+            if isinstance(k, str):
+                out.append((f"the key {shown(k)}", k, True))
+            if isinstance(s, str):
+                out.append((f"the value of {shown(k)}", s, False))
+    return out
+
+
+def container_path_problem(value: str, what: str) -> str | None:
+    """Why ``value`` is not an allowlisted absolute path inside the container (no '.', '..',
+    spaces, quotes or '%'), or None."""
+    parts = value.split("/")[1:]
+    if CONTAINER_PATH.fullmatch(value) and not any(p in (".", "..") for p in parts):
+        return None
+    return (f"{what} must be an absolute path inside the container made of letters, digits and "
+            ". _ + @ - (no '..', spaces, quotes or '%'), such as "
+            + {"home": "/home/ml", "shell": "/bin/bash"}.get(what, "/run/secrets/name"))
+
+
+def label_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be a label a variant sets (grammar, or tfimg's own), or None."""
+    if not LABEL_KEY.fullmatch(key) or len(key) > LABEL_KEY_MAX:
+        return (f"label key {shown(key)} is not a reverse-DNS key: two or more dot-separated parts of "
+                "lower-case letters, digits and single inner hyphens, starting with a letter, at most "
+                f"{LABEL_KEY_MAX} characters (such as com.example.team)")
+    if key.startswith(TFIMG_LABEL_PREFIX) or key in TFIMG_LABELS:
+        why = TFIMG_LABELS.get(key, "tfimg's own namespace")
+        return f"label {shown(key)} is set by tfimg ({why}); remove it from labels:"
+    return None
