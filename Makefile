@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STANDIN = $$(scripts/standin/build.sh --ref)
 PYTEST_ARGS ?=
 
-.PHONY: all venv deps engine standin trivydb test test-unit demo bench lint schema golden clean
+.PHONY: all venv deps engine standin trivydb referrers-registry test test-unit demo bench lint schema docs golden clean
 
 all: test
 
@@ -35,6 +35,11 @@ standin: engine
 trivydb: venv deps
 	scripts/trivydb/demo-db.sh >/dev/null
 
+# A registry with the OCI 1.1 referrers API on 127.0.0.1:5001 (scripts/referrers-registry/:
+# go-containerregistry's pkg/registry built with Debian's Go; tests start their own).
+referrers-registry: deps
+	scripts/referrers-registry/registry.sh start
+
 # Everything: unit tests and the docker integration tests (on the stand-in base), the
 # real-Trivy tests (tests/test_trivy_real.py) included.
 test: venv standin trivydb
@@ -48,7 +53,9 @@ lint: venv
 	$(BIN)/ruff check builder tests
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	$(BIN)/vermin -q -t=3.8- --violations --no-tips builder/check/incontainer/   # runs in the image's Python
 	$(BIN)/tfimg lint variants/*.yaml
+	shellcheck -S warning scripts/*.sh scripts/*/*.sh
 
 # The main job end to end: validate and lint every variant, then build, check,
 # scan, gate and tag variants/bert.yaml on the stand-in base. The scan is real:
@@ -88,10 +95,15 @@ demo: venv standin trivydb
 bench: venv standin trivydb
 	TFIMG_BENCH_BASE=$(STANDIN) $(BIN)/python -m tests.bench
 
-# The JSON Schemas: variant files, and report.json (CI jobs read it; a test checks both are current).
+# The JSON Schemas: variant files, policy files, and report.json (CI jobs read it); tests check all are current.
 schema: venv
 	$(BIN)/tfimg schema -o variants/variant.schema.json
+	$(BIN)/tfimg schema --policy -o policies/policy.schema.json
 	$(BIN)/tfimg schema --report -o docs/report.schema.json
+
+# The command line reference, generated from the Typer commands (tests/test_docs.py checks it is current).
+docs: venv
+	$(BIN)/python scripts/cli-reference.py
 
 golden: venv
 	TFIMG_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_render.py

@@ -1,6 +1,6 @@
 """One error tree, and the one place where exit codes are defined.
 
-Exit codes (documented in the README):
+Exit codes (documented in docs/bad-input.md):
 
 * 0 -- success
 * 1 -- a gate, a check, a build or a publish policy failed (:class:`GateFailed`,
@@ -9,18 +9,21 @@ Exit codes (documented in the README):
 * 2 -- bad input or environment (:class:`SpecError`, :class:`EnvError` and its
   kinds: :class:`RegistryError`, :class:`EngineError`)
 * 3 -- a bug in tfimg (an unexpected exception)
+* 4 -- a Trivy report given to ``tfimg gate --report`` does not show that the vulnerability
+  scanner ran on it (no tfimg scan record of that very file): :class:`ScanNotProven`;
+  ``--assume-vuln-scanned`` accepts it
 * 130 -- interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
 
-OK, FAILED, BAD_INPUT, INTERNAL, INTERRUPTED = 0, 1, 2, 3, 130
+OK, FAILED, BAD_INPUT, INTERNAL, SCAN_NOT_PROVEN, INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
 def worst(codes: list[int]) -> int:
     """One exit code for many (several variants): interrupted, then input or environment,
-    then a bug, then a failure, else ok."""
-    for code in (INTERRUPTED, BAD_INPUT, INTERNAL, FAILED):
+    then an unproven scan, then a bug, then a failure, else ok."""
+    for code in (INTERRUPTED, BAD_INPUT, SCAN_NOT_PROVEN, INTERNAL, FAILED):
         if code in codes:
             return code
     return OK
@@ -60,6 +63,7 @@ class SpecError(TfimgError):
         self.file = str(file)
         self.key = key
         self.line = line
+        self.text = message   # without the location
         where = self.file + (f":{line}" if line else "")
         loc = f"{where}: {key}: " if key else f"{where}: "
         super().__init__(loc + message, hint=hint)
@@ -73,6 +77,15 @@ class SpecErrors(TfimgError):
     def __init__(self, errors: list[SpecError]) -> None:
         self.errors = errors
         super().__init__("\n".join(e.render() for e in errors))
+
+
+class UnreadableInput(SpecError, ValueError):
+    """A file or document tfimg cannot trust (not a regular file, not UTF-8, bad or ambiguous JSON).
+    Names the file and, where there is one, the line (:mod:`builder.infra.datafile`). A ValueError
+    too, as ``json.JSONDecodeError`` is: code that turns a tool's unparsable output into an
+    EnvError keeps doing so."""
+
+    title = "unreadable input"
 
 
 class EnvError(TfimgError):
@@ -109,6 +122,21 @@ class ChecksFailed(TfimgError):
 class GateFailed(TfimgError):
     exit_code = FAILED
     title = "gate blocked"
+
+
+class ScanNotProven(TfimgError):
+    """A Trivy report that does not show the vulnerability scanner ran on it: no record of a tfimg scan
+    of that very file. Trivy's JSON cannot show it (``--scanners secret`` writes the same package
+    results as ``--scanners vuln`` when nothing is found); ``--assume-vuln-scanned`` accepts it."""
+
+    exit_code = SCAN_NOT_PROVEN
+    title = "scan not proven"
+
+
+class ReportMismatch(TfimgError):
+    """A Trivy report of another image than the build recorded beside it (bad input)."""
+
+    title = "wrong report"
 
 
 class PublishRefused(TfimgError):

@@ -1,15 +1,34 @@
 #!/usr/bin/env bash
 # Make sure a Docker engine that can do BuildKit builds answers.
 #
-# - If `docker info` already answers (DOCKER_HOST and the user's docker config
-#   are honoured), change nothing: any engine, 20.10 included, is used as it is.
-# - Else, on Debian as root: install Docker 26.1.5 (docker.io, docker-cli) and
-#   buildx 0.13.1 (docker-buildx) from Debian 13 (scripts/trixie.sh: only those
-#   packages are pinned to trixie, nothing else is upgraded), start dockerd in the
-#   background with a pid file and a log file, and wait until it answers.
-#   TFIMG_ENGINE_SOURCE=distribution installs the distribution's own docker.io
-#   instead (Debian 12: 20.10, no buildx).
-# - `engine.sh stop` stops only an engine that this script started.
+#   scripts/engine.sh [start]   what `make engine` runs
+#   scripts/engine.sh stop      stop only an engine that this script started
+#
+# In order:
+# 1. An engine already answers `docker info` (DOCKER_HOST and the user's docker
+#    config are honoured): nothing is changed, whatever its version, 20.10
+#    included (tfimg then uses buildx where the client has it, else the pre-23
+#    `DOCKER_BUILDKIT=1 docker build` path).
+# 2. DOCKER_HOST is set but does not answer: exit 2; no local engine is started
+#    in its place.
+# 3. Not root, or no apt-get: exit 2 ("start Docker yourself").
+# 4. No dockerd is installed: install Docker 26.1.5 (docker.io, docker-cli) and
+#    buildx 0.13.1 (docker-buildx) from Debian 13 (scripts/trixie.sh: only those
+#    packages are pinned to trixie, nothing else is upgraded; on Debian 13 they
+#    come from the system's own sources). TFIMG_ENGINE_SOURCE=distribution, or a
+#    system that is not Debian (Ubuntu), installs the distribution's own docker.io
+#    instead (Debian 12: 20.10, no buildx).
+# 5. A dockerd is installed but not running (for example Debian 12's docker.io
+#    20.10): it is started as it is. This script does not replace an engine the
+#    machine's owner installed: 20.10 -> 26 migrates /var/lib/docker one way, and
+#    the owner may depend on 20.10. It says which version it started and, when it
+#    is older than 23, how to get 26: TFIMG_ENGINE_UPGRADE=1 scripts/engine.sh
+#    first installs Docker 26 and buildx from Debian 13 over it (step 4's packages
+#    only), then starts it.
+# 6. Start: `setsid dockerd --pidfile $TFIMG_DOCKERD_PIDFILE` (default
+#    /var/run/tfimg-dockerd.pid), log in $TFIMG_DOCKERD_LOG (default
+#    /var/log/tfimg-dockerd.log), wait up to 60 s. An engine the package's own
+#    scripts started during step 4 (systemd) is used instead.
 set -euo pipefail
 
 PIDFILE=${TFIMG_DOCKERD_PIDFILE:-/var/run/tfimg-dockerd.pid}
@@ -45,8 +64,11 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   exit 2
 fi
 
-if ! command -v dockerd >/dev/null; then
-  if [ "${TFIMG_ENGINE_SOURCE:-trixie}" = distribution ]; then
+from=${TFIMG_ENGINE_SOURCE:-trixie}
+# shellcheck source=/dev/null
+[ "$(. /etc/os-release 2>/dev/null && echo "${ID:-}")" = debian ] || from=distribution
+if ! command -v dockerd >/dev/null || { [ "${TFIMG_ENGINE_UPGRADE:-0}" = 1 ] && [ "$from" = trixie ]; }; then
+  if [ "$from" = distribution ]; then
     say "installing docker.io from the distribution"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
@@ -56,8 +78,16 @@ if ! command -v dockerd >/dev/null; then
   fi
 fi
 [ -x /usr/bin/docker ] && CLIENT=/usr/bin/docker
+if answers; then say "the engine the package started answers; nothing else to do"; exit 0; fi
 
-say "starting dockerd (log: $LOGFILE)"
+version=$(dockerd --version 2>/dev/null | sed -n 's/^Docker version \([^ ,+]*\).*/\1/p')
+say "starting the installed dockerd ${version:-?} (log: $LOGFILE)"
+if [ "${version%%.*}" -lt 23 ] 2>/dev/null; then
+  say "Docker $version is older than 23 (no buildx from Debian 12): tfimg uses the pre-23 path." \
+      "For Docker 26 with buildx from Debian 13: TFIMG_ENGINE_UPGRADE=1 $0"
+fi
+# A pid file left by a dockerd of ours that died would stop the new one from starting.
+if [ -f "$PIDFILE" ] && ! kill -0 "$(cat "$PIDFILE" 2>/dev/null)" 2>/dev/null; then rm -f "$PIDFILE"; fi
 mkdir -p "$(dirname "$LOGFILE")"
 # setsid: the engine must outlive the make process that started it.
 setsid dockerd --pidfile "$PIDFILE" >>"$LOGFILE" 2>&1 < /dev/null &

@@ -7,8 +7,8 @@
 # Steps (each one skipped, with the reason, where the machine cannot do it):
 #  1. the host: nvidia-smi, /proc/driver/nvidia/version, the loader's CUDA
 #     libraries                                  -> gpu-host-env-recorded.txt
-#  2. the probe (builder/check/probe.py's SNIPPET, taken out of the file
-#     without importing tfimg, so no Python package is needed) against this
+#  2. the probe (builder/check/incontainer/tfimg_probe.py, run as a file: it
+#     imports nothing of tfimg, so no Python package is needed) against this
 #     machine's driver and libraries, with the first python3 on PATH (set
 #     PYTHON to use another)                     -> gpu-host-probe-recorded.txt
 #     With TFIMG_GPU_CHECK_LIBS=DIR (e.g. NVIDIA's libraries copied out of the
@@ -17,8 +17,9 @@
 #  3. `tfimg probe --local --json` where tfimg is installed (.venv)
 #                                                -> gpu-host-tfimg-probe-recorded.json
 #  4. where Docker has the NVIDIA runtime and the CUDA stand-in image
-#     (scripts/standin/build-cuda.sh --ref) is in the engine: the probe in a
-#     container of it with --gpus all            -> gpu-standin-cuda-probe-recorded.txt
+#     (scripts/standin/build-cuda.sh --ref) is in the engine: the probe copied
+#     (docker cp) into a container of it with --gpus all
+#                                                -> gpu-standin-cuda-probe-recorded.txt
 #  5. and, with tfimg installed: `tfimg test --gpu on` on
 #     tests/data/probe/cuda-stack.yaml built on the CUDA stand-in (building
 #     needs apt's mirror; or set TFIMG_GPU_CHECK_IMAGE to an image of it built
@@ -88,25 +89,17 @@ else
   note "1. host: NO GPU answers nvidia-smi here: the recordings below are not GPU recordings"
 fi
 
-# ---- 2. the probe on the host, straight from the file
-snippet=$("$PYTHON" - "$root/builder/check/probe.py" <<'EOF'
-import ast, sys
-tree = ast.parse(open(sys.argv[1]).read())
-for node in tree.body:
-    if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "SNIPPET" for t in node.targets):
-        sys.stdout.write(ast.literal_eval(node.value))
-        break
-else:
-    sys.exit("no SNIPPET in " + sys.argv[1])
-EOF
-) || { note "2. probe: cannot take the probe out of builder/check/probe.py with $PYTHON"; exit 2; }
+# ---- 2. the probe on the host, straight from its file
+programs="$root/builder/check/incontainer"   # the programs tfimg runs in containers (tfimg_*.py)
+[ -r "$programs/tfimg_probe.py" ] || { note "2. probe: $programs/tfimg_probe.py is missing"; exit 2; }
 run_probe() {   # run_probe FILE WHAT [LD_LIBRARY_PATH]
   local f=$1 what=$2 libs=${3:-} start=$SECONDS rc
-  header "$f" "$what" "${libs:+LD_LIBRARY_PATH=$libs }$PYTHON -c \"\$SNIPPET\" (builder.check.probe.SNIPPET)"
+  header "$f" "$what" "${libs:+LD_LIBRARY_PATH=$libs }$PYTHON -B builder/check/incontainer/tfimg_probe.py"
   if [ -n "$libs" ]; then
-    LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" timeout 600 "$PYTHON" -c "$snippet" >>"$f" 2>&1
+    LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" timeout 600 "$PYTHON" -B "$programs/tfimg_probe.py" \
+      >>"$f" 2>&1
   else
-    timeout 600 "$PYTHON" -c "$snippet" >>"$f" 2>&1
+    timeout 600 "$PYTHON" -B "$programs/tfimg_probe.py" >>"$f" 2>&1
   fi
   rc=$?
   if [ $rc -eq 0 ] && grep -q '^TFIMG_PROBE=' "$f"; then
@@ -153,11 +146,16 @@ elif [ -z "$standin" ] || ! $DOCKER image inspect "$standin" >/dev/null 2>&1; th
        "scripts/standin/build-cuda.sh, then docker save | docker load here)"
 else
   f="$out/gpu-standin-cuda-probe-recorded.txt"
+  dest=/tmp/tfimg-incontainer                 # where tfimg test copies them (builder.check.incontainer.DEST)
   header "$f" "The probe in a container of the CUDA stand-in $standin with --gpus all." \
-    "docker run --rm --gpus all $standin python3 -c \"\$SNIPPET\""
-  timeout 600 $DOCKER run --rm --gpus all -e TFIMG_PROBE_TF_TIMEOUT="${TFIMG_PROBE_TF_TIMEOUT:-200}" \
-    "$standin" python3 -c "$snippet" >>"$f" 2>&1
-  rc=$?
+    "docker create --gpus all $standin python3 -B $dest/tfimg_probe.py; docker cp builder/check/incontainer/. CONTAINER:$dest; docker start -a CONTAINER"
+  rc=1
+  if cid=$($DOCKER create --gpus all -e TFIMG_PROBE_TF_TIMEOUT="${TFIMG_PROBE_TF_TIMEOUT:-200}" \
+             "$standin" python3 -B "$dest/tfimg_probe.py" 2>>"$f"); then
+    $DOCKER cp "$programs/." "$cid:$dest" >>"$f" 2>&1 && timeout 600 $DOCKER start -a "$cid" >>"$f" 2>&1
+    rc=$?
+    $DOCKER rm -f "$cid" >/dev/null 2>&1
+  fi
   if [ $rc -eq 0 ]; then note "4. probe in the CUDA stand-in: gpu-standin-cuda-probe-recorded.txt"
   else note "4. probe in the CUDA stand-in: FAILED (exit $rc)"; status=1; fi
 

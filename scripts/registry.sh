@@ -118,8 +118,8 @@ EOF
     pid=$!
     echo "$pid" >"$PIDFILE"
   fi
-  local i
-  for i in $(seq 1 100); do
+  local _
+  for _ in $(seq 1 100); do
     if [ "$(v2_status "$ADDR")" = 200 ]; then
       say "running at $ADDR (pid $pid; data $STATE/data; log $LOGFILE)"
       return 0
@@ -134,8 +134,8 @@ stop() {
   local pid
   if pid=$(our_pid); then
     kill "$pid"
-    local i
-    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    local _
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -0 "$pid" 2>/dev/null && { say "pid $pid did not stop on TERM; sending KILL"; kill -9 "$pid" || true; }
     rm -f "$PIDFILE"
     say "stopped the registry this script started (pid $pid); data stays in $STATE/data"

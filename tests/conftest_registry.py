@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from builder.infra import report, runner
+from builder.infra import outdir, report, runner
 from builder.infra.engine import Engine
 from builder.infra.report_models import Report
 from builder.publish import push
@@ -241,7 +241,8 @@ def gated_variant(tmp_path: Path) -> Callable[..., Built]:
                 counts[f.kind] = counts.get(f.kind, 0) + 1
             sections += [reports.scan(image_id, counts),
                          reports.gate(decision, [] if decision == "pass" else ["CVE-2099-0001 CRITICAL"])]
-            report.write_json(d / "trivy.json", TRIVY)
+            outdir.claim(d)   # build/<name>, as the build stage leaves it
+            report.write_json(d / "trivy.json", {**TRIVY, "Metadata": {"ImageID": image_id}})   # a scan of the image
         reports.write(d, *sections)
         push.compute_tags(spec.load(spec_file), d, engine=Engine.from_env())   # `tfimg tags`: writes tags.txt
         return Built(spec_file, out_root, name, image_id, all_facts)

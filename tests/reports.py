@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from builder.infra import report
+from builder.infra import outdir, report
 from builder.infra.report_models import (
     BaseImage,
     BuildSection,
@@ -67,7 +67,8 @@ def facts(**values: Any) -> FactsSection:
 
 
 def write(directory: Path, *sections: Any) -> Report:
-    """Write these sections to ``directory``/report.json, as the stages would."""
+    """Write these sections to ``directory``/report.json, as the stages would (in a folder of tfimg's)."""
+    outdir.claim(directory)
     rep = report.load(directory)
     for s in sections:
         rep = rep.with_section(s)

@@ -23,8 +23,9 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 def tfimg(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
           timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "builder", *args], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, "CI": "1", **(env or {})}, timeout=timeout)
+    # variants written in tmp_path extend the shipped ones: allow the checkout (builder/spec/paths.py)
+    return subprocess.run([sys.executable, "-m", "builder", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "CI": "1", "TFIMG_ALLOW_DIRS": str(ROOT), **(env or {})}, timeout=timeout)
 
 
 @pytest.mark.parametrize("name", ["dev", "worker"])

@@ -4,7 +4,7 @@ Debian's ``chromium`` and ``chromium-driver``, headless, driven by selenium 4
 with the explicit driver path (selenium-manager never downloads anything:
 ``SE_OFFLINE=true``). The container runs under the same restricted profile as
 tests/test_runtime_hardening.py, plus a volume (tmpfs) at ``/workspace`` as the
-README says a user mounts one there, with Jupyter published on 127.0.0.1 only,
+docs/running.md says a user mounts one there, with Jupyter published on 127.0.0.1 only,
 so this also proves the hardened profile serves the real UI. The browser:
 
 - opens ``/lab`` and is sent to the login page; a wrong password keeps it there
@@ -117,7 +117,7 @@ def test_headless_chromium_logs_into_jupyterlab_hardened(built, browser, tmp_pat
     ports_wanted = [v.jupyter.port] + ([v.ssh.port] if v.ssh.enabled else [])
     volumes = testrun._keys(tmp_path, v)[0] if v.ssh.enabled else {}
     extra = {**hardened(v), "volumes": volumes}
-    # The README: "/workspace is read-only unless you mount a volume there" -- Jupyter's root_dir,
+    # docs/running.md: "/workspace is read-only unless you mount a volume there" -- Jupyter's root_dir,
     # where the launcher saves a new notebook (without it: a 500 and an error dialog). A user's volume.
     extra["tmpfs"] = {**extra["tmpfs"], "/workspace": f"uid={v.user.uid},gid={v.user.gid},mode=0755"}
     shot = tmp_path / "jupyterlab.png"

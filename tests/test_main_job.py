@@ -1,9 +1,11 @@
 """The main job end to end, as a user runs it: tfimg build, then publish to a real registry.
 
-Trivy cannot be installed here, so the scan stage runs the stand-in
-``tests/fakes/fake_trivy`` (it writes a real Trivy report); everything else
-is real: BuildKit build, containers checked over SSH and HTTP, tags applied,
-push by digest to a registry with htpasswd auth, evidence read back.
+The scan stage runs ``tests/fakes/fake_trivy``, which writes a chosen real
+Trivy report (a clean one, then one with a CRITICAL finding), so that one image
+can be driven through both gate decisions; the real Trivy 0.76 against the demo
+DB is tested in ``tests/test_trivy_real.py`` and run by ``make demo``.
+Everything else is real: BuildKit build, containers checked over SSH and HTTP,
+tags applied, push by digest to a registry with htpasswd auth, evidence read back.
 """
 
 from __future__ import annotations

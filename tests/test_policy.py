@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+from pydantic import ValidationError
 
 from builder.errors import SpecErrors
 from builder.scan import policy
@@ -134,3 +142,65 @@ def test_not_a_mapping(tmp_path):
 def test_schema_has_no_internal_keys():
     sch = policy.schema()
     assert "waivers" in sch["properties"] and "name" not in sch["properties"]
+
+
+# The exported schema (policies/policy.schema.json, `tfimg schema --policy`): current, and it accepts exactly
+# what the loader accepts, so an editor never flags a policy tfimg takes (nor misses one it refuses).
+
+def _schema_validator() -> Draft202012Validator:
+    return Draft202012Validator(json.loads((ROOT / "policies/policy.schema.json").read_text()))
+
+
+def test_shipped_policy_schema_is_current():
+    shipped = json.loads((ROOT / "policies/policy.schema.json").read_text())
+    assert shipped == policy.schema(), "policies/policy.schema.json is stale: run `make schema`"
+
+
+def test_tfimg_schema_policy_writes_the_shipped_file(tmp_path: Path):
+    out = tmp_path / "policy.schema.json"
+    res = subprocess.run([sys.executable, "-m", "builder", "schema", "--policy", "-o", str(out)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert out.read_text() == (ROOT / "policies/policy.schema.json").read_text()
+    both = subprocess.run([sys.executable, "-m", "builder", "schema", "--policy", "--report"],
+                          capture_output=True, text=True, timeout=60)
+    assert both.returncode == 2 and "at most one" in both.stderr and "Traceback" not in both.stderr
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "policies").glob("*.yaml")))
+def test_every_shipped_policy_is_valid_under_the_schema(name: str):
+    data = yaml.safe_load((ROOT / "policies" / name).read_text())
+    as_an_editor_sees_it = json.loads(json.dumps(data, default=str))   # YAML dates are strings to an editor
+    errors = [e.message for e in _schema_validator().iter_errors(as_an_editor_sees_it)]
+    assert errors == []
+    policy.load(ROOT / "policies" / name)
+
+
+def _severity_in_any_case() -> st.SearchStrategy[str]:
+    return st.tuples(st.sampled_from(["unknown", "low", "medium", "high", "critical", "none"]),
+                     st.lists(st.booleans(), min_size=8, max_size=8)).map(
+        lambda t: "".join(c.upper() if up else c for c, up in zip(t[0], t[1], strict=False)))
+
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 10**12), _severity_in_any_case(), st.text(max_size=12),
+                     # a float with a fraction: JSON Schema counts 2.0 as an integer, YAML and the loader do not
+                     st.floats(allow_nan=False).filter(lambda f: not f.is_integer()))
+_thresholds = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4),
+    st.dictionaries(st.one_of(_severity_in_any_case(), st.text(max_size=8)), inner, max_size=4)), max_leaves=8)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_thresholds, where=st.sampled_from([("vulnerabilities", "new", "fixed"),
+                                                 ("vulnerabilities", "inherited", "unfixed"),
+                                                 ("misconfigurations", "block")]))
+def test_the_schema_accepts_a_threshold_exactly_when_the_loader_does(value: object, where: tuple[str, ...]):
+    doc: dict = json.loads(json.dumps(value))   # what a YAML file can hold, as an editor reads it
+    for key in reversed(where):
+        doc = {key: doc}
+    try:
+        policy.Policy.model_validate(doc)
+        loader_accepts = True
+    except ValidationError:
+        loader_accepts = False
+    assert _schema_validator().is_valid(doc) == loader_accepts, doc

@@ -31,8 +31,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.check import probe
+from builder.check import incontainer, probe
 from builder.check import stage as testrun
+from builder.check.probe_models import Summary
 from builder.infra import report
 from builder.infra.engine import Engine
 from builder.spec import loader as spec
@@ -65,16 +66,18 @@ def cuda_standin(engine) -> str:
     return res.stdout.strip().splitlines()[-1]
 
 
-def probe_in(image: str, *, tf: bool = True, timeout: float = 300) -> tuple[str, dict]:
-    """Run the probe in a throwaway container of ``image``: (its output, the summary)."""
+def probe_in(image: str, *, tf: bool = True, timeout: float = 300) -> tuple[str, Summary]:
+    """Copy the probe into a throwaway container of ``image`` and run it there: (its output, the summary)."""
     env = {} if tf else {"TFIMG_PROBE_TF": "0"}
-    code, output = Engine.from_env().run_to_exit(image, command=probe.command("python3"), environment=env, timeout=timeout)
-    assert code is not None, f"the probe did not finish in {timeout} s:\n{output[-2000:]}"
+    engine = Engine.from_env()
+    with engine.running(image, command=["sleep", str(int(timeout) + 60)], environment=env) as (container, _):
+        code, output = probe.run_in(engine, container, "python3", timeout=timeout)
+    assert code == 0, f"the probe exited {code} (124: it did not finish in {timeout} s):\n{output[-2000:]}"
     return output, probe.summarize(probe.parse_output(output))
 
 
 @pytest.fixture(scope="module")
-def standin_probe(cuda_standin) -> dict:
+def standin_probe(cuda_standin) -> Summary:
     return probe_in(cuda_standin)[1]
 
 
@@ -104,10 +107,11 @@ def cuda_libs(cuda_standin, tmp_path_factory) -> Path:
     return out
 
 
-def host_probe(lib_path: str, python: str = sys.executable) -> tuple[subprocess.CompletedProcess, dict | None]:
+def host_probe(lib_path: str, python: str = sys.executable) -> tuple[subprocess.CompletedProcess, Summary | None]:
     """The probe on this host with ``lib_path`` as LD_LIBRARY_PATH, TensorFlow left out (this Python has none)."""
     env = {**os.environ, "LD_LIBRARY_PATH": lib_path, "TFIMG_PROBE_TF": "0"}
-    res = subprocess.run(probe.command(python), capture_output=True, text=True, timeout=120, env=env)
+    res = subprocess.run(probe.command(python, str(incontainer.DIR)), capture_output=True, text=True, timeout=120,
+                         env=env)
     try:
         return res, probe.summarize(probe.parse_output(res.stdout + "\n" + res.stderr))
     except Exception:
@@ -124,37 +128,37 @@ def glibc() -> tuple[int, ...]:
 @pytest.mark.slow
 def test_cuda_runtime_version_by_file_name_where_the_runtime_answers_rc_35(standin_probe):
     s = standin_probe
-    assert s["cuda"] == "11.7", s                                 # was None: "missing"
-    cuda = s["libs"]["cuda"]
-    assert cuda["method"] == "file name" and cuda["read"] is False
-    assert cuda["file"].endswith("/libcudart.so.11.7.99") and cuda["loaded"] == "libcudart.so.11.0"
-    assert "rc 35" in cuda["why"] and "cudaErrorInsufficientDriver" in cuda["why"]
+    assert s.cuda == "11.7", s                                 # was None: "missing"
+    cuda = s.libs["cuda"]
+    assert cuda.method == "file name" and cuda.read is False
+    assert cuda.file.endswith("/libcudart.so.11.7.99") and cuda.loaded == "libcudart.so.11.0"
+    assert "rc 35" in cuda.why and "cudaErrorInsufficientDriver" in cuda.why
 
 
 @pytest.mark.slow
 def test_cudnn_and_nccl_are_read_from_nvidias_libraries(standin_probe):
     s = standin_probe
-    assert (s["cudnn"], s["libs"]["cudnn"]["method"], s["libs"]["cudnn"]["read"]) == ("8.5.0", "library call", True)
-    assert (s["nccl"], s["libs"]["nccl"]["method"], s["libs"]["nccl"]["read"]) == ("2.13.4", "library call", True)
-    assert s["libs"]["cudnn"]["file"] == f"{GNU_LIB}/libcudnn.so.8.5.0"
-    assert s["libs"]["nccl"]["file"] == f"{GNU_LIB}/libnccl.so.2.13.4"
-    assert s["tf_cuda_build"] is True and s["tf_gpus"] == []
-    assert any(p.endswith("libcudart.so.11.7.99") for p in s["tf_cuda_libs"])   # the runtime TF itself mapped
+    assert (s.cudnn, s.libs["cudnn"].method, s.libs["cudnn"].read) == ("8.5.0", "library call", True)
+    assert (s.nccl, s.libs["nccl"].method, s.libs["nccl"].read) == ("2.13.4", "library call", True)
+    assert s.libs["cudnn"].file == f"{GNU_LIB}/libcudnn.so.8.5.0"
+    assert s.libs["nccl"].file == f"{GNU_LIB}/libnccl.so.2.13.4"
+    assert s.tf_cuda_build is True and s.tf_gpus == []
+    assert any(p.endswith("libcudart.so.11.7.99") for p in s.tf_cuda_libs)   # the runtime TF itself mapped
 
 
 @pytest.mark.slow
 def test_standin_cuda_profile_passes_and_ngc_22_07_names_the_mismatches(standin_probe):
-    ok = {r["component"]: r for r in probe.evaluate(standin_probe, profiles.get("standin-cuda"), gpu=False)}
+    ok = {r.component: r for r in probe.evaluate(standin_probe, profiles.get("standin-cuda"), gpu=False)}
     for comp in ("python", "tensorflow", "cuda", "cudnn", "nccl", "tf_cuda_build"):
-        assert ok[comp]["status"] == "ok", ok[comp]
+        assert ok[comp].status == "ok", ok[comp]
     assert probe.failed(list(ok.values())) == []
-    ngc = {r["component"]: r for r in probe.evaluate(standin_probe, profiles.get("ngc-22.07"), gpu=False)}
-    assert ngc["cudnn"]["status"] == "mismatch" and "found 8.5.0, expected ==8.4.1" in ngc["cudnn"]["detail"]
+    ngc = {r.component: r for r in probe.evaluate(standin_probe, profiles.get("ngc-22.07"), gpu=False)}
+    assert ngc["cudnn"].status == "mismatch" and "found 8.5.0, expected ==8.4.1" in ngc["cudnn"].detail
     # ngc-22.07's NCCL expectation is unconfirmed: a mismatch naming both, reported but not failed
-    assert (ngc["nccl"]["status"], ngc["nccl"]["confirmed"]) == ("mismatch", False)
-    assert "found 2.13.4, expected ==2.12.*" in ngc["nccl"]["detail"] and "unconfirmed" in ngc["nccl"]["detail"]
-    assert [r["component"] for r in probe.failed(list(ngc.values()))] == ["python", "tensorflow", "cudnn"]
-    assert ngc["cuda"]["status"] == "ok"
+    assert (ngc["nccl"].status, ngc["nccl"].confirmed) == ("mismatch", False)
+    assert "found 2.13.4, expected ==2.12.*" in ngc["nccl"].detail and "unconfirmed" in ngc["nccl"].detail
+    assert [r.component for r in probe.failed(list(ngc.values()))] == ["python", "tensorflow", "cudnn"]
+    assert ngc["cuda"].status == "ok"
 
 
 # --------------------------------------------------------------------------- bug 2: libcudart.so first
@@ -187,10 +191,10 @@ def test_probe_reads_the_runtime_tensorflow_loads_not_an_unversioned_libcudart(c
         (only / name).symlink_to(cuda_libs / name)
     res, s = host_probe(f"{other_runtime[0]}:{only}")
     assert s is not None, res.stdout + res.stderr
-    assert s["cuda"] == "11.7", s                                 # was 13.0: libcudart.so came first
-    assert s["libs"]["cuda"]["loaded"] == "libcudart.so.11.0"
-    assert s["libs"]["cuda"]["file"] == str(cuda_libs / "libcudart.so.11.7.99")
-    assert s["libs"]["cuda"]["other"] is None                    # the soname loaded: nothing else tried
+    assert s.cuda == "11.7", s                                 # was 13.0: libcudart.so came first
+    assert s.libs["cuda"].loaded == "libcudart.so.11.0"
+    assert s.libs["cuda"].file == str(cuda_libs / "libcudart.so.11.7.99")
+    assert s.libs["cuda"].other is None                    # the soname loaded: nothing else tried
 
 
 def test_probe_local_on_this_host_does_not_take_another_runtime_for_tensorflows(capsys):
@@ -199,10 +203,10 @@ def test_probe_local_on_this_host_does_not_take_another_runtime_for_tensorflows(
         pytest.skip("no unversioned libcudart.so on this host's loader path")
     res, s = host_probe(os.environ.get("LD_LIBRARY_PATH", ""))
     assert s is not None, res.stdout + res.stderr
-    cuda = s["libs"]["cuda"]
-    if cuda["loaded"] != "libcudart.so.11.0":
-        assert s["cuda"] is None and cuda["other"], cuda
-        assert "not the runtime TensorFlow 2.9 loads" in cuda["why"]
+    cuda = s.libs["cuda"]
+    if cuda.loaded != "libcudart.so.11.0":
+        assert s.cuda is None and cuda.other, cuda
+        assert "not the runtime TensorFlow 2.9 loads" in cuda.why
 
 
 # --------------------------------------------------------------------------- bug 3: SIGABRT
@@ -215,12 +219,12 @@ def test_a_cudnn_abort_is_that_rows_error_and_the_other_rows_come_back(cuda_libs
         pytest.skip("this host has libcuda.so.1: cuDNN does not abort here")
     res, s = host_probe(str(cuda_libs))
     assert s is not None, f"the probe printed no result (exit {res.returncode}):\n{res.stderr[-1500:]}"
-    cudnn = s["libs"]["cudnn"]
-    assert "SIGABRT" in cudnn["error"] and "cudnnGetVersion" in cudnn["error"], cudnn
-    assert (s["cudnn"], cudnn["method"], cudnn["read"]) == ("8.5.0", "file name", False)   # libcudnn.so.8.5.0
-    assert s["cuda"] == "11.7"                                   # the other rows came back
-    rows = {r["component"]: r for r in probe.evaluate(s, profiles.get("standin-cuda"), gpu=False)}
-    assert "SIGABRT" in rows["cudnn"]["detail"]
+    cudnn = s.libs["cudnn"]
+    assert "SIGABRT" in cudnn.error and "cudnnGetVersion" in cudnn.error, cudnn
+    assert (s.cudnn, cudnn.method, cudnn.read) == ("8.5.0", "file name", False)   # libcudnn.so.8.5.0
+    assert s.cuda == "11.7"                                   # the other rows came back
+    rows = {r.component: r for r in probe.evaluate(s, profiles.get("standin-cuda"), gpu=False)}
+    assert "SIGABRT" in rows["cudnn"].detail
 
 
 @pytest.mark.slow
@@ -229,10 +233,10 @@ def test_a_cudnn_abort_without_a_version_in_the_file_name_is_unverified(cuda_lib
     shutil.copy(cuda_libs / "libcudnn.so.8.5.0", tmp_path / "libcudnn.so.8")
     res, s = host_probe(str(tmp_path))
     assert s is not None, f"the probe printed no result (exit {res.returncode}):\n{res.stderr[-1500:]}"
-    cudnn = s["libs"]["cudnn"]
-    assert "SIGABRT" in cudnn["error"] and s["cudnn"] is None and cudnn["method"] is None
-    row = {r["component"]: r for r in probe.evaluate(s, profiles.get("standin-cuda"), gpu=False)}["cudnn"]
-    assert row["status"] == "unverified" and "SIGABRT" in row["detail"]
+    cudnn = s.libs["cudnn"]
+    assert "SIGABRT" in cudnn.error and s.cudnn is None and cudnn.method is None
+    row = {r.component: r for r in probe.evaluate(s, profiles.get("standin-cuda"), gpu=False)}["cudnn"]
+    assert row.status == "unverified" and "SIGABRT" in row.detail
     assert probe.failed([row]) == [row]
 
 
@@ -283,7 +287,7 @@ def test_gpu_check_script_records_the_host_and_names_what_it_skipped(tmp_path):
     assert res.returncode == 0, summary + res.stderr[-2000:]
     host = (tmp_path / "gpu-host-probe-recorded.txt").read_text()
     assert host.startswith("# RECORDED (not constructed) by scripts/gpu-check.sh")
-    assert probe.parse_output(host)["probe"] == 2
+    assert probe.parse_output(host).probe == 2
     assert "gpu-host-env-recorded.txt" in summary or "NO GPU answers nvidia-smi" in summary
     if not shutil.which("nvidia-smi"):
         assert "NO GPU answers nvidia-smi here" in summary and "# GPU (name, driver): none" in host

@@ -57,6 +57,7 @@ def test_rendering_does_not_depend_on_checkout_location(tmp_path: Path) -> None:
     copy = tmp_path / "elsewhere"
     shutil.copytree(ROOT / "variants", copy / "variants")
     shutil.copytree(ROOT / "policies", copy / "policies")
+    subprocess.run(["git", "init", "-q", str(copy)], check=True)   # the variants' repository (builder/spec/paths.py)
     here = render.render(load("bert"))
     there = render.render(spec.load(copy / "variants/bert.yaml"))
     assert here.files == there.files
@@ -77,6 +78,7 @@ def _instructions_before(df: str, marker: str) -> list[str]:
 def test_changing_a_key_or_password_hash_leaves_earlier_layers_alone(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "variants", tmp_path / "variants")
     shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)   # the variants' repository
     before = render.render(spec.load(tmp_path / "variants/bert.yaml"))
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
     shutil.copy(tmp_path / "k.pub", tmp_path / "variants/keys/team.pub")

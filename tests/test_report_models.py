@@ -74,7 +74,7 @@ def test_gate_section_keeps_todays_keys(tmp_path: Path) -> None:
     raw = json.loads((tmp_path / report.REPORT).read_text())["gate"]
     assert set(raw) == {"decision", "policy", "policy_file", "artifact", "trivy_version", "evaluated_on", "reasons",
                         "blocking", "blocking_ids", "counts", "waived", "expired_waivers", "stale_waivers",
-                        "base_layers_known", "base_digest_pinned", "files"}
+                        "base_layers_known", "base_digest_pinned", "scanners", "scanners_from", "files"}
     assert raw["files"] == {"json": "gate.json", "sarif": "gate.sarif", "markdown": "gate.md"}
 
 

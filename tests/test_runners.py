@@ -176,6 +176,7 @@ def test_scan_through_the_registry_fetches_only_layers_trivy_has_not_analysed(
     variants = tmp_path / "variants"
     shutil.copytree(VARIANTS, variants)
     shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)   # the variants' repository (builder/spec/paths.py)
     quarantine = f"{open_registry}/quarantine"
     log = open_registry_dir / "registry.log"
     base_blobs = set(_layers(open_registry, "tfimg-standin", registry_base.rsplit(":", 1)[1]))

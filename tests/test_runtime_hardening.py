@@ -1,6 +1,6 @@
 """The images run under a restricted runtime profile, and SSH and Jupyter logins still work there.
 
-The profile (README, "Running hardened"): every capability dropped,
+The profile (docs/running.md, "Running hardened"): every capability dropped,
 ``no-new-privileges``, a read-only root filesystem, and writable tmpfs only
 where the services must write: the user's home (Jupyter's runtime files,
 kernels' connection files) and ``/var/lib/tfimg/ssh`` (sshd's host key, made
@@ -27,7 +27,7 @@ PASSWORD = "hardened-Pa55-word"
 
 
 def hardened(v: spec.Variant) -> dict:
-    """The Docker SDK form of the README's flags, with the minimal tmpfs set that works."""
+    """The Docker SDK form of the flags in docs/running.md, with the minimal tmpfs set that works."""
     owner = f"uid={v.user.uid},gid={v.user.gid}"
     return {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "read_only": True,
             "tmpfs": {v.user.home_dir: f"{owner},mode=0755", "/var/lib/tfimg/ssh": f"{owner},mode=0700"}}

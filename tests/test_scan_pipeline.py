@@ -22,7 +22,7 @@ import pytest
 
 from builder.cli.root import main
 from builder.errors import EnvError, GateFailed
-from builder.infra import report, runner
+from builder.infra import outdir, report, runner
 from builder.infra.engine import Engine
 from builder.scan import stage as scan_stage
 from builder.scan import trivy
@@ -66,6 +66,7 @@ def variant(tmp_path: Path, policy_text: str | None = None, digest: bool = False
 
 def rendered(out: Path) -> Path:
     """``out`` with a rendered Dockerfile in ``out/context``, as the build leaves it (policies check it)."""
+    outdir.claim(out)   # tfimg's folder, as the build stage leaves it
     (out / "context").mkdir(parents=True, exist_ok=True)
     (out / "context" / "Dockerfile").write_text("FROM scratch\nUSER 1000\n")
     return out
@@ -176,8 +177,10 @@ def test_cyclonedx_output_is_not_a_report(fake, monkeypatch, tmp_path):
 
 def test_too_old_trivy(fake, monkeypatch, tmp_path):
     monkeypatch.setenv("FAKE_TRIVY_VERSION", "0.30.0")
-    with pytest.raises(EnvError, match="too old"):
+    with pytest.raises(EnvError, match="too old") as exc:
         trivy.scan_image(IMAGE, tmp_path / "trivy.json", opts())
+    # the message and its install hint name the same minimum (the hint once said 0.45)
+    assert "needs 0.37 or newer" in exc.value.message and "0.37 or newer" in (exc.value.hint or "")
 
 
 def test_missing_trivy(tmp_path, monkeypatch):
@@ -222,8 +225,9 @@ def test_stage_passes_and_writes_every_file(fake, monkeypatch, tmp_path):
 def test_stage_blocks_with_gate_failed_and_uses_recorded_base_layers(fake, tmp_path):
     loaded = variant(tmp_path)
     out = tmp_path / "build" / "demo"
-    layers = json.loads((DATA / "fluentd-gems.json.golden").read_text())["Metadata"]["DiffIDs"][:2]
-    reports.write(out, reports.build("sha256:" + "c" * 64, base_layers=layers))
+    golden = json.loads((DATA / "fluentd-gems.json.golden").read_text())   # what the fake Trivy reports
+    layers = golden["Metadata"]["DiffIDs"][:2]
+    reports.write(out, reports.build(golden["Metadata"]["ImageID"], base_layers=layers))
     rendered(out)   # the default policy also checks the rendered Dockerfile
     with pytest.raises(GateFailed) as exc:
         scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=opts())
@@ -235,7 +239,7 @@ def test_stage_blocks_with_gate_failed_and_uses_recorded_base_layers(fake, tmp_p
 
 def test_trivy_missing_fails_closed(tmp_path, fake):
     loaded = variant(tmp_path)
-    out = tmp_path / "out"
+    out = outdir.claim(tmp_path / "out")
     report.write_json(out / "trivy.json", {"SchemaVersion": 2})     # an older report must not survive
     with pytest.raises(EnvError, match="fails closed"):
         scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=trivy.Options(binary=str(tmp_path / "no")))
@@ -301,10 +305,11 @@ def test_cli_scan_image_then_gate(fake, tmp_path, capsys):
 def test_cli_scan_spec_gates_under_its_policy(fake, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     variant(tmp_path, "vulnerabilities: {new: {fixed: CRITICAL}}\n")
-    reports.write(rendered(tmp_path / "build" / "demo"), reports.build("sha256:" + "b" * 64))
+    built = json.loads((DATA / "fluentd-gems.json.golden").read_text())["Metadata"]["ImageID"]   # what the fake scans
+    reports.write(rendered(tmp_path / "build" / "demo"), reports.build(built))
     rc = main(["scan", "demo.yaml", "--trivy", str(FAKE), "--by-reference"])
     assert rc == 1
-    assert image_argv(fake)[-1] == "sha256:" + "b" * 64
+    assert image_argv(fake)[-1] == built
     assert report.load(tmp_path / "build" / "demo").gate.blocking_ids == ["CVE-2019-18224"]
 
 
@@ -312,7 +317,8 @@ def test_cli_gate_expired_waiver_names_owner(tmp_path, capsys):
     (tmp_path / "p.yaml").write_text("waivers:\n  - {id: CVE-2019-18224, reason: accepted risk, owner: "
                                      "ops@example.com, expires: 2026-01-31}\n")
     shutil.copy(DATA / "debian-buster.json.golden", tmp_path / "trivy.json")
-    args = ["gate", "--report", str(tmp_path / "trivy.json"), "--policy", str(tmp_path / "p.yaml")]
+    args = ["gate", "--report", str(tmp_path / "trivy.json"), "--policy", str(tmp_path / "p.yaml"),
+            "--assume-vuln-scanned"]   # a report made elsewhere: no tfimg scan record beside it
     assert main([*args, "--date", "2026-01-31"]) == 0
     assert main([*args, "--date", "2026-02-01"]) == 1
     assert "ops@example.com" in capsys.readouterr().err
@@ -394,8 +400,8 @@ def test_real_trivy_end_to_end(tmp_path, images):
     image = images({"etc/os-release": b"ID=tfimgtest\n",
                     "app/deploy.sh": f"#!/bin/sh\nexport AWS_ACCESS_KEY_ID={key}\n".encode()})
     loaded = variant(tmp_path, "scan: {misconfig: true}\nmisconfigurations: {block: none}\n")
-    out = tmp_path / "build" / "demo"
-    (out / "context").mkdir(parents=True)
+    out = outdir.claim(tmp_path / "build" / "demo")   # as the build stage leaves it
+    (out / "context").mkdir()
     (out / "context" / "Dockerfile").write_text("FROM scratch\nCOPY app /app\n")
     options = trivy.Options(timeout=300, cache_dir=tmp_path / "cache", scanners=("secret",))
     with pytest.raises(GateFailed):

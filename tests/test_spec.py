@@ -212,13 +212,14 @@ def test_abstract_is_not_inherited_and_is_never_built(tmp_path: Path) -> None:
     assert not (tmp_path / "base").exists()
 
 
-def test_readme_full_example_is_a_valid_variant(tmp_path: Path) -> None:
+def test_docs_full_example_is_a_valid_variant(tmp_path: Path) -> None:
     import re
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- full-example.*?```yaml\n(.*?)```", readme, re.S)
-    assert block, "README lost its full example"
+    guide = (ROOT / "docs/variants.md").read_text()
+    block = re.search(r"<!-- full-example.*?```yaml\n(.*?)```", guide, re.S)
+    assert block, "docs/variants.md lost its full example"
     shutil.copytree(ROOT / "variants", tmp_path / "variants")
     shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)   # the variants' repository
     (tmp_path / "variants/full.yaml").write_text(block.group(1))
     v = spec.load(tmp_path / "variants/full.yaml").spec
     documented = set(spec.Variant.model_fields) | {"extends"}

@@ -7,6 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from builder.errors import TfimgError
 from builder.scan import trivy_report as scanreport
@@ -134,15 +136,46 @@ def test_licenses():
                                                       ("MIT License", "notice")}
 
 
-def test_unknown_fields_and_odd_values_are_tolerated():
+def test_unknown_fields_and_null_lists_are_tolerated():
     data = json.loads((DATA / "debian-buster.json.golden").read_text())
     data["FutureTopLevel"] = {"x": 1}
-    data["Results"][0]["Vulnerabilities"][0]["Severity"] = "high"
-    data["Results"][0]["Vulnerabilities"][1]["Severity"] = "SEVERE"
+    data["Results"][0]["Vulnerabilities"][0]["FutureKey"] = [1, 2]
     data["Results"].append({"Target": "x", "Vulnerabilities": None, "Secrets": None})
     report = scanreport.from_data(data)
     assert report.model_extra["FutureTopLevel"] == {"x": 1}
-    assert [f.severity for f in report.findings()] == ["HIGH", "UNKNOWN"]
+    assert [f.severity for f in report.findings()] == ["LOW", "CRITICAL"]
+
+
+# Every kind of finding, in a report Trivy wrote, with its severity replaced by anything that is not
+# one of Trivy's five: never read as UNKNOWN (which a policy may let pass), always exit 2 naming it.
+FINDINGS = [("debian-buster.json.golden", "Vulnerabilities", "VulnerabilityID"),
+            ("secrets.json.golden", "Secrets", "RuleID"),
+            ("dockerfile.json.golden", "Misconfigurations", "ID"),
+            ("license-cyclonedx.json.golden", "Licenses", "Name")]
+NOT_A_SEVERITY = st.one_of(
+    st.text(max_size=40).filter(lambda s: s not in scanreport.SEVERITIES),
+    st.sampled_from(["high", "Critical", "CRITICAL ", " LOW", "NONE", "", "INFO", "UNKNOWN\n", "HIGH\x00"]),
+    st.none(), st.integers(), st.floats(allow_nan=False), st.booleans(),
+    st.lists(st.sampled_from(scanreport.SEVERITIES), max_size=2), st.just({"Severity": "HIGH"}))
+
+
+@settings(max_examples=150, deadline=None)
+@given(which=st.sampled_from(FINDINGS), severity=NOT_A_SEVERITY, drop=st.booleans(), pick=st.integers(0, 10))
+def test_a_severity_trivy_does_not_write_is_refused_naming_the_finding(which, severity, drop, pick):
+    name, key, ident = which
+    data = json.loads((DATA / name).read_text())
+    result = next(r for r in data["Results"] if r.get(key))
+    item = result[key][pick % len(result[key])]
+    if drop:
+        del item["Severity"]
+    else:
+        item["Severity"] = severity
+    with pytest.raises(TfimgError) as exc:
+        scanreport.from_data(data, source="trivy.json")
+    assert exc.value.exit_code == 2
+    message = exc.value.message
+    assert message.startswith("trivy.json: ") and key in message and "\n" not in message
+    assert item[ident][:60] in message and "UNKNOWN, LOW, MEDIUM, HIGH, CRITICAL" in message
 
 
 def test_not_affected_is_not_a_finding():

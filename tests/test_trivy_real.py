@@ -185,16 +185,6 @@ def test_waiver_with_owner_and_expiry_passes_expired_blocks_naming_owner(scanned
     assert "sec@example.com" in (out / "gate.md").read_text()
 
 
-def test_a_secret_only_report_gates_unscanned(scanned: Path, standin_base: str, tmp_path: Path) -> None:
-    rep = json.loads((scanned / "trivy.json").read_text())
-    rep["Results"] = [r for r in rep["Results"] if r.get("Class") == "secret"]
-    for r in rep["Results"]:
-        r["Secrets"] = []
-    (tmp_path / "secret-only.json").write_text(json.dumps(rep))
-    res = tfimg("gate", "--report", str(tmp_path / "secret-only.json"), "--out", str(tmp_path / "g"))
-    assert json.loads((tmp_path / "g/gate.json").read_text())["decision"] == "unscanned", res.stdout
-
-
 # --------------------------------------------------------------------------- failure modes
 
 @pytest.fixture(scope="session")
@@ -253,3 +243,207 @@ def test_offline_scan_with_a_copied_db(scanned: Path, tiny: str, tmp_path: Path)
     meta = json.loads((source / "metadata.json").read_text())
     assert scan["status"] == "ok" and scan["offline"] is True and scan["db_repository"] is None
     assert scan["db"]["Version"] == 2 and scan["db"]["UpdatedAt"][:19] == meta["UpdatedAt"][:19], scan["db"]
+
+
+# --------------------------------------------------------------------------- the gate trusts only a real scan
+# of the image it gates: two small images with the stand-in's Debian packages (its dpkg status and
+# os-release, nothing else), so Trivy finds real OS packages and vulnerabilities in seconds.
+
+OS_A, OS_B = "tfimg-test/trivy-real:os-a", "tfimg-test/trivy-real:os-b"
+OS_FILES = {"os-release": "/etc/os-release", "debian_version": "/etc/debian_version", "status": "/var/lib/dpkg/status"}
+
+
+@pytest.fixture(scope="session")
+def os_images(standin_base: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """{tag: image id} of two images that differ only in one file."""
+    tmp = tmp_path_factory.mktemp("os-images")
+    files = {name: subprocess.run(["docker", "run", "--rm", "--entrypoint", "cat", standin_base, path],
+                                  capture_output=True, text=True, check=True, timeout=300).stdout
+             for name, path in OS_FILES.items()}
+    recipe = "FROM scratch\n" + "".join(f"COPY {n} {p}\n" for n, p in OS_FILES.items()) + "COPY stamp /stamp\n"
+    ids = {}
+    for tag in (OS_A, OS_B):
+        _docker_build(tag, recipe, {**files, "stamp": tag}, tmp)
+        ids[tag] = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", tag], capture_output=True,
+                                  text=True, check=True).stdout.strip()
+    assert ids[OS_A] != ids[OS_B]
+    return ids
+
+
+@pytest.fixture(scope="session")
+def os_scans(os_images: dict[str, str], demo_db: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """{tag: folder of `tfimg scan TAG`}: trivy.json and report.json's scan record."""
+    tmp = tmp_path_factory.mktemp("os-scans")
+    out = {}
+    for tag in os_images:
+        out[tag] = tmp / tag.rsplit(":", 1)[1]
+        res = tfimg("scan", tag, "--by-reference", "--cache-dir", str(tmp / "cache"), "--db-repository", demo_db,
+                    "--out", str(out[tag]))
+        assert res.returncode == 0, res.stderr[-3000:]
+    (tmp / "cache-dir").write_text(str(tmp / "cache"))
+    return out
+
+
+def _copy(folder: Path, tmp: Path) -> Path:
+    dest = tmp / folder.name
+    shutil.copytree(folder, dest)
+    return dest
+
+
+def _raw_trivy(image: str, scanners: str, out: Path, cache: str) -> dict:
+    subprocess.run([_trivy(), "image", "--quiet", "--format", "json", "--output", str(out), "--scanners", scanners,
+                    "--cache-dir", cache, "--skip-db-update", "--skip-version-check", "--disable-telemetry",
+                    "--image-src", "docker", image], check=True, capture_output=True, timeout=600)
+    return json.loads(out.read_text())
+
+
+def test_trivys_json_cannot_show_the_vuln_scanner_ran_so_a_report_without_a_record_is_exit_4(
+        os_images: dict[str, str], os_scans: dict[str, Path], tiny: str, tmp_path: Path) -> None:
+    """Why the gate needs tfimg's scan record: `--scanners secret` writes the same os-pkgs result (with its
+    package list) as `--scanners vuln` does, apart from the vulnerabilities; without an OS both write no
+    results at all. A report given to `tfimg gate` without a record is refused (exit 4)."""
+    cache = (os_scans[OS_A].parent / "cache-dir").read_text()
+    vuln = _raw_trivy(OS_A, "vuln", tmp_path / "vuln.json", cache)
+    secret = _raw_trivy(OS_A, "secret", tmp_path / "secret.json", cache)
+    shape = [{k: v for k, v in r.items() if k != "Vulnerabilities"} for r in vuln["Results"]]
+    assert [r["Class"] for r in secret["Results"]] == ["os-pkgs"] and secret["Results"][0]["Packages"]
+    assert secret["Results"] == shape and any(r.get("Vulnerabilities") for r in vuln["Results"])
+    assert "Results" not in _raw_trivy(tiny, "vuln", tmp_path / "tiny-vuln.json", cache)
+    assert "Results" not in _raw_trivy(tiny, "secret", tmp_path / "tiny-secret.json", cache)
+    res = tfimg("gate", "--report", str(tmp_path / "secret.json"), "--out", str(tmp_path / "g"))
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert "does not show that Trivy's vulnerability scanner ran" in res.stderr and "--assume-vuln-scanned" in res.stderr
+    assert not (tmp_path / "g").exists() and "Traceback" not in res.stderr
+    # a copy of a report tfimg made is no better: the record is for the file beside it
+    shutil.copy(os_scans[OS_A] / "trivy.json", tmp_path / "copy.json")
+    assert tfimg("gate", "--report", str(tmp_path / "copy.json"), "--out", str(tmp_path / "g")).returncode == 4
+    # the user may vouch for it: then the report is gated on what it holds
+    res = tfimg("gate", "--report", str(tmp_path / "vuln.json"), "--out", str(tmp_path / "g"), "--assume-vuln-scanned")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert json.loads((tmp_path / "g/gate.json").read_text())["scanners_from"] == "assumed"
+
+
+def test_a_report_edited_after_the_scan_is_exit_4(os_scans: dict[str, Path], tmp_path: Path) -> None:
+    folder = _copy(os_scans[OS_A], tmp_path)
+    res = tfimg("gate", "--report", str(folder / "trivy.json"))
+    assert res.returncode == 1 and json.loads((folder / "gate.json").read_text())["scanners_from"] == "scan record"
+    rep = json.loads((folder / "trivy.json").read_text())
+    for r in rep["Results"]:
+        r.pop("Vulnerabilities", None)   # what would make it pass
+    (folder / "trivy.json").write_text(json.dumps(rep, indent=2))
+    res = tfimg("gate", "--report", str(folder / "trivy.json"))
+    assert res.returncode == 4 and "changed after tfimg wrote it" in res.stderr, res.stderr
+
+
+def test_a_scan_without_the_vuln_scanner_is_unscanned_and_exits_1_unless_the_policy_allows(
+        os_images: dict[str, str], demo_db: str, tmp_path: Path) -> None:
+    from builder.errors import GateFailed
+    from builder.infra import report
+    from builder.infra.engine import Engine
+    from builder.scan import stage as scan_stage
+    from builder.scan import trivy
+    from builder.spec import loader
+    (tmp_path / "p.yaml").write_text("scan: {misconfig: false}\n")
+    (tmp_path / "lax.yaml").write_text("scan: {misconfig: false, required: false}\n")
+    (tmp_path / "v.yaml").write_text("name: demo\npolicy: p.yaml\n")
+    out = tmp_path / "out"
+    options = trivy.Options(binary=_trivy(), cache_dir=tmp_path / "cache", db_repository=demo_db, scanners=("secret",))
+    with pytest.raises(GateFailed, match="UNSCANNED") as exc:
+        scan_stage.run_scan_and_gate(loader.load(tmp_path / "v.yaml"), OS_A, out, None, engine=Engine.from_env(),
+                                     options=options)
+    assert exc.value.exit_code == 1
+    assert report.load(out).scan.scanners == ["secret"] and report.load(out).gate.decision == "unscanned"
+    assert "without vuln" in report.load(out).gate.reasons[-1]
+    res = tfimg("gate", "--report", str(out / "trivy.json"), "--policy", str(tmp_path / "p.yaml"))
+    assert res.returncode == 1 and "UNSCANNED" in res.stdout + res.stderr, res.stdout + res.stderr
+    res = tfimg("gate", "--report", str(out / "trivy.json"), "--policy", str(tmp_path / "lax.yaml"))
+    assert res.returncode == 0 and json.loads((out / "gate.json").read_text())["decision"] == "unscanned"
+
+
+def test_an_image_without_packages_is_unscanned_in_scan_gate_and_build(tiny: str, demo_db: str,
+                                                                       tmp_path: Path) -> None:
+    """Trivy ran every scanner and found nothing to look up: UNSCANNED, exit 1 under a policy that
+    requires a scan (`tfimg scan SPEC`, `tfimg gate`, and the gate stage of `tfimg build`)."""
+    from builder.errors import GateFailed
+    from builder.infra import report
+    from builder.infra.report_models import StageReuse
+    from builder.infra.ui import UI
+    from builder.pipeline import orchestrator
+    from builder.scan import stage as scan_stage
+    from builder.spec import loader
+    from tests import reports
+    tiny_id = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", tiny], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    (tmp_path / "p.yaml").write_text("scan: {misconfig: false}\n")
+    (tmp_path / "lax.yaml").write_text("scan: {misconfig: false, required: false}\n")
+    for policy, code in (("p.yaml", 1), ("lax.yaml", 0)):
+        (tmp_path / "v.yaml").write_text(f"name: demo\npolicy: {policy}\n")
+        out = tmp_path / f"out-{code}"
+        reports.write(out, reports.build(tiny_id))
+        res = tfimg("scan", str(tmp_path / "v.yaml"), "--by-reference", "--cache-dir", str(tmp_path / "cache"),
+                    "--db-repository", demo_db, "--out", str(out))
+        assert res.returncode == code, res.stdout + res.stderr
+        gate = report.load(out).gate
+        assert gate.decision == "unscanned" and "no OS or language packages" in gate.reasons[-1]
+        assert tfimg("gate", "--report", str(out / "trivy.json"), "--policy", str(tmp_path / policy)).returncode == code
+        loaded, built = loader.load(tmp_path / "v.yaml"), report.load(out).build
+        key = StageReuse(reused=True, key={"scan": "x"})
+        if code:   # the build's gate stage on the saved scan
+            with pytest.raises(GateFailed, match="UNSCANNED"):
+                orchestrator._gate_stage(loaded, built, out, key, None, UI(quiet=True), scan_stage.gate_saved)
+        else:
+            assert orchestrator._gate_stage(loaded, built, out, key, None, UI(quiet=True), scan_stage.gate_saved)
+
+
+def test_a_report_of_another_image_is_refused_naming_both(os_images: dict[str, str], os_scans: dict[str, Path],
+                                                          demo_db: str, tmp_path: Path) -> None:
+    from builder.errors import ReportMismatch
+    from builder.infra import report
+    from builder.infra.engine import Engine
+    from builder.scan import stage as scan_stage
+    from builder.scan import trivy
+    from builder.spec import loader
+    from tests import reports
+    id_a, id_b = os_images[OS_A], os_images[OS_B]
+    (tmp_path / "v.yaml").write_text("name: demo\npolicy: p.yaml\n")
+    (tmp_path / "p.yaml").write_text("scan: {misconfig: false}\n")
+    built_a = _copy(os_scans[OS_A], tmp_path)
+    reports.write(built_a, reports.build(id_a))          # the build of image A, and A's own scan: it gates
+    assert tfimg("gate", "--report", str(built_a / "trivy.json")).returncode == 1
+    # gate B's report into A's folder
+    res = tfimg("gate", "--report", str(os_scans[OS_B] / "trivy.json"), "--out", str(built_a))
+    assert res.returncode == 2 and id_a in res.stderr and id_b in res.stderr, res.stderr
+    # B's report put in A's place: tfimg gate, and the gate stage of a build (gate_saved)
+    shutil.copy(os_scans[OS_B] / "trivy.json", built_a / "trivy.json")
+    res = tfimg("gate", "--report", str(built_a / "trivy.json"))
+    assert res.returncode == 2 and id_a in res.stderr and id_b in res.stderr, res.stderr
+    with pytest.raises(ReportMismatch, match=id_b):
+        scan_stage.gate_saved(loader.load(tmp_path / "v.yaml"), built_a, None)
+    # a scan that reads another image than the build: refused whatever the policy, nothing left that looks current
+    options = trivy.Options(binary=_trivy(), cache_dir=Path((os_scans[OS_A].parent / "cache-dir").read_text()),
+                            db_repository=demo_db)
+    with pytest.raises(ReportMismatch) as exc:
+        scan_stage.run_scan_and_gate(loader.load(tmp_path / "v.yaml"), OS_B, built_a, None, engine=Engine.from_env(),
+                                     options=options)
+    assert exc.value.exit_code == 2 and id_a in exc.value.message and id_b in exc.value.message
+    rep = report.load(built_a)
+    assert rep.scan.status == "failed" and rep.gate.decision == "block" and not (built_a / "trivy.json").exists()
+    # `tfimg scan IMAGE --out` into the folder of another image's build
+    res = tfimg("scan", OS_B, "--by-reference", "--cache-dir", str(options.cache_dir), "--db-repository", demo_db,
+                "--out", str(built_a))
+    assert res.returncode == 2 and id_a in res.stderr and id_b in res.stderr, res.stderr
+    assert report.load(built_a).scan.status == "failed" and not (built_a / "trivy.json").exists()
+
+
+def test_an_unknown_severity_in_a_real_report_is_exit_2_naming_the_finding(os_scans: dict[str, Path],
+                                                                          scanned: Path, tmp_path: Path) -> None:
+    for source, key, ident in ((os_scans[OS_A], "Vulnerabilities", "VulnerabilityID"), (scanned, "Secrets", "RuleID")):
+        folder = _copy(source, tmp_path / key)
+        rep = json.loads((folder / "trivy.json").read_text())
+        item = next(x for r in rep["Results"] for x in r.get(key) or [])
+        item["Severity"] = "SEVERE"
+        (folder / "trivy.json").write_text(json.dumps(rep, indent=2))
+        res = tfimg("gate", "--report", str(folder / "trivy.json"), "--assume-vuln-scanned")
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert item[ident] in res.stderr and "SEVERE" in res.stderr and "Traceback" not in res.stderr
+        assert not (folder / "gate.json").exists()

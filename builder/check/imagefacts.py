@@ -1,7 +1,7 @@
 """Facts about a built image, for tags and evidence.
 
 Versions are read from the image itself by running the probe
-(:mod:`builder.check.probe`) in a throwaway container: TensorFlow, Python, and
+(:mod:`builder.check.probe`, copied into a throwaway container): TensorFlow, Python, and
 CUDA/cuDNN/NCCL from the libraries themselves (None where they are absent). The date is the image's creation date (UTC), so the tag does not
 change between ``tfimg tags`` and ``tfimg publish``; the revision is the short
 git revision the image was built from (``build.revision``), else of the
@@ -15,7 +15,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from builder.check import probe
+from builder.check import incontainer, probe
 from builder.errors import EnvError
 from builder.infra import clock, git
 from builder.infra.engine import Engine
@@ -33,14 +33,15 @@ def from_image(image: str, engine: Engine, *, timeout: float = 300) -> dict[str,
     """
     with engine.running(image, command=["sleep", str(int(timeout) + 30)],
                         environment={"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}) as (container, _):
+        incontainer.install(engine, container)
         for python in ("python3", "python"):
             code, output = engine.exec_run(container, probe.command(python), timeout=timeout)
             if code not in (126, 127):
                 break
         else:
             raise EnvError(f"image {image} has no python3 or python on PATH; cannot read its versions")
-    s = probe.summarize(probe.parse_output(output))
-    return {k: s.get(k) for k in ("tensorflow", "python", "cuda", "cudnn", "nccl")}
+    return probe.summarize(probe.parse_output(output)).model_dump(include={"tensorflow", "python", "cuda", "cudnn",
+                                                                         "nccl"})
 
 
 def image_date(image: str, engine: Engine) -> str:

@@ -1,31 +1,16 @@
-"""Probe the CUDA stack and TensorFlow: a self-contained snippet plus pure parsers.
+"""Read what the probe printed: pure functions from its raw JSON to a summary and rows.
 
-:data:`SNIPPET` is plain Python 3.8+ (standard library only; TensorFlow when it
-is there) that runs anywhere: inside a container (``tfimg test``) or on a host
-(``tfimg probe --local``). Each library, and TensorFlow, is probed in its own
-child process (``python -c CHILD KIND``), so a library that aborts the process
-(cuDNN on glibc >= 2.34 without ``libcuda.so.1``: SIGABRT) becomes that row's
-error, with the signal named, and the other rows still come back.
+The probe itself is a file, ``builder/check/incontainer/tfimg_probe.py``: plain
+Python 3.8+ (standard library only; TensorFlow where it is there) that runs in
+a container (``tfimg test``: :func:`run_in` copies it there) or on a host
+(``tfimg probe --local``: :func:`run_local`), and prints one line
+``TFIMG_PROBE=<json>`` of raw values (see its docstring for what it reads and
+how a crashing library is contained). Everything here is pure functions over
+that line, each result a model of :mod:`builder.check.probe_models`::
 
-For each library the child loads the soname TensorFlow 2.9 loads
-(``libcudart.so.11.0``, ``libcudnn.so.8``, ``libnccl.so.2``) first, other names
-only where that one is absent; it reports the real file the loader mapped
-(``/proc/self/maps``, e.g. ``libcudart.so.11.7.99``) and what the library's
-version call answered (``cudaRuntimeGetVersion``, ``cudnnGetVersion``,
-``ncclGetVersion``); for the CUDA runtime also the toolkit's ``version.json``
-above that file, where there is one. Each library child has 30 s, the
-TensorFlow child 200 s (``TFIMG_PROBE_TF_TIMEOUT``: PyPI's TensorFlow 2.9
-ships machine code up to sm_75 and PTX for compute 8.0, so on an A100 or
-newer the driver JIT-compiles its kernels on first use, which can take far
-longer); a child that overruns is that row's error. ``TFIMG_PROBE_TF=0``
-leaves TensorFlow out. The parent adds NGC's environment
-variables, asks ``nvidia-smi`` for the driver, and prints one line,
-``TFIMG_PROBE=<json>``, of raw values. Everything else here is pure functions
-over that JSON::
-
-    raw = parse_output(text)          # the JSON line among TensorFlow's noise
-    s = summarize(raw)                # versions as strings, each with its method; GPUs, matmul
-    rows = evaluate(s, profile)       # each compared with the base profile
+    raw = parse_output(text)          # the JSON line among TensorFlow's noise -> RawProbe
+    s = summarize(raw)                # versions as strings, each with its method; GPUs, matmul -> Summary
+    rows = evaluate(s, profile)       # each compared with the base profile -> list[Row]
 
 How a version is obtained (``method``), first that gives one:
 
@@ -43,22 +28,32 @@ the profile (ok or mismatch), and the row's detail says which method gave the
 value and why the library did not answer. An environment variable alone is
 recorded, never asserted: a library that loads but whose version cannot be
 established otherwise is ``unverified`` (a failure where the profile confirms
-a version). A library found only under another name (``libcudart.so``: a CUDA
-13 runtime on the dev machine) is not the one TensorFlow 2.9 loads: it is
-reported as ``other``, and the component stays missing.
+a version). A library found only under another name (``libcudart.so.13``: a
+CUDA 13 runtime) is not the one TensorFlow 2.9 loads: it is reported as
+``other``, and the component stays missing.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
+from builder.check import incontainer
+from builder.check.probe_models import LibSummary, Method, RawLib, RawProbe, Row, Status, Summary
 from builder.errors import TfimgError
-from builder.infra import runner
+from builder.infra import datafile, runner
 from builder.spec.profiles import Profile, version_matches
 
+if TYPE_CHECKING:
+    from builder.infra.engine import Engine
+
 MARK = "TFIMG_PROBE="
-CALL, FILE_NAME, VERSION_FILE, ENV_VAR = "library call", "file name", "version file", "environment variable"
+PROGRAM = "tfimg_probe.py"
+CALL: Method = "library call"
+FILE_NAME: Method = "file name"
+VERSION_FILE: Method = "version file"
+ENV_VAR: Method = "environment variable"
 ASSERTED = (CALL, FILE_NAME, VERSION_FILE)
 # component -> (key in the raw "libs", soname TensorFlow 2.9 loads, version call, NGC's variable)
 LIBS = {
@@ -69,161 +64,16 @@ LIBS = {
 GPU_ONLY = ("driver", "tf_gpus", "matmul")
 FAILED = ("mismatch", "missing", "unverified", "failed")
 
-SNIPPET = r'''
-import json, os, platform, shutil, signal, subprocess, sys, time
-LIBS = {   # kind: [soname TensorFlow 2.9 loads, other names, real-file prefix, version call]
-    "cudart": ["libcudart.so.11.0", ["libcudart.so", "libcudart.so.12", "libcudart.so.13"], "libcudart.so.",
-               "cudaRuntimeGetVersion"],
-    "cudnn": ["libcudnn.so.8", ["libcudnn.so", "libcudnn.so.9"], "libcudnn.so.", "cudnnGetVersion"],
-    "nccl": ["libnccl.so.2", ["libnccl.so"], "libnccl.so.", "ncclGetVersion"],
-}
-LIB_CHILD = """
-import ctypes, json, os, sys
-soname, others, prefix, fn = json.loads(sys.argv[2])
-def say(**kw):
-    print("TFIMG_CHILD=" + json.dumps(kw, sort_keys=True), flush=True)
-def mapped():
-    try:
-        with open("/proc/self/maps") as f:
-            for line in f:
-                parts = line.split(None, 5)
-                if len(parts) == 6 and os.path.basename(parts[5].strip()).startswith(prefix):
-                    return parts[5].strip()
-    except OSError:
-        return None
-    return None
-tried = []
-for name in [soname] + others:
-    try:
-        lib = ctypes.CDLL(name)
-        break
-    except OSError as exc:
-        tried.append(str(exc)[:160])
-else:
-    say(name=None, tried=tried)
-    sys.exit(0)
-path = mapped()
-say(name=name, path=path, tried=tried)
-if sys.argv[1] == "cudart" and path:
-    d = os.path.dirname(path)
-    for _ in range(4):
-        vf = os.path.join(d, "version.json")
-        if os.path.isfile(vf):
-            try:
-                with open(vf) as f:
-                    data = json.loads(f.read(1000000))
-                say(version_file={"path": vf, "cuda": (data.get("cuda") or {}).get("version"),
-                                  "cuda_cudart": (data.get("cuda_cudart") or {}).get("version")})
-            except Exception as exc:
-                say(version_file={"path": vf, "error": type(exc).__name__ + ": " + str(exc)[:120]})
-            break
-        d = os.path.dirname(d)
-say(call=fn)
-try:
-    if fn == "cudnnGetVersion":
-        lib.cudnnGetVersion.restype = ctypes.c_size_t
-        say(value=int(lib.cudnnGetVersion()))   # returns the version itself: no status code
-    else:
-        v = ctypes.c_int(-1)
-        rc = getattr(lib, fn)(ctypes.byref(v))
-        say(rc=rc, value=v.value if rc == 0 else None)
-        if rc and fn == "cudaRuntimeGetVersion":
-            lib.cudaGetErrorName.restype = ctypes.c_char_p
-            say(rc_name=lib.cudaGetErrorName(rc).decode())
-except Exception as exc:
-    say(error=type(exc).__name__ + ": " + str(exc)[:160])
-"""
-TF_CHILD = """
-import json, os, sys
-def say(**kw):
-    print("TFIMG_CHILD=" + json.dumps(kw, sort_keys=True, default=str), flush=True)
-try:
-    import tensorflow as tf
-    say(version=tf.__version__)
-    info = dict(tf.sysconfig.get_build_info())
-    say(is_cuda_build=bool(info.get("is_cuda_build")), cuda_version=info.get("cuda_version"),
-        cudnn_version=info.get("cudnn_version"))
-    gpus = tf.config.list_physical_devices("GPU")
-    say(gpus=[g.name for g in gpus])
-    found = []
-    with open("/proc/self/maps") as f:
-        for line in f:
-            parts = line.split(None, 5)
-            if len(parts) == 6 and os.path.basename(parts[5]).startswith(("libcudart.so.", "libcudnn.so.",
-                                                                          "libnccl.so.", "libcuda.so.")):
-                if parts[5].strip() not in found:
-                    found.append(parts[5].strip())
-    say(cuda_libs=found)
-    if gpus:
-        tf.config.set_soft_device_placement(False)
-        with tf.device("/GPU:0"):
-            a = tf.random.uniform((256, 256), seed=1)
-            b = tf.random.uniform((256, 256), seed=2)
-            c = tf.linalg.matmul(a, b)
-        diff = float(tf.reduce_max(tf.abs(c.cpu() - tf.linalg.matmul(a.cpu(), b.cpu()))))
-        say(matmul={"device": c.device, "max_abs_diff": diff})
-except Exception as exc:
-    say(error=type(exc).__name__ + ": " + str(exc)[:300])
-"""
-def child(code, args, timeout):
-    t0 = time.monotonic()
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    res, rc = {}, None
-    try:
-        p = subprocess.run([sys.executable or "python3", "-c", code] + args, capture_output=True,
-                           text=True, timeout=timeout, env=env)
-        stdout, stderr, rc = p.stdout, p.stderr, p.returncode
-    except subprocess.TimeoutExpired as exc:
-        stdout, stderr = exc.stdout or "", exc.stderr or ""
-        stdout = stdout.decode(errors="replace") if isinstance(stdout, bytes) else stdout
-        stderr = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
-        res["exit"] = "timed out after %d s" % timeout
-    for line in stdout.splitlines():
-        if line.startswith("TFIMG_CHILD="):
-            res.update(json.loads(line[len("TFIMG_CHILD="):]))
-    if rc is not None and rc < 0:
-        try:
-            res["exit"] = "killed by signal %d (%s)" % (-rc, signal.Signals(-rc).name)
-        except ValueError:
-            res["exit"] = "killed by signal %d" % -rc
-    elif rc:
-        res["exit"] = "exit %d" % rc
-    if res.get("exit"):
-        res["stderr"] = stderr.strip()[-400:]
-    res["seconds"] = round(time.monotonic() - t0, 2)
-    return res
-try:
-    libc = os.confstr("CS_GNU_LIBC_VERSION")
-except (ValueError, OSError):
-    libc = None
-out = {"probe": 2, "python": platform.python_version(), "glibc": libc, "libs": {}, "smi": None, "tf": None,
-       "env": {k: os.environ[k] for k in ("CUDA_VERSION", "CUDNN_VERSION", "NCCL_VERSION", "CUBLAS_VERSION",
-                                          "LD_LIBRARY_PATH") if k in os.environ}}
-for kind, spec in LIBS.items():
-    out["libs"][kind] = child(LIB_CHILD, [kind, json.dumps(spec)], 30)
-smi = shutil.which("nvidia-smi")
-if smi:
-    try:
-        p = subprocess.run([smi, "--query-gpu=driver_version,name", "--format=csv,noheader"],
-                           capture_output=True, text=True, timeout=60)
-        out["smi"] = {"rc": p.returncode, "stdout": p.stdout, "stderr": p.stderr[-400:]}
-    except Exception as exc:
-        out["smi"] = {"rc": None, "stdout": "", "stderr": type(exc).__name__ + ": " + str(exc)[:200]}
-if os.environ.get("TFIMG_PROBE_TF", "1") != "0":
-    tf_out = out["tf"] = {"version": None}
-    tf_out.update(child(TF_CHILD, [], int(os.environ.get("TFIMG_PROBE_TF_TIMEOUT", "200"))))
-    if tf_out.get("exit") and not tf_out.get("error"):
-        tf_out["error"] = "TensorFlow probe " + tf_out["exit"] + ": " + tf_out.get("stderr", "")[-200:]
-print("TFIMG_PROBE=" + json.dumps(out, sort_keys=True))
-'''
 
-
-def parse_output(text: str) -> dict[str, Any]:
+def parse_output(text: str) -> RawProbe:
     """The probe's JSON line among whatever else was printed (TensorFlow logs, banners)."""
     for line in reversed(text.splitlines()):
         if line.startswith(MARK):
-            return dict(json.loads(line[len(MARK):]))
+            try:
+                return RawProbe.model_validate(datafile.loads_json(line[len(MARK):], "the probe's line", what="it"))
+            except (ValueError, ValidationError) as exc:
+                raise TfimgError("the probe printed a result tfimg cannot read",
+                                 hint=str(exc).splitlines()[0][:300]) from exc
     tail = "\n".join(text.strip().splitlines()[-8:]) or "(no output)"
     raise TfimgError("the probe printed no result", hint="Last output:\n" + tail)
 
@@ -292,68 +142,58 @@ def version_from_file_name(component: str, path: str | None) -> str | None:
     return _as_component(component, numbers)
 
 
-def _why_not_read(lib: dict[str, Any]) -> str:
+def _why_not_read(lib: RawLib) -> str:
     """Why the version call gave no value (rc, exception, signal), '' when it did."""
-    call = lib.get("call") or "the version call"
-    if lib.get("exit"):
-        stderr = (lib.get("stderr") or "").strip().splitlines()
-        return f"{call} {lib['exit']}" + (f" ({stderr[-1][:200]})" if stderr else "")
-    if lib.get("error"):
-        return f"{call}: {lib['error']}"
-    if lib.get("rc"):
-        return f"{call} rc {lib['rc']}" + (f" {lib['rc_name']}" if lib.get("rc_name") else "")
+    call = lib.call or "the version call"
+    if lib.exit:
+        stderr = (lib.stderr or "").strip().splitlines()
+        return f"{call} {lib.exit}" + (f" ({stderr[-1][:200]})" if stderr else "")
+    if lib.error:
+        return f"{call}: {lib.error}"
+    if lib.rc:
+        return f"{call} rc {lib.rc}" + (f" {lib.rc_name}" if lib.rc_name else "")
     return ""
 
 
-def lib_summary(component: str, lib: dict[str, Any] | None, env: dict[str, str]) -> dict[str, Any]:
-    """One library: its version and how it was obtained (``method``; ``read`` only for a library call).
-
-    Keys: value, method, read, soname, loaded (the name that loaded), file (real
-    file), why (why the library did not answer, or why the value is not the
-    one TensorFlow loads), error (a crash of the probe child), other (another
-    library found instead of the soname), env (NGC's variable, as set).
-    """
-    lib = lib or {}
-    _, soname, _, var = LIBS[component]
-    loaded, path = lib.get("name"), lib.get("path")
-    out: dict[str, Any] = {"value": None, "method": None, "read": False, "soname": soname, "loaded": None,
-                           "file": None, "why": "", "error": None, "other": None,
-                           "env": f"{var}={env[var]}" if env.get(var) else None}
-    if lib.get("exit"):               # the child crashed or hung: name the call it was in, and the signal
-        out["error"] = f"{lib.get('call') or ('loading ' + (loaded or soname))} {lib['exit']}"
-    elif lib.get("error"):
-        out["error"] = f"{lib.get('call') or 'the probe'}: {lib['error']}"
-    by_call = CALL_VERSION[component](lib.get("value")) if isinstance(lib.get("value"), int) \
-        and lib.get("value", 0) > 0 else None
-    if loaded and loaded != soname:
-        other = by_call or version_from_file_name(component, path)
-        out["other"] = f"{loaded} -> {path or '?'} ({other or 'version unknown'})"
-        out["why"] = (f"{soname} is not on the loader path; {loaded} loads {path or '?'} "
-                      f"({other or 'version unknown'}), not the runtime TensorFlow 2.9 loads")
-    elif loaded:
-        out.update(loaded=loaded, file=path)
-        if by_call:
-            out.update(value=by_call, method=CALL, read=True)
-            return out
-        out["why"] = _why_not_read(lib) or f"{lib.get('call') or 'the version call'} gave no value"
-        vf = lib.get("version_file") or {}
-        for method, value in ((FILE_NAME, version_from_file_name(component, path)),
-                              (VERSION_FILE, _as_component(component, _numbers(vf.get("cuda_cudart")
-                                                                               or vf.get("cuda"))))):
-            if value:
-                out.update(value=value, method=method)
-                if method == VERSION_FILE:
-                    out["version_file"] = vf.get("path")
-                return out
-    else:
-        tried = lib.get("tried") or []
-        out["why"] = f"{soname} not found" + (f" ({tried[0]})" if tried else "")
-        if out["error"]:
-            out["why"] = f"the probe child {out['error']}"
-    value = _as_component(component, _numbers(env.get(var)))
-    if value:
-        out.update(value=value, method=ENV_VAR)
+def _loaded(component: str, lib: RawLib, by_call: str | None) -> dict[str, Any]:
+    """What the soname TensorFlow loads says: read by its call, else by file name or version file."""
+    if by_call:
+        return {"loaded": lib.name, "file": lib.path, "value": by_call, "method": CALL, "read": True}
+    out: dict[str, Any] = {"loaded": lib.name, "file": lib.path,
+                           "why": _why_not_read(lib) or f"{lib.call or 'the version call'} gave no value"}
+    vf = lib.version_file
+    from_file = _as_component(component, _numbers(vf.cuda_cudart or vf.cuda)) if vf else None
+    if (value := version_from_file_name(component, lib.path)) is not None:
+        out.update(value=value, method=FILE_NAME)
+    elif from_file and vf:
+        out.update(value=from_file, method=VERSION_FILE, version_file=vf.path)
     return out
+
+
+def lib_summary(component: str, lib: RawLib | None, env: dict[str, str]) -> LibSummary:
+    """One library: its version and how it was obtained (see :class:`LibSummary`)."""
+    lib = lib or RawLib()
+    _, soname, _, var = LIBS[component]
+    out: dict[str, Any] = {"soname": soname, "env": f"{var}={env[var]}" if env.get(var) else None}
+    if lib.exit:               # the child crashed or hung: name the call it was in, and the signal
+        out["error"] = f"{lib.call or ('loading ' + (lib.name or soname))} {lib.exit}"
+    elif lib.error:
+        out["error"] = f"{lib.call or 'the probe'}: {lib.error}"
+    by_call = CALL_VERSION[component](lib.value) if lib.value and lib.value > 0 else None
+    if lib.name and lib.name != soname:
+        other = by_call or version_from_file_name(component, lib.path)
+        out["other"] = f"{lib.name} -> {lib.path or '?'} ({other or 'version unknown'})"
+        out["why"] = (f"{soname} is not on the loader path; {lib.name} loads {lib.path or '?'} "
+                      f"({other or 'version unknown'}), not the runtime TensorFlow 2.9 loads")
+    elif lib.name:
+        out.update(_loaded(component, lib, by_call))
+    else:
+        out["why"] = f"{soname} not found" + (f" ({lib.tried[0]})" if lib.tried else "")
+        if out.get("error"):
+            out["why"] = f"the probe child {out['error']}"
+    if out.get("method") is None and (value := _as_component(component, _numbers(env.get(var)))):
+        out.update(value=value, method=ENV_VAR)
+    return LibSummary.model_validate(out)
 
 
 def parse_smi(text: str) -> list[dict[str, str]]:
@@ -366,7 +206,7 @@ def parse_smi(text: str) -> list[dict[str, str]]:
     return rows
 
 
-def summarize(raw: dict[str, Any]) -> dict[str, Any]:
+def summarize(raw: RawProbe) -> Summary:
     """Versions as strings and what TensorFlow and nvidia-smi said (pure).
 
     ``cuda``, ``cudnn`` and ``nccl`` hold a version only where it describes the
@@ -374,76 +214,106 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     ``libs`` holds, per component, the value with its method (see
     :func:`lib_summary`), an environment variable's included.
     """
-    libs = raw.get("libs") or {}
-    env = raw.get("env") or {}
-    tf = raw.get("tf") or {}
-    smi = raw.get("smi") or {}
-    gpus = parse_smi(smi.get("stdout", "")) if smi.get("rc") == 0 else []
-    per = {c: lib_summary(c, libs.get(key), env) for c, (key, *_rest) in LIBS.items()}
-    return {
-        "python": raw.get("python"),
-        "glibc": raw.get("glibc"),
-        "tensorflow": tf.get("version"),
-        "tf_error": tf.get("error"),
-        "tf_cuda_build": tf.get("is_cuda_build"),
-        "tf_build_cuda": tf.get("cuda_version"),
-        "tf_build_cudnn": tf.get("cudnn_version"),
-        "tf_gpus": tf.get("gpus") or [],
-        "tf_cuda_libs": tf.get("cuda_libs") or [],
-        "matmul": tf.get("matmul"),
-        **{c: (p["value"] if p["method"] in ASSERTED else None) for c, p in per.items()},
-        "libs": per,
-        "driver": gpus[0]["driver"] if gpus else None,
-        "gpus": [g["name"] for g in gpus],
-        "smi": None if not smi else ("ok" if smi.get("rc") == 0 else (smi.get("stderr") or "failed").strip()[:200]),
-    }
+    tf, smi = raw.tf, raw.smi
+    gpus = parse_smi(smi.stdout) if smi and smi.rc == 0 else []
+    per = {c: lib_summary(c, raw.libs.get(key), raw.env) for c, (key, *_rest) in LIBS.items()}
+    smi_text = None if smi is None else ("ok" if smi.rc == 0 else (smi.stderr or "failed").strip()[:200])
+    return Summary(
+        python=raw.python, glibc=raw.glibc,
+        tensorflow=tf.version if tf else None, tf_error=tf.error if tf else None,
+        tf_cuda_build=tf.is_cuda_build if tf else None,
+        tf_build_cuda=tf.cuda_version if tf else None, tf_build_cudnn=tf.cudnn_version if tf else None,
+        tf_gpus=tf.gpus if tf else [], tf_cuda_libs=tf.cuda_libs if tf else [], matmul=tf.matmul if tf else None,
+        cuda=_asserted(per["cuda"]), cudnn=_asserted(per["cudnn"]), nccl=_asserted(per["nccl"]), libs=per,
+        driver=gpus[0]["driver"] if gpus else None, gpus=[g["name"] for g in gpus], smi=smi_text)
 
 
-def _how(p: dict[str, Any]) -> str:
+def _asserted(p: LibSummary) -> str | None:
+    return p.value if p.method in ASSERTED else None
+
+
+def _how(p: LibSummary) -> str:
     """How a library's value was obtained, for a row's detail."""
-    where = f"{p['loaded']} -> {p['file']}" if p.get("file") else (p.get("loaded") or p["soname"])
-    method = p.get("method")
-    if method == CALL:
+    where = f"{p.loaded} -> {p.file}" if p.file else (p.loaded or p.soname)
+    if p.method == CALL:
         return f"read from the library ({where})"
-    if method == FILE_NAME:
-        return f"by file name ({where}); not read from the library: {p['why']}"
-    if method == VERSION_FILE:
-        return f"by version file ({p.get('version_file')}; library {where}); not read from the library: {p['why']}"
-    text = p["why"] or f"{p['soname']} not found"
-    if method == ENV_VAR:
-        text += f"; {p['env']} (environment variable: recorded, not asserted)"
-    elif p.get("env"):
-        text += f"; {p['env']}"
+    if p.method == FILE_NAME:
+        return f"by file name ({where}); not read from the library: {p.why}"
+    if p.method == VERSION_FILE:
+        return f"by version file ({p.version_file}; library {where}); not read from the library: {p.why}"
+    text = p.why or f"{p.soname} not found"
+    if p.method == ENV_VAR:
+        text += f"; {p.env} (environment variable: recorded, not asserted)"
+    elif p.env:
+        text += f"; {p.env}"
     return text
 
 
-def _version_row(s: dict[str, Any], component: str, profile: Profile) -> dict[str, Any]:
-    p = (s.get("libs") or {}).get(component)
-    row = profile.compare(component, s.get(component))
+def _version_row(s: Summary, component: str, profile: Profile) -> Row:
+    found: str | None = getattr(s, component)
+    row = profile.compare(component, found)
+    p = s.libs.get(component)
     if p is None:                                   # python, tensorflow
-        row["detail"] = ""
-        return row
-    detail = _how(p)
-    row["method"], row["read"] = p.get("method"), p.get("method") == CALL
+        return Row.model_validate({**row, "detail": ""})
+    detail, status = _how(p), row["status"]
     comp = profile.components.get(component)
-    found = s.get(component)
-    if row["status"] == "mismatch":
+    if status == "mismatch":
         unsure = "" if row["confirmed"] else " (the expected value is unconfirmed: reported, not failed)"
         detail = f"found {found}, expected {row['expected']}{unsure}; {detail}"
-    elif row["status"] == "recorded":
-        found = found or p["value"]
+    elif status == "recorded":
+        found = found or p.value
         row["detected"] = found
         if found and comp is not None and comp.expect and not version_matches(found, comp.expect):
             detail = f"found {found}, expected {comp.expect} (unconfirmed: recorded, not asserted); {detail}"
-    elif row["status"] == "missing" and p.get("loaded"):
+    elif status == "missing" and p.loaded:
         row["status"] = "unverified"
-        detail = f"{p['soname']} is there but its version could not be established: {detail}"
-    row["detail"] = detail
-    return row
+        detail = f"{p.soname} is there but its version could not be established: {detail}"
+    return Row.model_validate({**row, "detail": detail, "method": p.method, "read": p.method == CALL})
 
 
-def evaluate(s: dict[str, Any], profile: Profile, *, gpu: bool = True,
-             reason: str = "GPU mode is off (no NVIDIA runtime or GPU)") -> list[dict[str, Any]]:
+def _tf_absent(s: Summary) -> str:
+    return f"TensorFlow not importable ({s.tf_error or 'not probed'})"
+
+
+def _tf_build_row(s: Summary, profile: Profile) -> Row:
+    """Whether TensorFlow is a CUDA build: read without a GPU; recorded where the profile has no GPU stack."""
+    build = s.tf_cuda_build
+    if s.tensorflow is None:
+        return Row(component="tf_cuda_build", status="skipped", detail=_tf_absent(s))
+    what = (f"TensorFlow is a CUDA build (built for CUDA {s.tf_build_cuda}, cuDNN {s.tf_build_cudnn})" if build
+            else f"TensorFlow is not a CUDA build {s.tf_error or ''}".strip())
+    if profile.gpu:
+        return Row(component="tf_cuda_build", detected=build, status="ok" if build else "failed", detail=what)
+    return Row(component="tf_cuda_build", detected=build, status="recorded",
+               detail=f"{what}; profile {profile.name} has no GPU stack: recorded")
+
+
+def _gpu_rows(s: Summary, profile: Profile) -> list[Row]:
+    """The driver (nvidia-smi), TensorFlow's GPUs and a matmul on GPU:0: ok or failed."""
+    def row(component: str, detected: Any, ok: bool, detail: str) -> Row:
+        return Row(component=component, detected=detected, status="ok" if ok else "failed", detail=detail)
+
+    if s.driver:
+        ok, why = profile.driver_ok(s.driver)
+        rows = [row("driver", s.driver, ok, why)]
+    else:
+        rows = [row("driver", None, False, f"nvidia-smi gave no driver ({s.smi or 'not on PATH'})")]
+    if s.tensorflow is None:      # no TensorFlow: nothing listed and nothing ran, and the rows say why
+        return [*rows, row("tf_gpus", None, False, f"{_tf_absent(s)}: it lists no GPU"),
+                row("matmul", None, False, f"{_tf_absent(s)}: no matmul ran")]
+    rows.append(row("tf_gpus", len(s.tf_gpus), bool(s.tf_gpus), ", ".join(s.tf_gpus) or
+                    f"TensorFlow lists no GPU {s.tf_error or ''}".strip()))
+    mm = s.matmul
+    placed = bool(mm and str(mm.device or "").endswith("GPU:0"))
+    close = bool(mm and mm.max_abs_diff is not None and mm.max_abs_diff < 1e-2)
+    rows.append(row("matmul", mm.device if mm else None, placed and close,
+                    f"256x256 matmul on {mm.device}, max |GPU-CPU| {mm.max_abs_diff}" if mm else
+                    f"no matmul ran {s.tf_error or ''}".strip()))
+    return rows
+
+
+def evaluate(s: Summary, profile: Profile, *, gpu: bool = True,
+             reason: str = "GPU mode is off (no NVIDIA runtime or GPU)") -> list[Row]:
     """Rows (component, detected, expected, confirmed, status, detail) against ``profile``.
 
     Versions use :meth:`Profile.compare` (ok, mismatch, missing, or recorded when
@@ -454,51 +324,35 @@ def evaluate(s: dict[str, Any], profile: Profile, *, gpu: bool = True,
     reason when ``gpu`` is off.
     """
     rows = [_version_row(s, c, profile) for c in ("python", "tensorflow", "cuda", "cudnn", "nccl")]
-
-    def row(component: str, detected: Any, ok: bool | None, detail: str, status: str | None = None) -> None:
-        rows.append({"component": component, "detected": detected, "expected": None, "confirmed": True,
-                     "status": status or ("skipped" if ok is None else ("ok" if ok else "failed")), "detail": detail})
-
-    build = s.get("tf_cuda_build")
-    if s.get("tensorflow") is None:
-        row("tf_cuda_build", None, None, f"TensorFlow not importable ({s.get('tf_error') or 'not probed'})")
-    else:
-        what = (f"TensorFlow is a CUDA build (built for CUDA {s.get('tf_build_cuda')}, cuDNN "
-                f"{s.get('tf_build_cudnn')})" if build else f"TensorFlow is not a CUDA build {s.get('tf_error') or ''}")
-        if profile.gpu:
-            row("tf_cuda_build", build, bool(build), what.strip())
-        else:
-            row("tf_cuda_build", build, None, f"{what.strip()}; profile {profile.name} has no GPU stack: recorded",
-                status="recorded")
+    rows.append(_tf_build_row(s, profile))
     if not gpu:
-        for comp in GPU_ONLY:
-            row(comp, None, None, reason)
-        return rows
-    if s.get("driver"):
-        ok, why = profile.driver_ok(s["driver"])
-        row("driver", s["driver"], ok, why)
-    else:
-        row("driver", None, False, f"nvidia-smi gave no driver ({s.get('smi') or 'not on PATH'})")
-    row("tf_gpus", len(s.get("tf_gpus") or []), bool(s.get("tf_gpus")), ", ".join(s.get("tf_gpus") or []) or
-        f"TensorFlow lists no GPU {s.get('tf_error') or ''}".strip())
-    mm = s.get("matmul") or {}
-    placed = str(mm.get("device", "")).endswith("GPU:0")
-    close = mm.get("max_abs_diff") is not None and mm["max_abs_diff"] < 1e-2
-    row("matmul", mm.get("device"), placed and close,
-        f"256x256 matmul on {mm.get('device')}, max |GPU-CPU| {mm.get('max_abs_diff')}" if mm else "no matmul ran")
-    return rows
+        return [*rows, *(Row(component=c, status="skipped", detail=reason) for c in GPU_ONLY)]
+    return [*rows, *_gpu_rows(s, profile)]
 
 
-def failed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def failed(rows: list[Row]) -> list[Row]:
     """The rows that fail: a mismatch against an unconfirmed expectation is reported, not failed."""
-    return [r for r in rows if r["status"] in FAILED and r.get("confirmed", True)]
+    return [r for r in rows if r.status in FAILED and r.confirmed]
 
 
-def command(python: str = "python3") -> list[str]:
-    return [python, "-c", SNIPPET]
+def statuses(rows: list[Row]) -> dict[str, Status]:
+    """Component -> status, for a glance (tests, summaries)."""
+    return {r.component: r.status for r in rows}
 
 
-def run_local(python: str = "python3", *, timeout: float = 300) -> dict[str, Any]:
-    """Run the probe on this host (no Docker) with ``python``; returns the raw JSON."""
-    res = runner.run(command(python), timeout=timeout, check=False, env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+def command(python: str = "python3", where: str = incontainer.DEST) -> list[str]:
+    """The command that runs the probe from ``where`` (a container's copy, by default) with ``python``."""
+    return incontainer.argv(PROGRAM, python, where)
+
+
+def run_in(engine: Engine, container: Any, python: str = "python3", *, timeout: float = 300) -> tuple[int, str]:
+    """Copy the probe into a running ``container`` and run it there: (exit code, output)."""
+    incontainer.install(engine, container)
+    return engine.exec_run(container, command(python), timeout=timeout)
+
+
+def run_local(python: str = "python3", *, timeout: float = 300) -> RawProbe:
+    """Run the probe on this host (no Docker) with ``python``, from the installed package; the raw result."""
+    res = runner.run(command(python, str(incontainer.DIR)), timeout=timeout, check=False,
+                     env={"TF_CPP_MIN_LOG_LEVEL": "3"})
     return parse_output(res.stdout + "\n" + res.stderr)

@@ -1,6 +1,6 @@
 """Run the container checks (:mod:`builder.check.suite`) against a built image.
 
-    section = run_checks(loaded, "tfimg/bert:abc", Path("build/bert"), gpu="auto")
+    section = run_checks(loaded, "tfimg/bert:abc", Path("build/bert"), gpu="auto", engine=Engine.from_env())
 
 Starts, with the variant's run-time settings and ports published on
 127.0.0.1 only: the services container (a throwaway SSH key mounted at
@@ -36,12 +36,13 @@ import requests
 
 from builder.check import probe
 from builder.check import suite as checks
+from builder.check.probe_models import Summary
 from builder.check.suite import results
 from builder.check.suite.context import ENV, Context
 from builder.check.suite.results import facts, failure, table  # re-exported: the table and error of a run
 from builder.errors import EnvError, TfimgError
+from builder.infra import datafile, outdir, report, runner
 from builder.infra import labels as label_names
-from builder.infra import report, runner
 from builder.infra.engine import Engine
 from builder.infra.report_models import ChecksSection, GpuInfo
 from builder.render import context as render
@@ -168,15 +169,15 @@ def _answers(port: int, kind: str) -> bool:
         return False
 
 
-def _probe(container: Any, engine: Engine, timeout: float = 300) -> tuple[dict[str, Any], str | None]:
+def _probe(container: Any, engine: Engine, timeout: float = 300) -> tuple[Summary | None, str | None]:
     try:
-        code, output = engine.exec_run(container, probe.command("python3"), timeout=timeout)
+        code, output = probe.run_in(engine, container, "python3", timeout=timeout)
     except Exception as exc:
-        return {}, f"cannot exec in the container: {str(exc).splitlines()[0][:300]}"
+        return None, f"cannot copy the probe into the container or run it: {str(exc).splitlines()[0][:300]}"
     try:
         return probe.summarize(probe.parse_output(output)), None
     except TfimgError as exc:
-        return {}, f"exit {code}: {exc.message}; " + (exc.hint or "")[-400:]
+        return None, f"exit {code}: {exc.message}; " + (exc.hint or "")[-400:]
 
 
 def _enter_all(stack: contextlib.ExitStack, starts: list[tuple[Any, str]]) -> list[Any]:
@@ -234,7 +235,7 @@ def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, gpu: str = 
     config = attrs.get("Config") or {}
     profile, profile_note = choose_profile(spec, config)
     base, base_note = resolve_base(out_dir, config, base_ref, engine)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    outdir.claim(out_dir)
     run_id = uuid.uuid4().hex[:12]
     labels = {label_names.TEMPORARY: "1", label_names.RUN: run_id}
     try:
@@ -278,7 +279,7 @@ def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, gpu: str = 
                     gpu=GpuInfo.model_validate(asdict(mode)), run_id=run_id))
                 raise
             (out_dir / "checks-services.log").write_text(engine.container_logs(services, 400))
-            outcome = json.loads(Path(ctx.results_path).read_text()) if Path(ctx.results_path).is_file() else {}
+            outcome = datafile.load_json(ctx.results_path) if Path(ctx.results_path).is_file() else {}
     finally:   # also containers created but never started (engine.running cannot see them)
         engine.remove_containers_with_label(label_names.RUN, run_id)
     section = results.section(loaded, image_ref, attrs, mode, ctx, outcome, res.returncode, out_dir,
@@ -303,7 +304,7 @@ def groups(paths: list[str]) -> list[list[str]]:
 def _run_suite(spec: Variant, ctx_path: Path, out_dir: Path, timeout: float) -> runner.Result:
     """Run the suite's groups side by side (one pytest each, its own context and results file); join
     their results, JUnit files and logs in module order into ``ctx.results_path``, checks.xml, checks.log."""
-    ctx = json.loads(ctx_path.read_text())
+    ctx = datafile.load_json(ctx_path)
     parts = groups(checks.paths_for(spec))
 
     def one(i: int, paths: list[str]) -> runner.Result:
@@ -328,7 +329,7 @@ def _run_suite(spec: Variant, ctx_path: Path, out_dir: Path, timeout: float) -> 
     joined: dict[str, Any] = {"results": [], "records": {}}
     for i in range(len(parts)):
         part = Path(f"{ctx['results_path']}.{i}")
-        data = json.loads(part.read_text()) if part.is_file() else {}
+        data = datafile.load_json(part) if part.is_file() else {}
         joined["results"] += data.get("results") or []
         joined["records"].update(data.get("records") or {})
         joined["finished"] = max(joined.get("finished") or 0, data.get("finished") or 0)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from builder import errors
-from builder.cli.root import app, out, settings
+from builder.cli.root import ALLOW_DIRS, app, out, settings
 from builder.errors import TfimgError
 from builder.infra import lazy
 from builder.infra.ui import UI
@@ -65,6 +65,7 @@ def build_cmd(
                                              help="HOST/NAMESPACE (a quarantine namespace): push the image there "
                                                   "before the gate and let Trivy read it by digest, so a scan "
                                                   "fetches and analyses only layers it has not seen."),
+    allow_dirs: list[Path] = ALLOW_DIRS,
 ) -> None:
     """Render, build (BuildKit, secrets mounted), check, scan, gate and tag variants.
 
@@ -73,7 +74,7 @@ def build_cmd(
     Exit 0 when every stage passed, 1 when a build, check or gate failed, 2 on
     bad input or environment.
     """
-    variants = spec.load_all(spec_files)   # every spec is validated before anything is built
+    variants = spec.load_all(spec_files, allow_dirs)   # every spec is validated before anything is built
     if dupes := fanout.duplicate_names(variants):
         raise TfimgError(f"several files define the variant(s) {', '.join(dupes)}; their build/ folders would clash")
     if len(variants) > 1:
@@ -81,7 +82,7 @@ def build_cmd(
             base=base, force=force, no_cache=no_cache, docker=docker, builder=builder, out=out_root, no_test=no_test,
             no_scan=no_scan, recheck=recheck, rescan=rescan, gpu=gpu, policy=policy, trivy=trivy_path, trivy_cache_dir=trivy_cache,
             offline=offline, trivy_db_repository=trivy_db, cache_from=cache_from, cache_to=cache_to, registry=registry,
-            scan_registry=scan_registry), jobs)
+            scan_registry=scan_registry, allow_dir=allow_dirs), jobs)
         for name, rc, why in results:
             out.print(f"{name:<20} {'ok' if rc == 0 else f'exit {rc}'}  {why}".rstrip())
         code = errors.worst([rc for _, rc, _ in results])
@@ -112,6 +113,7 @@ def bake_cmd(
                                          help="Registry cache to import ({name}: the variant's name)."),
     cache_to: str | None = typer.Option(None, "--cache-to", envvar="TFIMG_CACHE_TO",
                                         help="Registry cache to export (type=registry, mode=max)."),
+    allow_dirs: list[Path] = ALLOW_DIRS,
 ) -> None:
     """Write a `docker buildx bake` file (JSON): one target per variant, as `tfimg build` would build it.
 
@@ -126,7 +128,7 @@ def bake_cmd(
     files: list[Path] = []
     for t in targets:
         files += matrix.variant_files(t) if t.is_dir() else [t]
-    variants = spec.load_all(files)
+    variants = spec.load_all(files, allow_dirs)
     if dupes := fanout.duplicate_names(variants):
         raise TfimgError(f"several files define the variant(s) {', '.join(dupes)}")
     opts = pipeline.BuildOptions(out_root=out_root, base=base, cache_from=tuple(cache_from), cache_to=cache_to)

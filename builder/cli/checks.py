@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from builder.cli.root import app, console, out
+from builder.cli.root import ALLOW_DIRS, app, console, out
 from builder.errors import ChecksFailed, EnvError
 from builder.infra import labels as label_names
 from builder.infra import lazy
@@ -18,6 +18,7 @@ from builder.infra import lazy
 if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
     from builder.check import probe
     from builder.check import stage as testrun
+    from builder.check.probe_models import Row
     from builder.infra import report
     from builder.infra.engine import Engine
     from builder.render import context as render
@@ -33,10 +34,11 @@ else:
     profiles = lazy.module("builder.spec.profiles")
 
 
-def _target(target: str, spec_file: Path | None, out_root: Path, engine: Engine) -> tuple[LoadedVariant, str, Path]:
+def _target(target: str, spec_file: Path | None, out_root: Path, engine: Engine,
+            allow_dirs: list[Path]) -> tuple[LoadedVariant, str, Path]:
     """(variant, image, out dir) for a SPEC or IMAGE argument."""
     if target.endswith((".yaml", ".yml")):
-        loaded = spec.load(target)
+        loaded = spec.load(target, allow_dirs)
         built = report.load(out_root / loaded.name).build
         image = built.image_id if built else None
         if built and (engine.image_attrs(built.image) or {}).get("Id") == built.image_id:
@@ -58,7 +60,7 @@ def _target(target: str, spec_file: Path | None, out_root: Path, engine: Engine)
     if spec_file is None:
         raise EnvError(f"cannot tell which variant {target} is (label {label_names.VARIANT}: {name or 'absent'}); "
                        "the checks need its spec", hint="Pass it: tfimg test IMAGE --spec variants/NAME.yaml")
-    loaded = spec.load(spec_file)
+    loaded = spec.load(spec_file, allow_dirs)
     built_hash = labels.get(label_names.SPEC_HASH)
     if built_hash and built_hash != render.spec_hash(loaded):
         console.print(f"tfimg: warning: {target} was built from another version of {spec_file} "
@@ -92,6 +94,7 @@ def test_cmd(
                                        "report.json or the image's base label)."),
     out_root: Path = typer.Option(Path("build"), "--out", help="Where build/<variant>/ goes."),
     timeout: float = typer.Option(900, "--timeout", help="Seconds the whole suite may take."),
+    allow_dirs: list[Path] = ALLOW_DIRS,
 ) -> None:
     """Check a running container of the image against its spec (pytest-testinfra suite).
 
@@ -102,7 +105,7 @@ def test_cmd(
     """
     from builder.infra.engine import Engine
     engine = Engine.deferred()   # this command's engine: connects on first use
-    loaded, image, where = _target(target, spec_file, out_root, engine)
+    loaded, image, where = _target(target, spec_file, out_root, engine, allow_dirs)
     section = testrun.run_checks(loaded, image, where, gpu=gpu, base_ref=base, engine=engine, ngc_run_flags=ngc_flags,
                                  raise_on_failure=False, timeout=timeout)
     out.print(testrun.table(section))
@@ -110,18 +113,18 @@ def test_cmd(
         raise testrun.failure(section)
 
 
-def probe_table(rows: list[dict], title: str) -> Table:
+def probe_table(rows: list[Row], title: str) -> Table:
     t = Table(title=title, title_justify="left")
     for col in ("component", "detected", "expected", "status", "detail"):
         t.add_column(col)
     colours = {"ok": "green", "mismatch": "bold red", "missing": "bold red", "unverified": "bold red", "failed": "bold red",
                "recorded": "cyan", "skipped": "yellow"}
     for r in rows:
-        t.add_row(r["component"], Text(str(r["detected"]) if r["detected"] is not None else "-"),
-                  Text(r["expected"] or "-"),
-                  Text(r["status"], style=colours.get(r["status"], "")) if r.get("confirmed", True)
-                  else Text(f"{r['status']} (unconfirmed)", style="yellow" if r["status"] == "mismatch" else "cyan"),
-                  Text(r.get("detail") or ("unconfirmed: recorded, not asserted" if r["status"] == "recorded" else "")))
+        t.add_row(r.component, Text(str(r.detected) if r.detected is not None else "-"),
+                  Text(r.expected or "-"),
+                  Text(r.status, style=colours.get(r.status, "")) if r.confirmed
+                  else Text(f"{r.status} (unconfirmed)", style="yellow" if r.status == "mismatch" else "cyan"),
+                  Text(r.detail or ("unconfirmed: recorded, not asserted" if r.status == "recorded" else "")))
     return t
 
 
@@ -149,20 +152,21 @@ def probe_cmd(
     prof = profiles.get(profile_name)
     raw = probe.run_local(python, timeout=timeout)
     summary = probe.summarize(raw)
-    has_gpu = bool(summary["gpus"])
+    has_gpu = bool(summary.gpus)
     rows = probe.evaluate(summary, prof, gpu=has_gpu,
-                          reason=f"no GPU on this host ({summary['smi'] or 'nvidia-smi not on PATH'})")
+                          reason=f"no GPU on this host ({summary.smi or 'nvidia-smi not on PATH'})")
     if as_json:
-        out.print_json(json.dumps({"summary": summary, "rows": rows, "gpu": has_gpu, "profile": profile_name,
-                                   "raw": raw}, default=str))
+        out.print_json(json.dumps({"summary": summary.model_dump(mode="json"),
+                                   "rows": [r.model_dump(mode="json") for r in rows], "gpu": has_gpu,
+                                   "profile": profile_name, "raw": raw.model_dump(mode="json", exclude_unset=True)}))
         return
-    gpu_line = f"GPUs: {', '.join(summary['gpus'])} (driver {summary['driver']})" if has_gpu else \
-        f"no GPU: {summary['smi'] or 'nvidia-smi not on PATH'}; GPU rows skipped"
-    tf_line = f"TensorFlow {summary['tensorflow']}" if summary["tensorflow"] else \
-        f"TensorFlow absent ({summary['tf_error'] or 'not probed'})"
+    gpu_line = f"GPUs: {', '.join(summary.gpus)} (driver {summary.driver})" if has_gpu else \
+        f"no GPU: {summary.smi or 'nvidia-smi not on PATH'}; GPU rows skipped"
+    tf_line = f"TensorFlow {summary.tensorflow}" if summary.tensorflow else \
+        f"TensorFlow absent ({summary.tf_error or 'not probed'})"
     out.print(probe_table(rows, f"probe: this host, profile {profile_name}"))
-    out.print(f"Python {summary['python']} ({python}); {tf_line}; {gpu_line}", markup=False)
+    out.print(f"Python {summary.python} ({python}); {tf_line}; {gpu_line}", markup=False)
     bad = probe.failed(rows)
     if check and bad:
-        raise ChecksFailed("probe: " + "; ".join(f"{r['component']} {r['detected']}: {r['status']} "
-                                                 f"{r['detail'] or r['expected'] or ''}".strip() for r in bad))
+        raise ChecksFailed("probe: " + "; ".join(f"{r.component} {r.detected}: {r.status} "
+                                                 f"{r.detail or r.expected or ''}".strip() for r in bad))

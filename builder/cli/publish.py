@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from builder.cli.root import app, out, settings, spec_arg
+from builder.cli.root import ALLOW_DIRS, app, out, settings, spec_arg
 from builder.errors import VerificationFailed
 from builder.infra import lazy
 
@@ -45,9 +45,10 @@ def _say(text: str) -> None:
 @app.command()
 def tags(spec_file: Path = spec_arg(), out_root: Path = OUT_OPT,
          image: str | None = typer.Option(None, "--image", help="Tag this image instead of the built one."),
+         allow_dirs: list[Path] = ALLOW_DIRS,
          ) -> None:
     """Print the variant's tags (read from the built image) and write build/<variant>/tags.txt."""
-    loaded = spec.load(spec_file)
+    loaded = spec.load(spec_file, allow_dirs)
     from builder.infra.engine import Engine
     ts, _ = publish_mod.compute_tags(loaded, report.variant_dir(out_root, loaded.name), engine=Engine.deferred(),
                                      image=image)
@@ -62,9 +63,10 @@ def publish(spec_file: Path = spec_arg(), out_root: Path = OUT_OPT,
             sign_key: str | None = typer.Option(None, "--sign-key", help="PEM private key that signs the attached "
                                                 "statements: a file, or env:NAME for a variable holding it "
                                                 "(password, if any: TFIMG_SIGN_KEY_PASSWORD). Never echoed."),
+            allow_dirs: list[Path] = ALLOW_DIRS,
             ) -> None:
     """Push a checked, scanned and gated image: immutable tag, moving tags, evidence."""
-    loaded = spec.load(spec_file)
+    loaded = spec.load(spec_file, allow_dirs)
     directory = report.variant_dir(out_root, loaded.name)
     from builder.infra.engine import Engine
     rec = publish_mod.publish(loaded, directory, registry, engine=Engine.deferred(), push=push, sign_key=sign_key)
@@ -159,13 +161,14 @@ def matrix(directory: Path = typer.Argument(Path("variants"), help="Folder of va
            cache_to: str | None = typer.Option(None, "--cache-to", envvar="TFIMG_CACHE_TO",
                                                help="Add each variant's cache_to ({name}: the variant)."),
            base: str | None = typer.Option(None, "--base", envvar="TFIMG_BASE", help="The base builds use."),
+           allow_dirs: list[Path] = ALLOW_DIRS,
            ) -> None:
     """Print the variants as a JSON matrix for CI fan-out, parents before children.
 
     With --registry / --cache-from / --cache-to each entry also says what its job needs: `registry`,
     `published` (a digest or null), `cache_from` and `cache_to`.
     """
-    data = matrix_mod.matrix(directory, skip)
+    data = matrix_mod.matrix(directory, skip, allow_dirs)
     if level is not None:
         data["include"] = [i for i in data["include"] if i["level"] == level]
     if registry or cache_from or cache_to:
@@ -174,7 +177,7 @@ def matrix(directory: Path = typer.Argument(Path("variants"), help="Folder of va
         opts = pipeline.BuildOptions(base=base, cache_from=tuple(cache_from), cache_to=cache_to, registry=registry)
         from builder.infra.engine import Engine
         engine = Engine.deferred()   # only to look up local bases
-        data["include"] = [{**i, **bake.ci_fields(spec.load(i["file"]), opts, engine)} for i in data["include"]]
+        data["include"] = [{**i, **bake.ci_fields(spec.load(i["file"], allow_dirs), opts, engine)} for i in data["include"]]
     out.print(json.dumps(data, separators=(",", ":")), markup=False, highlight=False, soft_wrap=True)
 
 

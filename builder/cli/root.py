@@ -1,7 +1,7 @@
 """The ``tfimg`` command line. Error classes map to exit codes here, in one place.
 
 Exit codes: 0 ok, 1 a gate, check or build failed, 2 bad input or environment,
-130 interrupted. No traceback unless ``--debug``.
+3 a bug in tfimg, 4 a saved Trivy report no scan record vouches for (tfimg gate), 130 interrupted. No traceback unless ``--debug``.
 
 Command modules (``builder/cli/*.py``) add their commands to :data:`app`;
 :mod:`builder.cli` imports each of them explicitly.
@@ -10,6 +10,7 @@ Command modules (``builder/cli/*.py``) add their commands to :data:`app`;
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,14 +30,18 @@ from builder.errors import TfimgError
 app = typer.Typer(
     name="tfimg",
     help="Build hardened, tested, scanned and tagged TensorFlow images from YAML variant files.\n\n"
-         "Exit codes: 0 ok; 1 a gate, check or build failed; 2 bad input or environment; 130 interrupted.",
+         "Exit codes: 0 ok; 1 a gate, check or build failed; 2 bad input or environment; 3 a bug in tfimg "
+         "(run with --debug and report it); 4 tfimg gate: nothing shows the report's vulnerability scan "
+         "ran; 130 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+# emoji=False: rich would turn "file:100:" in a message into an emoji
+console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False,
+                  width=None if sys.stderr.isatty() else 160)
+out = Console(highlight=False, soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 160)
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,19 @@ def main(argv: list[str] | None = None) -> int:
 def warn(text: str) -> None:
     """A warning on stderr (not an error: the command goes on)."""
     console.print(f"[bold yellow]tfimg: warning:[/] {escape(text)}", highlight=False)
+
+
+def _allow_dirs_env() -> list[Path]:
+    """TFIMG_ALLOW_DIRS, split on ':'; an empty piece is no folder (not the current one)."""
+    return [Path(d) for d in os.environ.get("TFIMG_ALLOW_DIRS", "").split(os.pathsep) if d]
+
+
+#: ``--allow-dir`` of every command that loads variants (builder/spec/paths.py says why).
+ALLOW_DIRS = typer.Option(
+    ..., "--allow-dir", default_factory=_allow_dirs_env, metavar="DIR", show_default=False,
+    help="Also accept files a variant names (extends, requirements, keys, policy) under DIR; by default they "
+         "must lie in the variant's repository. Repeatable; without it, TFIMG_ALLOW_DIRS (folders separated "
+         "by ':').")
 
 
 def spec_arg(help: str = "Variant file (variants/NAME.yaml).") -> Path:

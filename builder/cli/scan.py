@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from builder.cli.root import app, console, out, settings, warn
+from builder.cli.root import ALLOW_DIRS, app, console, out, settings, warn
 from builder.errors import EnvError, TfimgError
 from builder.infra import lazy
 
 if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
-    from builder.infra import clock, report, report_models
-    from builder.scan import gate, trivy, trivy_report
+    from builder.infra import clock, outdir, report, report_models
+    from builder.scan import gate, trivy, trust
     from builder.scan import gate_outputs as gate_render
     from builder.scan import policy as policies
     from builder.scan import stage as scan_stage
@@ -23,11 +23,12 @@ if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help
     from builder.spec.loader import LoadedVariant
 else:
     clock = lazy.module("builder.infra.clock")
+    outdir = lazy.module("builder.infra.outdir")
+    trust = lazy.module("builder.scan.trust")
     report = lazy.module("builder.infra.report")
     report_models = lazy.module("builder.infra.report_models")
     gate = lazy.module("builder.scan.gate")
     trivy = lazy.module("builder.scan.trivy")
-    trivy_report = lazy.module("builder.scan.trivy_report")
     gate_render = lazy.module("builder.scan.gate_outputs")
     policies = lazy.module("builder.scan.policy")
     scan_stage = lazy.module("builder.scan.stage")
@@ -50,14 +51,14 @@ def _options(trivy_path: str, timeout: float, cache_dir: Path | None, offline: b
                          mode="reference" if by_reference else "archive", db_repository=db_repository)
 
 
-def _target(target: str, out_dir: Path | None) -> tuple[LoadedVariant | None, str, Path]:
+def _target(target: str, out_dir: Path | None, allow_dirs: list[Path]) -> tuple[LoadedVariant | None, str, Path]:
     """(variant or None, image reference, output directory) for a SPEC or IMAGE argument.
 
     A variant is scanned as the image its last build recorded in ``<out>/report.json``
     (``--out`` or ``build/<variant>``); without one there is nothing to scan.
     """
     if target.endswith((".yaml", ".yml")):
-        loaded = spec.load(target)
+        loaded = spec.load(target, allow_dirs)
         where = out_dir or Path("build") / loaded.name
         built = report.load(where).build
         image = built.image_id if built else None
@@ -84,6 +85,7 @@ def scan_cmd(
     db_repository: str | None = typer.Option(None, "--db-repository", envvar="TFIMG_TRIVY_DB_REPOSITORY",
                                              help="Pull Trivy's vulnerability DB from this OCI repository "
                                                   "(an internal trivy-db mirror)."),
+    allow_dirs: list[Path] = ALLOW_DIRS,
 ) -> None:
     """Scan a built variant (or any local image) with Trivy and write trivy.json.
 
@@ -94,7 +96,7 @@ def scan_cmd(
     """
     from builder.infra.engine import Engine
     engine = Engine.deferred()   # connects only to save the image (archive mode) or read the base's layers
-    loaded, image, where = _target(target, out_dir)
+    loaded, image, where = _target(target, out_dir, allow_dirs)
     opts = _options(trivy_path, timeout, cache_dir, offline, by_reference, db_repository)
     if loaded is None and "@sha256:" in image:   # HOST/NAME@sha256:...: Trivy reads it from the registry
         opts = opts.model_copy(update={"mode": "remote"})
@@ -106,14 +108,18 @@ def scan_cmd(
         result = scan_stage.run_scan_and_gate(loaded, image, where, base_ref, engine=engine, options=opts,
                                               raise_on_block=False, warn=warn)
         _show(result, where)
-        if result.decision == "block":
-            raise scan_stage.blocked(result, where)
+        error = scan_stage.refused(result, policies.load(loaded.spec.policy), where)
+        if error is not None:
+            raise error
         return
-    where.mkdir(parents=True, exist_ok=True)
+    outdir.claim(where, "--out" if out_dir else "output folder")
+    built = report.load(where).build
     try:
         run = trivy.scan_image(image, where / "trivy.json", opts, engine)
+        trust.check_image(run.report, built.image_id if built else None, source=f"the scan of {image}",
+                          where=str(where / report.REPORT))   # --out of another image's build
     except TfimgError as exc:
-        report.write_section(where, report_models.ScanSection(status="failed", tool="trivy", image=image, error=exc.message))
+        scan_stage.discard(exc, image, where)
         raise
     report.write_section(where, run.info)
     counts = ", ".join(f"{k} {n}" for k, n in (run.info.findings or {}).items()) or "no findings"
@@ -129,31 +135,55 @@ def gate_cmd(
     base_layers_file: Path | None = typer.Option(None, "--base-layers", help="File with the base's layer DiffIDs."),
     out_dir: Path | None = typer.Option(None, "--out", help="Where gate.* go (default: beside the report)."),
     on_date: str | None = typer.Option(None, "--date", help="Judge waiver expiry on this day (YYYY-MM-DD)."),
+    assume_vuln_scanned: bool = typer.Option(False, "--assume-vuln-scanned",
+                                             help="Accept a report no tfimg scan record vouches for as made by "
+                                                  "Trivy's vulnerability scanner, without filters."),
 ) -> None:
-    """Gate a saved Trivy report under a policy. Exit 1 when it blocks, 2 on bad input."""
-    rep = trivy_report.load(report_file)
+    """Gate a saved Trivy report under a policy.
+
+    The report must be one a tfimg scan wrote (report.json's scan section beside it names the file
+    and its sha256), or pass --assume-vuln-scanned: Trivy's JSON does not show which scanners ran.
+    It must be a scan of the build recorded in report.json, where there is one.
+    Exit 0 pass; 1 it blocks, or is UNSCANNED and the policy requires a scan; 2 bad input;
+    4 no record shows the vulnerability scanner ran (see --assume-vuln-scanned).
+    """
+    rep, digest = trust.read(report_file)
     pol = policies.load(policy_file)
+    try:
+        today = dt.date.fromisoformat(on_date) if on_date else clock.today()
+    except ValueError:
+        raise TfimgError(f"--date '{on_date}' is not a date (YYYY-MM-DD)") from None
     where = out_dir or report_file.parent
-    built = report.load(where).build
+    beside = report.load(report_file.parent)
+    built = report.load(where).build if where != report_file.parent else beside.build
     base_ref = base or (built.base.ref if built else "")
-    layers: list[str] | None = None
+    layers = _base_layers(base, base_layers_file, built)
+    for folder, build in ((where, built), (report_file.parent, beside.build)):   # exit 2: another image
+        trust.check_image(rep, build.image_id if build else None, source=str(report_file),
+                          where=str(folder / report.REPORT))
+    scanners, scanners_from = trust.scanners_of(report_file, digest, beside.scan,   # exit 4
+                                                assume=assume_vuln_scanned)
+    result = gate.evaluate(rep, pol, layers, today, base_digest_pinned="@sha256:" in base_ref,
+                           scanners=scanners, scanners_from=scanners_from)
+    if out_dir is not None:
+        outdir.claim(out_dir, "--out")
+    scan_stage.write_gate(where, result)
+    _show(result, where)
+    error = scan_stage.refused(result, pol, where)
+    if error is not None:
+        raise error
+
+
+def _base_layers(base: str | None, base_layers_file: Path | None,
+                 built: report_models.BuildSection | None) -> list[str] | None:
+    """The base's layer DiffIDs: --base-layers, --base (from the engine), else the recorded build's."""
     if base_layers_file:
-        layers = scan_stage.read_base_layers(base_layers_file)
-    elif base:
+        return scan_stage.read_base_layers(base_layers_file)
+    if base:
         from builder.infra.engine import Engine
         layers = scan_stage.base_layers_of(base, Engine.deferred())
         if layers is None:
             raise EnvError(f"base image '{base}' is not in the local Docker engine",
                            hint="Pull or load it, or pass its DiffIDs with --base-layers FILE.")
-    else:
-        layers = (built.base_layers if built else None) or None
-    try:
-        today = dt.date.fromisoformat(on_date) if on_date else clock.today()
-    except ValueError:
-        raise TfimgError(f"--date '{on_date}' is not a date (YYYY-MM-DD)") from None
-    result = gate.evaluate(rep, pol, layers, today, base_digest_pinned="@sha256:" in base_ref)
-    where.mkdir(parents=True, exist_ok=True)
-    scan_stage.write_gate(where, result)
-    _show(result, where)
-    if result.decision == "block":
-        raise scan_stage.blocked(result, where)
+        return layers
+    return (built.base_layers if built else None) or None

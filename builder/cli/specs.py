@@ -9,19 +9,22 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from builder.cli.root import app, out
+from builder.cli.root import ALLOW_DIRS, app, out
 from builder.errors import ChecksFailed, EnvError, TfimgError
-from builder.infra import lazy
+from builder.infra import datafile, lazy
 
 if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
-    from builder.infra import report_models, runner
+    from builder.infra import outdir, report_models, runner
     from builder.render import context as render
+    from builder.scan import policy as policies
     from builder.spec import loader as spec
     from builder.spec import passwords
 else:
+    outdir = lazy.module("builder.infra.outdir")
     report_models = lazy.module("builder.infra.report_models")
     runner = lazy.module("builder.infra.runner")
     render = lazy.module("builder.render.context")
+    policies = lazy.module("builder.scan.policy")
     spec = lazy.module("builder.spec.loader")
     passwords = lazy.module("builder.spec.passwords")
 
@@ -29,7 +32,8 @@ BUILD_ROOT = Path("build")
 
 
 def context_dir(name: str, out_dir: Path | None = None) -> Path:
-    return out_dir if out_dir else BUILD_ROOT / name / "context"
+    """``--out``, else ``build/<variant>/context`` (``build/<variant>`` is claimed as tfimg's first)."""
+    return out_dir if out_dir else outdir.claim(BUILD_ROOT / name) / "context"
 
 
 @app.command("render")
@@ -37,9 +41,10 @@ def render_cmd(
     spec_file: Path = typer.Argument(..., metavar="SPEC", help="Variant file (variants/NAME.yaml).", show_default=False),
     out_dir: Path | None = typer.Option(None, "--out", help="Write the context here instead of build/<variant>/context."),
     stdout: bool = typer.Option(False, "--stdout", help="Print the Dockerfile and write nothing."),
+    allow_dirs: list[Path] = ALLOW_DIRS,
 ) -> None:
     """Validate a variant and render its Dockerfile and build context."""
-    loaded = spec.load(spec_file)
+    loaded = spec.load(spec_file, allow_dirs)
     rendered = render.render(loaded)
     if stdout:
         sys.stdout.write(rendered.dockerfile)
@@ -50,9 +55,10 @@ def render_cmd(
 
 
 @app.command("validate")
-def validate_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.", show_default=False)) -> None:
+def validate_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.", show_default=False),
+                 allow_dirs: list[Path] = ALLOW_DIRS) -> None:
     """Validate variant files; print nothing but errors (exit 2) or 'ok'."""
-    spec.load_all(spec_files)
+    spec.load_all(spec_files, allow_dirs)
     out.print(f"ok: {len(spec_files)} variant(s) valid")
 
 
@@ -68,16 +74,17 @@ def hadolint(dockerfile: Path) -> list[dict]:
     """Run hadolint on a Dockerfile; return its findings (JSON format)."""
     res = runner.run([hadolint_path(), "--format", "json", "--no-fail", str(dockerfile)], timeout=120)
     try:
-        return json.loads(res.stdout or "[]")
-    except json.JSONDecodeError as exc:
-        raise EnvError(f"hadolint printed something that is not JSON: {res.stdout[:200]!r}") from exc
+        return list(datafile.loads_json(res.stdout or "[]", "hadolint's output", what="it"))
+    except (ValueError, TypeError) as exc:
+        raise EnvError(f"hadolint printed something that is not a JSON list: {res.stdout[:200]!r}") from exc
 
 
 @app.command("lint")
-def lint_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.", show_default=False)) -> None:
+def lint_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.", show_default=False),
+             allow_dirs: list[Path] = ALLOW_DIRS) -> None:
     """Validate variants and run hadolint on each rendered Dockerfile (exit 1 on any finding)."""
     findings_total = 0
-    for f, loaded in zip(spec_files, spec.load_all(spec_files), strict=True):
+    for f, loaded in zip(spec_files, spec.load_all(spec_files, allow_dirs), strict=True):
         ctx = render.write(render.render(loaded), context_dir(loaded.name))
         findings = hadolint(ctx / "Dockerfile")
         findings_total += len(findings)
@@ -95,9 +102,16 @@ def lint_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.",
 def schema_cmd(output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file."),
                of_report: bool = typer.Option(False, "--report", help="The schema of build/<variant>/report.json "
                                               "instead (docs/report.schema.json)."),
+               of_policy: bool = typer.Option(False, "--policy", help="The schema of a policy file instead "
+                                              "(policies/policy.schema.json)."),
                ) -> None:
-    """Print the JSON Schema of a variant file (for editors), or with --report of report.json."""
-    text = report_models.schema_text() if of_report else json.dumps(spec.schema(), indent=2, sort_keys=True) + "\n"
+    """Print the JSON Schema of a variant file (for editors), or of report.json or a policy file."""
+    if of_report and of_policy:
+        raise TfimgError("--report and --policy each choose one schema; give at most one of them")
+    if of_report:
+        text = report_models.schema_text()
+    else:
+        text = json.dumps(policies.schema() if of_policy else spec.schema(), indent=2, sort_keys=True) + "\n"
     if output:
         output.write_text(text)
         out.print(f"wrote {output}")

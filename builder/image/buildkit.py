@@ -280,11 +280,18 @@ def run_build(req: BuildRequest, builder: Builder, secrets: SecretFiles,
     return iid.read_text().strip()
 
 
+def _marked(text: str, mark: str) -> list[str]:
+    """What a step printed after ``mark`` at the start of an output line (BuildKit prefixes output with
+    ``#N SECONDS``; buildx repeats it without ``#N``), never the echo command that holds the mark."""
+    pattern = re.compile(r"^(?:#\d+ )?(?:\d+\.\d+ )?" + re.escape(mark) + r"(.*)$")
+    return [m.group(1).strip() for ln in text.splitlines() if (m := pattern.match(ln.strip()))]
+
+
 def _failure(text: str, tail: list[str], log_path: Path) -> BuildFailed:
-    errors = [ln.split(ERROR_MARK, 1)[1].strip() for ln in text.splitlines() if ERROR_MARK in ln]
+    errors = _marked(text, ERROR_MARK)
     if errors:   # a rendered step said exactly what is wrong
         return BuildFailed(errors[-1], log_tail="\n".join(tail[-8:]), log_path=str(log_path))
-    marks = [ln.split(PROTECT_MARK, 1)[1].strip() for ln in text.splitlines() if PROTECT_MARK in ln]
+    marks = _marked(text, PROTECT_MARK)
     if marks:
         return BuildFailed("protect_base stopped the build: " + marks[-1], log_tail="\n".join(tail[-12:]),
                            log_path=str(log_path))

@@ -10,13 +10,12 @@ takes credentials from the command line or logs them.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import os
 from pathlib import Path
 
 from builder.errors import TfimgError
-from builder.infra import runner
+from builder.infra import datafile, runner
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +28,10 @@ def docker_config_path() -> Path:
 def credentials(host: str) -> tuple[str, str] | None:
     """(username, secret) for ``host`` from the docker config, or None. Never logged."""
     path = docker_config_path()
-    try:
-        cfg = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        raise TfimgError(f"the docker config {path} is not valid JSON") from None
+    # UnreadableInput (exit 2) names the problem and the line, never a value
+    cfg = datafile.load_json(path, limit=2**24, what="the docker config") if os.path.lexists(path) else {}
+    if not isinstance(cfg, dict):
+        raise TfimgError(f"the docker config {path} is not a JSON object")
     helper = (cfg.get("credHelpers") or {}).get(host) or cfg.get("credsStore")
     if helper:
         found = _from_helper(helper, host)
@@ -61,5 +60,5 @@ def _from_helper(helper: str, host: str) -> tuple[str, str] | None:
         return None
     if res.returncode != 0:
         return None
-    data = json.loads(res.stdout)
+    data = datafile.loads_json(res.stdout, f"docker-credential-{helper}", what="its answer")
     return data.get("Username", ""), data.get("Secret", "")

@@ -17,10 +17,12 @@ contexts and the user's docker config (credential helpers included) are honoured
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
+import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import docker
@@ -194,6 +196,24 @@ class Engine:
         argv = ["timeout", "-k", "5", str(int(timeout))] + (cmd if isinstance(cmd, list) else ["sh", "-c", cmd])
         res = container.exec_run(argv, user=user or "", demux=False)
         return res.exit_code, (res.output or b"").decode(errors="replace")
+
+    def put_files(self, container: Container | str, directory: str, files: Mapping[str, bytes]) -> None:
+        """Write ``files`` (name -> bytes) into ``directory`` of a container (or a container id), created
+        where absent, through the engine's archive API (so a remote engine works too): root's, the folder
+        0755, each file 0644."""
+        if isinstance(container, str):
+            container = self.client.containers.get(container)
+        parent, _, name = directory.rstrip("/").rpartition("/")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            folder = tarfile.TarInfo(name)
+            folder.type, folder.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(folder)
+            for fname, data in sorted(files.items()):
+                info = tarfile.TarInfo(f"{name}/{fname}")
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+        container.put_archive(parent or "/", buf.getvalue())
 
     def run_to_exit(self, image: str, *, command: list[str] | None = None, environment: dict[str, str] | None = None,
                     timeout: float = 60, extra: dict[str, Any] | None = None) -> tuple[int | None, str]:

@@ -253,6 +253,8 @@ class ScanSection(Section):
     image_config_scanners: list[str] | None = Field(None, description="Scanners run on the image's config.")
     offline: bool | None = None
     report: str | None = Field(None, description="File name of Trivy's report (trivy.json).")
+    report_sha256: str | None = Field(None, description="sha256 of that file as tfimg wrote it: a gate of the "
+                                      "saved report (tfimg gate --report) trusts this record only for that very file.")
     seconds: float | None = None
     findings: dict[str, int] | None = Field(None, description="Number of findings per kind "
                                             "(vulnerability, secret, misconfiguration, license).")
@@ -290,6 +292,10 @@ class GateSection(Section):
     stale_waivers: list[str] = Field(default_factory=list)
     base_layers_known: bool | None = None
     base_digest_pinned: bool | None = None
+    scanners: list[str] | None = Field(None, description="The Trivy scanners the gated report was made with.")
+    scanners_from: str | None = Field(None, description="How they are known: 'this scan', 'scan record' "
+                                      "(report.json's scan section, for the same file) or 'assumed' "
+                                      "(tfimg gate --assume-vuln-scanned).")
     files: GateFiles | None = None
     reuse: StageReuse | None = Field(None, description="The inputs that decide this result; whether it was reused.")
 

@@ -21,7 +21,7 @@ STEP = re.compile(r"^#\d+ \[(?:[\w-]+ )?\d+/\d+\] ")
 class UI:
     def __init__(self, quiet: bool = False) -> None:
         # In logs (CI, pipes) tables get room instead of rich's default 80 columns.
-        self.console = Console(stderr=True, highlight=False, soft_wrap=True,
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False,
                                width=None if sys.stderr.isatty() else 160)
         self.live = self.console.is_terminal and not quiet and not os.environ.get("CI")
         self.quiet = quiet

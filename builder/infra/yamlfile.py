@@ -7,7 +7,11 @@ pydantic ``ValidationError`` into :class:`~builder.errors.SpecError` items.
 It is the one YAML reader of the package, and it refuses hostile files fast:
 more than :data:`MAX_BYTES`, nesting deeper than :data:`MAX_DEPTH`, more than
 :data:`MAX_ALIASES` aliases, a recursive alias, or more than :data:`MAX_NODES`
-nodes once aliases are expanded.
+nodes once aliases are expanded. It refuses what it cannot read without
+guessing: a key written twice in one mapping (both lines named; ``<<`` merge
+keys may still be overridden), a value Python cannot hold (the date
+``2026-02-30``, an integer of more than 4300 digits), a lone surrogate escape.
+The file itself is read by :mod:`builder.infra.datafile` (regular files only, UTF-8).
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from builder.errors import SpecError, SpecErrors
+from builder.errors import SpecError, SpecErrors, UnreadableInput
+from builder.infra import datafile
 
 Loc = tuple[Any, ...]
 
 
-# Limits for every YAML file tfimg reads (README, "Limits of a variant or policy file"):
+# Limits for every YAML file tfimg reads (docs/bad-input.md, "Limits of a variant or policy file"):
 # a hostile file (a "billion laughs" of aliases, thousands of nested brackets) is
 # refused before it can hang tfimg or exhaust its stack. Real files are far below them.
 MAX_BYTES = 1024 * 1024      # file size
@@ -38,6 +43,13 @@ class _LimitExceeded(Exception):
     def __init__(self, message: str, line: int | None, hint: str) -> None:
         super().__init__(message)
         self.message, self.line, self.hint = message, line, hint
+
+
+class _Refused(_LimitExceeded):
+    """A value or key the file cannot be trusted with (not a limit)."""
+
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class _LimitedLoader(yaml.SafeLoader):
@@ -64,6 +76,43 @@ class _LimitedLoader(yaml.SafeLoader):
             raise _LimitExceeded(f"expands to more than {MAX_NODES} nodes once its aliases are expanded "
                                  f"(tfimg's limit; a 'billion laughs' file)", self._line(),
                                  "Write the values out instead of nesting aliases of aliases.")
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        """Construct as SafeLoader does; a scalar Python refuses (ValueError, OverflowError) or a
+        lone surrogate becomes a refusal naming its line."""
+        try:
+            value = super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            digits = "digits" in str(exc)
+            raise _Refused(f"has a value tfimg cannot read: {'an integer longer than 4300 digits' if digits else exc}",
+                           node.start_mark.line + 1,
+                           "Quote it if it is text; write dates as real days (YYYY-MM-DD).") from None
+        if isinstance(value, str) and not value.isascii() and any("\ud800" <= c <= "\udfff" for c in value):
+            raise _Refused("has a lone UTF-16 surrogate escape (\\udXXX), which is not text",
+                           node.start_mark.line + 1, "Remove the escape, or write the character itself.")
+        return value
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        """Refuse a key written twice in one mapping (YAML forbids it; PyYAML keeps the last)."""
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, tuple[int, int]] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == MERGE_TAG:   # `<<: *base` then `key: value` is an override, not a duplicate
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                mark = key_node.start_mark
+                try:
+                    first = seen.get(key)
+                except TypeError:   # an unhashable key: SafeLoader says so
+                    continue
+                if first is not None:
+                    where = (f"lines {first[0]} and {mark.line + 1}" if first[0] != mark.line + 1 else
+                             f"line {first[0]}, columns {first[1]} and {mark.column + 1}")
+                    raise _Refused(f"has the key {datafile.show_key(key)} twice in one mapping ({where}); "
+                                   "tfimg does not guess which one you meant",
+                                   mark.line + 1, "Remove one of them (or merge their values).")
+                seen[key] = (mark.line + 1, mark.column + 1)
+        return super().construct_mapping(node, deep)
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -96,19 +145,7 @@ class _LimitedLoader(yaml.SafeLoader):
 
 
 def _read_text(path: Path, display: Path | str) -> str:
-    with path.open("rb") as fh:
-        raw = fh.read(MAX_BYTES + 1)
-    if len(raw) > MAX_BYTES:
-        raise SpecErrors([SpecError(display, "", f"refused: the file is larger than {MAX_BYTES / 2**20:g} MiB "
-                                                 "(tfimg's limit for a variant or policy file)",
-                                    hint="A variant or policy file is a few hundred lines: put long lists "
-                                         "(packages, requirements) in requirements files.")])
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise SpecErrors([SpecError(display, "", "the file is not UTF-8 text", line=line,
-                                    hint="Save it as UTF-8.")]) from None
+    return datafile.read_text(path, display, limit=MAX_BYTES, what="the file")
 
 
 def _compose(path: Path, display: Path | str) -> tuple[Any, Any]:
@@ -124,6 +161,8 @@ def _compose(path: Path, display: Path | str) -> tuple[Any, Any]:
     except _LimitExceeded as exc:
         raise SpecErrors([SpecError(display, "", f"refused: the file {exc.message}", line=exc.line,
                                     hint=exc.hint)]) from None
+    except RecursionError:   # MAX_DEPTH keeps composition far below it; a guard, not a path
+        raise SpecErrors([SpecError(display, "", "refused: the file is nested too deeply to read")]) from None
     finally:
         loader.dispose()
     return node, data
@@ -139,6 +178,8 @@ def _parse(path: Path, display: Path | str) -> tuple[Any, Any]:
     catalog) comes through here, within the limits. Raises SpecErrors."""
     try:
         return _compose(path, display)
+    except UnreadableInput as exc:
+        raise SpecErrors([exc]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)

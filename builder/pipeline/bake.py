@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.image import buildkit as build
-from builder.infra import clock, git, labels
+from builder.infra import clock, git, labels, outdir
 from builder.infra.engine import Engine
 from builder.pipeline import orchestrator as pipeline
 from builder.render import context as render
@@ -50,7 +50,7 @@ def _secrets(loaded: LoadedVariant) -> tuple[list[str], dict[str, str], list[str
 def target(loaded: LoadedVariant, opts: pipeline.BuildOptions, engine: Engine) -> tuple[dict[str, Any], list[str]]:
     """The bake target of one variant (and warnings); writes its rendered context."""
     rendered = render.render(loaded)
-    context = render.write(rendered, pipeline.variant_dir(opts, loaded) / "context")
+    context = render.write(rendered, outdir.claim(pipeline.variant_dir(opts, loaded)) / "context")
     base = pipeline.base_ref(loaded, opts.base)
     secrets, used, warnings = _secrets(loaded)
     found = pipeline.remote_base(base, engine)

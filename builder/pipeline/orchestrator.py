@@ -19,7 +19,7 @@ import requests
 
 from builder.errors import EnvError, SpecError, SpecErrors, TfimgError
 from builder.image import buildkit as build
-from builder.infra import clock, git, labels, report
+from builder.infra import clock, git, labels, outdir, report
 from builder.infra.engine import Engine
 from builder.infra.report_models import (
     BaseImage,
@@ -148,7 +148,7 @@ def build_stage(loaded: LoadedVariant, opts: BuildOptions, ui: UI, engine: Engin
         raise SpecErrors([SpecError(loaded.path, "abstract", "this variant is abstract: it is a parent for "
                                     "other variants and is never built",
                                     hint="Build a variant that extends it.")])
-    vdir = variant_dir(opts, loaded)
+    vdir = outdir.claim(variant_dir(opts, loaded))
     # an explicit client or builder is checked first, even when no build turns out to be needed
     builder = build.find_builder(opts.docker, opts.builder) if opts.docker or opts.builder else None
     with ui.stage("render"):
@@ -357,7 +357,7 @@ def run(loaded: LoadedVariant, opts: BuildOptions, ui: UI, engine: Engine) -> Re
         if found is not None:
             ui.info(f"{loaded.name} is already published with passing evidence: {found.repository}@"
                     f"{found.digest}; nothing built, checked or scanned (--force rebuilds)")
-            vdir.mkdir(parents=True, exist_ok=True)
+            outdir.claim(vdir)
             report.save(vdir, Report())
             (vdir / "tags.txt").unlink(missing_ok=True)
             report.write_section(vdir, found)
@@ -485,8 +485,9 @@ def _scan_and_gate(loaded: LoadedVariant, built: BuildSection, vdir: Path, optio
                 report.write_section(vdir, now.gate.model_copy(update={"reuse": StageReuse(reused=False, key=gkey)}))
         except TfimgError as exc:
             ui.warn(f"the scan's inputs could not be recorded ({exc.message}); it will run again next time")
-    if result.decision == "block":
-        raise scan_stage.blocked(result, vdir)
+    error = scan_stage.refused(result, pol, vdir)   # blocks, or UNSCANNED under a policy that requires a scan
+    if error is not None:
+        raise error
 
 
 def _gate_key(loaded: LoadedVariant, built: BuildSection, vdir: Path, scan: StageReuse) -> dict[str, str]:
@@ -507,13 +508,16 @@ def _gate_stage(loaded: LoadedVariant, built: BuildSection, vdir: Path, scan: St
         report.write_section(vdir, done.model_copy(update={"reuse": d.record()}))
         return True
     result = gate_saved(loaded, vdir, built.base.ref, base_layers=built.base_layers, raise_on_block=False)
+    from builder.scan import policy as policies
+    from builder.scan import stage as scan_stage
+    error = scan_stage.refused(result, policies.load(loaded.spec.policy), vdir)
+    if error is not None:
+        raise error
     if result.decision == "pass":
         now = report.load(vdir).gate
         if now is not None:
             report.write_section(vdir, now.model_copy(update={"reuse": d.record()}))
-        return True
-    from builder.scan import stage as scan_stage
-    raise scan_stage.blocked(result, vdir)
+    return True
 
 
 def _tags_stage(loaded: LoadedVariant, built: BuildSection, vdir: Path, opts: BuildOptions, ui: UI,

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from builder.errors import UnreadableInput
+from builder.infra import datafile
 from builder.infra.report_models import BuildSection, StageReuse
 
 SUITE_DIR = Path(__file__).resolve().parents[1] / "check"
@@ -71,17 +73,18 @@ def digest(value: Any) -> str:
 def file_digest(path: Path) -> str:
     """sha256 of a file's bytes; 'absent' when there is none."""
     try:
-        return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
+        return "sha256:" + hashlib.sha256(datafile.read_bytes(path, limit=datafile.MAX_JSON_BYTES)).hexdigest()
+    except UnreadableInput:   # missing, or not a regular file (never opened: no FIFO blocks here)
         return "absent"
 
 
 def suite_hash() -> str:
     """The check suite's own hash: every file of builder/check/suite, and the code that starts it
-    (the containers, the probe)."""
+    (the containers, the probe, the programs copied into the container)."""
     h = hashlib.sha256()
     files = sorted(p for p in (SUITE_DIR / "suite").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    files += [SUITE_DIR / "stage.py", SUITE_DIR / "probe.py"]
+    files += [SUITE_DIR / "stage.py", SUITE_DIR / "probe.py", SUITE_DIR / "probe_models.py",
+              *sorted((SUITE_DIR / "incontainer").glob("*.py"))]   # the programs run in the container
     for p in files:
         h.update(str(p.relative_to(SUITE_DIR)).encode() + b"\0" + p.read_bytes() + b"\0")
     return "sha256:" + h.hexdigest()

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from builder import __version__
-from builder.errors import EnvError, VerificationFailed
-from builder.infra import clock, runner
+from builder.errors import EnvError, UnreadableInput, VerificationFailed
+from builder.infra import clock, datafile, runner
 from builder.infra.report_models import Report
 from builder.publish import evidence, referrers
 from builder.publish.registry_client import Registry
@@ -81,7 +81,7 @@ def _pem(source: str) -> bytes:
     if not path.is_file():
         raise EnvError(f"--sign-key: no key file at {path}",
                        hint="Give a PEM private key file, or env:NAME for a variable that holds one.")
-    return path.read_bytes()
+    return datafile.read_bytes(path, limit=2**20, what="the --sign-key file")
 
 
 def load_signer(source: str) -> Any:
@@ -106,7 +106,11 @@ def load_public_key(path: Path) -> Any:
     if not path.is_file():
         raise EnvError(f"--key: no public key file at {path}")
     try:
-        return SSlibKey.from_crypto(load_pem_public_key(path.read_bytes()))
+        pem = datafile.read_bytes(path, limit=2**20, what="the public key file")
+    except UnreadableInput as exc:
+        raise EnvError(f"--key {path}: {exc.text}") from None
+    try:
+        return SSlibKey.from_crypto(load_pem_public_key(pem))
     except (ValueError, TypeError, Exception) as exc:
         raise EnvError(f"--key {path}: not a usable PEM public key ({exc})") from None
 
@@ -133,7 +137,7 @@ def sbom(out_dir: Path, image: str) -> dict[str, Any]:
     """``build/<variant>/sbom.cdx.json`` when present, else Trivy's CycloneDX of the local image."""
     path = out_dir / "sbom.cdx.json"   # the scan stage writes it (trivy convert of its own report)
     if path.is_file():
-        data: dict[str, Any] = evidence.scrub(json.loads(path.read_text()))
+        data: dict[str, Any] = evidence.scrub(datafile.load_json(path, what="the SBOM"))
         return data
     exe = runner.which("trivy", purpose="make the SBOM (CycloneDX) of the published image")
     with tempfile.TemporaryDirectory(prefix="tfimg-sbom-") as tmp:   # not beside report.json: that file is the scan's
@@ -141,7 +145,7 @@ def sbom(out_dir: Path, image: str) -> dict[str, Any]:
         runner.run([exe, "image", "--format", "cyclonedx", "--image-src", "docker", "--cache-dir", str(Path(tmp) / "c"),
                     "--skip-db-update", "--skip-java-db-update", "--offline-scan", "--quiet",
                     "--output", str(out), image], timeout=1800)
-        data = evidence.scrub(json.loads(out.read_text()))
+        data = evidence.scrub(datafile.load_json(out, what="the SBOM"))
     return data
 
 
@@ -278,14 +282,14 @@ def _check_one(reg: Registry, repo: str, digest: str, ref: referrers.Referrer, k
     found = reg.manifest(repo, ref.digest)
     if found is None:
         return Checked(kind, ref.digest, False, "listed as a referrer but the manifest is gone")
-    manifest = json.loads(found[0])
+    manifest = datafile.loads_json(found[0], f"manifest {ref.digest}", what="it")
     if (manifest.get("subject") or {}).get("digest") != digest:
         return Checked(kind, ref.digest, False, "the artifact's subject is not this digest")
     layer = next((x for x in manifest.get("layers") or [] if x.get("mediaType") == DSSE_TYPE), None)
     if layer is None:
         return Checked(kind, ref.digest, False, "no DSSE envelope layer")
     try:
-        env = Envelope.from_dict(json.loads(reg.blob(repo, layer["digest"])))
+        env = Envelope.from_dict(datafile.loads_json(reg.blob(repo, layer["digest"]), "the envelope", what="it"))
     except Exception as exc:
         return Checked(kind, ref.digest, False, f"not a DSSE envelope ({exc})")
     if env.payload_type != INTOTO_PAYLOAD:
@@ -298,7 +302,7 @@ def _check_one(reg: Registry, repo: str, digest: str, ref: referrers.Referrer, k
         return Checked(kind, ref.digest, False, "the signature does not verify with the given key "
                        "(the statement was altered, or signed with another key)")
     try:
-        stmt = json.loads(env.payload)
+        stmt = datafile.loads_json(env.payload, "the signed payload", what="it")
     except ValueError:
         return Checked(kind, ref.digest, False, "the signed payload is not JSON")
     hexes = [(s.get("digest") or {}).get("sha256") for s in stmt.get("subject") or []]
@@ -348,4 +352,4 @@ def require(text: str, key_path: Path) -> Verdict:
 
 def envelope_b64_payload(env: dict[str, Any]) -> dict[str, Any]:
     """The statement inside an envelope dict (no verification; for display and tests)."""
-    return dict(json.loads(base64.b64decode(env["payload"])))
+    return dict(datafile.loads_json(base64.b64decode(env["payload"]), "the payload", what="it"))

@@ -14,13 +14,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import fnmatch
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder.errors import PublishRefused, RegistryError, VerificationFailed
-from builder.infra import clock, runner
+from builder.errors import PublishRefused, RegistryError, TfimgError, VerificationFailed
+from builder.infra import clock, datafile, runner
 from builder.publish import evidence, referrers
 from builder.publish.registry_client import INDEX_TYPES, LOOPBACK, Ref, Registry, docker_config_path, parse_ref
 
@@ -69,11 +68,12 @@ def policy_decision(doc: dict[str, Any], policy: Path | None,
     if policy is None:
         return recorded, "recorded gate decision and checks"
     try:
-        from builder.scan import gate
+        from builder.scan import gate, trust
         from builder.scan import policy as policies
         from builder.scan import trivy_report as scanreport
     except ModuleNotFoundError as exc:
-        if exc.name not in (f"{__package__}.gate", f"{__package__}.policy", f"{__package__}.scanreport"):
+        if exc.name not in (f"{__package__}.gate", f"{__package__}.policy", f"{__package__}.scanreport",
+                            f"{__package__}.trust"):
             raise
         return recorded, f"recorded decision ({policy} not re-evaluated: the gate module is not installed)"
     if recorded in ("checks-failed", "checks-missing", "no-evidence"):
@@ -81,9 +81,16 @@ def policy_decision(doc: dict[str, Any], policy: Path | None,
     if trivy is None:
         return "unscanned", f"no Trivy report attached, so {policy} cannot be evaluated"
     report = doc.get("report") or {}
-    result = gate.evaluate(scanreport.from_data(trivy, source="evidence"), policies.load(policy),
-                           (report.get("build") or {}).get("base_layers") or None, clock.today(),
-                           bool((report.get("gate") or {}).get("base_digest_pinned")))
+    build, scan = report.get("build") or {}, report.get("scan") or {}
+    rep = scanreport.from_data(trivy, source="the attached Trivy report")
+    try:
+        trust.check_image(rep, build.get("image_id"), source="the attached Trivy report",
+                          where="the attached report.json")
+    except TfimgError as exc:
+        return "unscanned", exc.message
+    result = gate.evaluate(rep, policies.load(policy), build.get("base_layers") or None, clock.today(),
+                           bool((report.get("gate") or {}).get("base_digest_pinned")),
+                           scanners=[str(s) for s in scan.get("scanners") or []], scanners_from="scan record")
     why = "; ".join(result.reasons[:3])
     return result.decision, f"re-evaluated with {policy}" + (f": {why}" if why else "")
 
@@ -195,13 +202,13 @@ class Entry:
 
 
 def _size_and_created(reg: Registry, repo: str, raw: bytes, media: str) -> tuple[int | None, str | None]:
-    manifest = json.loads(raw)
+    manifest = datafile.loads_json(raw, f"a manifest of {repo}", what="it")
     if media in INDEX_TYPES:
         return sum(m.get("size", 0) for m in manifest.get("manifests", [])), None
     config = manifest.get("config") or {}
     size = config.get("size", 0) + sum(lyr.get("size", 0) for lyr in manifest.get("layers", []))
     try:
-        created = json.loads(reg.blob(repo, config["digest"])).get("created")
+        created = datafile.loads_json(reg.blob(repo, config["digest"]), f"config {config['digest']}", what="it").get("created")
     except (KeyError, ValueError, RegistryError):
         created = None
     return size, created

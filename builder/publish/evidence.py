@@ -15,7 +15,7 @@ import json
 import re
 from typing import Any
 
-from builder.infra import labels
+from builder.infra import datafile, labels
 from builder.infra.report_models import Report, TagsSection
 from builder.publish.registry_client import OCI_MANIFEST, Registry
 from builder.spec.loader import CREDENTIAL_NAME
@@ -141,13 +141,13 @@ def read(reg: Registry, repo: str, digest: str, media_type: str = REPORT_TYPE) -
     found = reg.manifest(repo, tag_for(digest))
     if found is None:
         return None
-    manifest = json.loads(found[0])
+    manifest = datafile.loads_json(found[0], f"manifest {repo}:{tag_for(digest)}", what="it")
     if (manifest.get("annotations") or {}).get(labels.SUBJECT) != digest:
         return None
     layer = next((lyr for lyr in manifest.get("layers", []) if lyr.get("mediaType") == media_type), None)
     if layer is None:
         return None
-    doc = json.loads(reg.blob(repo, layer["digest"]))
+    doc = datafile.loads_json(reg.blob(repo, layer["digest"]), f"blob {layer['digest']}", what="it")
     if media_type == REPORT_TYPE and doc.get("digest") != digest:
         return None
     return doc

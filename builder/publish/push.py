@@ -13,7 +13,6 @@ moved. Without ``push=True`` it only plans (and writes ``publish-plan.json``).
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from builder.check import imagefacts as facts_mod
 from builder.errors import PublishRefused, RegistryError, TfimgError
-from builder.infra import clock
+from builder.infra import clock, datafile, outdir
 from builder.infra import report as report_mod
 from builder.infra.engine import Engine
 from builder.infra.report_models import (
@@ -106,7 +105,7 @@ def compute_tags(loaded: LoadedVariant, out_dir: Path, *, engine: Engine, image:
     facts = facts_mod.read(image, loaded.path, rep, engine)
     values = tagging.fields(loaded.name, facts.model_dump(exclude_unset=True), loaded.spec.base.profile)
     ts = tagging.compute(loaded.spec.tags, values)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    outdir.claim(out_dir)
     (out_dir / TAGS_FILE).write_text(tagging.tags_text(ts))
     return ts, facts
 
@@ -121,7 +120,8 @@ def read_tags(out_dir: Path) -> TagsSection:
     if not path.is_file():
         raise PublishRefused(f"no {path}: the tags of this build have not been computed",
                              hint="Run `tfimg tags SPEC` (or `tfimg build SPEC`) first.")
-    tags = [tagging.validate(line.strip()) for line in path.read_text().splitlines() if line.strip()]
+    text = datafile.read_text(path, limit=datafile.MAX_INPUT_BYTES, what="the tags file")
+    tags = [tagging.validate(line.strip()) for line in text.splitlines() if line.strip()]
     if not tags:
         raise PublishRefused(f"{path} holds no tag", hint="Run `tfimg tags SPEC` to write it again.")
     return TagsSection(immutable=tags[0], moving=[t for t in dict.fromkeys(tags[1:]) if t != tags[0]])
@@ -147,7 +147,7 @@ def remote_state(reg: Registry, repo: str, tag: str, image_id: str
     raw, media, digest = found
     if media in INDEX_TYPES:
         return "conflict", digest
-    config = (json.loads(raw).get("config") or {}).get("digest")
+    config = (datafile.loads_json(raw, f"manifest {repo}:{tag}", what="it").get("config") or {}).get("digest")
     return ("published" if config == image_id else "conflict"), digest
 
 
@@ -208,7 +208,7 @@ def _trivy(out_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     from builder.scan.trivy_report import redact
-    return redact(json.loads(path.read_text()))
+    return redact(datafile.load_json(path, what="the Trivy report"))
 
 
 def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, engine: Engine, push: bool = False,

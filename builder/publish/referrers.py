@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from builder.errors import RegistryError
+from builder.infra import datafile
 from builder.publish.registry_client import OCI_INDEX, OCI_MANIFEST, Registry, sha256
 
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
@@ -110,7 +111,7 @@ def _read_index(reg: Registry, repo: str, tag: str) -> tuple[list[dict[str, Any]
     found = reg.manifest(repo, tag)
     if found is None:
         return [], None
-    return list(json.loads(found[0]).get("manifests") or []), found[2]
+    return list(datafile.loads_json(found[0], f"index {repo}:{tag}", what="it").get("manifests") or []), found[2]
 
 
 def _index_body(entries: list[dict[str, Any]]) -> bytes:
@@ -179,7 +180,7 @@ def api_referrers(reg: Registry, repo: str, digest: str) -> list[Referrer] | Non
         return None
     if resp is None or not resp.headers.get("Content-Type", "").startswith(OCI_INDEX):
         return None
-    return [Referrer.of(d) for d in resp.json().get("manifests") or []]
+    return [Referrer.of(d) for d in datafile.loads_json(resp.content, "the referrers answer", what="it").get("manifests") or []]
 
 
 def list_referrers(reg: Registry, repo: str, digest: str) -> tuple[list[Referrer], str]:
@@ -222,7 +223,7 @@ def copy_referrers(src: Registry, src_repo: str, dst: Registry, dst_repo: str, d
         found = src.manifest(src_repo, ref.digest)
         if found is None:
             continue
-        manifest = json.loads(found[0])
+        manifest = datafile.loads_json(found[0], f"manifest {ref.digest}", what="it")
         for blob in [manifest.get("config") or {}, *(manifest.get("layers") or [])]:
             if blob.get("digest"):
                 dst.put_blob(dst_repo, src.blob(src_repo, blob["digest"]))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 import re
 import time
@@ -23,6 +22,7 @@ from typing import TypeVar
 import requests
 
 from builder.errors import RegistryError, TransientError
+from builder.infra import datafile
 from builder.infra.credentials import credentials, docker_config_path  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -167,13 +167,13 @@ class Registry:
                                 auth=creds if creds else None)
         if resp.status_code != 200:
             return None
-        body = resp.json()
+        body = datafile.loads_json(resp.content, "the token answer", what="it")
         return "Bearer " + (body.get("token") or body.get("access_token", ""))
 
     def _error(self, method: str, url: str, resp: requests.Response) -> RegistryError:
         status = resp.status_code
         try:
-            detail = "; ".join(e.get("message", "") for e in resp.json().get("errors", []))
+            detail = "; ".join(e.get("message", "") for e in datafile.loads_json(resp.content, "the error answer", what="it").get("errors", []))
         except ValueError:
             detail = resp.text[:200]
         msg = f"{method} {url} -> HTTP {status}" + (f": {detail}" if detail else "")
@@ -200,14 +200,14 @@ class Registry:
         while path:
             resp = self.request("GET", path)
             assert resp is not None
-            repos += resp.json().get("repositories") or []
+            repos += datafile.loads_json(resp.content, "the catalog answer", what="it").get("repositories") or []
             nxt = re.search(r"<([^>]+)>", resp.headers.get("Link", ""))
             path = nxt.group(1) if nxt else None
         return repos
 
     def tags(self, repo: str) -> list[str]:
         resp = self.request("GET", f"/v2/{repo}/tags/list", repo=repo, absent=(404,))
-        return sorted((resp.json().get("tags") or []) if resp is not None else [])
+        return sorted((datafile.loads_json(resp.content, "the tags answer", what="it").get("tags") or []) if resp is not None else [])
 
     def manifest(self, repo: str, ref: str) -> tuple[bytes, str, str] | None:
         """(raw bytes, media type, digest) of a manifest by tag or digest, or None when absent."""
@@ -216,7 +216,7 @@ class Registry:
         if resp is None:
             return None
         body = resp.content
-        media = resp.headers.get("Content-Type", "").split(";")[0] or json.loads(body).get("mediaType", "")
+        media = resp.headers.get("Content-Type", "").split(";")[0] or datafile.loads_json(body, f"manifest {repo}:{ref}", what="it").get("mediaType", "")
         return body, media, sha256(body)
 
     def digest_of(self, repo: str, ref: str) -> str | None:

@@ -11,15 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from builder.infra import labels
+from builder.infra import datafile, labels, outdir
 from builder.render import escape
 from builder.render.escape import ArgRef
 from builder.spec.loader import LoadedVariant, Variant
@@ -72,9 +70,10 @@ def spec_hash(loaded: LoadedVariant) -> str:
     """
     data = loaded.spec.model_dump(mode="json")
     root = loaded.path.resolve().parent
-    data["python"]["requirements"] = [(Path(p).name, _sha(Path(p).read_bytes()))
+    data["python"]["requirements"] = [(Path(p).name, _sha(datafile.read_bytes(p, limit=datafile.MAX_INPUT_BYTES)))
                                       for p in loaded.spec.python.requirements]
-    data["ssh"]["authorized_keys"] = [_sha(Path(p).read_bytes()) for p in loaded.spec.ssh.authorized_keys]
+    data["ssh"]["authorized_keys"] = [_sha(datafile.read_bytes(p, limit=datafile.MAX_INPUT_BYTES))
+                                      for p in loaded.spec.ssh.authorized_keys]
     # The policy decides the gate, not the image: a new or edited policy re-runs the gate only
     # (report.json's gate section records the policy file and its hash).
     data.pop("policy", None)
@@ -158,11 +157,12 @@ def render(loaded: LoadedVariant) -> Rendered:
         files["python/pip-install.sh"] = (env.get_template("context/pip-install.sh.j2").render(ctx), 0o755)
         files["python/protect.py"] = (env.get_template("context/protect.py.j2").render(ctx), 0o644)
         for name, src in zip(req_names, v.python.requirements, strict=True):
-            files[f"python/{name}"] = (Path(src).read_text(), 0o644)
+            files[f"python/{name}"] = (datafile.read_text(src, limit=datafile.MAX_INPUT_BYTES), 0o644)
     if v.ssh.enabled:
         files["etc/ssh/sshd_config"] = (env.get_template("context/sshd_config.j2").render(ctx), 0o644)
         if v.ssh.authorized_keys:
-            keys = "".join(_normalise_key(Path(p).read_text()) for p in v.ssh.authorized_keys)
+            keys = "".join(_normalise_key(datafile.read_text(p, limit=datafile.MAX_INPUT_BYTES))
+                           for p in v.ssh.authorized_keys)
             files["etc/ssh/authorized_keys"] = (keys, 0o644)
     if v.jupyter.enabled:
         cfg = env.get_template("context/jupyter_config.py.j2").render(ctx)
@@ -181,20 +181,12 @@ def _normalise_key(text: str) -> str:
 
 
 def write(rendered: Rendered, directory: Path | str) -> Path:
-    """Write the context into ``directory`` atomically (replacing what was there)."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
-    try:
+    """Write the context into ``directory`` atomically, replacing it only when tfimg created it
+    (:func:`builder.infra.outdir.replace`; raises OutDirRefused for any other folder)."""
+    def fill(tmp: Path) -> None:
         for name, (content, mode) in sorted(rendered.files.items()):
             path = tmp / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
             path.chmod(mode)
-        if directory.exists():
-            shutil.rmtree(directory)
-        tmp.rename(directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+    return outdir.replace(directory, fill, "build context folder")

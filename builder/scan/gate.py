@@ -8,6 +8,9 @@ policy, base layers and date it always returns the same :class:`GateResult`.
 * Every secret blocks unless a waiver names its rule id and its file (path).
 * An expired waiver blocks by itself, naming its owner, and waives nothing.
 * A waiver that matched nothing is *stale* (reported, not blocking).
+* Without the vulnerability scanner among ``scanners`` (what the caller knows the report was made
+  with), or when Trivy found no package to look up, the decision is *unscanned*, never *pass*.
+  :func:`refusal` turns a decision into the error a command exits with.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from builder.infra.report_models import GateFiles, GateSection
 from builder.scan.policy import Policy, Waiver
-from builder.scan.trivy_report import RANK, SEVERITIES, Finding, Report, check_id
+from builder.scan.trivy_report import RANK, SEVERITIES, Finding, Report, check_id, gc_paused
 
 Decision = Literal["pass", "block", "unscanned"]
+ScannersFrom = Literal["this scan", "scan record", "assumed"]
 
 
 class _Frozen(BaseModel):
@@ -66,6 +70,8 @@ class GateResult(_Frozen):
     evaluated_on: dt.date | None = None
     base_layers_known: bool = False
     base_digest_pinned: bool = False
+    scanners: list[str] = Field(default_factory=list)
+    scanners_from: ScannersFrom | None = None
     reasons: list[str] = Field(default_factory=list)
     blocking: list[Blocking] = Field(default_factory=list)
     counts: dict[str, dict[str, dict[str, int]]] = Field(default_factory=dict)
@@ -89,6 +95,7 @@ class GateResult(_Frozen):
             expired_waivers=[f"{w.id} (owner {w.owner}, expired {w.expires})" for w in self.expired_waivers],
             stale_waivers=[w.id for w in self.stale_waivers],
             base_layers_known=self.base_layers_known, base_digest_pinned=self.base_digest_pinned,
+            scanners=self.scanners, scanners_from=self.scanners_from,
             **({"files": files} if files is not None else {}))
 
 
@@ -105,14 +112,24 @@ def failed_closed(policy: Policy, why: str, *, today: dt.date | None = None) -> 
 
 
 def evaluate(report: Report, policy: Policy, base_layers: Collection[str] | None,
-             today: dt.date, base_digest_pinned: bool) -> GateResult:
-    """Decide pass or block. Pure: no I/O, no clock (``today`` is given).
+             today: dt.date, base_digest_pinned: bool, *, scanners: Collection[str],
+             scanners_from: ScannersFrom) -> GateResult:
+    """Decide pass, block or unscanned. Pure: no I/O, no clock (``today`` is given).
 
-    >>> evaluate(report, policy, base_layers=None, today=dt.date(2026, 11, 27),
-    ...          base_digest_pinned=False).decision            # doctest: +SKIP
+    ``scanners``: the Trivy scanners the report is known to be made with, and ``scanners_from`` how
+    that is known (:mod:`builder.scan.trust`); the report itself cannot show it.
+
+    >>> evaluate(report, policy, base_layers=None, today=dt.date(2026, 11, 27), base_digest_pinned=False,
+    ...          scanners=["vuln", "secret"], scanners_from="this scan").decision   # doctest: +SKIP
     'block'
     """
-    base = frozenset(base_layers or ())
+    with gc_paused():
+        return _evaluate(report, policy, frozenset(base_layers or ()), today, base_digest_pinned,
+                         sorted(scanners), scanners_from)
+
+
+def _evaluate(report: Report, policy: Policy, base: frozenset[str], today: dt.date, base_digest_pinned: bool,
+              scanners: list[str], scanners_from: ScannersFrom) -> GateResult:
     rows = [(f, _origin(f, base)) for f in _dedupe(report.findings())]
     rows.sort(key=lambda r: (-RANK[r[0].severity], r[0].kind, r[0].id, r[0].subject))
     live = [w for w in policy.waivers if not w.expired(today)]
@@ -120,15 +137,18 @@ def evaluate(report: Report, policy: Policy, base_layers: Collection[str] | None
     used: set[int] = set()
     waived: list[Waived] = []
     open_rows: list[tuple[Finding, Literal["new", "inherited"]]] = []
+    live_index, expired_index = _WaiverIndex(live), _WaiverIndex(expired)
+    expired_hits: dict[int, list[Finding]] = {id(w): [] for w in expired}
     for f, origin in rows:
-        w = next((w for w in live if matches(w, f)), None)
+        w = next(iter(live_index.matching(f)), None)
         if w is None:
             open_rows.append((f, origin))
+            for e in expired_index.matching(f):
+                expired_hits[id(e)].append(f)
             continue
         used.add(id(w))
-        waived.append(Waived(finding=f, origin=origin, waiver=w.id, owner=w.owner, expires=w.expires,
-                             reason=w.reason))
-    expired_hits = {id(w): [f for f, _ in open_rows if matches(w, f)] for w in expired}
+        waived.append(Waived(finding=f, origin=origin, waiver=w.id, owner=w.owner,
+                                             expires=w.expires, reason=w.reason))
     blocking = _blocking(open_rows, policy, expired, expired_hits)
     reasons = [f"waiver {w.id} expired on {w.expires} (owner: {w.owner}); renew it with a new "
                f"expiry or remove it" for w in expired]
@@ -137,19 +157,61 @@ def evaluate(report: Report, policy: Policy, base_layers: Collection[str] | None
     if blocking:
         reasons.insert(0, f"{len(blocking)} finding(s) block under policy '{policy.name}'")
     decision: Decision = "block" if reasons else "pass"
-    if decision == "pass" and not report.vuln_scanned:
-        decision = "unscanned"   # a secret-only (or empty) report says nothing about vulnerabilities
-        reasons.append("not scanned for vulnerabilities: the report has no package results "
-                       "(made without --scanners vuln?)")
+    why = _unscanned(report, scanners)
+    if decision == "pass" and why:
+        decision = "unscanned"
+        reasons.append(why)
     notes = WaiverNote.model_validate
     return GateResult(
         decision=decision, policy=policy.name, policy_file=policy.file,
         artifact=report.ArtifactName, trivy_version=report.Trivy.Version if report.Trivy else None,
         evaluated_on=today, base_layers_known=bool(base), base_digest_pinned=base_digest_pinned,
-        reasons=reasons, blocking=blocking, counts=_counts(rows), waived=waived,
-        expired_waivers=[notes(w.model_dump()) for w in expired],
-        stale_waivers=[notes(w.model_dump()) for w in live if id(w) not in used],
-        findings=rows)
+        scanners=scanners, scanners_from=scanners_from, reasons=reasons, blocking=blocking, counts=_counts(rows),
+        waived=waived, expired_waivers=[notes(w.model_dump()) for w in expired],
+        stale_waivers=[notes(w.model_dump()) for w in live if id(w) not in used], findings=rows)
+
+
+class _WaiverIndex:
+    """Waivers by the ids they name, so each finding is matched against the few that name one of its
+    ids (:func:`matches` decides), not against every waiver: linear in findings and waivers."""
+
+    def __init__(self, waivers: list[Waiver]) -> None:
+        self.by_id: dict[str, list[tuple[int, Waiver]]] = {}
+        for i, w in enumerate(waivers):
+            for key in {w.id.upper(), check_id(w.id)}:
+                self.by_id.setdefault(key, []).append((i, w))
+
+    def matching(self, f: Finding) -> list[Waiver]:
+        """The waivers that cover ``f``, in the policy's order."""
+        if not self.by_id:
+            return []
+        keys = {f.id.upper(), *(a.upper() for a in f.aliases)}
+        if f.kind == "misconfiguration":
+            keys |= {check_id(k) for k in keys}
+        found = {i: w for k in keys for i, w in self.by_id.get(k, ())}
+        return [w for _, w in sorted(found.items(), key=lambda item: item[0]) if matches(w, f)]
+
+
+def _unscanned(report: Report, scanners: Collection[str]) -> str | None:
+    """Why the report says nothing about vulnerabilities, or None."""
+    if "vuln" not in scanners:
+        return (f"not scanned for vulnerabilities: the report was made with --scanners "
+                f"{','.join(sorted(scanners)) or '(none)'}, without vuln")
+    if not report.has_packages:
+        return ("not scanned for vulnerabilities: Trivy found no OS or language packages in the image, "
+                "so nothing was looked up (an OS Trivy does not know?)")
+    return None
+
+
+def refusal(result: GateResult, policy: Policy) -> str | None:
+    """Why a command must not exit 0 on this result: it blocks, or it is unscanned and the policy
+    requires a scan (``scan.required``, true by default). None when it may."""
+    if result.decision == "block":
+        return "blocks"
+    if result.decision == "unscanned" and policy.scan.required:
+        return (f"is UNSCANNED and policy '{policy.name}' requires a scan "
+                "(scan.required: false allows an UNSCANNED local build, never a publish)")
+    return None
 
 
 def matches(w: Waiver, f: Finding) -> bool:
@@ -206,11 +268,11 @@ def _blocking(rows: list[tuple[Finding, Literal["new", "inherited"]]], policy: P
         elif f.kind == "misconfiguration":
             groups.setdefault(("misconfiguration", f.severity), []).append((f, origin))
         elif f.kind == "secret":
-            out.append(Blocking(finding=f, origin=origin, reason="secret: every secret blocks; remove it "
-                                "from the image"))
+            out.append(Blocking(finding=f, origin=origin,
+                                                reason="secret: every secret blocks; remove it from the image"))
         elif f.kind == "license" and f.category in policy.licenses.block_categories:
             out.append(Blocking(finding=f, origin=origin,
-                                reason=f"license category '{f.category}' is blocked"))
+                                                reason=f"license category '{f.category}' is blocked"))
     for key, members in groups.items():
         if key[0] == "vulnerability":
             _, vorigin, fix, sev = key

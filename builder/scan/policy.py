@@ -13,10 +13,11 @@ blocks nothing. A key left out takes the default policy's value.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
 from builder.errors import SpecError, SpecErrors
 from builder.infra import yamlfile
@@ -38,6 +39,8 @@ def _threshold(v: Any) -> dict[str, int]:
             raise ValueError(f"'{v}' is not a severity; use one of {', '.join(SEVERITIES)} or 'none'")
         return {s: 0 for s in SEVERITIES if RANK[s] >= RANK[sev]}
     if isinstance(v, list):
+        if not all(isinstance(s, str) for s in v):
+            raise ValueError("a list holds severity names only, such as [CRITICAL, HIGH]")
         return _threshold(dict.fromkeys(v, 0))
     if isinstance(v, dict):
         out: dict[str, int] = {}
@@ -52,6 +55,26 @@ def _threshold(v: Any) -> dict[str, int]:
                      "a mapping such as {CRITICAL: 0, HIGH: 5}, or none")
 
 
+def _any_case(words: tuple[str, ...]) -> str:
+    """A JSON Schema pattern matching any of ``words`` in any letter case, as the loader does."""
+    return "^(" + "|".join("".join(f"[{c.upper()}{c.lower()}]" for c in w) for w in words) + ")$"
+
+
+_SEVERITY = {"type": "string", "pattern": _any_case(SEVERITIES)}
+# What an editor should accept for a threshold: what _threshold accepts, not the dict it makes.
+_THRESHOLD_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "pattern": _any_case((*SEVERITIES, "none")),
+         "description": "A severity floor (HIGH: HIGH and CRITICAL block), or none."},
+        {"type": "array", "items": _SEVERITY, "description": "The severities that block, e.g. [CRITICAL]."},
+        {"type": "object", "propertyNames": _SEVERITY, "additionalProperties": {"type": "integer", "minimum": 0},
+         "description": "The most findings allowed per severity, e.g. {CRITICAL: 0, HIGH: 5}."},
+        {"type": "null"},
+    ],
+}
+Threshold = Annotated[dict[str, int], WithJsonSchema(_THRESHOLD_SCHEMA)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -59,8 +82,8 @@ class _Strict(BaseModel):
 class Fixability(_Strict):
     """Thresholds for vulnerabilities with a fixed version, and without one."""
 
-    fixed: dict[str, int] = Field(default_factory=dict, description="Vulnerabilities with a fix available.")
-    unfixed: dict[str, int] = Field(default_factory=dict, description="Vulnerabilities without a fix.")
+    fixed: Threshold = Field(default_factory=dict, description="Vulnerabilities with a fix available.")
+    unfixed: Threshold = Field(default_factory=dict, description="Vulnerabilities without a fix.")
 
     _t = field_validator("fixed", "unfixed", mode="before")(_threshold)
 
@@ -68,7 +91,7 @@ class Fixability(_Strict):
 class NewFindings(Fixability):
     """Thresholds for the variant's own findings; by default HIGH and CRITICAL with a fix block."""
 
-    fixed: dict[str, int] = Field(default_factory=lambda: {"HIGH": 0, "CRITICAL": 0},
+    fixed: Threshold = Field(default_factory=lambda: {"HIGH": 0, "CRITICAL": 0},
                                   description="Vulnerabilities with a fix available (default: HIGH).")
 
 
@@ -80,7 +103,7 @@ class Vulnerabilities(_Strict):
 
 
 class Misconfigurations(_Strict):
-    block: dict[str, int] = Field(default_factory=dict, description="Failed checks that block, by severity.")
+    block: Threshold = Field(default_factory=dict, description="Failed checks that block, by severity.")
 
     _t = field_validator("block", mode="before")(_threshold)
 
@@ -160,7 +183,7 @@ def resolve(name_or_path: str | Path | None) -> Path:
 def load(name_or_path: str | Path | None = None) -> Policy:
     """Load and validate a policy file (None: the shipped default). Raises SpecErrors."""
     path = resolve(name_or_path)
-    if not path.is_file():
+    if not os.path.lexists(path):   # anything else (a FIFO, a loop) is refused by the reader, by name
         shipped = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.yaml")))
         raise SpecErrors([SpecError(path, "", "policy file not found",
                                     hint=f"Give a path, or one of the shipped policies: {shipped}.")])

@@ -22,7 +22,7 @@ Air-gapped use::
     trivy image --download-db-only --cache-dir ./trivy-cache
     trivy image --download-java-db-only --cache-dir ./trivy-cache   # only if jars are scanned
     # copy ./trivy-cache (it holds db/trivy.db and db/metadata.json) to the build host, then
-    tfimg scan variants/gpu.yaml --offline --cache-dir ./trivy-cache
+    tfimg scan variants/bert.yaml --offline --cache-dir ./trivy-cache
 
 ``--offline`` adds ``--skip-db-update --skip-java-db-update
 --skip-check-update --offline-scan`` (and ``--skip-version-check
@@ -37,30 +37,32 @@ see how fresh it was.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from builder.errors import CommandFailed, EnvError, TfimgError
+from builder.infra import datafile, runner
 from builder.infra import report as report_file
-from builder.infra import runner
-from builder.infra.engine import Engine
 from builder.infra.report_models import Sbom, ScanSection, TrivyDb
 from builder.scan.trivy_report import Report, from_data, redact
 
+if TYPE_CHECKING:   # the Docker SDK takes a second to import: `tfimg gate` never needs it
+    from builder.infra.engine import Engine
+
 MIN_VERSION = (0, 37, 0)
+MIN_VERSION_TEXT = ".".join(map(str, MIN_VERSION[:2]))   # "0.37", as the hints and errors name it
 KEEP_ENV = {"TRIVY_DB_REPOSITORY", "TRIVY_JAVA_DB_REPOSITORY", "TRIVY_CHECKS_BUNDLE_REPOSITORY",
             "TRIVY_USERNAME", "TRIVY_PASSWORD", "TRIVY_REGISTRY_TOKEN", "TRIVY_INSECURE",
             "TRIVY_CACHE_DIR", "TRIVY_NO_PROGRESS"}
-INSTALL_HINT = ("Install Trivy (https://trivy.dev, 0.45 or newer) or pass --trivy PATH. For a local "
-                "build without a scan, use a policy with `scan: {required: false}` (the result is "
-                "UNSCANNED and cannot be published).")
+INSTALL_HINT = (f"Install Trivy (https://trivy.dev, {MIN_VERSION_TEXT} or newer; tfimg's `scan` extra pins 0.76) "
+                "or pass --trivy PATH. For a local build without a scan, use a policy with "
+                "`scan: {required: false}` (the result is UNSCANNED and cannot be published).")
 
 
 class Options(BaseModel):
@@ -119,7 +121,7 @@ def version(opts: Options) -> dict[str, Any]:
     res = _run([exe, "version", "--format", "json", *runner.args(cache_dir=opts.cache_dir)],
                timeout=60, what="`trivy version`")
     try:
-        data = json.loads(res.stdout)
+        data = datafile.loads_json(res.stdout, "`trivy version` output", what="it")
         if not isinstance(data, dict) or not isinstance(data.get("Version"), str):
             raise ValueError("no 'Version' key")
     except ValueError as exc:
@@ -127,7 +129,7 @@ def version(opts: Options) -> dict[str, Any]:
                        "is this really Trivy?", hint=INSTALL_HINT) from None
     parsed = parse_version(data["Version"])
     if parsed is not None and parsed < MIN_VERSION:
-        raise EnvError(f"Trivy {data['Version']} is too old; tfimg needs 0.37 or newer.", hint=INSTALL_HINT)
+        raise EnvError(f"Trivy {data['Version']} is too old; tfimg needs {MIN_VERSION_TEXT} or newer.", hint=INSTALL_HINT)
     return data
 
 
@@ -215,12 +217,13 @@ def scan_image(image: str, out_path: Path, opts: Options, engine: Engine | None 
     for r in results:                                   # as a gate of the saved trivy.json (a gate-only rerun) does
         r.pop("Packages", None)   # every package is in the SBOM; trivy.json keeps the findings
     report_file.write_json(out_path, redact(data))
+    written = hashlib.sha256(out_path.read_bytes()).hexdigest()   # what a later gate of the file checks
     info = ScanSection(status="ok", tool="trivy", trivy_version=ver_info["Version"],
                        db=_db(ver_info), db_repository=_db_repository(opts),
                        image=image, image_id=report.Metadata.ImageID if report.Metadata else None,
                        mode=opts.mode, scanners=list(opts.scanners),
                        image_config_scanners=list(opts.image_config_scanners), offline=opts.offline,
-                       report=out_path.name, seconds=seconds, findings=_kinds(report), sbom=sbom)
+                       report=out_path.name, report_sha256=written, seconds=seconds, findings=_kinds(report), sbom=sbom)
     return ScanRun(report=report, path=out_path, info=info)
 
 
@@ -260,7 +263,7 @@ def _sbom(exe: str, raw: Path, dest: Path, opts: Options) -> Sbom:
          timeout=120, cwd=str(raw.parent), what="`trivy convert --format cyclonedx`")
     try:
         body = tmp_out.read_bytes()
-        doc = json.loads(body)
+        doc = datafile.loads_json(body, tmp_out, what="the SBOM")
         components = len(doc.get("components") or [])
     except (OSError, ValueError, AttributeError) as exc:
         raise EnvError(f"Trivy wrote no readable CycloneDX SBOM ({str(exc)[:120]}).") from None
@@ -311,7 +314,7 @@ def current_db(opts: Options, ver: tuple[int, int, int] | None) -> dict[str, Any
         with tempfile.TemporaryDirectory(prefix="tfimg-trivy-") as tmp:
             _run(argv, timeout=min(opts.timeout, 300), cwd=tmp, what="`trivy image --download-db-only`")
     try:
-        data = json.loads((cache_base(opts.cache_dir) / "db" / "metadata.json").read_text())
+        data = datafile.load_json(cache_base(opts.cache_dir) / "db" / "metadata.json", limit=2**20)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -365,7 +368,7 @@ def _read(path: Path, ver: str, rename: dict[str, str] | None = None) -> tuple[R
     if not path.is_file() or path.stat().st_size == 0:
         raise EnvError(f"Trivy {ver} exited 0 but wrote no report; no findings were decided.")
     try:
-        data = json.loads(path.read_text(errors="replace"))
+        data = datafile.load_json(path, what="the report")
         if isinstance(data, dict):
             for old, new in (rename or {}).items():
                 if data.get("ArtifactName") == old:

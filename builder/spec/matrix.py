@@ -14,6 +14,7 @@ from typing import Any
 
 from builder.errors import SpecError, SpecErrors
 from builder.spec import loader as spec
+from builder.spec.paths import real
 
 
 def variant_files(directory: Path, skip: list[str] | None = None) -> list[Path]:
@@ -41,14 +42,15 @@ def order(nodes: dict[Path, list[Path]]) -> list[tuple[Path, int]]:
     return sorted(level.items(), key=lambda kv: (kv[1], kv[0].name))
 
 
-def matrix(directory: Path | str, skip: list[str] | None = None) -> dict[str, Any]:
+def matrix(directory: Path | str, skip: list[str] | None = None,
+           allow: list[Path] | None = None) -> dict[str, Any]:
     """``{"include": [{"variant", "file", "parents", "level"}, ...]}`` in dependency order.
 
     A skipped file still counts as a parent for merging, but is not listed.
     """
     directory = Path(directory)
-    loaded = {p.resolve(): spec.load(p) for p in variant_files(directory, skip)}
-    nodes = {p: [c.resolve() for c in lv.chain[:-1] if c.resolve() in loaded] for p, lv in loaded.items()}
+    loaded = {real(p): spec.load(p, allow or ()) for p in variant_files(directory, skip)}
+    nodes = {p: [real(c) for c in lv.chain[:-1] if real(c) in loaded] for p, lv in loaded.items()}
     include: list[dict[str, Any]] = []
     for path, lvl in order(nodes):
         lv = loaded[path]

@@ -1,6 +1,6 @@
 """Base profiles: the expected component versions of each supported base.
 
-The catalog is data (``builder/data/profiles.yaml``). A component whose value
+The catalog is data (``builder/spec/data/profiles.yaml``). A component whose value
 is not confirmed by a source is detected and recorded, never asserted.
 """
 

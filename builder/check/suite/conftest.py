@@ -2,7 +2,8 @@
 
 Fixtures: ``ctx`` (the runner's :class:`~builder.check.suite.context.Context`),
 ``variant`` (the spec), ``host`` (testinfra ``docker://`` on the running
-services container, as the image's user), ``user_host`` (the same, as the
+services container, as the image's user), ``programs`` (where tfimg's
+in-container programs were copied in that container), ``user_host`` (the same, as the
 spec's uid:gid), ``image_host`` / ``base_host`` (root in a container of the
 image, or of its base, whose entrypoint never ran), ``note`` (the detail
 shown for a passing check) and ``record`` (data for report.json).
@@ -51,6 +52,16 @@ def host(ctx: Context) -> Any:
     if not ctx.services:
         pytest.fail(f"the services container did not start: {ctx.services_note}")
     return testinfra.get_host(f"docker://{ctx.services}")
+
+
+@pytest.fixture(scope="session")
+def programs(ctx: Context, docker_engine: Any) -> str:
+    """Where tfimg's in-container programs (:mod:`builder.check.incontainer`) are in the services
+    container: copied there once per session."""
+    if not ctx.services:
+        pytest.fail(f"the services container did not start: {ctx.services_note}")
+    from builder.check import incontainer
+    return incontainer.install(docker_engine, ctx.services)
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,8 @@ import json
 import shlex
 from typing import Any
 
+from builder.check import incontainer
 from builder.infra import runner
-
-PY_JSON = "import json, sys; "
 
 
 def sh(host: Any, cmd: str, timeout: float = 60) -> Any:
@@ -25,10 +24,11 @@ def out(host: Any, cmd: str, timeout: float = 60) -> str:
     return res.stdout
 
 
-def python_json(host: Any, code: str, timeout: float = 120) -> Any:
-    """Run Python ``code`` (which prints one JSON document last) in the container."""
+def program_json(host: Any, where: str, program: str, *args: str, timeout: float = 120) -> Any:
+    """Run one of tfimg's in-container programs (:mod:`builder.check.incontainer`, copied to ``where`` by
+    the ``programs`` fixture) with ``args``; the JSON document it prints last."""
     __tracebackhide__ = True
-    text = out(host, f"python3 -c {shlex.quote(code)}", timeout)
+    text = out(host, shlex.join([*incontainer.argv(program, where=where), *args]), timeout)
     return json.loads(text.strip().splitlines()[-1])
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.check import probe
+from builder.check.probe_models import Summary
 from builder.check.suite import modules_for
 from builder.check.suite.context import Context
 from builder.errors import ChecksFailed
@@ -28,8 +29,9 @@ def section(loaded: LoadedVariant, image_ref: str, attrs: dict[str, Any], mode: 
         "results": results, "counts": counts, "records": outcome.get("records") or {},
         "gpu": asdict(mode), "profile": ctx.profile, "profile_note": ctx.profile_note,
         "base": ctx.base_ref, "base_note": ctx.base_note, "services_note": ctx.services_note,
-        "probe": {"summary": ctx.probe, "error": ctx.probe_error,
-                  "rows": probe.evaluate(ctx.probe, prof, gpu=mode.enabled, reason=f"GPU mode is off: {mode.reason}")
+        "probe": {"summary": ctx.probe.model_dump(mode="json") if ctx.probe else {}, "error": ctx.probe_error,
+                  "rows": [r.model_dump(mode="json") for r in probe.evaluate(
+                      ctx.probe, prof, gpu=mode.enabled, reason=f"GPU mode is off: {mode.reason}")]
                   if ctx.probe else []},
         "modules": modules_for(loaded.spec), "junit": str(out_dir / "checks.xml"),
         "log": str(out_dir / "checks.log"), "duration": round(took, 1),
@@ -37,11 +39,12 @@ def section(loaded: LoadedVariant, image_ref: str, attrs: dict[str, Any], mode: 
     })
 
 
-def facts(summary: dict[str, Any], image_id: str, profile: str) -> FactsSection:
-    """The ``facts`` section: versions detected in the image (read by tagging)."""
-    keys = ("tensorflow", "python", "cuda", "cudnn", "nccl", "driver", "gpus", "tf_cuda_build", "tf_build_cuda")
+def facts(summary: Summary | None, image_id: str, profile: str) -> FactsSection:
+    """The ``facts`` section: versions detected in the image (read by tagging); none where the probe failed."""
+    keys = {"tensorflow", "python", "cuda", "cudnn", "nccl", "driver", "gpus", "tf_cuda_build", "tf_build_cuda"}
+    found = summary.model_dump(include=keys) if summary else dict.fromkeys(keys)
     return FactsSection.model_validate({
-        **{k: summary.get(k) for k in keys}, "image_id": image_id, "profile": profile,
+        **found, "image_id": image_id, "profile": profile,
         "source": "tfimg test: probe in the container (CUDA/cuDNN/NCCL from the libraries)"})
 
 

@@ -8,28 +8,9 @@ import re
 
 import pytest
 
-from builder.check.suite.helpers import lines, python_json, sh
+from builder.check.suite.helpers import lines, program_json, sh
 from builder.spec.profiles import version_matches
 
-DISTS = """import importlib, importlib.metadata as md, json
-res = {}
-for n in __NAMES__:
-    try:
-        d = md.distribution(n)
-    except md.PackageNotFoundError:
-        res[n] = {"version": None}
-        continue
-    errs = {}
-    for top in sorted({t.split("/")[0] for t in (d.read_text("top_level.txt") or "").split()}):
-        if top.startswith("_") or top in ("tests", "test", "testing"):
-            continue
-        try:
-            importlib.import_module(top)
-        except Exception as exc:
-            errs[top] = type(exc).__name__ + ": " + str(exc)[:200]
-    res[n] = {"version": d.version, "import_errors": errs}
-print(json.dumps(res))
-"""
 BASE_FREEZE = "/opt/tfimg/python/base-packages.txt"
 
 
@@ -46,12 +27,12 @@ def _freeze(text: str) -> dict[str, str]:
     return out
 
 
-def test_requirements_installed_at_pins(host, ctx, note):
+def test_requirements_installed_at_pins(host, ctx, programs, note):
     reqs = ctx.requirements
     if not reqs:
         pytest.skip("the variant has no private requirements")
     names = sorted({r["name"] for r in reqs})
-    got = python_json(host, DISTS.replace("__NAMES__", json.dumps(names)), 300)
+    got = program_json(host, programs, "tfimg_dists.py", json.dumps(names), timeout=300)
     bad = []
     for r in reqs:
         info = got.get(r["name"]) or {}
@@ -81,15 +62,15 @@ def test_pip_check(host, ctx, base_run, note):
 
 
 def test_python_version(ctx, profile, note):
-    row = profile.compare("python", ctx.probe.get("python"))
+    row = profile.compare("python", ctx.probe.python if ctx.probe else None)
     assert row["status"] in ("ok", "recorded") or not row["confirmed"], \
         f"Python {row['detected']} does not match the profile {profile.name} ({row['expected']})"
     note(f"Python {row['detected']} ({row['status']} against {profile.name} {row['expected']})")
 
 
 def test_tensorflow_version(ctx, profile, note):
-    detected = ctx.probe.get("tensorflow")
-    assert detected, f"TensorFlow does not import: {ctx.probe.get('tf_error') or ctx.probe_error}"
+    detected = ctx.probe.tensorflow if ctx.probe else None
+    assert detected, f"TensorFlow does not import: {(ctx.probe.tf_error if ctx.probe else None) or ctx.probe_error}"
     row = profile.compare("tensorflow", detected)
     assert row["status"] in ("ok", "recorded") or not row["confirmed"], \
         f"TensorFlow {detected} does not match the profile {profile.name} ({row['expected']})"

@@ -22,9 +22,9 @@ from builder.check import probe
 
 @pytest.fixture(scope="module")
 def rows(ctx, profile):
-    if ctx.probe_error:
+    if ctx.probe is None:
         pytest.fail(f"the probe failed in the container: {ctx.probe_error}")
-    return {r["component"]: r for r in probe.evaluate(ctx.probe, profile, gpu=ctx.gpu)}
+    return {r.component: r for r in probe.evaluate(ctx.probe, profile, gpu=ctx.gpu)}
 
 
 @pytest.fixture
@@ -35,12 +35,11 @@ def gpu(ctx):
 
 def _version(rows, component, note):
     r = rows[component]
-    assert r["status"] in ("ok", "recorded") or not r["confirmed"], \
-        f"{component} {r['detected'] or '(not found)'}: {r['status']} against the profile ({r['expected']}): " \
-        f"{r['detail']}"
-    why = "ok" if r["status"] == "ok" else "recorded, not asserted: the profile does not confirm it"
-    note(f"{component} {r['detected'] or 'not present'} (expected {r['expected'] or 'nothing'}; {why})"
-         + (f"; {r['detail']}" if r.get("detail") else ""))
+    assert r.status in ("ok", "recorded") or not r.confirmed, \
+        f"{component} {r.detected or '(not found)'}: {r.status} against the profile ({r.expected}): {r.detail}"
+    why = "ok" if r.status == "ok" else "recorded, not asserted: the profile does not confirm it"
+    note(f"{component} {r.detected or 'not present'} (expected {r.expected or 'nothing'}; {why})"
+         + (f"; {r.detail}" if r.detail else ""))
 
 
 def test_cuda_runtime(rows, note):
@@ -57,8 +56,8 @@ def test_nccl(rows, note):
 
 def _gpu_row(rows, component, note):
     r = rows[component]
-    assert r["status"] == "ok", f"{component}: {r['detail']}"
-    note(r["detail"])
+    assert r.status == "ok", f"{component}: {r.detail}"
+    note(r.detail)
 
 
 @pytest.mark.gpu
@@ -68,10 +67,10 @@ def test_gpu_driver(gpu, rows, note):
 
 def test_tensorflow_cuda_build(rows, note):
     r = rows["tf_cuda_build"]
-    if r["status"] == "skipped":
-        pytest.skip(r["detail"])
-    assert r["status"] in ("ok", "recorded"), f"tf_cuda_build: {r['detail']}"
-    note(r["detail"])
+    if r.status == "skipped":
+        pytest.skip(r.detail)
+    assert r.status in ("ok", "recorded"), f"tf_cuda_build: {r.detail}"
+    note(r.detail)
 
 
 @pytest.mark.gpu

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from builder.check.suite.helpers import out, python_json, sh
-
-PROCS = ("import json, os; rows = []\n"
-         "for p in filter(str.isdigit, os.listdir('/proc')):\n"
-         "    try:\n"
-         "        st = dict(l.split(':', 1) for l in open(f'/proc/{p}/status') if ':' in l)\n"
-         "        rows.append([int(p), int(st['Uid'].split()[0]), st['Name'].strip(), int(st['PPid'])])\n"
-         "    except (OSError, KeyError, ValueError):\n"
-         "        pass\n"
-         "print(json.dumps(rows))")
+from builder.check.suite.helpers import out, program_json, sh
 
 
-def test_runs_as_spec_user(host, variant, ctx, note):
+def test_runs_as_spec_user(host, variant, ctx, programs, note):
     u = variant.user
     uid, gid, name = out(host, "id -u; id -g; id -un").split()
     assert (int(uid), int(gid)) == (u.uid, u.gid), \
         f"the image runs as {name} ({uid}:{gid}), the spec says {u.name} ({u.uid}:{u.gid})"
     assert name == u.name, f"uid {uid} is named {name}, the spec says {u.name}"
-    procs = _services(python_json(host, PROCS, ctx.timeout))
+    procs = _services(program_json(host, programs, "tfimg_procs.py", timeout=ctx.timeout))
     root = [f"{comm} (pid {pid})" for pid, puid, comm in procs if puid == 0]
     assert not root, f"processes run as root: {', '.join(root)}"
     others = sorted({f"{comm}:{puid}" for _, puid, comm in procs if puid != u.uid})

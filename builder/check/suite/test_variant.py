@@ -11,12 +11,8 @@ import json
 import pytest
 
 from builder.check.suite.context import Context
-from builder.check.suite.helpers import python_json, sh
+from builder.check.suite.helpers import program_json, sh
 from builder.spec.profiles import version_matches
-
-VERSIONS = ("import importlib.metadata as md, json\nout = {}\nfor n in __NAMES__:\n"
-            "    try:\n        out[n] = md.version(n)\n    except md.PackageNotFoundError:\n        out[n] = None\n"
-            "print(json.dumps(out))")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -39,11 +35,12 @@ def test_command(command, user_host, ctx, note):
     note(f"`{command['command']}` exits 0 (declared in {command['file']})")
 
 
-def test_python_package(package, host, ctx, note):
+def test_python_package(package, host, ctx, programs, note):
     if package is None:
         pytest.skip("the variant declares no checks.python_packages")
-    got = python_json(host, VERSIONS.replace("__NAMES__", json.dumps([package["name"]])), ctx.timeout)
-    version = got.get(package["name"])
+    got = program_json(host, programs, "tfimg_dists.py", "--no-import", json.dumps([package["name"]]),
+                       timeout=ctx.timeout)
+    version = got[package["name"]]["version"]
     where = f"declared in {package['file']}"
     assert version is not None, f"{package['name']} is not installed ({where})"
     assert version_matches(version, package["specifier"]), \
