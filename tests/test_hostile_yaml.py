@@ -187,8 +187,8 @@ def test_untrusted_policy_is_exit_2_naming_file_and_line(tmp_path: Path, capsys,
 def test_merge_keys_may_still_be_overridden(tmp_path: Path) -> None:
     """`<<: *base` then `key: value` is YAML's override, not a duplicate."""
     from builder.spec import loader
-    f = _write(tmp_path / "v.yaml", "labels: &e {A: '1', B: '2'}\nenv: {<<: *e, A: '3'}\n")
-    assert loader.load(f).spec.env == {"A": "3", "B": "2"}
+    f = _write(tmp_path / "v.yaml", "checks: {python_packages: &e {A: '>=1', B: '>=2'}}\nenv: {<<: *e, A: '3'}\n")
+    assert loader.load(f).spec.env == {"A": "3", "B": ">=2"}
 
 
 # --------------------------------------------------------------------------- properties of the reader
