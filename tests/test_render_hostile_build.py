@@ -22,7 +22,6 @@ from builder.spec import loader as spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
 ENV = {
     "PWN_CMD": "$(touch /tmp/pwned-env)",
     "PWN_VARS": '${HOME} $HOME \\$ \\\\ " \' `touch /tmp/pwned-tick`',
@@ -36,7 +35,7 @@ HASH_FILE = "/run/secrets/odd+name@x.y"
 
 def _variant(folder: Path) -> Path:
     data = {
-        "extends": str(ROOT / "variants/base.yaml"), "name": "hostile", "description": DESCRIPTION,
+        "name": "hostile", "description": DESCRIPTION,
         "user": {"home": HOME}, "env": ENV, "labels": LABELS,
         "jupyter": {"enabled": True, "password_hash_file": HASH_FILE},
     }
