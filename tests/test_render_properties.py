@@ -288,8 +288,8 @@ def write_variant(folder: Path, data: dict[str, Any], filename: str = "hzvariant
 
 @functools.lru_cache(maxsize=1)
 def baseline() -> render.Rendered:
-    folder = Path(tempfile.mkdtemp(prefix="tfimg-prop-"))
-    return render.render(spec.load(write_variant(folder, BASELINE)))
+    with tempfile.TemporaryDirectory(prefix="tfimg-prop-") as folder:
+        return render.render(spec.load(write_variant(Path(folder), BASELINE)))
 
 
 def rendered_files(r: render.Rendered) -> dict[str, str]:
