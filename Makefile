@@ -50,8 +50,9 @@ test-unit: venv
 	$(BIN)/pytest -m "not docker" $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check builder tests
+	$(BIN)/ruff check builder tests scripts/check_structure.py
 	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_structure.py
 	$(BIN)/mypy
 	$(BIN)/vermin -q -t=3.8- --violations --no-tips builder/check/incontainer/   # runs in the image's Python
 	$(BIN)/tfimg lint variants/*.yaml

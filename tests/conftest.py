@@ -46,8 +46,9 @@ def docker_engine(pytestconfig: pytest.Config):
 
 @pytest.fixture(scope="session")
 def engine(docker_engine):
-    """The SDK client of :func:`docker_engine`."""
-    return docker_engine.client
+    """A Docker SDK client of the engine :func:`docker_engine` found (tests look at the engine directly)."""
+    import docker
+    return docker.from_env()
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +112,7 @@ def built(standin_base: str, build_root: Path, docker_engine):
             # force: a real build every session (BuildKit's layer cache keeps it quick), so the
             # report describes a build, not an up-to-date skip from an earlier run.
             options = pipeline.BuildOptions(out_root=build_root, base=standin_base, **{"force": True, **opts})
-            cache[key] = pipeline.build_stage(loaded, options, UI(quiet=True), docker_engine)
+            cache[key] = pipeline.build(loaded, options, UI(quiet=True), docker_engine)
         return cache[key]
 
     return _build

@@ -31,7 +31,7 @@ import requests
 from builder.infra import outdir, report, runner
 from builder.infra.engine import Engine
 from builder.infra.report_models import Report
-from builder.publish import push
+from builder.pipeline import single
 from builder.scan import trivy_report
 from builder.spec import loader as spec
 from tests import reports
@@ -244,7 +244,7 @@ def gated_variant(tmp_path: Path) -> Callable[..., Built]:
             outdir.claim(d)   # build/<name>, as the build stage leaves it
             report.write_json(d / "trivy.json", {**TRIVY, "Metadata": {"ImageID": image_id}})   # a scan of the image
         reports.write(d, *sections)
-        push.compute_tags(spec.load(spec_file), d, engine=Engine.from_env())   # `tfimg tags`: writes tags.txt
+        single.tags(spec.load(spec_file), d, engine=Engine.from_env())   # `tfimg tags`: writes tags.txt
         return Built(spec_file, out_root, name, image_id, all_facts)
 
     return make

@@ -22,6 +22,7 @@ from builder.infra.report_models import (
     Report,
     ScanSection,
 )
+from builder.pipeline import record
 
 
 def build(image_id: str, name: str = "demo", *, base_layers: list[str] | None = None,
@@ -72,4 +73,4 @@ def write(directory: Path, *sections: Any) -> Report:
     rep = report.load(directory)
     for s in sections:
         rep = rep.with_section(s)
-    return report.save(directory, rep)
+    return record.save(directory, rep)

@@ -27,10 +27,11 @@ from builder import cli
 from builder.errors import PublishRefused, VerificationFailed
 from builder.infra import report as report_mod
 from builder.infra.engine import Engine
+from builder.infra.registry_client import Registry
+from builder.pipeline import gatekeeping as registry
+from builder.pipeline import record
+from builder.pipeline import single as publish
 from builder.publish import attest, evidence, referrers
-from builder.publish import curation as registry
-from builder.publish import push as publish
-from builder.publish.registry_client import Registry
 from builder.spec import loader as spec
 from tests import reports
 
@@ -244,7 +245,7 @@ def test_promotion_verifies_and_copies_referrers(docker_login, tiny_image, gated
     key, pub, _ = keys
     repository, digest = _publish(docker_login, tiny_image(), gated_variant, sign_key=str(key))
     res = registry.promote(f"{repository}@{digest}", f"{docker_login.host}/prod/bert", policy=_policy(tmp_path, pub))
-    assert "signatures verified" in res["policy"] and len(res["referrers"]) == 4
+    assert "signatures verified" in res.policy and len(res.referrers) == 4
     reg = Registry(docker_login.host)
     assert reg.manifest("prod/bert", digest) is not None
     assert _kinds(reg, "prod/bert", digest) == ["provenance", "report", "sbom", "vuln"]
@@ -317,7 +318,7 @@ def test_no_secret_in_any_attached_document(docker_login, tiny_image, gated_vari
     monkeypatch.setenv("TFIMG_TEST_SIGNING_KEY", pem.decode())
     b = gated_variant(tiny_image())
     rep = b.report()
-    report_mod.write_section(b.dir, reports.build(
+    record.write_section(b.dir, reports.build(
         b.image_id, "bert", labels={"org.example.index": f"https://bot:{CANARY}-label@pypi.corp.example/simple"},
         base={**rep.build.base.model_dump(), "ref": f"https://bot:{CANARY}-base@registry.corp.example/base:1"}))
     trivy = json.loads((b.dir / "trivy.json").read_text())

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import filecmp
 import json
+import os
 from pathlib import Path
 
 from builder import cli
-from builder.image import buildkit as build
+from builder.image import inputs
 from builder.infra import labels
 from builder.pipeline import bake
-from builder.pipeline import orchestrator as pipeline
 from builder.render import context as render
 from builder.spec import loader as spec
 from builder.spec import matrix
@@ -46,12 +46,14 @@ def test_bake_file_matches_the_rendered_variants(tmp_path: Path) -> None:
         assert (Path(tgt["context"]) / tgt["dockerfile"]).read_text() == rendered.dockerfile
         assert _same_tree(Path(tgt["context"]), ref_dir)
         # args, label and tag as `tfimg build` sets them
-        assert set(tgt["args"]) == set(pipeline.build_args(BASE, None, "x", "y"))
+        assert set(tgt["args"]) == set(inputs.build_args(BASE, None, "x", "y"))
         assert tgt["args"]["TFIMG_BASE"] == BASE
         assert tgt["args"]["TFIMG_BASE_DIGEST"] == (loaded.spec.base.digest or BASE.rsplit("@", 1)[1])
+        # the secrets `tfimg build` passes here (a file that exists, a variable that is set), and the
+        # required ones (the build host must have them)
         ids = {sid: ref.identity() for sid, ref in loaded.spec.secrets.items()
-               if ref.env or ref.required or Path(str(ref.file)).is_file()}
-        ihash = build.input_hash(rendered.context_hash(), BASE.rsplit("@", 1)[1], ids, BASE)
+               if ref.required or (Path(ref.file).is_file() if ref.file else os.environ.get(str(ref.env)))}
+        ihash = inputs.input_hash(rendered.context_hash(), BASE.rsplit("@", 1)[1], ids, BASE)
         assert tgt["labels"] == {labels.INPUT_HASH: ihash}
         assert tgt["tags"] == [f"tfimg/{loaded.name}:{ihash[7:19]}"]
         # secrets: ids and where they come from, never a value

@@ -15,6 +15,7 @@ from builder.check import stage as testrun
 from builder.image import buildkit as build
 from builder.infra import runner
 from builder.infra.engine import Engine
+from builder.pipeline import single
 from builder.spec import loader as spec
 
 BROKEN = Path(__file__).parent / "data" / "broken"
@@ -53,7 +54,7 @@ def test_broken_image_fails_exactly_its_check(name, variant, expected, built, st
     image = broken_image(name, parent)
     loaded = spec.load(VARIANTS / f"{variant}.yaml")
     try:
-        section = testrun.run_checks(loaded, image, tmp_path, gpu="off", engine=Engine.from_env(), base_ref=standin_base, raise_on_failure=False)
+        section = single.test(loaded, image, tmp_path, gpu="off", engine=Engine.from_env(), base=standin_base)
         labels = Engine.from_env().image_attrs(image)["Config"]["Labels"]
     finally:
         Engine.from_env().remove_image(image)      # never leave a broken image behind for others to find

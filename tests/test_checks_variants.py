@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.check import stage as testrun
 from builder.infra import report
 from builder.infra.engine import Engine
 from builder.infra.report_models import CheckRow, ChecksSection
+from builder.pipeline import single
 from builder.spec import loader as spec
 
 VARIANTS = Path(__file__).resolve().parent.parent / "variants"
@@ -18,8 +18,8 @@ GPU_CHECKS = {"stack::gpu_driver", "stack::tensorflow_lists_gpu", "stack::matmul
 
 def run(variant: str, built, out: Path) -> ChecksSection:
     b = built(variant)
-    return testrun.run_checks(spec.load(VARIANTS / f"{variant}.yaml"), b.image_id, out, gpu="off", engine=Engine.from_env(),
-                              base_ref=b.base.ref, raise_on_failure=False)
+    return single.test(spec.load(VARIANTS / f"{variant}.yaml"), b.image_id, out, gpu="off", engine=Engine.from_env(),
+                       base=b.base.ref)
 
 
 @pytest.fixture(scope="module")

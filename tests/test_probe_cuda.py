@@ -29,13 +29,14 @@ import sys
 import tarfile
 from pathlib import Path
 
+import docker
 import pytest
 
 from builder.check import incontainer, probe
-from builder.check import stage as testrun
 from builder.check.probe_models import Summary
 from builder.infra import report
 from builder.infra.engine import Engine
+from builder.pipeline import single
 from builder.spec import loader as spec
 from builder.spec import profiles
 
@@ -85,7 +86,7 @@ def standin_probe(cuda_standin) -> Summary:
 def cuda_libs(cuda_standin, tmp_path_factory) -> Path:
     """NVIDIA's libraries copied out of the CUDA stand-in (real files plus soname links), for host runs."""
     out = tmp_path_factory.mktemp("cuda-libs")
-    container = Engine.from_env().client.containers.create(cuda_standin, command=["true"])
+    container = docker.from_env().containers.create(cuda_standin, command=["true"])
     try:
         for src, soname in COPIED.items():
             stream, _ = container.get_archive(src)
@@ -249,11 +250,10 @@ def stack_run(cuda_standin, tmp_path_factory) -> dict:
     from builder.pipeline import orchestrator as pipeline
     out_root = tmp_path_factory.mktemp("cuda-build")
     loaded = spec.load(SPEC)
-    built = pipeline.build_stage(loaded, pipeline.BuildOptions(out_root=out_root, base=cuda_standin, force=True),
+    built = pipeline.build(loaded, pipeline.BuildOptions(out_root=out_root, base=cuda_standin, force=True),
                                  UI(quiet=True), Engine.from_env())
     out = out_root / loaded.name
-    section = testrun.run_checks(loaded, built.image_id, out, gpu="off", engine=Engine.from_env(), base_ref=cuda_standin,
-                                 raise_on_failure=False)
+    section = single.test(loaded, built.image_id, out, gpu="off", engine=Engine.from_env(), base=cuda_standin)
     return {"section": section, "out": out}
 
 

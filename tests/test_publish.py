@@ -11,10 +11,11 @@ import requests
 from builder.errors import PublishRefused, RegistryError, TfimgError
 from builder.infra import report
 from builder.infra.engine import Engine
+from builder.infra.registry_client import Registry
 from builder.infra.report_models import Report, TagsSection
+from builder.pipeline import single
 from builder.publish import evidence
 from builder.publish import push as publish
-from builder.publish.registry_client import Registry
 from builder.spec import loader as spec
 from tests import reports
 
@@ -73,8 +74,8 @@ def test_evidence_keeps_the_scan_counts(findings: dict[str, int]) -> None:
     doc = evidence.document(rep, variant="demo", repository="registry.example.com/team/demo",
                             digest="sha256:" + "d" * 64, tags=TagsSection(immutable="demo-1", moving=["demo-latest"]),
                             published_at="2026-11-26T00:00:00+00:00")
-    assert doc["report"]["scan"] == rep.to_json()["scan"]
-    assert doc["report"]["scan"]["findings"] == findings
+    assert doc.report["scan"] == rep.to_json()["scan"]
+    assert doc.report["scan"]["findings"] == findings
 
 
 # --------------------------------------------------------------------------- against a registry
@@ -83,7 +84,7 @@ def test_evidence_keeps_the_scan_counts(findings: dict[str, int]) -> None:
 def test_dry_run_prints_plan_and_pushes_nothing(docker_login, tiny_image, gated_variant) -> None:
     b = gated_variant(tiny_image())
     loaded = spec.load(b.spec_file)
-    res = publish.publish(loaded, b.dir, f"{docker_login.host}/team", engine=Engine.from_env())
+    res = single.publish(loaded, b.dir, f"{docker_login.host}/team", engine=Engine.from_env())
     assert isinstance(res, publish.Plan) and res.state == "new"
     assert res.tags.immutable == "bert-tf2.9.1-py3.8-cuda11.7-20261126-ab12cd3"
     assert res.lines()[1].endswith("(immutable) push")
@@ -98,7 +99,7 @@ def test_push_records_digest_moves_tags_and_attaches_evidence(docker_login, tiny
                                                               caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     b = gated_variant(tiny_image())
-    rec = publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
+    rec = single.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
     reg = Registry(docker_login.host)
     digest = rec.digest
     assert rec.refs[0].endswith(":bert-tf2.9.1-py3.8-cuda11.7-20261126-ab12cd3")
@@ -112,10 +113,11 @@ def test_push_records_digest_moves_tags_and_attaches_evidence(docker_login, tiny
     assert rep.publish.evidence.tag == evidence.tag_for(digest)
     # the evidence is readable by digest, keeps the scan's counts and carries no secret
     doc = evidence.read(reg, "team/bert", digest)
-    assert doc["digest"] == digest and doc["report"]["gate"]["decision"] == "pass"
-    assert doc["report"]["checks"]["passed"] is True and doc["report"]["facts"]["tensorflow"] == "2.9.1+nv22.7"
-    assert doc["report"]["scan"]["findings"] == {"vulnerability": 1}
-    raw = json.dumps(doc) + caplog.text + json.dumps(rep.to_json())
+    assert doc is not None
+    assert doc.digest == digest and doc.report["gate"]["decision"] == "pass"
+    assert doc.report["checks"]["passed"] is True and doc.report["facts"]["tensorflow"] == "2.9.1+nv22.7"
+    assert doc.report["scan"]["findings"] == {"vulnerability": 1}
+    raw = json.dumps(doc.to_json()) + caplog.text + json.dumps(rep.to_json())
     assert docker_login.password not in raw
     art = json.loads(reg.manifest("team/bert", evidence.tag_for(digest))[0])
     assert art["artifactType"] == evidence.REPORT_TYPE and art["layers"][0]["mediaType"] == evidence.REPORT_TYPE
@@ -125,23 +127,23 @@ def test_push_records_digest_moves_tags_and_attaches_evidence(docker_login, tiny
 def test_republishing_the_same_image_is_idempotent(docker_login, tiny_image, gated_variant) -> None:
     b = gated_variant(tiny_image())
     loaded = spec.load(b.spec_file)
-    first = publish.publish(loaded, b.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
-    again = publish.publish(loaded, b.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
+    first = single.publish(loaded, b.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
+    again = single.publish(loaded, b.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
     assert again.digest == first.digest and again.skipped_push is True
 
 
 @pytest.mark.docker
 def test_immutable_tag_is_never_moved(docker_login, tiny_image, gated_variant, tmp_path) -> None:
     first = gated_variant(tiny_image())
-    rec = publish.publish(spec.load(first.spec_file), first.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
+    rec = single.publish(spec.load(first.spec_file), first.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
     # another image with the same facts would get the same immutable tag
     second = gated_variant(tiny_image())
     with pytest.raises(PublishRefused, match="never moved") as info:
-        publish.publish(spec.load(second.spec_file), second.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
+        single.publish(spec.load(second.spec_file), second.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
     assert rec.digest in info.value.message
     assert Registry(docker_login.host).digest_of("team/bert", "bert-latest") == rec.digest
     with pytest.raises(PublishRefused, match="never moved"):     # the dry run says so too
-        publish.publish(spec.load(second.spec_file), second.dir, f"{docker_login.host}/team", engine=Engine.from_env())
+        single.publish(spec.load(second.spec_file), second.dir, f"{docker_login.host}/team", engine=Engine.from_env())
 
 
 @pytest.mark.docker
@@ -152,7 +154,7 @@ def test_unscanned_or_failed_image_is_not_pushed(docker_login, tiny_image, gated
                                                  checks, decision, match) -> None:
     b = gated_variant(tiny_image(), checks=checks, decision=decision)
     with pytest.raises(PublishRefused, match=match):
-        publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
+        single.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
     assert Registry(docker_login.host).tags("team/bert") == []
 
 
@@ -160,12 +162,12 @@ def test_unscanned_or_failed_image_is_not_pushed(docker_login, tiny_image, gated
 def test_push_without_credentials_fails_clearly(no_login, tiny_image, gated_variant) -> None:
     b = gated_variant(tiny_image())
     with pytest.raises(RegistryError) as info:
-        publish.publish(spec.load(b.spec_file), b.dir, f"{no_login.host}/team", push=True, engine=Engine.from_env())
+        single.publish(spec.load(b.spec_file), b.dir, f"{no_login.host}/team", push=True, engine=Engine.from_env())
     assert info.value.status == 401
     assert f"docker login {no_login.host}" in info.value.render()
     assert b.report().publish is None
     # the dry run still plans, and says the registry was not checked
-    res = publish.publish(spec.load(b.spec_file), b.dir, f"{no_login.host}/team", engine=Engine.from_env())
+    res = single.publish(spec.load(b.spec_file), b.dir, f"{no_login.host}/team", engine=Engine.from_env())
     assert res.state == "unchecked" and "401" in res.notes[0]
     r = requests.get(no_login.url("/v2/team/bert/tags/list"), auth=(no_login.user, no_login.password), timeout=5)
     assert r.status_code == 404                                     # nothing was pushed
@@ -211,7 +213,7 @@ def test_push_errors_are_classified_for_retry() -> None:
 @pytest.mark.docker
 def test_image_missing_from_the_engine_is_refused(docker_login, gated_variant) -> None:
     b = gated_variant("sha256:" + "9" * 64)
-    res = publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/team", engine=Engine.from_env())
+    res = single.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/team", engine=Engine.from_env())
     assert any("not in the local engine" in n for n in res.notes)
     with pytest.raises(PublishRefused, match="not in the local Docker engine"):
-        publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
+        single.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())

@@ -21,10 +21,9 @@ pytest_plugins = ["tests.conftest_registry"]
 def _push(source: str, repository: str, tag: str) -> str:
     """Tag ``source`` as repository:tag, push it, and return the digest the registry gave it."""
     Engine.from_env().tag(source, repository, tag)
-    lines = Engine.from_env().push(repository, tag)
-    digests = [ln["aux"]["Digest"] for ln in lines if isinstance(ln.get("aux"), dict) and ln["aux"].get("Digest")]
-    assert digests, f"the push of {repository}:{tag} reported no digest: {lines[-3:]}"
-    return digests[-1]
+    digest = Engine.from_env().push(repository, tag)
+    assert digest, f"the push of {repository}:{tag} reported no digest"
+    return digest
 
 
 def _forget(repository: str, tag: str, digest: str) -> None:
@@ -70,7 +69,7 @@ def test_build_on_a_digest_pinned_base_pulls_it_and_records_the_digest(
     from builder.pipeline import orchestrator as pipeline
     from builder.spec import loader as spec
 
-    monkeypatch.delenv(pipeline.BASE_ENV, raising=False)     # the variant's own base.image@base.digest
+    monkeypatch.delenv("TFIMG_BASE", raising=False)          # the variant's own base.image@base.digest (only the CLI reads it)
     repository = f"{docker_login.host}/tfimg-test/standin"
     digest = _push(standin_base, repository, "pin")
     _forget(repository, "pin", digest)                       # not local by that reference: it must be pulled
@@ -85,7 +84,7 @@ def test_build_on_a_digest_pinned_base_pulls_it_and_records_the_digest(
     loaded = spec.load(v)
     out = tmp_path / "build"
     try:
-        pipeline.build_stage(loaded, pipeline.BuildOptions(out_root=out, force=True), UI(quiet=True), Engine.from_env())
+        pipeline.build(loaded, pipeline.BuildOptions(out_root=out, force=True), UI(quiet=True), Engine.from_env())
         base = json.loads((out / "pinned" / "report.json").read_text())["build"]["base"]
         assert base["ref"] == f"{repository}@{digest}"
         assert base["digest"] == digest

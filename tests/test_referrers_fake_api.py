@@ -24,9 +24,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from builder.infra.registry_client import OCI_INDEX, OCI_MANIFEST, Ref, Registry
 from builder.infra.report_models import Report
-from builder.publish import attest, referrers
-from builder.publish.registry_client import OCI_INDEX, OCI_MANIFEST, Registry
+from builder.publish import attest, evidence, referrers
 from tests import reports
 
 
@@ -145,13 +145,12 @@ def test_referrers_api_route_attach_list_verify_copy(fake_registry: FakeOciRegis
     pub = tmp_path / "k.pub"
     pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "sbom.cdx.json").write_text(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": []}))
     image_id = "sha256:" + "a" * 64
     rep = Report().with_section(reports.build(image_id, "bert")).with_section(reports.gate("pass", []))
-    attached = attest.attach_all(reg, "dev/bert", f"{fake_registry.host}/dev/bert", digest, rep, out, chain=[],
-                                 image=image_id, doc={"schema": "tfimg.evidence/v1", "digest": digest},
+    subject = Ref(fake_registry.host, "dev/bert", digest=digest)
+    attached = attest.attach_all(reg, subject, rep, chain=[],
+                                 doc=evidence.Evidence.model_validate({"schema": "tfimg.evidence/v1", "digest": digest}),
+                                 sbom={"bomFormat": "CycloneDX", "specVersion": "1.6", "components": []},
                                  trivy={"Results": []}, signer=attest.load_signer(str(tmp_path / "k.pem")),
                                  started="2026-11-28T00:00:00+00:00")
     assert sorted(a.kind for a in attached) == ["provenance", "report", "sbom", "vuln"]

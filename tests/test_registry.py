@@ -11,11 +11,11 @@ import pytest
 
 from builder.errors import PublishRefused, RegistryError, TransientError
 from builder.infra.engine import Engine
+from builder.infra.registry_client import Ref, Registry, parse_ref, with_retry
+from builder.pipeline import gatekeeping, single
 from builder.publish import curation as registry
 from builder.publish import evidence
-from builder.publish import push as publish
 from builder.publish.curation import Entry
-from builder.publish.registry_client import Ref, Registry, parse_ref, with_retry
 from builder.spec import loader as spec
 
 pytest_plugins = ["tests.conftest_registry"]
@@ -82,14 +82,15 @@ def test_retention_rules() -> None:
 
 def _published(docker_login, tiny_image, gated_variant, ns: str = "dev", name: str = "bert", **kw) -> dict:
     b = gated_variant(tiny_image(), name=name, **kw)
-    rec = publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/{ns}", push=True, engine=Engine.from_env())
+    rec = single.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/{ns}", push=True, engine=Engine.from_env())
     return rec.model_dump(mode="json")   # the publish section, as report.json holds it
 
 
 def _set_verdict(reg: Registry, repo: str, digest: str, decision: str) -> None:
     doc = evidence.read(reg, repo, digest)
-    doc["report"]["gate"]["decision"] = decision
-    evidence.attach(reg, repo, digest, doc)
+    assert doc is not None
+    gate = {**doc.report["gate"], "decision": decision}
+    evidence.attach(reg, repo, digest, doc.model_copy(update={"report": {**doc.report, "gate": gate}}))
 
 
 @pytest.mark.docker
@@ -105,19 +106,20 @@ def test_show_reads_the_report_back_by_digest(docker_login, tiny_image, gated_va
 @pytest.mark.docker
 def test_promote_copies_digest_evidence_and_moving_tags(docker_login, tiny_image, gated_variant) -> None:
     rec = _published(docker_login, tiny_image, gated_variant)
-    res = registry.promote(f"{rec['repository']}@{rec['digest']}", f"{docker_login.host}/prod/bert")
+    res = gatekeeping.promote(f"{rec['repository']}@{rec['digest']}", f"{docker_login.host}/prod/bert")
     reg = Registry(docker_login.host)
-    assert res["digest"] == rec["digest"]
+    assert res.digest == rec["digest"]
     for tag in (rec["immutable"], *rec["moving"]):
         assert reg.digest_of("prod/bert", tag) == rec["digest"]
     assert sorted(t for t in reg.tags("prod/bert") if not evidence.is_evidence_tag(t)) == sorted(
         [rec["immutable"], *rec["moving"]])                          # nothing else re-tagged
     target = evidence.read(reg, "prod/bert", rec["digest"])
     source = evidence.read(reg, "dev/bert", rec["digest"])
-    assert target["repository"] == f"{docker_login.host}/prod/bert"
-    assert source["promotions"][0]["to"] == f"{docker_login.host}/prod/bert"
-    assert target["promotions"] == source["promotions"]
-    assert target["report"]["gate"] == source["report"]["gate"]
+    assert target is not None and source is not None
+    assert target.repository == f"{docker_login.host}/prod/bert"
+    assert source.promotions[0].to == f"{docker_login.host}/prod/bert"
+    assert target.promotions == source.promotions
+    assert target.report["gate"] == source.report["gate"]
 
 
 @pytest.mark.docker
@@ -127,7 +129,7 @@ def test_promote_refused_when_evidence_does_not_pass(docker_login, tiny_image, g
     reg = Registry(docker_login.host)
     _set_verdict(reg, "dev/bert", rec["digest"], decision)
     with pytest.raises(PublishRefused, match=f"decision '{decision}'"):
-        registry.promote(f"{rec['repository']}@{rec['digest']}", f"{docker_login.host}/prod/bert")
+        gatekeeping.promote(f"{rec['repository']}@{rec['digest']}", f"{docker_login.host}/prod/bert")
     assert reg.tags("prod/bert") == []
 
 
@@ -137,7 +139,7 @@ def test_promote_refused_without_evidence(docker_login, tiny_image, gated_varian
     reg = Registry(docker_login.host)
     reg.delete_manifest("dev/bert", reg.digest_of("dev/bert", evidence.tag_for(rec["digest"])))
     with pytest.raises(PublishRefused, match="no tfimg evidence"):
-        registry.promote(f"{rec['repository']}@{rec['digest']}", f"{docker_login.host}/prod/bert")
+        gatekeeping.promote(f"{rec['repository']}@{rec['digest']}", f"{docker_login.host}/prod/bert")
     assert reg.tags("prod/bert") == []
 
 
@@ -145,17 +147,17 @@ def test_promote_refused_without_evidence(docker_login, tiny_image, gated_varian
 def test_promote_re_evaluates_the_target_policy(docker_login, tiny_image, gated_variant, tmp_path: Path) -> None:
     rec = _published(docker_login, tiny_image, gated_variant)
     ref = f"{rec['repository']}@{rec['digest']}"
-    assert evidence.read(Registry(docker_login.host), "dev/bert", rec["digest"],
-                         evidence.TRIVY_TYPE)["Results"][0]["Vulnerabilities"][0]["Severity"] == "HIGH"
+    trivy = evidence.read_trivy(Registry(docker_login.host), "dev/bert", rec["digest"])
+    assert trivy is not None and trivy["Results"][0]["Vulnerabilities"][0]["Severity"] == "HIGH"
     # recorded decision is pass, but the shipped default policy blocks the new fixable HIGH
     with pytest.raises(PublishRefused, match="decision 'block'.*default.yaml"):
-        registry.promote(ref, f"{docker_login.host}/prod/bert", policy=Path("policies/default.yaml").resolve())
+        gatekeeping.promote(ref, f"{docker_login.host}/prod/bert", policy=Path("policies/default.yaml").resolve())
     lenient = tmp_path / "critical-only.yaml"
     lenient.write_text("vulnerabilities:\n  new: {fixed: CRITICAL, unfixed: none}\n")
-    res = registry.promote(ref, f"{docker_login.host}/prod/bert", policy=lenient)
-    assert res["decision"] == "pass" and "re-evaluated with" in res["policy"]
+    res = gatekeeping.promote(ref, f"{docker_login.host}/prod/bert", policy=lenient)
+    assert res.decision == "pass" and "re-evaluated with" in res.policy
     assert Registry(docker_login.host).digest_of("prod/bert", rec["immutable"]) == rec["digest"]
-    assert evidence.read(Registry(docker_login.host), "prod/bert", rec["digest"], evidence.TRIVY_TYPE) is not None
+    assert evidence.read_trivy(Registry(docker_login.host), "prod/bert", rec["digest"]) is not None
 
 
 @pytest.mark.docker
@@ -178,7 +180,7 @@ def test_prune_keeps_newest_promoted_and_protected(docker_login, tiny_image, gat
     for i in range(4):                         # four builds of one variant, each on its own date
         recs.append(_published(docker_login, tiny_image, gated_variant, facts={"date": f"2026110{i + 1}"}))
     # the oldest build was promoted
-    registry.promote(f"{recs[0]['repository']}@{recs[0]['digest']}", f"{docker_login.host}/prod/bert")
+    gatekeeping.promote(f"{recs[0]['repository']}@{recs[0]['digest']}", f"{docker_login.host}/prod/bert")
     plan = {e.digest: why for e, why in registry.prune(f"{docker_login.host}/dev/bert", keep=1)}
     assert plan[recs[3]["digest"]].startswith("keep: among the newest")
     assert plan[recs[0]["digest"]] == "keep: promoted"

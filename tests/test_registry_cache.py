@@ -8,12 +8,15 @@ import pytest
 
 from builder.errors import EnvError
 from builder.image import buildkit as build
+from builder.image import inputs
 from builder.infra.engine import Engine
+from builder.infra.registry_client import Registry
 from builder.infra.report_models import BuildCache
-from builder.pipeline import orchestrator as pipeline
+from builder.pipeline import gatekeeping, single
 from builder.publish import curation, evidence
 from builder.publish import push as publish
-from builder.publish.registry_client import Registry
+from builder.scan import policy as policies
+from builder.scan import trivy
 from builder.spec import loader as spec
 from tests.test_trivy_real import tiny  # noqa: F401  (a session fixture: a tiny image)
 
@@ -67,7 +70,7 @@ def test_builder_without_buildx_is_bad_input_and_nothing_is_built(tmp_path: Path
 def test_cached_steps_are_counted_from_the_plain_log() -> None:
     log = "#5 [2/4] RUN apt-get\n#5 CACHED\n\n#6 [3/4] RUN pip\n#6 CACHED\n#7 [4/4] COPY x\n#7 DONE 0.1s\n"
     assert build.cached_steps(log) == 2
-    assert pipeline.cache_ref("r:5000/cache/{name}:bc", "bert") == "r:5000/cache/bert:bc"
+    assert inputs.cache_ref("r:5000/cache/{name}:bc", "bert") == "r:5000/cache/bert:bc"
 
 
 def test_cache_record_json_uses_from() -> None:
@@ -78,12 +81,12 @@ def test_cache_record_json_uses_from() -> None:
 
 def test_base_key_prefers_the_registry_digest() -> None:
     d = "sha256:" + "a" * 64
-    assert build.base_key(f"r:5000/base@{d}", "sha256:" + "b" * 64, "sha256:" + "c" * 64) == d
-    assert build.base_key("r:5000/base:1", d, "sha256:" + "c" * 64) == d
-    assert build.base_key("local:1", None, "sha256:" + "c" * 64) == "sha256:" + "c" * 64
+    assert inputs.base_key(f"r:5000/base@{d}", "sha256:" + "b" * 64, "sha256:" + "c" * 64) == d
+    assert inputs.base_key("r:5000/base:1", d, "sha256:" + "c" * 64) == d
+    assert inputs.base_key("local:1", None, "sha256:" + "c" * 64) == "sha256:" + "c" * 64
     # two engines with different local ids but the same base digest: the same input hash
-    one = build.input_hash("sha256:ctx", build.base_key("r:5000/base:1", d, "sha256:" + "1" * 64), {}, "r:5000/base:1")
-    two = build.input_hash("sha256:ctx", build.base_key("r:5000/base:1", d, "sha256:" + "2" * 64), {}, "r:5000/base:1")
+    one = inputs.input_hash("sha256:ctx", inputs.base_key("r:5000/base:1", d, "sha256:" + "1" * 64), {}, "r:5000/base:1")
+    two = inputs.input_hash("sha256:ctx", inputs.base_key("r:5000/base:1", d, "sha256:" + "2" * 64), {}, "r:5000/base:1")
     assert one == two
 
 
@@ -121,21 +124,24 @@ def test_matrix_adds_what_a_ci_job_needs(capsys: pytest.CaptureFixture[str]) -> 
 def test_publish_tags_the_input_hash_and_build_registry_finds_it(docker_login, tiny_image, gated_variant,
                                                                  tmp_path: Path) -> None:
     b = gated_variant(tiny_image())
-    rec = publish.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/dev", push=True, engine=Engine.from_env())
+    rec = single.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/dev", push=True, engine=Engine.from_env())
     assert not isinstance(rec, publish.Plan)
     ihash = b.report().build.input_hash
     reg = Registry(docker_login.host)
     assert reg.digest_of("dev/bert", evidence.input_tag(ihash)) == rec.digest
     lenient = tmp_path / "critical-only.yaml"
     lenient.write_text("vulnerabilities:\n  new: {fixed: CRITICAL, unfixed: none}\n")
-    found = publish.find_published(f"{docker_login.host}/dev", "bert", ihash, lenient)
+    found = publish.find_published(f"{docker_login.host}/dev", "bert", ihash,
+                                   gatekeeping.judge(policies.load(lenient), lenient))
     assert found is not None and found.digest == rec.digest and found.decision == "pass"
     assert found.repository == f"{docker_login.host}/dev/bert"
     # the recorded gate passed, but the current (default) policy blocks the fixable HIGH: no reuse
-    strict = publish.find_published(f"{docker_login.host}/dev", "bert", ihash, Path("policies/default.yaml"))
+    strict = publish.find_published(f"{docker_login.host}/dev", "bert", ihash,
+                                    gatekeeping.judge(policies.load(Path("policies/default.yaml"))))
     assert strict is not None and strict.decision == "block"
     # other inputs: nothing found
-    assert publish.find_published(f"{docker_login.host}/dev", "bert", "sha256:" + "f" * 64, lenient) is None
+    assert publish.find_published(f"{docker_login.host}/dev", "bert", "sha256:" + "f" * 64,
+                                  gatekeeping.judge(policies.load(lenient), lenient)) is None
 
 
 @pytest.mark.docker
@@ -152,9 +158,8 @@ def test_scan_by_digest_reads_the_image_from_the_registry(demo_db: str, tiny: st
     host = demo_db.split("/")[0]                     # the local registry that serves the demo DB
     name = f"{host}/tfimg-test/scan-by-digest"
     Engine.from_env().tag(tiny, name, "t")
-    lines = Engine.from_env().push(name, "t")
+    digest = Engine.from_env().push(name, "t")
     Engine.from_env().remove_image(f"{name}:t")
-    digest = next(ln["aux"]["Digest"] for ln in lines if isinstance(ln.get("aux"), dict) and ln["aux"].get("Digest"))
     ref = f"{name}@{digest}"
     res = tfimg("scan", ref, "--cache-dir", str(tmp_path / "cache"), "--db-repository", demo_db,
                 "--out", str(tmp_path / "out"), "--timeout", "300")
@@ -168,7 +173,6 @@ def test_scan_by_digest_reads_the_image_from_the_registry(demo_db: str, tiny: st
 def test_scan_registry_that_refuses_the_push_fails_the_scan_closed(no_login, tiny_image, tmp_path: Path) -> None:
     """`--scan-registry` without credentials: the push is refused, nothing is scanned, the gate blocks
     (fails closed) naming the cause, and no local tag made for the push is left behind."""
-    from builder.scan import stage as scan_stage
     from tests.test_scan_pipeline import rendered, variant
 
     image = tiny_image()
@@ -178,15 +182,16 @@ def test_scan_registry_that_refuses_the_push_fails_the_scan_closed(no_login, tin
         return publish.push_for_scan(ref, quarantine, "demo", "sha256:" + "a" * 64, engine=Engine.from_env())
 
     out = rendered(tmp_path / "out")
+    loaded = variant(tmp_path)
     with pytest.raises(EnvError, match="not logged in") as exc:
-        scan_stage.run_scan_and_gate(variant(tmp_path), image, out, None, engine=Engine.from_env(),
-                                     stage_in=stage_in)
+        single.scan_variant(loaded, image, out, policies.load(loaded.spec.policy), base_ref=None,
+                            options=trivy.Options(), engine=Engine.from_env(), warn=print, stage_in=stage_in)
     assert "fails closed" in exc.value.message
     from builder.infra import report
     rep = report.load(out)
     assert rep.gate is not None and rep.gate.decision == "block" and rep.scan is not None
     assert rep.scan.status == "failed" and not (out / "trivy.json").exists()
-    assert Engine.from_env().image_attrs(f"{quarantine}/demo:scan-{'a' * 12}") is None
+    assert Engine.from_env().image(f"{quarantine}/demo:scan-{'a' * 12}") is None
 
 
 @pytest.mark.parametrize(("option", "value", "says"), [

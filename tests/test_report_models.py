@@ -22,6 +22,7 @@ from builder.infra.report_models import (
     TagsSection,
     Timings,
 )
+from builder.pipeline import record
 from builder.scan import gate, policy
 from tests import reports
 
@@ -31,12 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_shipped_schema_is_the_models_schema() -> None:
     shipped = json.loads((ROOT / "docs/report.schema.json").read_text())
     assert shipped == report_models.schema(), \
-        "docs/report.schema.json is stale: run `python -m builder.infra.report_models -o docs/report.schema.json`"
+        "docs/report.schema.json is stale: run `make schema` (tfimg schema --report -o docs/report.schema.json)"
 
 
-def test_schema_is_written_without_the_cli_and_by_tfimg_schema_report(tmp_path: Path) -> None:
+def test_schema_is_written_by_tfimg_schema_report(tmp_path: Path) -> None:
     out = tmp_path / "report.schema.json"
-    res = subprocess.run([sys.executable, "-m", "builder.infra.report_models", "-o", str(out)],
+    res = subprocess.run([sys.executable, "-m", "builder", "schema", "--report", "-o", str(out)],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr
     assert out.read_text() == (ROOT / "docs/report.schema.json").read_text()
@@ -57,20 +58,20 @@ def test_schema_names_every_section_and_refuses_unknown_keys() -> None:
 
 
 def test_a_section_has_exactly_the_keys_its_writer_set(tmp_path: Path) -> None:
-    report.write_section(tmp_path, ChecksSection(passed=None, skipped="--no-test"))
-    report.write_section(tmp_path, LocalTags([]))
-    report.write_section(tmp_path, Timings({"render": 0.1}))
+    record.write_section(tmp_path, ChecksSection(passed=None, skipped="--no-test"))
+    record.write_section(tmp_path, LocalTags([]))
+    record.write_section(tmp_path, Timings({"render": 0.1}))
     raw = json.loads((tmp_path / report.REPORT).read_text())
     assert raw == {"checks": {"passed": None, "skipped": "--no-test"}, "local_tags": [], "timings": {"render": 0.1}}
     rep = report.load(tmp_path)
     assert rep.checks.passed is None and list(rep.local_tags) == [] and rep.timings.root == {"render": 0.1}
-    assert report.save(tmp_path, rep).to_json() == raw          # loading and saving changes nothing
+    assert record.save(tmp_path, rep).to_json() == raw          # loading and saving changes nothing
 
 
 def test_gate_section_keeps_todays_keys(tmp_path: Path) -> None:
     result = gate.unscanned(policy.load(None), "trivy not found")
     section = result.summary(files=GateFiles(json_="gate.json", sarif="gate.sarif", markdown="gate.md"))
-    report.write_section(tmp_path, section)
+    record.write_section(tmp_path, section)
     raw = json.loads((tmp_path / report.REPORT).read_text())["gate"]
     assert set(raw) == {"decision", "policy", "policy_file", "artifact", "trivy_version", "evaluated_on", "reasons",
                         "blocking", "blocking_ids", "counts", "waived", "expired_waivers", "stale_waivers",

@@ -19,17 +19,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
 from builder import cli
 from builder.infra import report
 from builder.infra.engine import Engine
+from builder.infra.registry_client import Registry
 from builder.infra.report_models import Report
 from builder.infra.ui import UI
-from builder.pipeline import bake
+from builder.pipeline import bake, context, record, single, steps
 from builder.pipeline import orchestrator as pipeline
 from builder.publish import push
-from builder.publish.registry_client import Registry
 from builder.spec import loader as spec
 from tests import reports
 from tests.conftest import ROOT, VARIANTS
@@ -59,8 +60,8 @@ def registry_base(standin_base: str, open_registry: str) -> Iterator[str]:
     """The stand-in base pushed to the registry (once): HOST:PORT/tfimg-standin:TAG."""
     name, tag = f"{open_registry}/tfimg-standin", standin_base.rsplit(":", 1)[-1] or "latest"
     Engine.from_env().tag(standin_base, name, tag)
-    lines = Engine.from_env().push(name, tag)
-    digest = next(ln["aux"]["Digest"] for ln in lines if isinstance(ln.get("aux"), dict) and ln["aux"].get("Digest"))
+    digest = Engine.from_env().push(name, tag)
+    assert digest
     yield f"{name}:{tag}"
     Engine.from_env().remove_image(f"{name}:{tag}")
     Engine.from_env().remove_image(f"{name}@{digest}")   # leave the stand-in without this registry's RepoDigest
@@ -89,7 +90,7 @@ def _passed(out_root: Path, name: str, image_id: str) -> None:
     report.write_json(d / "trivy.json", {"SchemaVersion": 2, "ArtifactName": name, "ArtifactType": "container_image",
                                          "Results": [{"Target": f"{name} (ubuntu 20.04)", "Class": "os-pkgs",
                                                       "Type": "ubuntu"}]})
-    push.tags_stage(spec.load(VARIANTS / f"{name}.yaml"), d, engine=Engine.from_env())
+    steps.tags_and_facts(spec.load(VARIANTS / f"{name}.yaml"), d, record.Record(d), engine=Engine.from_env())
 
 
 def _steps(log: str, needle: str) -> list[str]:
@@ -106,38 +107,38 @@ def test_runner_b_reuses_what_runner_a_pushed(registry_base: str, open_registry:
     # Runner A: build with --cache-to (inline: the image is pushed as the cache), then publish.
     a_out = tmp_path / "a"
     opts_a = pipeline.BuildOptions(out_root=a_out, base=registry_base, force=True, cache_to=cache)
-    a = pipeline.build_stage(loaded, opts_a, UI(quiet=True), Engine.from_env())
+    a = pipeline.build(loaded, opts_a, UI(quiet=True), Engine.from_env())
     assert a.cache is not None and a.cache.to == cache.format(name="bert") and a.cache.pushed
     assert a.base.digest and a.input_hash
     _passed(a_out, "bert", a.image_id)
-    record = push.publish(loaded, a_out / "bert", ns, push=True, engine=Engine.from_env())
-    assert not isinstance(record, push.Plan)
+    published = single.publish(loaded, a_out / "bert", ns, push=True, engine=Engine.from_env())
+    assert not isinstance(published, push.Plan)
     a_layers = Engine.from_env().image_attrs(a.image_id)["RootFS"]["Layers"]
 
     # Runner B: empty engine.
     monkeypatch.setenv("DOCKER_HOST", runner_b)
-    assert Engine.from_env().client.images.list() == []
+    assert docker.from_env().images.list() == []
 
     # Already published: nothing is pulled, built, checked or scanned; the report names A's digest.
     b_out = tmp_path / "b"
     t0 = time.monotonic()
-    rep = pipeline.run(loaded, pipeline.BuildOptions(out_root=b_out, base=registry_base, registry=ns),
-                       UI(quiet=True), Engine.from_env())
+    rep = pipeline.run(context.make(loaded, pipeline.BuildOptions(out_root=b_out, base=registry_base, registry=ns),
+                                    UI(quiet=True), Engine.from_env()))
     skip_s = time.monotonic() - t0
-    assert rep.published is not None and rep.published.digest == record.digest, rep
+    assert rep.published is not None and rep.published.digest == published.digest, rep
     assert rep.published.input_hash == a.input_hash and rep.published.decision == "pass"
     assert rep.build is None and rep.checks is None and rep.scan is None
-    assert Engine.from_env().client.images.list() == []
+    assert docker.from_env().images.list() == []
     assert skip_s < 30, skip_s
     fields = bake.ci_fields(loaded, pipeline.BuildOptions(base=registry_base, registry=ns, cache_from=(cache,)), Engine.from_env())
     assert fields == {"cache_from": [cache.format(name="bert")], "cache_to": None, "registry": ns,
-                      "published": record.digest}
+                      "published": published.digest}
 
     # Cold build with --cache-from: the pip step is not re-run, the layers are A's.
     opts_b = pipeline.BuildOptions(out_root=b_out, base=registry_base, force=True,
                                    cache_from=(cache,))
     t0 = time.monotonic()
-    b = pipeline.build_stage(loaded, opts_b, UI(quiet=True), Engine.from_env())
+    b = pipeline.build(loaded, opts_b, UI(quiet=True), Engine.from_env())
     cold_s = time.monotonic() - t0
     log = Path(str(b.log)).read_text()
     pip = _steps(log, "pip-install")
@@ -151,7 +152,7 @@ def test_runner_b_reuses_what_runner_a_pushed(registry_base: str, open_registry:
           f"including the base pull ({b.cache.cached_steps} steps cached); stages {b.timings}")
 
     # A separate job checks exactly what A pushed, by digest (pulled into runner B's engine).
-    pushed = f"{record.repository}@{record.digest}"
+    pushed = f"{published.repository}@{published.digest}"
     assert Engine.from_env().image_attrs(pushed) is None
     rc = cli.main(["test", pushed, "--spec", str(VARIANTS / "bert.yaml"), "--out", str(tmp_path / "t"),
                    "--gpu", "off"])

@@ -24,6 +24,8 @@ from builder.cli.root import main
 from builder.errors import EnvError, GateFailed
 from builder.infra import outdir, report, runner
 from builder.infra.engine import Engine
+from builder.pipeline import single
+from builder.scan import policy as policies
 from builder.scan import stage as scan_stage
 from builder.scan import trivy
 from builder.spec import loader as spec
@@ -72,6 +74,18 @@ def rendered(out: Path) -> Path:
     return out
 
 
+def run_stage(loaded: spec.LoadedVariant, image: str, out: Path, base_ref: str | None = None, *,
+              engine: Engine | None = None, options: trivy.Options | None = None,
+              raise_on_block: bool = True) -> scan_stage.Scanned:
+    """The scan and gate stage of a variant, recorded in ``out``/report.json, as `tfimg scan SPEC` runs it
+    (a blocking gate raises its GateFailed, as the command does, unless ``raise_on_block`` is False)."""
+    scanned = single.scan_variant(loaded, image, out, policies.load(loaded.spec.policy), base_ref=base_ref,
+                                  options=options or opts(), engine=engine or Engine.deferred(), warn=print)
+    if raise_on_block and scanned.decision == "block":
+        raise scan_stage.blocked(scanned.result, out)
+    return scanned
+
+
 def image_argv(calls) -> list[str]:
     return next(c["argv"] for c in calls() if c["argv"][0] == "image")
 
@@ -81,7 +95,7 @@ def image_argv(calls) -> list[str]:
 def test_version_is_read_and_recorded(fake, monkeypatch):
     monkeypatch.setenv("FAKE_TRIVY_VERSION", "0.58.1")
     info = trivy.version(opts())
-    assert info["Version"] == "0.58.1" and info["VulnerabilityDB"]["Version"] == 2
+    assert info.version == "0.58.1" and info.db is not None and info.db.Version == 2
 
 
 @pytest.mark.parametrize("text,expected", [("0.58.1", (0, 58, 1)), ("v0.69", (0, 69, 0)), ("dev", None)])
@@ -207,12 +221,12 @@ def test_trivy_own_timeout(fake, monkeypatch, tmp_path):
     assert "deadline" in exc.value.hint
 
 
-# --------------------------------------------------------------------------- run_scan_and_gate
+# --------------------------------------------------------------------------- the scan and gate stage
 
 def test_stage_passes_and_writes_every_file(fake, monkeypatch, tmp_path):
     loaded = variant(tmp_path, "vulnerabilities: {new: {fixed: none}}\n")
     out = rendered(tmp_path / "build" / "demo")
-    result = scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=opts())
+    result = run_stage(loaded, IMAGE, out)
     assert result.decision == "pass"
     for name in ("trivy.json", "gate.json", "gate.sarif", "gate.md", "report.json"):
         assert (out / name).is_file(), name
@@ -230,7 +244,7 @@ def test_stage_blocks_with_gate_failed_and_uses_recorded_base_layers(fake, tmp_p
     reports.write(out, reports.build(golden["Metadata"]["ImageID"], base_layers=layers))
     rendered(out)   # the default policy also checks the rendered Dockerfile
     with pytest.raises(GateFailed) as exc:
-        scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=opts())
+        run_stage(loaded, IMAGE, out)
     assert exc.value.exit_code == 1 and "BLOCK" in exc.value.message
     gate = report.load(out).gate
     assert gate.decision == "block" and gate.blocking_ids == ["CVE-2020-8165"]
@@ -242,7 +256,7 @@ def test_trivy_missing_fails_closed(tmp_path, fake):
     out = outdir.claim(tmp_path / "out")
     report.write_json(out / "trivy.json", {"SchemaVersion": 2})     # an older report must not survive
     with pytest.raises(EnvError, match="fails closed"):
-        scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=trivy.Options(binary=str(tmp_path / "no")))
+        run_stage(loaded, IMAGE, out, options=trivy.Options(binary=str(tmp_path / "no")))
     rep = report.load(out)
     assert rep.gate.decision == "block" and rep.scan.status == "failed"
     assert not (out / "trivy.json").exists()
@@ -252,8 +266,8 @@ def test_scan_not_required_gives_unscanned(tmp_path, fake, monkeypatch):
     monkeypatch.setenv("FAKE_TRIVY_MODE", "exit1")
     loaded = variant(tmp_path, "scan: {required: false}\n")
     out = tmp_path / "out"
-    result = scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=opts())
-    assert result.decision == "unscanned" and result.label == "UNSCANNED"
+    result = run_stage(loaded, IMAGE, out)
+    assert result.decision == "unscanned" and result.result.label == "UNSCANNED"
     assert report.load(out).gate.decision == "unscanned"
     assert "UNSCANNED" in (out / "gate.md").read_text()
 
@@ -261,10 +275,9 @@ def test_scan_not_required_gives_unscanned(tmp_path, fake, monkeypatch):
 def test_require_base_digest_reads_the_spec(fake, tmp_path):
     text = "vulnerabilities: {new: {fixed: none}}\nrequire_base_digest: true\n"
     out = rendered(tmp_path / "out")
-    unpinned = scan_stage.run_scan_and_gate(variant(tmp_path, text), IMAGE, out, None, engine=Engine.deferred(), options=opts(),
-                                          raise_on_block=False)
-    assert unpinned.decision == "block" and "digest" in unpinned.reasons[0]
-    pinned = scan_stage.run_scan_and_gate(variant(tmp_path, text, digest=True), IMAGE, out, None, engine=Engine.deferred(), options=opts())
+    unpinned = run_stage(variant(tmp_path, text), IMAGE, out, raise_on_block=False)
+    assert unpinned.decision == "block" and "digest" in unpinned.result.reasons[0]
+    pinned = run_stage(variant(tmp_path, text, digest=True), IMAGE, out)
     assert pinned.decision == "pass"
 
 
@@ -274,14 +287,14 @@ def test_misconfig_scan_of_the_rendered_dockerfile(fake, monkeypatch, tmp_path):
                                "misconfigurations: {block: HIGH}\n")
     out = tmp_path / "build" / "demo"
     with pytest.raises(EnvError, match="no rendered Dockerfile") as exc:   # nothing rendered yet
-        scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=opts())
+        run_stage(loaded, IMAGE, out)
     assert "fails closed" in exc.value.message and report.load(out).gate.decision == "block"
     (out / "context").mkdir(parents=True)
     (out / "context" / "Dockerfile").write_text("FROM scratch\n")
-    result = scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=opts(), raise_on_block=False)
+    result = run_stage(loaded, IMAGE, out, raise_on_block=False)
     config_call = next(c["argv"] for c in fake() if c["argv"][0] == "config")
     assert config_call[-1] == str((out / "context").resolve()) and "--exit-code" in config_call
-    assert [b.finding.id for b in result.blocking] == ["DS-0002"]
+    assert [b.finding.id for b in result.result.blocking] == ["DS-0002"]
     assert (out / "trivy-config.json").is_file() and report.load(out).scan.misconfig is True
 
 
@@ -379,14 +392,14 @@ def test_docker_save_archive_is_scanned(fake, tmp_path, images):
     tiny_image = images({"etc/os-release": b"ID=tfimgtest\n"})
     loaded = variant(tmp_path, "vulnerabilities: {new: {fixed: none}}\n")
     out = rendered(tmp_path / "build" / "demo")
-    result = scan_stage.run_scan_and_gate(loaded, tiny_image, out, tiny_image, engine=Engine.from_env(),
-                                        options=trivy.Options(binary=str(FAKE), timeout=60, mode="archive"))
+    result = run_stage(loaded, tiny_image, out, tiny_image, engine=Engine.from_env(),
+                       options=trivy.Options(binary=str(FAKE), timeout=60, mode="archive"))
     argv = image_argv(fake)
     assert "--input" in argv and "--image-src" not in argv
     saved = json.loads((out / "trivy.json").read_text())
     assert saved["Metadata"]["RepoTags"] == [tiny_image]     # read from the real archive's manifest
     assert saved["ArtifactName"] == tiny_image               # the temp path is replaced by the ref
-    assert result.base_layers_known and result.decision == "pass"
+    assert result.result.base_layers_known and result.decision == "pass"
 
 
 @pytest.mark.trivy
@@ -405,7 +418,7 @@ def test_real_trivy_end_to_end(tmp_path, images):
     (out / "context" / "Dockerfile").write_text("FROM scratch\nCOPY app /app\n")
     options = trivy.Options(timeout=300, cache_dir=tmp_path / "cache", scanners=("secret",))
     with pytest.raises(GateFailed):
-        scan_stage.run_scan_and_gate(loaded, image, out, None, engine=Engine.from_env(), options=options)
+        run_stage(loaded, image, out, engine=Engine.from_env(), options=options)
     rep = report.load(out)
     assert trivy.parse_version(rep.scan.trivy_version) >= trivy.MIN_VERSION
     assert rep.gate.decision == "block" and "aws-access-key-id" in rep.gate.blocking_ids
@@ -421,13 +434,13 @@ def test_real_trivy_end_to_end(tmp_path, images):
 def test_an_interrupted_scan_leaves_no_pass_behind(fake, monkeypatch, tmp_path):
     loaded = variant(tmp_path, "vulnerabilities: {new: {fixed: none}}\n")
     out = rendered(tmp_path / "out")
-    assert scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=opts()).decision == "pass"
+    assert run_stage(loaded, IMAGE, out).decision == "pass"
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
     monkeypatch.setattr(trivy, "scan_image", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        scan_stage.run_scan_and_gate(loaded, IMAGE, out, None, engine=Engine.deferred(), options=opts())
+        run_stage(loaded, IMAGE, out)
     assert report.load(out).gate.decision == "block"
 
 

@@ -207,7 +207,7 @@ def test_abstract_is_not_inherited_and_is_never_built(tmp_path: Path) -> None:
     assert base.spec.abstract is True
     assert spec.load(ROOT / "variants/dev.yaml").spec.abstract is False
     with pytest.raises(SpecErrors) as info:
-        pipeline.build_stage(base, pipeline.BuildOptions(out_root=tmp_path), UI(quiet=True), Engine.deferred())
+        pipeline.build(base, pipeline.BuildOptions(out_root=tmp_path), UI(quiet=True), Engine.deferred())
     assert "abstract" in info.value.render() and "never built" in info.value.render()
     assert not (tmp_path / "base").exists()
 

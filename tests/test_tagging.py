@@ -120,16 +120,16 @@ def test_facts_read_from_a_real_image(standin_base: str, tmp_path: Path) -> None
 
 def test_tags_stage_writes_tags_txt_and_report_sections(tmp_path: Path) -> None:
     from builder.infra import report
-    from builder.publish import push as publish
+    from builder.pipeline import record, single, steps
     (tmp_path / "bert.yaml").write_text("name: bert\n")
     out = tmp_path / "build" / "bert"
     image_id = "sha256:" + "2" * 64
     reports.write(out, reports.build(image_id, "bert", revision="feed123"), reports.facts(**NGC, image_id=image_id))
     loaded = spec.load(tmp_path / "bert.yaml")
-    ts, _ = publish.compute_tags(loaded, out, engine=Engine.deferred())                      # `tfimg tags`: tags.txt only
-    assert (out / "tags.txt").read_text() == tagging.tags_text(ts)
+    text = single.tags(loaded, out, engine=Engine.deferred())                                 # `tfimg tags`: tags.txt only
+    assert (out / "tags.txt").read_text() == text
     assert report.load(out).tags is None
-    got = publish.tags_stage(loaded, out, engine=Engine.deferred())                           # the orchestrator's stage
+    got = steps.tags_and_facts(loaded, out, record.Record(out), engine=Engine.deferred())    # the orchestrator's stage
     rep = report.load(out)
     assert rep.tags == got
     assert got.model_dump(exclude_unset=True) == {"immutable": "bert-tf2.9.1-py3.8-cuda11.7-20261126-ab12cd3",
@@ -139,19 +139,21 @@ def test_tags_stage_writes_tags_txt_and_report_sections(tmp_path: Path) -> None:
 
 def _tagged_build(tmp_path: Path, image_id: str) -> tuple[Path, spec.LoadedVariant]:
     """A checked, gated build of variant 'bert' whose tag stage has run (tags.txt written)."""
-    from builder.publish import push as publish
+    from builder.pipeline import record, steps
     (tmp_path / "bert.yaml").write_text("name: bert\n")
     out = tmp_path / "build" / "bert"
     reports.write(out, reports.build(image_id, "bert"), reports.checks(True), reports.scan(image_id),
                   reports.gate("pass"), reports.facts(**NGC, image_id=image_id))
     loaded = spec.load(tmp_path / "bert.yaml")
-    publish.tags_stage(loaded, out, engine=Engine.deferred())
+    steps.tags_and_facts(loaded, out, record.Record(out), engine=Engine.deferred())
     return out, loaded
 
 
 def test_applying_and_publishing_read_tags_txt_and_never_recompute(tmp_path: Path, monkeypatch) -> None:
-    from builder.pipeline import orchestrator
+    from builder.infra.engine import ImageInfo
+    from builder.pipeline import single
     from builder.publish import push as publish
+    from builder.publish import tags
     image_id = "sha256:" + "4" * 64
     out, loaded = _tagged_build(tmp_path, image_id)
     assert (out / "tags.txt").read_text().splitlines()[0] == "bert-tf2.9.1-py3.8-cuda11.7-20261126-ab12cd3"
@@ -164,13 +166,13 @@ def test_applying_and_publishing_read_tags_txt_and_never_recompute(tmp_path: Pat
     applied: list[tuple[str, str, str]] = []
     fake = Engine.deferred()   # never connects: its methods are replaced
     monkeypatch.setattr(fake, "tag", lambda image, repo, tag: applied.append((image, repo, tag)))
-    local = orchestrator.apply_tags(image_id, "bert", out, fake)                  # apply: the local tags
+    local = tags.apply(image_id, "bert", out, fake)                               # apply: the local tags
     assert list(local) == ["tfimg/bert:bert-hand-picked", "tfimg/bert:bert-stable"]
     assert applied == [(image_id, "tfimg/bert", "bert-hand-picked"), (image_id, "tfimg/bert", "bert-stable")]
 
     monkeypatch.setattr(publish, "remote_state", lambda reg, repo, tag, image: ("new", None))
-    monkeypatch.setattr(fake, "image_attrs", lambda ref: {"Id": image_id})
-    plan = publish.publish(loaded, out, "registry.example.com/team", engine=fake)        # publish (dry run)
+    monkeypatch.setattr(fake, "image", lambda ref: ImageInfo(id=image_id))
+    plan = single.publish(loaded, out, "registry.example.com/team", engine=fake)         # publish (dry run)
     assert isinstance(plan, publish.Plan)
     assert plan.tags.immutable == "bert-hand-picked" and plan.tags.moving == ["bert-stable"]
     assert plan.lines()[1].startswith("  1. registry.example.com/team/bert:bert-hand-picked  (immutable)")
@@ -178,14 +180,16 @@ def test_applying_and_publishing_read_tags_txt_and_never_recompute(tmp_path: Pat
 
 def test_publish_without_tags_txt_or_with_a_bad_tag_is_refused(tmp_path: Path) -> None:
     from builder.errors import PublishRefused, TfimgError
+    from builder.infra import report
     from builder.publish import push as publish
+    from builder.publish import tags
     out, loaded = _tagged_build(tmp_path, "sha256:" + "5" * 64)
     (out / "tags.txt").write_text("bert:bad tag\n")
     with pytest.raises(TfimgError, match="not a valid tag"):
-        publish.read_tags(out)
+        tags.read(out)
     (out / "tags.txt").unlink()
     with pytest.raises(PublishRefused, match="tags.txt"):
-        publish.plan(loaded, out, "registry.example.com/team", engine=Engine.deferred())
+        publish.plan(loaded, report.load(out), out, "registry.example.com/team", engine=Engine.deferred())
 
 
 def test_rev_comes_from_the_build_when_recorded(tmp_path: Path) -> None:

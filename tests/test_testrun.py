@@ -5,6 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import docker
 import pytest
 
 from builder import cli
@@ -15,6 +16,7 @@ from builder.errors import ChecksFailed, EnvError
 from builder.infra import labels, report
 from builder.infra.engine import Engine
 from builder.infra.report_models import CheckCounts, CheckRow, ChecksSection, GpuInfo
+from builder.pipeline import single
 from builder.spec import loader as spec
 
 VARIANTS = Path(__file__).resolve().parent.parent / "variants"
@@ -94,8 +96,8 @@ def test_check_ids_and_failure_message():
 def dev_run(built, tmp_path_factory):
     b = built("dev")
     out = tmp_path_factory.mktemp("dev")
-    section = testrun.run_checks(spec.load(VARIANTS / "dev.yaml"), b.image_id, out, gpu="auto", engine=Engine.from_env(),
-                                 base_ref=b.base.ref, raise_on_failure=False)
+    section = single.test(spec.load(VARIANTS / "dev.yaml"), b.image_id, out, gpu="auto", engine=Engine.from_env(),
+                          base=b.base.ref)
     return b, out, section
 
 
@@ -133,9 +135,9 @@ def test_containers_are_removed_on_ctrl_c(built, tmp_path, monkeypatch):
 
     monkeypatch.setattr(testrun, "_run_suite", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        testrun.run_checks(spec.load(VARIANTS / "dev.yaml"), b.image_id, tmp_path, gpu="off", engine=Engine.from_env(), base_ref=b.base.ref)
+        single.test(spec.load(VARIANTS / "dev.yaml"), b.image_id, tmp_path, gpu="off", engine=Engine.from_env(), base=b.base.ref)
     assert len(seen) == 3
-    assert not [c for c in Engine.from_env().client.containers.list(all=True) if c.id in seen]
+    assert not [c for c in docker.from_env().containers.list(all=True) if c.id in seen]
 
 
 def test_cli_gpu_on_without_nvidia_runtime_exits_2(built, tmp_path, capsys):

@@ -337,9 +337,10 @@ def test_a_report_edited_after_the_scan_is_exit_4(os_scans: dict[str, Path], tmp
 
 def test_a_scan_without_the_vuln_scanner_is_unscanned_and_exits_1_unless_the_policy_allows(
         os_images: dict[str, str], demo_db: str, tmp_path: Path) -> None:
-    from builder.errors import GateFailed
     from builder.infra import report
     from builder.infra.engine import Engine
+    from builder.pipeline import single
+    from builder.scan import policy as policies
     from builder.scan import stage as scan_stage
     from builder.scan import trivy
     from builder.spec import loader
@@ -348,10 +349,11 @@ def test_a_scan_without_the_vuln_scanner_is_unscanned_and_exits_1_unless_the_pol
     (tmp_path / "v.yaml").write_text("name: demo\npolicy: p.yaml\n")
     out = tmp_path / "out"
     options = trivy.Options(binary=_trivy(), cache_dir=tmp_path / "cache", db_repository=demo_db, scanners=("secret",))
-    with pytest.raises(GateFailed, match="UNSCANNED") as exc:
-        scan_stage.run_scan_and_gate(loader.load(tmp_path / "v.yaml"), OS_A, out, None, engine=Engine.from_env(),
-                                     options=options)
-    assert exc.value.exit_code == 1
+    pol = policies.load(str(tmp_path / "p.yaml"))
+    scanned = single.scan_variant(loader.load(tmp_path / "v.yaml"), OS_A, out, pol, base_ref=None, options=options,
+                                  engine=Engine.from_env(), warn=lambda _message: None)
+    error = scan_stage.refused(scanned.result, pol, out)
+    assert error is not None and error.exit_code == 1 and "UNSCANNED" in error.message
     assert report.load(out).scan.scanners == ["secret"] and report.load(out).gate.decision == "unscanned"
     assert "without vuln" in report.load(out).gate.reasons[-1]
     res = tfimg("gate", "--report", str(out / "trivy.json"), "--policy", str(tmp_path / "p.yaml"))
@@ -364,13 +366,9 @@ def test_an_image_without_packages_is_unscanned_in_scan_gate_and_build(tiny: str
                                                                        tmp_path: Path) -> None:
     """Trivy ran every scanner and found nothing to look up: UNSCANNED, exit 1 under a policy that
     requires a scan (`tfimg scan SPEC`, `tfimg gate`, and the gate stage of `tfimg build`)."""
-    from builder.errors import GateFailed
-    from builder.infra import report
-    from builder.infra.report_models import StageReuse
-    from builder.infra.ui import UI
-    from builder.pipeline import orchestrator
+    from builder.infra import clock, report
+    from builder.scan import policy as policies
     from builder.scan import stage as scan_stage
-    from builder.spec import loader
     from tests import reports
     tiny_id = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", tiny], capture_output=True, text=True,
                              check=True).stdout.strip()
@@ -386,20 +384,22 @@ def test_an_image_without_packages_is_unscanned_in_scan_gate_and_build(tiny: str
         gate = report.load(out).gate
         assert gate.decision == "unscanned" and "no OS or language packages" in gate.reasons[-1]
         assert tfimg("gate", "--report", str(out / "trivy.json"), "--policy", str(tmp_path / policy)).returncode == code
-        loaded, built = loader.load(tmp_path / "v.yaml"), report.load(out).build
-        key = StageReuse(reused=True, key={"scan": "x"})
-        if code:   # the build's gate stage on the saved scan
-            with pytest.raises(GateFailed, match="UNSCANNED"):
-                orchestrator._gate_stage(loaded, built, out, key, None, UI(quiet=True), scan_stage.gate_saved)
-        else:
-            assert orchestrator._gate_stage(loaded, built, out, key, None, UI(quiet=True), scan_stage.gate_saved)
+        # the build's gate stage on the saved scan (pipeline/steps._gate raises what `refused` gives)
+        saved, pol = report.load(out), policies.load(str(tmp_path / policy))
+        result, _ = scan_stage.gate_saved(out, policy=pol, base_layers=None, pinned=False, today=clock.today(),
+                                          image_id=tiny_id, record=saved.scan)
+        error = scan_stage.refused(result, pol, out)
+        assert result.decision == "unscanned" and (error is not None) == bool(code)
+        assert error is None or (error.exit_code == 1 and "UNSCANNED" in error.message)
 
 
 def test_a_report_of_another_image_is_refused_naming_both(os_images: dict[str, str], os_scans: dict[str, Path],
                                                           demo_db: str, tmp_path: Path) -> None:
     from builder.errors import ReportMismatch
-    from builder.infra import report
+    from builder.infra import clock, report
     from builder.infra.engine import Engine
+    from builder.pipeline import single
+    from builder.scan import policy as policies
     from builder.scan import stage as scan_stage
     from builder.scan import trivy
     from builder.spec import loader
@@ -417,14 +417,16 @@ def test_a_report_of_another_image_is_refused_naming_both(os_images: dict[str, s
     shutil.copy(os_scans[OS_B] / "trivy.json", built_a / "trivy.json")
     res = tfimg("gate", "--report", str(built_a / "trivy.json"))
     assert res.returncode == 2 and id_a in res.stderr and id_b in res.stderr, res.stderr
+    pol = policies.load(str(tmp_path / "p.yaml"))
     with pytest.raises(ReportMismatch, match=id_b):
-        scan_stage.gate_saved(loader.load(tmp_path / "v.yaml"), built_a, None)
+        scan_stage.gate_saved(built_a, policy=pol, base_layers=None, pinned=False, today=clock.today(),
+                              image_id=id_a, record=report.load(built_a).scan)
     # a scan that reads another image than the build: refused whatever the policy, nothing left that looks current
     options = trivy.Options(binary=_trivy(), cache_dir=Path((os_scans[OS_A].parent / "cache-dir").read_text()),
                             db_repository=demo_db)
     with pytest.raises(ReportMismatch) as exc:
-        scan_stage.run_scan_and_gate(loader.load(tmp_path / "v.yaml"), OS_B, built_a, None, engine=Engine.from_env(),
-                                     options=options)
+        single.scan_variant(loader.load(tmp_path / "v.yaml"), OS_B, built_a, pol, base_ref=None, options=options,
+                            engine=Engine.from_env(), warn=lambda _message: None)
     assert exc.value.exit_code == 2 and id_a in exc.value.message and id_b in exc.value.message
     rep = report.load(built_a)
     assert rep.scan.status == "failed" and rep.gate.decision == "block" and not (built_a / "trivy.json").exists()

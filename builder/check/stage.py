@@ -1,6 +1,9 @@
 """Run the container checks (:mod:`builder.check.suite`) against a built image.
 
-    section = run_checks(loaded, "tfimg/bert:abc", Path("build/bert"), gpu="auto", engine=Engine.from_env())
+    engine = Engine.from_env()
+    mode = gpu_mode("auto", engine.gpu_available)
+    result = run_checks(loaded, "tfimg/bert:abc", Path("build/bert"), mode, engine=engine)
+    result.checks, result.facts   # report.json's sections (the orchestrator records them)
 
 Starts, with the variant's run-time settings and ports published on
 127.0.0.1 only: the services container (a throwaway SSH key mounted at
@@ -9,9 +12,9 @@ spec's variable, a GPU when GPU mode is on), a container of the image whose
 entrypoint never runs (to look at the image's files), and one of the base
 (for comparisons). Probes versions (:mod:`builder.check.probe`), runs the suite as
 ``python -m pytest`` in a subprocess with a context file, and writes
-``checks.xml`` (JUnit), ``checks.log`` and the ``checks`` and ``facts``
-sections of ``report.json``. Every container is removed at the end, also on
-failure and Ctrl-C; every wait and command has a timeout.
+``checks.xml`` (JUnit) and ``checks.log``; returns a frozen :class:`Checked`
+(the ``checks`` and ``facts`` sections of ``report.json``). Every container is
+removed at the end, also on failure and Ctrl-C; every wait and command has a timeout.
 """
 
 from __future__ import annotations
@@ -39,18 +42,20 @@ from builder.check import suite as checks
 from builder.check.probe_models import Summary
 from builder.check.suite import results
 from builder.check.suite.context import ENV, Context
-from builder.check.suite.results import facts, failure, table  # re-exported: the table and error of a run
+from builder.check.suite.results import facts
 from builder.errors import EnvError, TfimgError
-from builder.infra import datafile, outdir, report, runner
+from builder.infra import datafile, outdir, runner
 from builder.infra import labels as label_names
-from builder.infra.engine import Engine
-from builder.infra.report_models import ChecksSection, GpuInfo
+from builder.infra.engine import Container, Engine, ImageInfo
+from builder.infra.report_models import ChecksSection, FactsSection, GpuInfo
 from builder.render import context as render
 from builder.spec import passwords, requirements
 from builder.spec.loader import LoadedVariant, Variant
 
 STANDIN_ENV = "TFIMG_STANDIN=1"
 STANDIN_CUDA_ENV = "TFIMG_STANDIN_CUDA=1"     # scripts/standin/cuda/Dockerfile (it also has STANDIN_ENV)
+failure = results.failure   # the error of a run whose checks did not pass
+table = results.table       # the table of a run's checks
 # NVIDIA's recommended run flags (--ipc=host --ulimit memlock=-1 --ulimit stack=67108864) as SDK options.
 NGC_RUN = {"ipc_mode": "host", "ulimits": [{"name": "memlock", "soft": -1, "hard": -1},
                                            {"name": "stack", "soft": 67108864, "hard": 67108864}]}
@@ -103,20 +108,17 @@ def requirement_pins(loaded: LoadedVariant) -> list[dict[str, Any]]:
     return [pin for path in loaded.spec.python.requirements for pin in requirements.pins(Path(path))]
 
 
-def resolve_base(out_dir: Path, image_config: dict[str, Any], base_ref: str | None, engine: Engine
-                 ) -> tuple[str | None, str]:
-    """The base image to compare with: given, from report.json, or from the image's label; and a note."""
-    built = report.load(out_dir).build
-    ref = base_ref or (built.base.ref if built else None) \
-        or (image_config.get("Labels") or {}).get("org.opencontainers.image.base.name")
+def resolve_base(image: ImageInfo, base_ref: str | None, engine: Engine) -> tuple[str | None, str]:
+    """The base image to compare with: given (the build's), else the image's label; and a note."""
+    ref = base_ref or image.labels.get("org.opencontainers.image.base.name")
     if not ref or ref == "unknown":
         return None, "the base image is unknown (no report build section, no base label)"
-    if engine.image_attrs(ref) is None:
+    if engine.image(ref) is None:
         return None, f"the base image {ref} is not in the local engine"
     return ref, ""
 
 
-def _keys(tmp: Path, spec: Variant) -> tuple[dict[str, Any], str | None, str, str | None]:
+def _keys(tmp: Path, spec: Variant) -> tuple[dict[str, dict[str, str]], str | None, str, str | None]:
     """(volumes, private key, note, wrong key): a throwaway key mounted at the runtime keys path."""
     if not spec.ssh.enabled:
         return {}, None, "SSH is not enabled", None
@@ -136,14 +138,14 @@ def _keys(tmp: Path, spec: Variant) -> tuple[dict[str, Any], str | None, str, st
             str(tmp / "wrong_key"))
 
 
-def wait_ready(container: Any, spec: Variant, ports: dict[int, int], engine: Engine, timeout: float = 90) -> str:
+def wait_ready(container: Container, spec: Variant, ports: dict[int, int], engine: Engine, timeout: float = 90) -> str:
     """Wait until every enabled service answers on its loopback port; '' or why not."""
     want = {p: kind for p, kind, on in ((spec.ssh.port, "ssh", spec.ssh.enabled),
                                         (spec.jupyter.port, "http", spec.jupyter.enabled)) if on}
     deadline = time.monotonic() + timeout
     pending = dict(want)
     while pending and time.monotonic() < deadline:
-        if engine.container_state(container).get("Status") not in ("running", "created"):
+        if engine.container_state(container).status not in ("running", "created"):
             break
         for port, kind in list(pending.items()):
             if port in ports and _answers(ports[port], kind):
@@ -153,7 +155,7 @@ def wait_ready(container: Any, spec: Variant, ports: dict[int, int], engine: Eng
         return ""
     state = engine.container_state(container)
     what = ", ".join(f"{kind} on {p}" for p, kind in pending.items())
-    status = f"exited {state.get('ExitCode')}" if state.get("Status") == "exited" else f"{state.get('Status')}"
+    status = f"exited {state.exit_code}" if state.status == "exited" else f"{state.status}"
     return f"{what} did not answer within {timeout:.0f} s (container {status}); last logs: " + \
         " | ".join(engine.container_logs(container, 8).strip().splitlines())[-800:]
 
@@ -169,11 +171,11 @@ def _answers(port: int, kind: str) -> bool:
         return False
 
 
-def _probe(container: Any, engine: Engine, timeout: float = 300) -> tuple[Summary | None, str | None]:
+def _probe(container: Container, engine: Engine, timeout: float = 300) -> tuple[Summary | None, str | None]:
     try:
         code, output = probe.run_in(engine, container, "python3", timeout=timeout)
-    except Exception as exc:
-        return None, f"cannot copy the probe into the container or run it: {str(exc).splitlines()[0][:300]}"
+    except EnvError as exc:   # EngineError: the copy or the exec failed
+        return None, f"cannot copy the probe into the container or run it: {exc.message.splitlines()[0][:300]}"
     try:
         return probe.summarize(probe.parse_output(output)), None
     except TfimgError as exc:
@@ -190,7 +192,7 @@ def _enter_all(stack: contextlib.ExitStack, starts: list[tuple[Any, str]]) -> li
         try:
             entered.append(fut.result())
             stack.push(cm)
-        except Exception as exc:
+        except EnvError as exc:   # EngineError: the engine refused it
             failed = failed or (what, exc)
     if failed:
         raise EnvError(f"could not start {failed[0]}: {str(failed[1]).splitlines()[0][:500]}",
@@ -199,18 +201,13 @@ def _enter_all(stack: contextlib.ExitStack, starts: list[tuple[Any, str]]) -> li
     return entered
 
 
-CACHE_ENV = "TFIMG_CACHE_DIR"
-
-
-def base_cache(base_attrs: dict[str, Any]) -> Path | None:
+def base_cache(base_id: str, cache_root: Path | None) -> Path | None:
     """Where the suite keeps the base's file inventory (setuid files, private keys, pip state), by
-    the base's image id: read once per base, not once per variant (``$TFIMG_CACHE_DIR`` or
-    ``~/.cache/tfimg``)."""
-    image_id = str(base_attrs.get("Id") or "")
-    if not image_id.startswith("sha256:"):
+    the base's image id: read once per base, not once per variant (under tfimg's cache,
+    ``--cache`` / ``$TFIMG_CACHE_DIR``; none without one)."""
+    if cache_root is None or not base_id.startswith("sha256:"):
         return None
-    root = Path(os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tfimg")
-    return root / "base-inventory" / f"{image_id.removeprefix('sha256:')}.json"
+    return cache_root / "base-inventory" / f"{base_id.removeprefix('sha256:')}.json"
 
 
 def _sleeper(image: str, run_id: str, seconds: int, engine: Engine) -> Any:
@@ -218,79 +215,120 @@ def _sleeper(image: str, run_id: str, seconds: int, engine: Engine) -> Any:
     return engine.running(image, command=[str(seconds)], extra={"entrypoint": ["sleep"], "labels": labels})
 
 
-def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, gpu: str = "auto",
-               base_ref: str | None = None, *, engine: Engine, ngc_run_flags: bool = False, ui: Any = None,
-               raise_on_failure: bool = True, timeout: float = 900) -> ChecksSection:
-    """Check a built image against its spec; write checks.xml and report sections; return ``checks``.
+@dataclass(frozen=True)
+class Checked:
+    """What the checks found: report.json's ``checks`` and ``facts`` sections.
+
+    ``error``: the suite could not run to an end (``checks`` says so too; ``facts`` is None).
+    A check that failed is not an error here: ``checks.passed`` is False (:func:`failure` explains it).
+    """
+
+    checks: ChecksSection
+    facts: FactsSection | None
+    error: TfimgError | None = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One check run: what is checked, how, and against which base."""
+
+    loaded: LoadedVariant
+    image_ref: str
+    info: ImageInfo
+    mode: GpuMode
+    profile: tuple[str, str]             # the profile versions are compared with, and why
+    base: tuple[str | None, str]         # the base container's image (or None), and why not
+    run_id: str
+    ngc_run_flags: bool
+    timeout: float
+    cache_root: Path | None
+
+
+@dataclass(frozen=True)
+class _Started:
+    """The containers of one check run and what was read from them."""
+
+    ctx: Context
+    services: Container
+    summary: Summary | None
+
+
+def run_checks(loaded: LoadedVariant, image_ref: str, out_dir: Path, mode: GpuMode, base_ref: str | None = None, *,
+               engine: Engine, cache_root: Path | None = None, ngc_run_flags: bool = False,
+               timeout: float = 900) -> Checked:
+    """Check a built image against its spec; write checks.xml and checks.log; return what was found.
+
+    ``mode``: :func:`gpu_mode`, decided once per run. ``base_ref``: the base to compare with (the
+    build's; else the image's base label). ``cache_root``: tfimg's cache (the base's inventory).
 
     Raises:
-        ChecksFailed: a check failed or could not run to an end (after writing the report).
-        EnvError: no engine, the image is absent, or ``gpu="on"`` without a GPU.
+        EnvError: no engine, or the image is absent.
     """
-    spec, out_dir, started = loaded.spec, Path(out_dir), time.time()
+    out_dir, started = Path(out_dir), time.time()
     attrs = engine.image_attrs(image_ref)
     if attrs is None:
         raise EnvError(f"image {image_ref} is not in the local engine", hint="Build it first: tfimg build SPEC")
-    mode = gpu_mode(gpu, engine.gpu_available)
-    config = attrs.get("Config") or {}
-    profile, profile_note = choose_profile(spec, config)
-    base, base_note = resolve_base(out_dir, config, base_ref, engine)
+    info = ImageInfo.from_inspect(attrs)
+    plan = _Plan(loaded, image_ref, info, mode, choose_profile(loaded.spec, info.config),
+                 resolve_base(info, base_ref, engine), uuid.uuid4().hex[:12], ngc_run_flags, timeout, cache_root)
     outdir.claim(out_dir)
-    run_id = uuid.uuid4().hex[:12]
-    labels = {label_names.TEMPORARY: "1", label_names.RUN: run_id}
     try:
         with tempfile.TemporaryDirectory(prefix="tfimg-test-") as tmpdir, contextlib.ExitStack() as stack:
             tmp = Path(tmpdir)
-            volumes, key, key_note, wrong = _keys(tmp, spec)
-            password = secrets.token_urlsafe(16) if spec.jupyter.enabled else None
-            env = {spec.jupyter.password_hash_env: passwords.hash_password(password)} if password else {}
-            extra: dict[str, Any] = {"labels": labels, "volumes": volumes, **(NGC_RUN if ngc_run_flags else {})}
-            # No services: the image's entrypoint runs a command instead; keep it alive with sleep.
-            command = None if (spec.ssh.enabled or spec.jupyter.enabled) else ["sleep", str(int(timeout) + 300)]
-            # the services, the image's own files and the base: three containers started together
-            starts = [(engine.running(image_ref, command=command, ports=spec.exposed_ports(), environment=env,
-                                      gpu=mode.enabled, extra=extra), f"the services container of {image_ref}"),
-                      (_sleeper(image_ref, run_id, int(timeout) + 300, engine), f"a container of {image_ref}")]
-            if base:
-                starts.append((_sleeper(base, run_id, int(timeout) + 300, engine), f"a container of {base}"))
-            started_all = _enter_all(stack, starts)
-            (services, ports), (pristine, _) = started_all[0], started_all[1]
-            base_c = started_all[2][0] if base else None
-            with ThreadPoolExecutor(1) as pool:   # the probe needs the container, not its services
-                probing = pool.submit(_probe, services, engine)
-                services_note = wait_ready(services, spec, ports, engine)
-                summary, probe_error = probing.result()
-            ctx = Context(
-                variant=spec.name, spec=spec.model_dump(mode="json"), spec_hash=render.spec_hash(loaded),
-                image=image_ref, image_config=config, profile=profile, profile_note=profile_note,
-                results_path=str(tmp / "results.json"), services=services.id, services_note=services_note,
-                pristine=pristine.id, base_ref=base, base_container=base_c.id if base_c else None,
-                base_config=((engine.image_attrs(base) or {}).get("Config") if base else None), base_note=base_note,
-                ports={str(k): v for k, v in ports.items()}, ssh_key=key, ssh_key_note=key_note, wrong_key=wrong,
-                jupyter_password=password, gpu=mode.enabled, gpu_reason=mode.reason, probe=summary,
-                base_cache=str(base_cache(engine.image_attrs(base) or {})) if base else None,
-                probe_error=probe_error, requirements=requirement_pins(loaded), declared=checks.declared(loaded))
-            ctx_path = ctx.write(tmp / "context.json")
+            run = _start(stack, tmp, plan, engine)
+            ctx_path = run.ctx.write(tmp / "context.json")
             try:
-                res = _run_suite(spec, ctx_path, out_dir, timeout)
+                res = _run_suite(loaded.spec, ctx_path, out_dir, timeout)
             except TfimgError as exc:
-                report.write_section(out_dir, ChecksSection(
-                    passed=False, image=image_ref, error=exc.render(), results=[],
-                    gpu=GpuInfo.model_validate(asdict(mode)), run_id=run_id))
-                raise
-            (out_dir / "checks-services.log").write_text(engine.container_logs(services, 400))
-            outcome = datafile.load_json(ctx.results_path) if Path(ctx.results_path).is_file() else {}
+                failed = ChecksSection(passed=False, image=image_ref, error=exc.render(), results=[],
+                                       gpu=GpuInfo.model_validate(asdict(mode)), run_id=plan.run_id)
+                return Checked(failed, None, exc)
+            (out_dir / "checks-services.log").write_text(engine.container_logs(run.services, 400))
+            results_path = Path(run.ctx.results_path)
+            outcome = datafile.load_json(results_path) if results_path.is_file() else {}
     finally:   # also containers created but never started (engine.running cannot see them)
-        engine.remove_containers_with_label(label_names.RUN, run_id)
-    section = results.section(loaded, image_ref, attrs, mode, ctx, outcome, res.returncode, out_dir,
-                              time.time() - started, run_id=run_id)
-    report.write_section(out_dir, section)
-    report.write_section(out_dir, facts(summary, attrs["Id"], profile))
-    if ui is not None:
-        ui.console.print(table(section))
-    if raise_on_failure and not section.passed:
-        raise failure(section)
-    return section
+        engine.remove_containers_with_label(label_names.RUN, plan.run_id)
+    section = results.section(loaded, image_ref, attrs, mode, run.ctx, outcome, res.returncode, out_dir,
+                              time.time() - started, run_id=plan.run_id)
+    return Checked(section, facts(run.summary, info.id, plan.profile[0]))
+
+
+def _start(stack: contextlib.ExitStack, tmp: Path, plan: _Plan, engine: Engine) -> _Started:
+    """Start the services, the image and the base containers together; probe; the suite's context."""
+    spec, image_ref, mode, timeout = plan.loaded.spec, plan.image_ref, plan.mode, plan.timeout
+    volumes, key, key_note, wrong = _keys(tmp, spec)
+    password = secrets.token_urlsafe(16) if spec.jupyter.enabled else None
+    env = {spec.jupyter.password_hash_env: passwords.hash_password(password)} if password else {}
+    labels = {label_names.TEMPORARY: "1", label_names.RUN: plan.run_id}
+    extra: dict[str, Any] = {"labels": labels, "volumes": volumes, **(NGC_RUN if plan.ngc_run_flags else {})}
+    # No services: the image's entrypoint runs a command instead; keep it alive with sleep.
+    command = None if (spec.ssh.enabled or spec.jupyter.enabled) else ["sleep", str(int(timeout) + 300)]
+    base_ref, base_note = plan.base
+    starts = [(engine.running(image_ref, command=command, ports=spec.exposed_ports(), environment=env,
+                              gpu=mode.enabled, extra=extra), f"the services container of {image_ref}"),
+              (_sleeper(image_ref, plan.run_id, int(timeout) + 300, engine), f"a container of {image_ref}")]
+    if base_ref:
+        starts.append((_sleeper(base_ref, plan.run_id, int(timeout) + 300, engine), f"a container of {base_ref}"))
+    started_all = _enter_all(stack, starts)
+    (services, ports), (pristine, _) = started_all[0], started_all[1]
+    base_c = started_all[2][0] if base_ref else None
+    with ThreadPoolExecutor(1) as pool:   # the probe needs the container, not its services
+        probing = pool.submit(_probe, services, engine)
+        services_note = wait_ready(services, spec, ports, engine)
+        summary, probe_error = probing.result()
+    base_info = engine.image(base_ref) if base_ref else None
+    inventory = base_cache(base_info.id, plan.cache_root) if base_info else None
+    ctx = Context(
+        variant=spec.name, spec=spec.model_dump(mode="json"), spec_hash=render.spec_hash(plan.loaded),
+        image=image_ref, image_config=plan.info.config, profile=plan.profile[0], profile_note=plan.profile[1],
+        results_path=str(tmp / "results.json"), services=services.id, services_note=services_note,
+        pristine=pristine.id, base_ref=base_ref, base_container=base_c.id if base_c else None,
+        base_config=base_info.config if base_info else None, base_note=base_note,
+        ports={str(k): v for k, v in ports.items()}, ssh_key=key, ssh_key_note=key_note, wrong_key=wrong,
+        jupyter_password=password, gpu=mode.enabled, gpu_reason=mode.reason, probe=summary,
+        base_cache=str(inventory) if inventory else None,
+        probe_error=probe_error, requirements=requirement_pins(plan.loaded), declared=checks.declared(plan.loaded))
+    return _Started(ctx, services, summary)
 
 
 def groups(paths: list[str]) -> list[list[str]]:

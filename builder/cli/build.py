@@ -1,28 +1,16 @@
-"""``tfimg build``: render, build, check, scan, gate and tag variants."""
+"""``tfimg build``: render, build, check, scan, gate and tag variants; ``tfimg bake``."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
-from builder import errors
 from builder.cli.root import ALLOW_DIRS, app, out, settings
 from builder.errors import TfimgError
-from builder.infra import lazy
-from builder.infra.ui import UI
+from builder.infra.paths import OUT_ROOT
 
-if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
-    from builder.infra import runner
-    from builder.pipeline import fanout
-    from builder.pipeline import orchestrator as pipeline
-    from builder.spec import loader as spec
-else:
-    runner = lazy.module("builder.infra.runner")
-    fanout = lazy.module("builder.pipeline.fanout")
-    pipeline = lazy.module("builder.pipeline.orchestrator")
-    spec = lazy.module("builder.spec.loader")
+# Stage modules are imported inside the commands: `tfimg --help` imports none of them.
 
 
 @app.command("build")
@@ -39,7 +27,7 @@ def build_cmd(
     builder: str | None = typer.Option(None, "--builder", envvar="TFIMG_BUILDER",
                                        help="A named buildx builder (remote, Kubernetes, docker-container; "
                                             "`docker buildx ls`). Needs buildx."),
-    out_root: Path = typer.Option(Path("build"), "--out", help="Where build/<variant>/ goes."),
+    out_root: Path = typer.Option(OUT_ROOT, "--out", help="Where build/<variant>/ goes."),
     no_test: bool = typer.Option(False, "--no-test", help="Skip the container checks stage."),
     no_scan: bool = typer.Option(False, "--no-scan", help="Skip scan and gate: the image is UNSCANNED and cannot be published."),
     recheck: bool = typer.Option(False, "--recheck", help="Run the checks even when their inputs have not changed."),
@@ -74,40 +62,42 @@ def build_cmd(
     Exit 0 when every stage passed, 1 when a build, check or gate failed, 2 on
     bad input or environment.
     """
+    from builder import errors
+    from builder.infra.engine import Engine
+    from builder.infra.ui import UI
+    from builder.pipeline import context, fanout, orchestrator
+    from builder.spec import loader as spec
+
     variants = spec.load_all(spec_files, allow_dirs)   # every spec is validated before anything is built
     if dupes := fanout.duplicate_names(variants):
         raise TfimgError(f"several files define the variant(s) {', '.join(dupes)}; their build/ folders would clash")
+    opts = context.BuildOptions(out_root=out_root, base=base, force=force, no_cache=no_cache, docker=docker,
+                                builder=builder, checks=not no_test, scan=not no_scan, recheck=recheck,
+                                rescan=rescan, gpu=gpu, policy=policy, trivy=trivy_path, trivy_cache=trivy_cache,
+                                offline=offline, trivy_db_repository=trivy_db, cache_from=tuple(cache_from),
+                                cache_to=cache_to, registry=registry, scan_registry=scan_registry,
+                                allow_dirs=tuple(allow_dirs))
+    root = settings()
     if len(variants) > 1:
-        results = fanout.build_many(variants, runner.args(
-            base=base, force=force, no_cache=no_cache, docker=docker, builder=builder, out=out_root, no_test=no_test,
-            no_scan=no_scan, recheck=recheck, rescan=rescan, gpu=gpu, policy=policy, trivy=trivy_path, trivy_cache_dir=trivy_cache,
-            offline=offline, trivy_db_repository=trivy_db, cache_from=cache_from, cache_to=cache_to, registry=registry,
-            scan_registry=scan_registry, allow_dir=allow_dirs), jobs)
+        results = fanout.build_many(variants, opts, jobs, debug=root.debug, quiet=root.quiet, cache=root.cache)
         for name, rc, why in results:
             out.print(f"{name:<20} {'ok' if rc == 0 else f'exit {rc}'}  {why}".rstrip())
         code = errors.worst([rc for _, rc, _ in results])
         if code:
             raise typer.Exit(code)
         return
-    opts = pipeline.BuildOptions(out_root=out_root, base=base, force=force, no_cache=no_cache, docker=docker,
-                                 builder=builder,
-                                 checks=not no_test, scan=not no_scan, recheck=recheck, rescan=rescan,
-                                 gpu=gpu, policy=policy,
-                                 trivy=trivy_path, trivy_cache=trivy_cache, offline=offline, trivy_db_repository=trivy_db,
-                                 cache_from=tuple(cache_from), cache_to=cache_to, registry=registry,
-                                 scan_registry=scan_registry)
-    ui = UI(quiet=settings().quiet)
-    from builder.infra.engine import Engine
-    result = pipeline.run(variants[0], opts, ui, Engine.deferred())   # connects when a stage needs Docker
-    out.print(pipeline.summary(result))
+    ui = UI(quiet=root.quiet)
+    engine = Engine.deferred()   # connects when a stage needs Docker
+    ctx = context.make(variants[0], opts, ui, engine, cache_root=root.cache_root)
+    out.print(orchestrator.summary(orchestrator.run(ctx)))
 
 
 @app.command("bake")
 def bake_cmd(
     targets: list[Path] = typer.Argument([Path("variants")], metavar="[SPEC...|DIR]",
                                          help="Variant files, or a folder of them (default: variants)."),
-    file: Path = typer.Option(Path("build/docker-bake.json"), "--file", "-f", help="Where the bake file goes."),
-    out_root: Path = typer.Option(Path("build"), "--out", help="Where build/<variant>/context goes."),
+    file: Path = typer.Option(OUT_ROOT / "docker-bake.json", "--file", "-f", help="Where the bake file goes."),
+    out_root: Path = typer.Option(OUT_ROOT, "--out", help="Where build/<variant>/context goes."),
     base: str | None = typer.Option(None, "--base", envvar="TFIMG_BASE", help="Build on this base image."),
     cache_from: list[str] = typer.Option([], "--cache-from", envvar="TFIMG_CACHE_FROM",
                                          help="Registry cache to import ({name}: the variant's name)."),
@@ -122,7 +112,10 @@ def bake_cmd(
     """
     import json
 
-    from builder.pipeline import bake
+    from builder.infra.engine import Engine
+    from builder.pipeline import bake, fanout
+    from builder.pipeline.context import BuildOptions
+    from builder.spec import loader as spec
     from builder.spec import matrix
 
     files: list[Path] = []
@@ -131,8 +124,7 @@ def bake_cmd(
     variants = spec.load_all(files, allow_dirs)
     if dupes := fanout.duplicate_names(variants):
         raise TfimgError(f"several files define the variant(s) {', '.join(dupes)}")
-    opts = pipeline.BuildOptions(out_root=out_root, base=base, cache_from=tuple(cache_from), cache_to=cache_to)
-    from builder.infra.engine import Engine
+    opts = BuildOptions(out_root=out_root, base=base, cache_from=tuple(cache_from), cache_to=cache_to)
     doc, warnings = bake.bake_file(variants, opts, Engine.deferred())   # only to look up local bases
     file.parent.mkdir(parents=True, exist_ok=True)
     file.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")

@@ -10,73 +10,68 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from builder.cli.root import ALLOW_DIRS, app, console, out
+from builder.cli.root import ALLOW_DIRS, app, console, out, settings
 from builder.errors import ChecksFailed, EnvError
 from builder.infra import labels as label_names
-from builder.infra import lazy
+from builder.infra.paths import OUT_ROOT
 
-if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
-    from builder.check import probe
-    from builder.check import stage as testrun
+if TYPE_CHECKING:
     from builder.check.probe_models import Row
-    from builder.infra import report
-    from builder.infra.engine import Engine
-    from builder.render import context as render
-    from builder.spec import loader as spec
-    from builder.spec import profiles
+    from builder.infra.engine import Engine, ImageInfo
     from builder.spec.loader import LoadedVariant
-else:
-    probe = lazy.module("builder.check.probe")
-    testrun = lazy.module("builder.check.stage")
-    report = lazy.module("builder.infra.report")
-    render = lazy.module("builder.render.context")
-    spec = lazy.module("builder.spec.loader")
-    profiles = lazy.module("builder.spec.profiles")
+
+# Stage modules are imported inside the commands: `tfimg --help` imports none of them.
 
 
 def _target(target: str, spec_file: Path | None, out_root: Path, engine: Engine,
             allow_dirs: list[Path]) -> tuple[LoadedVariant, str, Path]:
     """(variant, image, out dir) for a SPEC or IMAGE argument."""
+    from builder.infra import report
+    from builder.render import context as render
+    from builder.spec import loader as spec
+
     if target.endswith((".yaml", ".yml")):
         loaded = spec.load(target, allow_dirs)
         built = report.load(out_root / loaded.name).build
         image = built.image_id if built else None
-        if built and (engine.image_attrs(built.image) or {}).get("Id") == built.image_id:
+        found = engine.image(built.image) if built else None
+        if built and found is not None and found.id == built.image_id:
             image = built.image
         if not image:
             raise EnvError(f"{loaded.name} has not been built here (no {out_root / loaded.name / report.REPORT})",
                            hint=f"Build it first (tfimg build {target}), or pass the image: "
                                 f"tfimg test IMAGE --spec {target}")
         return loaded, image, out_root / loaded.name
-    attrs = engine.image_attrs(target)
-    if attrs is None and "@sha256:" in target:   # HOST/NAME@sha256:...: exactly that digest, pulled
-        attrs = _pull_digest(target, engine)
-    if attrs is None:
+    info = engine.image(target)
+    if info is None and "@sha256:" in target:   # HOST/NAME@sha256:...: exactly that digest, pulled
+        info = _pull_digest(target, engine)
+    if info is None:
         raise EnvError(f"image {target} is not in the local engine", hint="Pull or build it first.")
-    labels = (attrs.get("Config") or {}).get("Labels") or {}
-    name = labels.get(label_names.VARIANT)
+    name = info.labels.get(label_names.VARIANT)
     if spec_file is None and name and Path(f"variants/{name}.yaml").is_file():
         spec_file = Path(f"variants/{name}.yaml")
     if spec_file is None:
         raise EnvError(f"cannot tell which variant {target} is (label {label_names.VARIANT}: {name or 'absent'}); "
                        "the checks need its spec", hint="Pass it: tfimg test IMAGE --spec variants/NAME.yaml")
     loaded = spec.load(spec_file, allow_dirs)
-    built_hash = labels.get(label_names.SPEC_HASH)
+    built_hash = info.labels.get(label_names.SPEC_HASH)
     if built_hash and built_hash != render.spec_hash(loaded):
         console.print(f"tfimg: warning: {target} was built from another version of {spec_file} "
                       "(spec hash differs); the oci_labels check will fail", markup=False)
     return loaded, target, out_root / loaded.name
 
 
-def _pull_digest(target: str, engine: Engine) -> dict | None:
-    """Pull ``HOST/NAME@sha256:...`` (that digest, nothing else) into the engine; its attributes."""
-    name, _, digest = target.rpartition("@")
+def _pull_digest(target: str, engine: Engine) -> ImageInfo | None:
+    """Pull ``HOST/NAME@sha256:...`` (that digest, nothing else) into the engine; what it is."""
+    from builder.errors import EngineError
+
+    name = target.rpartition("@")[0]
     try:
-        engine.client.images.pull(name, tag=digest)
-    except Exception as exc:  # docker.errors.*: the message says why
-        raise EnvError(f"could not pull {target}: {str(exc).splitlines()[0][:300]}",
+        engine.pull(target)
+    except EngineError as exc:   # the message says why
+        raise EnvError(f"could not pull {target}: {exc.message.splitlines()[0][:300]}",
                        hint=f"Log in to its registry (docker login {name.split('/', 1)[0]}).") from None
-    return engine.image_attrs(target)
+    return engine.image(target)
 
 
 @app.command("test")
@@ -92,7 +87,7 @@ def test_cmd(
                                    "--ipc=host --ulimit memlock=-1 --ulimit stack=67108864."),
     base: str | None = typer.Option(None, "--base", help="Base image to compare with (default: from "
                                        "report.json or the image's base label)."),
-    out_root: Path = typer.Option(Path("build"), "--out", help="Where build/<variant>/ goes."),
+    out_root: Path = typer.Option(OUT_ROOT, "--out", help="Where build/<variant>/ goes."),
     timeout: float = typer.Option(900, "--timeout", help="Seconds the whole suite may take."),
     allow_dirs: list[Path] = ALLOW_DIRS,
 ) -> None:
@@ -103,11 +98,14 @@ def test_cmd(
     checks say why), 1 when one failed, 2 on bad input or environment
     (e.g. --gpu on without an NVIDIA runtime).
     """
+    from builder.check import stage as testrun
     from builder.infra.engine import Engine
+    from builder.pipeline import single
+
     engine = Engine.deferred()   # this command's engine: connects on first use
     loaded, image, where = _target(target, spec_file, out_root, engine, allow_dirs)
-    section = testrun.run_checks(loaded, image, where, gpu=gpu, base_ref=base, engine=engine, ngc_run_flags=ngc_flags,
-                                 raise_on_failure=False, timeout=timeout)
+    section = single.test(loaded, image, where, gpu=gpu, base=base, engine=engine, ngc_run_flags=ngc_flags,
+                          timeout=timeout, cache_root=settings().cache_root)
     out.print(testrun.table(section))
     if not section.passed:
         raise testrun.failure(section)
@@ -144,6 +142,9 @@ def probe_cmd(
     TensorFlow is reported, not an error (--check: exit 1 on a failed row). Inside an image, `tfimg test` runs
     the same probe.
     """
+    from builder.check import probe
+    from builder.spec import profiles
+
     if not local:
         raise EnvError("only --local is supported: `tfimg probe --local` probes this host; "
                        "`tfimg test` probes inside an image")

@@ -6,35 +6,21 @@ import datetime as dt
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
 from builder.cli.root import ALLOW_DIRS, app, out, settings, spec_arg
 from builder.errors import VerificationFailed
-from builder.infra import lazy
+from builder.infra.paths import OUT_ROOT
 
-if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
-    from builder.infra import clock, report
-    from builder.publish import curation as registry_mod
-    from builder.publish import push as publish_mod
-    from builder.publish import tagging
-    from builder.spec import loader as spec
-    from builder.spec import matrix as matrix_mod
-else:
-    clock = lazy.module("builder.infra.clock")
-    report = lazy.module("builder.infra.report")
-    registry_mod = lazy.module("builder.publish.curation")
-    publish_mod = lazy.module("builder.publish.push")
-    tagging = lazy.module("builder.publish.tagging")
-    spec = lazy.module("builder.spec.loader")
-    matrix_mod = lazy.module("builder.spec.matrix")
+# Stage modules are imported inside the commands: `tfimg --help` imports none of them.
+PASSWORD_ENV = "TFIMG_SIGN_KEY_PASSWORD"   # never an option: a password on the command line would leak
 
 registry_app = typer.Typer(help="Look at and curate published images (list, evidence, retention).",
                            no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
 
-OUT_OPT = typer.Option(Path("build"), "--out", help="Root of the per-variant output folders.")
+OUT_OPT = typer.Option(OUT_ROOT, "--out", help="Root of the per-variant output folders.")
 
 
 def _say(text: str) -> None:
@@ -48,11 +34,14 @@ def tags(spec_file: Path = spec_arg(), out_root: Path = OUT_OPT,
          allow_dirs: list[Path] = ALLOW_DIRS,
          ) -> None:
     """Print the variant's tags (read from the built image) and write build/<variant>/tags.txt."""
-    loaded = spec.load(spec_file, allow_dirs)
+    from builder.infra import report
     from builder.infra.engine import Engine
-    ts, _ = publish_mod.compute_tags(loaded, report.variant_dir(out_root, loaded.name), engine=Engine.deferred(),
-                                     image=image)
-    out.print(tagging.tags_text(ts).rstrip(), markup=False, highlight=False)
+    from builder.pipeline import single
+    from builder.spec import loader as spec
+
+    loaded = spec.load(spec_file, allow_dirs)
+    text = single.tags(loaded, report.variant_dir(out_root, loaded.name), engine=Engine.deferred(), image=image)
+    out.print(text.rstrip(), markup=False, highlight=False)
 
 
 @app.command()
@@ -66,10 +55,18 @@ def publish(spec_file: Path = spec_arg(), out_root: Path = OUT_OPT,
             allow_dirs: list[Path] = ALLOW_DIRS,
             ) -> None:
     """Push a checked, scanned and gated image: immutable tag, moving tags, evidence."""
+    import os
+
+    from builder.infra import report
+    from builder.infra.engine import Engine
+    from builder.pipeline import single
+    from builder.publish import push as publish_mod
+    from builder.spec import loader as spec
+
     loaded = spec.load(spec_file, allow_dirs)
     directory = report.variant_dir(out_root, loaded.name)
-    from builder.infra.engine import Engine
-    rec = publish_mod.publish(loaded, directory, registry, engine=Engine.deferred(), push=push, sign_key=sign_key)
+    rec = single.publish(loaded, directory, registry, engine=Engine.deferred(), push=push, sign_key=sign_key,
+                         key_password=os.environ.get(PASSWORD_ENV))
     if isinstance(rec, publish_mod.Plan):
         for line in rec.lines():
             _say(line)
@@ -93,11 +90,13 @@ def promote(source: str = typer.Argument(..., help="HOST/NAME@sha256:... (the te
                                             "publish.require_signatures and names no publish.public_key)."),
             ) -> None:
     """Copy one digest to a target repository if its attached evidence passes the policy."""
-    res = registry_mod.promote(source, to, policy=policy, dry_run=dry_run, key=key)
+    from builder.pipeline import gatekeeping
+
+    res = gatekeeping.promote(source, to, policy=policy, dry_run=dry_run, key=key)
     verb = "would promote" if dry_run else "promoted"
-    _say(f"{verb} {res['source']} -> {res['target']} ({res['policy']})")
-    for tag in res["tags"]:
-        _say(f"  {res['target']}:{tag}")
+    _say(f"{verb} {res.source} -> {res.target} ({res.policy})")
+    for tag in res.tags:
+        _say(f"  {res.target}:{tag}")
 
 
 @app.command()
@@ -117,6 +116,8 @@ def verify(ref: str = typer.Argument(..., help="HOST/NAME@sha256:... (or HOST/NA
 def registry_ls(namespace: str = typer.Argument(..., help="HOST[:PORT]/NAMESPACE or a repository."),
                 as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List variants, tags, digests, ages, sizes and gate status."""
+    from builder.publish import curation as registry_mod
+
     rows = registry_mod.ls(namespace)
     if as_json:
         out.print(json.dumps([r.__dict__ for r in rows], indent=2), markup=False, highlight=False)
@@ -130,6 +131,8 @@ def registry_ls(namespace: str = typer.Argument(..., help="HOST[:PORT]/NAMESPACE
 @registry_app.command("show")
 def registry_show(ref: str = typer.Argument(..., help="HOST/NAME@sha256:... (or HOST/NAME:TAG).")) -> None:
     """Print the evidence (build report) attached to a digest."""
+    from builder.publish import curation as registry_mod
+
     out.print(json.dumps(registry_mod.show(ref), indent=2, sort_keys=True), markup=False, highlight=False)
 
 
@@ -141,6 +144,8 @@ def registry_prune(name: str = typer.Argument(..., help="HOST[:PORT]/NAME (one r
                    yes: bool = typer.Option(False, "--yes", help="Really delete (default: dry run)."),
                    ) -> None:
     """Apply retention: keep the newest N digests per variant, never promoted or protected ones."""
+    from builder.publish import curation as registry_mod
+
     decided = registry_mod.prune(name, keep=keep, protect=protect, yes=yes)
     for e, why in decided:
         _say(f"{why.split(':')[0]:<6} {e.variant:<16} {e.digest[:19]}  {', '.join(e.tags)}  ({why.split(': ', 1)[1]})")
@@ -168,14 +173,18 @@ def matrix(directory: Path = typer.Argument(Path("variants"), help="Folder of va
     With --registry / --cache-from / --cache-to each entry also says what its job needs: `registry`,
     `published` (a digest or null), `cache_from` and `cache_to`.
     """
+    from builder.spec import matrix as matrix_mod
+
     data = matrix_mod.matrix(directory, skip, allow_dirs)
     if level is not None:
         data["include"] = [i for i in data["include"] if i["level"] == level]
     if registry or cache_from or cache_to:
-        from builder.pipeline import bake
-        from builder.pipeline import orchestrator as pipeline
-        opts = pipeline.BuildOptions(base=base, cache_from=tuple(cache_from), cache_to=cache_to, registry=registry)
         from builder.infra.engine import Engine
+        from builder.pipeline import bake
+        from builder.pipeline.context import BuildOptions
+        from builder.spec import loader as spec
+
+        opts = BuildOptions(base=base, cache_from=tuple(cache_from), cache_to=cache_to, registry=registry)
         engine = Engine.deferred()   # only to look up local bases
         data["include"] = [{**i, **bake.ci_fields(spec.load(i["file"], allow_dirs), opts, engine)} for i in data["include"]]
     out.print(json.dumps(data, separators=(",", ":")), markup=False, highlight=False, soft_wrap=True)
@@ -190,6 +199,8 @@ def _age(created: str | None) -> str:
         return "?"
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
+    from builder.infra import clock
+
     secs = (clock.now() - when).total_seconds()
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if secs >= size:

@@ -26,6 +26,7 @@ from rich.markup import escape
 
 from builder import __version__, errors
 from builder.errors import TfimgError
+from builder.infra import paths
 
 app = typer.Typer(
     name="tfimg",
@@ -50,6 +51,11 @@ class Settings:
 
     debug: bool = False
     quiet: bool = False
+    cache: Path | None = None      # tfimg's own cache (--cache / $TFIMG_CACHE_DIR)
+
+    @property
+    def cache_root(self) -> Path:
+        return paths.cache_root(self.cache)
 
 
 def settings() -> Settings:
@@ -72,10 +78,13 @@ def _root(
     ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain, terse output (also in CI)."),
+    cache: Path | None = typer.Option(None, "--cache", envvar="TFIMG_CACHE_DIR",
+                                      help="tfimg's own cache (the base images' file inventories); "
+                                           "default ~/.cache/tfimg."),
     version: bool | None = typer.Option(None, "--version", callback=_version, is_eager=True,
                                            help="Print the version and exit."),
 ) -> None:
-    ctx.obj = Settings(debug=debug, quiet=quiet)
+    ctx.obj = Settings(debug=debug, quiet=quiet, cache=cache)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
 
@@ -136,4 +145,5 @@ ALLOW_DIRS = typer.Option(
 
 
 def spec_arg(help: str = "Variant file (variants/NAME.yaml).") -> Path:
-    return typer.Argument(..., metavar="SPEC", help=help, show_default=False)
+    arg: Path = typer.Argument(..., metavar="SPEC", help=help, show_default=False)
+    return arg

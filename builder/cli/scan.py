@@ -11,31 +11,19 @@ import typer
 
 from builder.cli.root import ALLOW_DIRS, app, console, out, settings, warn
 from builder.errors import EnvError, TfimgError
-from builder.infra import lazy
+from builder.infra.paths import OUT_ROOT
 
-if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
-    from builder.infra import clock, outdir, report, report_models
-    from builder.scan import gate, trivy, trust
-    from builder.scan import gate_outputs as gate_render
-    from builder.scan import policy as policies
-    from builder.scan import stage as scan_stage
-    from builder.spec import loader as spec
+if TYPE_CHECKING:
+    from builder.infra import report_models
+    from builder.scan import gate, trivy
     from builder.spec.loader import LoadedVariant
-else:
-    clock = lazy.module("builder.infra.clock")
-    outdir = lazy.module("builder.infra.outdir")
-    trust = lazy.module("builder.scan.trust")
-    report = lazy.module("builder.infra.report")
-    report_models = lazy.module("builder.infra.report_models")
-    gate = lazy.module("builder.scan.gate")
-    trivy = lazy.module("builder.scan.trivy")
-    gate_render = lazy.module("builder.scan.gate_outputs")
-    policies = lazy.module("builder.scan.policy")
-    scan_stage = lazy.module("builder.scan.stage")
-    spec = lazy.module("builder.spec.loader")
+
+# Stage modules are imported inside the commands: `tfimg --help` imports none of them.
 
 
 def _show(result: gate.GateResult, out_dir: Path) -> None:
+    from builder.scan import gate_outputs as gate_render
+
     if settings().quiet:
         out.print(gate_render.headline(result), markup=False)
         return
@@ -47,6 +35,8 @@ def _show(result: gate.GateResult, out_dir: Path) -> None:
 
 def _options(trivy_path: str, timeout: float, cache_dir: Path | None, offline: bool,
              by_reference: bool, db_repository: str | None = None) -> trivy.Options:
+    from builder.scan import trivy
+
     return trivy.Options(binary=trivy_path, timeout=timeout, cache_dir=cache_dir, offline=offline,
                          mode="reference" if by_reference else "archive", db_repository=db_repository)
 
@@ -57,9 +47,12 @@ def _target(target: str, out_dir: Path | None, allow_dirs: list[Path]) -> tuple[
     A variant is scanned as the image its last build recorded in ``<out>/report.json``
     (``--out`` or ``build/<variant>``); without one there is nothing to scan.
     """
+    from builder.infra import report
+    from builder.spec import loader as spec
+
     if target.endswith((".yaml", ".yml")):
         loaded = spec.load(target, allow_dirs)
-        where = out_dir or Path("build") / loaded.name
+        where = out_dir or OUT_ROOT / loaded.name
         built = report.load(where).build
         image = built.image_id if built else None
         if not image:
@@ -68,7 +61,7 @@ def _target(target: str, out_dir: Path | None, allow_dirs: list[Path]) -> tuple[
                                   f"{f' --out {out_dir}' if out_dir else ''}), or scan an image reference.")
         return loaded, image, where
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", target).strip("_") or "image"
-    return None, target, out_dir or Path("build") / slug
+    return None, target, out_dir or OUT_ROOT / slug
 
 
 @app.command("scan")
@@ -94,34 +87,28 @@ def scan_cmd(
     reference is only scanned: gate it with `tfimg gate --report DIR/trivy.json`.
     Exit 2 when Trivy is missing, fails, times out or writes no report.
     """
+    from builder.infra import report
     from builder.infra.engine import Engine
+    from builder.pipeline import single
+    from builder.scan import policy as policies
+    from builder.scan import stage as scan_stage
+
     engine = Engine.deferred()   # connects only to save the image (archive mode) or read the base's layers
     loaded, image, where = _target(target, out_dir, allow_dirs)
     opts = _options(trivy_path, timeout, cache_dir, offline, by_reference, db_repository)
     if loaded is None and "@sha256:" in image:   # HOST/NAME@sha256:...: Trivy reads it from the registry
         opts = opts.model_copy(update={"mode": "remote"})
     if loaded is not None and not no_gate:
-        base = loaded.spec.base
         built = report.load(where).build
-        base_ref = (built.base.ref if built else None) or \
-            (f"{base.image}@{base.digest}" if base.digest else base.image)
-        result = scan_stage.run_scan_and_gate(loaded, image, where, base_ref, engine=engine, options=opts,
-                                              raise_on_block=False, warn=warn)
-        _show(result, where)
-        error = scan_stage.refused(result, policies.load(loaded.spec.policy), where)
-        if error is not None:
+        base_ref = (built.base.ref if built else None) or loaded.spec.base.ref
+        scanned = single.scan_variant(loaded, image, where, policies.load(loaded.spec.policy), base_ref=base_ref,
+                                      options=opts, engine=engine, warn=warn)
+        _show(scanned.result, where)
+        error = scan_stage.refused(scanned.result, policies.load(loaded.spec.policy), where)
+        if error is not None:   # blocks, or UNSCANNED under a policy that requires a scan
             raise error
         return
-    outdir.claim(where, "--out" if out_dir else "output folder")
-    built = report.load(where).build
-    try:
-        run = trivy.scan_image(image, where / "trivy.json", opts, engine)
-        trust.check_image(run.report, built.image_id if built else None, source=f"the scan of {image}",
-                          where=str(where / report.REPORT))   # --out of another image's build
-    except TfimgError as exc:
-        scan_stage.discard(exc, image, where)
-        raise
-    report.write_section(where, run.info)
+    run = single.scan_image(image, where, opts, engine, what="--out" if out_dir else "output folder")
     counts = ", ".join(f"{k} {n}" for k, n in (run.info.findings or {}).items()) or "no findings"
     out.print(f"scanned {image} with Trivy {run.info.trivy_version}: {counts}\nwritten: {run.path}\n"
               f"gate it with: tfimg gate --report {run.path}", markup=False)
@@ -147,6 +134,12 @@ def gate_cmd(
     Exit 0 pass; 1 it blocks, or is UNSCANNED and the policy requires a scan; 2 bad input;
     4 no record shows the vulnerability scanner ran (see --assume-vuln-scanned).
     """
+    from builder.infra import clock, report
+    from builder.pipeline import single
+    from builder.scan import policy as policies
+    from builder.scan import stage as scan_stage
+    from builder.scan import trust
+
     rep, digest = trust.read(report_file)
     pol = policies.load(policy_file)
     try:
@@ -161,13 +154,9 @@ def gate_cmd(
     for folder, build in ((where, built), (report_file.parent, beside.build)):   # exit 2: another image
         trust.check_image(rep, build.image_id if build else None, source=str(report_file),
                           where=str(folder / report.REPORT))
-    scanners, scanners_from = trust.scanners_of(report_file, digest, beside.scan,   # exit 4
-                                                assume=assume_vuln_scanned)
-    result = gate.evaluate(rep, pol, layers, today, base_digest_pinned="@sha256:" in base_ref,
-                           scanners=scanners, scanners_from=scanners_from)
-    if out_dir is not None:
-        outdir.claim(out_dir, "--out")
-    scan_stage.write_gate(where, result)
+    scanners = trust.scanners_of(report_file, digest, beside.scan, assume=assume_vuln_scanned)   # exit 4
+    result = single.gate_report(rep, pol, where, base_layers=layers, base_ref=base_ref, today=today,
+                                scanners=scanners, claim="--out" if out_dir is not None else None)
     _show(result, where)
     error = scan_stage.refused(result, pol, where)
     if error is not None:
@@ -177,6 +166,8 @@ def gate_cmd(
 def _base_layers(base: str | None, base_layers_file: Path | None,
                  built: report_models.BuildSection | None) -> list[str] | None:
     """The base's layer DiffIDs: --base-layers, --base (from the engine), else the recorded build's."""
+    from builder.scan import stage as scan_stage
+
     if base_layers_file:
         return scan_stage.read_base_layers(base_layers_file)
     if base:

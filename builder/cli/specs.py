@@ -5,35 +5,21 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import typer
 
 from builder.cli.root import ALLOW_DIRS, app, out
 from builder.errors import ChecksFailed, EnvError, TfimgError
-from builder.infra import datafile, lazy
+from builder.infra.paths import OUT_ROOT
 
-if TYPE_CHECKING:   # loaded on first use (builder/infra/lazy.py): `tfimg --help` imports none of them
-    from builder.infra import outdir, report_models, runner
-    from builder.render import context as render
-    from builder.scan import policy as policies
-    from builder.spec import loader as spec
-    from builder.spec import passwords
-else:
-    outdir = lazy.module("builder.infra.outdir")
-    report_models = lazy.module("builder.infra.report_models")
-    runner = lazy.module("builder.infra.runner")
-    render = lazy.module("builder.render.context")
-    policies = lazy.module("builder.scan.policy")
-    spec = lazy.module("builder.spec.loader")
-    passwords = lazy.module("builder.spec.passwords")
-
-BUILD_ROOT = Path("build")
+# Stage modules are imported inside the commands: `tfimg --help` imports none of them.
 
 
 def context_dir(name: str, out_dir: Path | None = None) -> Path:
     """``--out``, else ``build/<variant>/context`` (``build/<variant>`` is claimed as tfimg's first)."""
-    return out_dir if out_dir else outdir.claim(BUILD_ROOT / name) / "context"
+    from builder.infra import outdir
+    return out_dir if out_dir else outdir.claim(OUT_ROOT / name) / "context"
 
 
 @app.command("render")
@@ -44,6 +30,9 @@ def render_cmd(
     allow_dirs: list[Path] = ALLOW_DIRS,
 ) -> None:
     """Validate a variant and render its Dockerfile and build context."""
+    from builder.render import context as render
+    from builder.spec import loader as spec
+
     loaded = spec.load(spec_file, allow_dirs)
     rendered = render.render(loaded)
     if stdout:
@@ -58,11 +47,15 @@ def render_cmd(
 def validate_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.", show_default=False),
                  allow_dirs: list[Path] = ALLOW_DIRS) -> None:
     """Validate variant files; print nothing but errors (exit 2) or 'ok'."""
+    from builder.spec import loader as spec
+
     spec.load_all(spec_files, allow_dirs)
     out.print(f"ok: {len(spec_files)} variant(s) valid")
 
 
 def hadolint_path() -> str:
+    from builder.infra import runner
+
     found = runner.which("hadolint")
     if not found:
         raise EnvError("hadolint was not found; it lints the rendered Dockerfile.",
@@ -70,11 +63,16 @@ def hadolint_path() -> str:
     return found
 
 
-def hadolint(dockerfile: Path) -> list[dict]:
+def hadolint(dockerfile: Path) -> list[dict[str, Any]]:
     """Run hadolint on a Dockerfile; return its findings (JSON format)."""
+    from builder.infra import runner
+
     res = runner.run([hadolint_path(), "--format", "json", "--no-fail", str(dockerfile)], timeout=120)
+    from builder.infra import datafile
+
     try:
-        return list(datafile.loads_json(res.stdout or "[]", "hadolint's output", what="it"))
+        findings: list[dict[str, Any]] = list(datafile.loads_json(res.stdout or "[]", "hadolint's output", what="it"))
+        return findings
     except (ValueError, TypeError) as exc:
         raise EnvError(f"hadolint printed something that is not a JSON list: {res.stdout[:200]!r}") from exc
 
@@ -83,6 +81,9 @@ def hadolint(dockerfile: Path) -> list[dict]:
 def lint_cmd(spec_files: list[Path] = typer.Argument(..., help="Variant files.", show_default=False),
              allow_dirs: list[Path] = ALLOW_DIRS) -> None:
     """Validate variants and run hadolint on each rendered Dockerfile (exit 1 on any finding)."""
+    from builder.render import context as render
+    from builder.spec import loader as spec
+
     findings_total = 0
     for f, loaded in zip(spec_files, spec.load_all(spec_files, allow_dirs), strict=True):
         ctx = render.write(render.render(loaded), context_dir(loaded.name))
@@ -106,6 +107,10 @@ def schema_cmd(output: Path | None = typer.Option(None, "--output", "-o", help="
                                               "(policies/policy.schema.json)."),
                ) -> None:
     """Print the JSON Schema of a variant file (for editors), or of report.json or a policy file."""
+    from builder.infra import report_models
+    from builder.scan import policy as policies
+    from builder.spec import loader as spec
+
     if of_report and of_policy:
         raise TfimgError("--report and --policy each choose one schema; give at most one of them")
     if of_report:
@@ -130,5 +135,7 @@ def hash_password_cmd(
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
     if not password:
         raise TfimgError("the password is empty; give a non-empty password")
+    from builder.spec import passwords
+
     sys.stdout.write(passwords.hash_password(password) + "\n")
 

@@ -1,2 +1,3 @@
-"""The build stage: a rendered context built with BuildKit through the docker CLI.
+"""The build stage: the inputs of a build and their hash, and a rendered context built with
+BuildKit through the docker CLI.
 """

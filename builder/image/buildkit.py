@@ -12,8 +12,6 @@ line, the log or the report.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import shutil
@@ -26,7 +24,9 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from builder.errors import BuildFailed, EnvError
+from builder.image import inputs
 from builder.infra import labels, runner
+from builder.infra.report_models import LayerSize
 from builder.render.escape import buildx_csv
 from builder.spec.loader import LoadedVariant
 
@@ -58,7 +58,7 @@ class Builder:
 
 
 def find_builder(override: str | None = None, name: str | None = None) -> Builder:
-    """Pick a BuildKit-capable client: ``override`` or $TFIMG_DOCKER, else search.
+    """Pick a BuildKit-capable client: ``override`` (``--docker`` / $TFIMG_DOCKER), else search.
 
     ``name``: a buildx builder (``docker buildx ls``); it needs a client with buildx and must exist.
     Raises EnvError when no candidate can do BuildKit builds with secrets, or ``name`` cannot be
@@ -80,8 +80,7 @@ def find_builder(override: str | None = None, name: str | None = None) -> Builde
 
 
 def _find_client(override: str | None) -> Builder:
-    chosen = override or os.environ.get(DOCKER_ENV)
-    candidates = [chosen] if chosen else _unique([runner.which("docker"), "/usr/bin/docker",
+    candidates = [override] if override else _unique([runner.which("docker"), "/usr/bin/docker",
                                                  "/usr/local/bin/docker"])
     tried = []
     for cand in candidates:
@@ -123,41 +122,40 @@ def _older_than_23(version: str) -> bool:
 # --------------------------------------------------------------------------- secrets
 
 class SecretFiles:
-    """``--secret`` arguments for a variant; env secrets go through private temp files."""
+    """``--secret`` arguments for a variant (:func:`builder.image.inputs.secret_choice` decides which);
+    env secrets go through private temp files, removed on exit. Raises EnvError for an absent
+    required secret."""
 
     def __init__(self, loaded: LoadedVariant) -> None:
         self.loaded = loaded
         self.tmp: str | None = None
         self.args: list[str] = []
-        self.used: dict[str, str] = {}      # id -> identity (never the value)
-        self.skipped: list[str] = []
+        self.choice = inputs.secret_choice(loaded)
+
+    @property
+    def used(self) -> dict[str, str]:
+        """id -> identity (never the value): part of the input hash."""
+        return self.choice.used
+
+    @property
+    def skipped(self) -> tuple[str, ...]:
+        return self.choice.skipped
 
     def __enter__(self) -> SecretFiles:
-        for sid, ref in self.loaded.spec.secrets.items():
+        for error in self.choice.missing.values():
+            raise error
+        for sid in self.choice.used:
+            ref = dict(self.loaded.spec.secrets.items())[sid]
             if ref.file:
-                if not Path(ref.file).is_file():
-                    if ref.required:
-                        raise EnvError(f"{self.loaded.path}: secrets.{sid}: file '{ref.file}' does not exist",
-                                       hint="Create it, or mark the secret `required: false`.")
-                    self.skipped.append(sid)
-                    continue
                 src = ref.file
             else:
-                value = os.environ.get(ref.env or "")
-                if not value:
-                    if ref.required:
-                        raise EnvError(f"{self.loaded.path}: secrets.{sid}: environment variable "
-                                       f"{ref.env} is not set", hint=f"Export {ref.env} before building.")
-                    self.skipped.append(sid)
-                    continue
                 if self.tmp is None:
                     self.tmp = tempfile.mkdtemp(prefix="tfimg-secrets-")
                 src = os.path.join(self.tmp, sid)
                 fd = os.open(src, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w") as fh:
-                    fh.write(value)
+                    fh.write(os.environ[self.choice.sources[sid]])
             self.args += ["--secret", buildx_csv(f"id={sid}", f"src={src}")]
-            self.used[sid] = ref.identity()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -177,26 +175,6 @@ class BuildRequest:
     input_hash: str
     build_args: dict[str, str]
     log_path: Path
-
-
-def input_hash(context_hash: str, base_key: str, secret_ids: dict[str, str],
-               base_ref: str) -> str:
-    """What decides whether a build is needed: context, base, secrets' identities (not values).
-
-    ``base_key`` is :func:`base_key`: the base's registry digest when one is known, so two
-    engines (two CI runners) that pulled the same base compute the same hash.
-    """
-    blob = json.dumps({"context": context_hash, "base_id": base_key, "base_ref": base_ref,
-                       "secrets": secret_ids}, sort_keys=True).encode()
-    return "sha256:" + hashlib.sha256(blob).hexdigest()
-
-
-def base_key(ref: str, digest: str | None, image_id: str | None) -> str:
-    """The engine-independent identity of a base: the digest in ``ref``, else its registry
-    digest (RepoDigests), else (a base built locally, never pushed or pulled) its image id."""
-    if "@sha256:" in ref:
-        return ref.rsplit("@", 1)[1]
-    return digest or image_id or "unknown"
 
 
 # --------------------------------------------------------------------------- registry cache
@@ -307,11 +285,9 @@ def _failure(text: str, tail: list[str], log_path: Path) -> BuildFailed:
     return BuildFailed("the image build failed", log_tail="\n".join(tail[-20:]), log_path=str(log_path))
 
 
-def layer_sizes(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def layer_sizes(history: list[dict[str, Any]]) -> list[LayerSize]:
     """Per-layer sizes from ``docker history``, oldest first."""
-    rows = []
-    for h in reversed(history):
-        rows.append({"created_by": (h.get("CreatedBy") or "")[:160], "size": int(h.get("Size") or 0)})
-    return rows
+    return [LayerSize(created_by=(h.get("CreatedBy") or "")[:160], size=int(h.get("Size") or 0))
+            for h in reversed(history)]
 
 

@@ -8,3 +8,4 @@ INPUT_HASH = "io.tfimg.input-hash"  # everything that decides a build (context, 
 TEMPORARY = "io.tfimg.temporary"    # containers tfimg starts and removes
 RUN = "io.tfimg.run"                # the checks run a container belongs to
 SUBJECT = "io.tfimg.subject"        # evidence manifests: the digest they describe
+LOCAL_REPO = "tfimg/{name}"         # the local repository of a variant's images (tfimg/<variant>:<tag>)

@@ -1,10 +1,9 @@
-"""``build/<variant>/report.json``: one report that every stage adds to.
+"""``build/<variant>/report.json``, read: :func:`load` returns a :class:`Report`.
 
-Each stage writes its own section (``build``, ``checks``, ``facts``, ``scan``,
-``gate``, ``tags``, ``local_tags``, ``publish``, ``timings``) as a model of
-:mod:`builder.infra.report_models` with :func:`write_section`; nothing else is
-rewritten. :func:`load` returns a :class:`Report`. Writes are atomic (temp
-file and rename) so a crash never leaves half a report.
+Each stage's result is one section (``build``, ``checks``, ``facts``, ``scan``, ``gate``,
+``tags``, ``local_tags``, ``publish``, ``timings``), a model of :mod:`builder.infra.report_models`;
+the orchestrator alone writes them (:mod:`builder.pipeline.record`). :func:`write_json` writes
+any JSON file atomically (temp file and rename), so a crash never leaves half a file.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from pydantic_core import to_json
 
 from builder.errors import TfimgError, UnreadableInput
 from builder.infra import datafile, report_models
-from builder.infra.report_models import AnySection, Report
+from builder.infra.report_models import Report
 
 REPORT = "report.json"
 MODEL_NAMES = {name for name, obj in vars(report_models).items()
@@ -70,14 +69,3 @@ def write_json(path: Path | str, data: Any, *, compact: bool = False) -> Path:
         fh.write(body + b"\n")
     os.replace(tmp, path)
     return path
-
-
-def save(directory: Path | str, report: Report) -> Report:
-    """Write the whole report (e.g. ``Report()`` to void every section)."""
-    write_json(Path(directory) / REPORT, report.to_json())
-    return report
-
-
-def write_section(directory: Path | str, section: AnySection) -> Report:
-    """Replace one section of the report (``section.SECTION``) and return the whole report."""
-    return save(directory, load(directory).with_section(section))

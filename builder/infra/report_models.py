@@ -1,30 +1,27 @@
 """The contract between stages: one frozen model per section of ``build/<variant>/report.json``.
 
-Every stage writes its section as one of these models
-(:func:`builder.infra.report.write_section`) and every reader gets a
-:class:`Report` back (:func:`builder.infra.report.load`). The JSON keys are
+Every stage returns its section as one of these models, the orchestrator records it
+(:mod:`builder.pipeline.record`), and every reader gets a :class:`Report` back
+(:func:`builder.infra.report.load`). The JSON keys are
 the field names; a section holds exactly the keys its writer set (fields left
 out stay out of the file), so CI jobs see the same keys as before the models.
 Sections tfimg writes forbid unknown keys, so a typo fails where it is made.
 
 ``docs/report.schema.json`` is :func:`schema` of these models; regenerate it
-with ``python -m builder.infra.report_models -o docs/report.schema.json``.
+with ``tfimg schema --report -o docs/report.schema.json`` (``make schema``).
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue, RootModel, StrictBool
 from pydantic.json_schema import SkipJsonSchema
 
-SCHEMA_PATH = Path("docs/report.schema.json")
+JsonObject = dict[str, JsonValue]   # a JSON document passed along as it is (a Trivy report, an SBOM, a bake file)
 
 
 class _Record(BaseModel):
@@ -421,21 +418,3 @@ def schema() -> dict[str, Any]:
 
 def schema_text() -> str:
     return json.dumps(schema(), indent=2, sort_keys=True) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m builder.infra.report_models",
-                                     description="Print (or write) the JSON Schema of report.json.")
-    parser.add_argument("-o", "--output", type=Path, help=f"write it to this file (e.g. {SCHEMA_PATH})")
-    args = parser.parse_args(argv)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(schema_text())
-        print(f"wrote {args.output}")
-    else:
-        sys.stdout.write(schema_text())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -19,56 +19,55 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from builder.image import buildkit as build
+from builder.image import inputs
 from builder.infra import clock, git, labels, outdir
+from builder.infra import report as report_file
 from builder.infra.engine import Engine
-from builder.pipeline import orchestrator as pipeline
+from builder.pipeline import gatekeeping
+from builder.pipeline.context import BuildOptions
 from builder.render import context as render
 from builder.render.escape import buildx_csv
+from builder.scan import policy as policies
 from builder.spec.loader import LoadedVariant
 
 TARGET_KEYS = ("context", "dockerfile", "args", "labels", "tags", "secret", "cache-from", "cache-to", "output")
 
 
 def _secrets(loaded: LoadedVariant) -> tuple[list[str], dict[str, str], list[str]]:
-    """(bake ``secret`` entries, id -> identity as in the input hash, warnings)."""
-    entries: list[str] = []
-    used: dict[str, str] = {}
-    warnings: list[str] = []
-    for sid, ref in loaded.spec.secrets.items():
-        if ref.file:
-            if not Path(ref.file).is_file() and not ref.required:
-                warnings.append(f"{loaded.name}: optional secret '{sid}' ({ref.file}) is absent and left out")
-                continue
-            entries.append(buildx_csv(f"id={sid}", f"src={Path(ref.file).resolve()}"))
-        else:
-            entries.append(buildx_csv(f"id={sid}", f"env={ref.env}"))
-        used[sid] = ref.identity()
-    return entries, used, warnings
+    """(bake ``secret`` entries, id -> identity as in the input hash, warnings): the secrets
+    :func:`builder.image.inputs.secret_choice` passes, as ``tfimg build`` would pass them; a required
+    one that is absent here is named too (the build host must have it)."""
+    choice = inputs.secret_choice(loaded)
+    passed = {sid: ref for sid, ref in loaded.spec.secrets.items() if sid in choice.used or sid in choice.missing}
+    entries = [buildx_csv(f"id={sid}", f"src={Path(ref.file).resolve()}") if ref.file
+               else buildx_csv(f"id={sid}", f"env={ref.env}")
+               for sid, ref in passed.items()]
+    warnings = [f"{loaded.name}: optional secret '{sid}' ({ref.file or ref.env}) is absent and left out"
+                for sid, ref in loaded.spec.secrets.items() if sid in choice.skipped]
+    return entries, {sid: ref.identity() for sid, ref in passed.items()}, warnings
 
 
-def target(loaded: LoadedVariant, opts: pipeline.BuildOptions, engine: Engine) -> tuple[dict[str, Any], list[str]]:
+def target(loaded: LoadedVariant, opts: BuildOptions, engine: Engine) -> tuple[dict[str, Any], list[str]]:
     """The bake target of one variant (and warnings); writes its rendered context."""
     rendered = render.render(loaded)
-    context = render.write(rendered, outdir.claim(pipeline.variant_dir(opts, loaded)) / "context")
-    base = pipeline.base_ref(loaded, opts.base)
+    context = render.write(rendered, outdir.claim(report_file.variant_dir(opts.out_root, loaded.name)) / "context")
+    base = opts.base or loaded.spec.base.ref
     secrets, used, warnings = _secrets(loaded)
-    found = pipeline.remote_base(base, engine)
-    key = found[0] if found else None
+    found = inputs.remote_base(base, engine)
     digest = loaded.spec.base.digest or (found[1] if found else None)
-    args = pipeline.build_args(base, digest, git.revision(loaded.path), clock.now_rfc3339z())
+    args = inputs.build_args(base, digest, git.revision(loaded.path), clock.now_rfc3339z())
     tgt: dict[str, Any] = {"context": str(context), "dockerfile": "Dockerfile", "args": args, "labels": {},
                            "tags": [], "secret": secrets, "output": ["type=docker"]}
-    if key is None:
+    if found is None:
         warnings.append(f"{loaded.name}: the base {base} is neither local nor found in its registry: no "
                         "input-hash label (pin base.digest, or push the base)")
-        tgt["tags"] = [f"{pipeline.LOCAL_REPO.format(name=loaded.name)}:bake"]
+        tgt["tags"] = [f"{labels.LOCAL_REPO.format(name=loaded.name)}:bake"]
     else:
-        ihash = build.input_hash(rendered.context_hash(), key, used, base)
+        ihash = inputs.input_hash(rendered.context_hash(), found[0], used, base)
         tgt["labels"] = {labels.INPUT_HASH: ihash}
-        tgt["tags"] = [f"{pipeline.LOCAL_REPO.format(name=loaded.name)}:{ihash[7:19]}"]
+        tgt["tags"] = [inputs.local_ref(loaded.name, ihash)]
     cache_from = [r.replace("{name}", loaded.name) for r in opts.cache_from]
-    cache_to = pipeline.cache_ref(opts.cache_to, loaded.name)
+    cache_to = inputs.cache_ref(opts.cache_to, loaded.name)
     if cache_from:
         tgt["cache-from"] = [r if "type=" in r else f"type=registry,ref={r}" for r in cache_from]
     if cache_to:
@@ -76,7 +75,7 @@ def target(loaded: LoadedVariant, opts: pipeline.BuildOptions, engine: Engine) -
     return tgt, warnings
 
 
-def bake_file(variants: list[LoadedVariant], opts: pipeline.BuildOptions, engine: Engine
+def bake_file(variants: list[LoadedVariant], opts: BuildOptions, engine: Engine
               ) -> tuple[dict[str, Any], list[str]]:
     """``{"group": {"default": {"targets": [...]}}, "target": {...}}`` and the warnings."""
     targets: dict[str, Any] = {}
@@ -89,14 +88,16 @@ def bake_file(variants: list[LoadedVariant], opts: pipeline.BuildOptions, engine
     return {"group": {"default": {"targets": list(targets)}}, "target": targets}, warnings
 
 
-def ci_fields(loaded: LoadedVariant, opts: pipeline.BuildOptions, engine: Engine) -> dict[str, Any]:
+def ci_fields(loaded: LoadedVariant, opts: BuildOptions, engine: Engine) -> dict[str, Any]:
     """What a CI job of ``tfimg matrix`` needs: its cache references, the registry, and ``published``
     (the digest reused by ``tfimg build --registry``, or None: the job builds)."""
     from builder.infra.ui import UI
 
     fields: dict[str, Any] = {"cache_from": [r.replace("{name}", loaded.name) for r in opts.cache_from],
-                              "cache_to": pipeline.cache_ref(opts.cache_to, loaded.name)}
+                              "cache_to": inputs.cache_ref(opts.cache_to, loaded.name)}
     if opts.registry:
-        found = pipeline.already_published(loaded, opts, UI(quiet=True), engine)
+        chosen = opts.policy if opts.policy is not None else loaded.spec.policy
+        found = gatekeeping.already_published(loaded, opts.registry, opts.base or loaded.spec.base.ref,
+                                              policies.load(chosen), policies.resolve(chosen), UI(quiet=True), engine)
         fields |= {"registry": opts.registry, "published": found.digest if found else None}
     return fields

@@ -2,8 +2,9 @@
 
 Each child is the single-variant command (the tested path), so a failure in
 one variant never leaves another half-built; BuildKit shares its layer cache
-between them. Lines are prefixed with the variant's name. Ctrl-C reaches every
-child (same process group) and each cleans up after itself.
+between them. The children get the same options (:meth:`BuildOptions.to_argv`,
+and ``--debug``/``--quiet``). Lines are prefixed with the variant's name. Ctrl-C
+reaches every child (same process group) and each cleans up after itself.
 """
 
 from __future__ import annotations
@@ -12,15 +13,23 @@ import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from builder.infra import runner
+from builder.pipeline.context import BuildOptions
 from builder.spec.loader import LoadedVariant
 
 _PRINT = threading.Lock()
 
 
-def _run_one(loaded: LoadedVariant, child_args: list[str]) -> tuple[str, int, str]:
-    argv = [sys.executable, "-m", "builder", "build", str(loaded.path), *child_args]
+def child_argv(loaded: LoadedVariant, opts: BuildOptions, *, debug: bool = False, quiet: bool = False,
+               cache: Path | None = None) -> list[str]:
+    """The ``tfimg build`` command line of one variant's child process (the root options first)."""
+    root = [*(["--debug"] if debug else []), *(["--quiet"] if quiet else []), *(["--cache", str(cache)] if cache else [])]
+    return [sys.executable, "-m", "builder", *root, "build", str(loaded.path), *opts.to_argv()]
+
+
+def _run_one(loaded: LoadedVariant, argv: list[str]) -> tuple[str, int, str]:
     last: list[str] = []
 
     def show(line: str) -> None:
@@ -32,10 +41,12 @@ def _run_one(loaded: LoadedVariant, child_args: list[str]) -> tuple[str, int, st
     return loaded.name, rc, "; ".join(x for x in last if x.startswith("tfimg:")) or ""
 
 
-def build_many(variants: list[LoadedVariant], child_args: list[str], jobs: int) -> list[tuple[str, int, str]]:
+def build_many(variants: list[LoadedVariant], opts: BuildOptions, jobs: int, *, debug: bool = False,
+               quiet: bool = False, cache: Path | None = None) -> list[tuple[str, int, str]]:
     """Build every variant, ``jobs`` at a time; returns (name, exit code, error line) per variant."""
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(lambda lv: _run_one(lv, child_args), variants))
+        return list(pool.map(lambda lv: _run_one(lv, child_argv(lv, opts, debug=debug, quiet=quiet, cache=cache)),
+                             variants))
 
 
 def duplicate_names(variants: list[LoadedVariant]) -> list[str]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from builder.errors import UnreadableInput
 from builder.infra import datafile
-from builder.infra.report_models import BuildSection, StageReuse
+from builder.infra.report_models import BuildSection, JsonObject, StageReuse, TrivyDb
 
 SUITE_DIR = Path(__file__).resolve().parents[1] / "check"
 
@@ -90,10 +90,9 @@ def suite_hash() -> str:
     return "sha256:" + h.hexdigest()
 
 
-def engine_gpu_facts(info: dict[str, Any]) -> str:
-    """The engine's GPU facts (``docker info``): its runtimes and default runtime."""
-    runtimes = sorted((info.get("Runtimes") or {}).keys())
-    return f"runtimes={','.join(runtimes)};default={info.get('DefaultRuntime') or ''}"
+def engine_gpu_facts(runtimes: list[str], default: str) -> str:
+    """The engine's GPU facts (``docker info``, :meth:`Engine.runtimes`): its runtimes and default runtime."""
+    return f"runtimes={','.join(sorted(runtimes))};default={default}"
 
 
 def checks_key(built: BuildSection, spec_hash: str, gpu_requested: str, gpu_enabled: bool,
@@ -102,11 +101,10 @@ def checks_key(built: BuildSection, spec_hash: str, gpu_requested: str, gpu_enab
             "gpu": f"{gpu_requested}:{'on' if gpu_enabled else 'off'}", "engine_gpu": engine_gpu}
 
 
-def scan_key(image_id: str, *, trivy_version: str, trivy_binary: str, db: dict[str, Any] | None,
-             db_repository: str | None, scanners: list[str], options: dict[str, Any], misconfig: str) -> dict[str, str]:
-    db = db or {}
+def scan_key(image_id: str, *, trivy_version: str, trivy_binary: str, db: TrivyDb | None,
+             db_repository: str | None, scanners: list[str], options: JsonObject, misconfig: str) -> dict[str, str]:
     return {"image": image_id, "trivy": trivy_version, "trivy_binary": trivy_binary,
-            "db": f"{db.get('UpdatedAt') or 'unknown'} (schema {db.get('Version')})",
+            "db": f"{(db.UpdatedAt if db else None) or 'unknown'} (schema {db.Version if db else None})",
             "db_repository": db_repository or "offline", "scanners": ",".join(scanners),
             "options": digest(options), "misconfig": misconfig}
 

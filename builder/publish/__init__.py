@@ -1,3 +1,4 @@
-"""Tags, publishing and curation: tag computation, push by digest, evidence attached to a digest,
-the registry HTTP client and promotion/retention.
+"""Tags, publishing and curation: the tags stage (compute -> tags.txt -> apply), push by digest,
+evidence and signed statements attached to a digest, promotion and retention. The registry HTTP
+client is :mod:`builder.infra.registry_client`.
 """

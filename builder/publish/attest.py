@@ -22,7 +22,7 @@ predicates (canonical JSON) as byproducts, so :func:`verify` can tie them togeth
 
 The signing key is a PEM private key (ECDSA P-256, Ed25519 or RSA) from a file or from
 an environment variable (``--sign-key env:NAME``); an encrypted key's password comes from
-``TFIMG_SIGN_KEY_PASSWORD``. Neither is ever logged or written anywhere.
+``TFIMG_SIGN_KEY_PASSWORD`` (read by the CLI). Neither is ever logged or written anywhere.
 """
 
 from __future__ import annotations
@@ -31,17 +31,16 @@ import base64
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from builder import __version__
 from builder.errors import EnvError, UnreadableInput, VerificationFailed
-from builder.infra import clock, datafile, runner
-from builder.infra.report_models import Report
+from builder.infra import clock, datafile
+from builder.infra.registry_client import Ref, Registry, parse_ref
+from builder.infra.report_models import JsonObject, Report
 from builder.publish import evidence, referrers
-from builder.publish.registry_client import Registry
 
 DSSE_TYPE = "application/vnd.dsse.envelope.v1+json"
 INTOTO_PAYLOAD = "application/vnd.in-toto+json"
@@ -84,12 +83,12 @@ def _pem(source: str) -> bytes:
     return datafile.read_bytes(path, limit=2**20, what="the --sign-key file")
 
 
-def load_signer(source: str) -> Any:
-    """A securesystemslib ``CryptoSigner`` for the PEM private key named by ``source``."""
+def load_signer(source: str, password: str | None = None) -> Any:
+    """A securesystemslib ``CryptoSigner`` for the PEM private key named by ``source`` (``password``:
+    an encrypted key's, from ``$TFIMG_SIGN_KEY_PASSWORD``)."""
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
     from securesystemslib.signer import CryptoSigner
 
-    password = os.environ.get(PASSWORD_ENV)
     try:
         key = load_pem_private_key(_pem(source), password.encode() if password else None)
     except (ValueError, TypeError) as exc:   # the message names no key material
@@ -111,7 +110,7 @@ def load_public_key(path: Path) -> Any:
         raise EnvError(f"--key {path}: {exc.text}") from None
     try:
         return SSlibKey.from_crypto(load_pem_public_key(pem))
-    except (ValueError, TypeError, Exception) as exc:
+    except (ValueError, TypeError) as exc:   # not PEM, or a key type securesystemslib cannot use
         raise EnvError(f"--key {path}: not a usable PEM public key ({exc})") from None
 
 
@@ -133,23 +132,17 @@ def envelope(stmt: dict[str, Any], signer: Any | None) -> dict[str, Any]:
     return dict(env.to_dict())
 
 
-def sbom(out_dir: Path, image: str) -> dict[str, Any]:
-    """``build/<variant>/sbom.cdx.json`` when present, else Trivy's CycloneDX of the local image."""
-    path = out_dir / "sbom.cdx.json"   # the scan stage writes it (trivy convert of its own report)
-    if path.is_file():
-        data: dict[str, Any] = evidence.scrub(datafile.load_json(path, what="the SBOM"))
-        return data
-    exe = runner.which("trivy", purpose="make the SBOM (CycloneDX) of the published image")
-    with tempfile.TemporaryDirectory(prefix="tfimg-sbom-") as tmp:   # not beside report.json: that file is the scan's
-        out = Path(tmp) / "sbom.cdx.json"
-        runner.run([exe, "image", "--format", "cyclonedx", "--image-src", "docker", "--cache-dir", str(Path(tmp) / "c"),
-                    "--skip-db-update", "--skip-java-db-update", "--offline-scan", "--quiet",
-                    "--output", str(out), image], timeout=1800)
-        data = evidence.scrub(datafile.load_json(out, what="the SBOM"))
+def sbom(out_dir: Path) -> JsonObject | None:
+    """``build/<variant>/sbom.cdx.json`` (the scan stage writes it: trivy convert of its own report),
+    scrubbed; None when there is none."""
+    path = out_dir / "sbom.cdx.json"
+    if not path.is_file():
+        return None
+    data: JsonObject = evidence.scrub(datafile.load_json(path, what="the SBOM"))
     return data
 
 
-def vuln_predicate(rep: Report, trivy: dict[str, Any] | None) -> dict[str, Any]:
+def vuln_predicate(rep: Report, trivy: JsonObject | None) -> dict[str, Any]:
     scan = rep.scan
     db = scan.db.model_dump(mode="json") if scan is not None and scan.db is not None else {}
     return {
@@ -196,7 +189,7 @@ def provenance(rep: Report, *, repository: str, digest: str, chain: list[Path], 
                     "specHash": b.spec_hash, "inputHash": b.input_hash, "profile": b.profile,
                     "imageId": b.image_id}
     deps += [{"uri": f"file:{f}", "name": "variant-file", "digest": _file_digest(f)} for f in files]
-    return evidence.scrub({
+    predicate: dict[str, Any] = evidence.scrub({
         "buildDefinition": {
             "buildType": BUILD_TYPE,
             "externalParameters": {"variant": b.variant if b else None, "variantFiles": files,
@@ -215,6 +208,7 @@ def provenance(rep: Report, *, repository: str, digest: str, chain: list[Path], 
                            for kind, h in sorted(hashes.items())],
         },
     })
+    return predicate
 
 
 @dataclass
@@ -224,11 +218,12 @@ class Attached:
     signed: bool
 
 
-def attach_all(reg: Registry, repo: str, repository: str, digest: str, rep: Report, out_dir: Path, *,
-               chain: list[Path], image: str, doc: dict[str, Any], trivy: dict[str, Any] | None,
-               signer: Any | None, started: str) -> list[Attached]:
-    """Make, sign and attach the four statements for ``digest``; returns what was attached."""
-    predicates: dict[str, dict[str, Any]] = {"report": doc, "sbom": sbom(out_dir, image),
+def attach_all(reg: Registry, subject: Ref, rep: Report, *, chain: list[Path], doc: evidence.Evidence,
+               sbom: JsonObject, trivy: JsonObject | None, signer: Any | None, started: str) -> list[Attached]:
+    """Make, sign and attach the four statements for ``subject`` (``HOST/NAME@sha256:...``); returns
+    what was attached. ``sbom``: the image's CycloneDX SBOM (scrubbed here again)."""
+    repo, repository, digest = subject.repo, subject.name, str(subject.digest)
+    predicates: dict[str, dict[str, Any]] = {"report": doc.to_json(), "sbom": evidence.scrub(sbom),
                                              "vuln": vuln_predicate(rep, trivy)}
     hashes = {k: predicate_hash(p) for k, p in predicates.items()}
     predicates["provenance"] = provenance(rep, repository=repository, digest=digest, chain=chain,
@@ -276,7 +271,7 @@ class Verdict:
 
 def _check_one(reg: Registry, repo: str, digest: str, ref: referrers.Referrer, key: Any) -> Checked:
     from securesystemslib.dsse import Envelope
-    from securesystemslib.exceptions import VerificationError
+    from securesystemslib.exceptions import FormatError, VerificationError
 
     kind = ref.annotations.get(KIND_ANNOTATION) or KINDS.get(ref.annotations.get(PREDICATE_ANNOTATION, ""), "?")
     found = reg.manifest(repo, ref.digest)
@@ -290,7 +285,7 @@ def _check_one(reg: Registry, repo: str, digest: str, ref: referrers.Referrer, k
         return Checked(kind, ref.digest, False, "no DSSE envelope layer")
     try:
         env = Envelope.from_dict(datafile.loads_json(reg.blob(repo, layer["digest"]), "the envelope", what="it"))
-    except Exception as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, FormatError) as exc:   # not an envelope
         return Checked(kind, ref.digest, False, f"not a DSSE envelope ({exc})")
     if env.payload_type != INTOTO_PAYLOAD:
         return Checked(kind, ref.digest, False, f"payloadType is {env.payload_type}, not {INTOTO_PAYLOAD}")
@@ -316,12 +311,9 @@ def _check_one(reg: Registry, repo: str, digest: str, ref: referrers.Referrer, k
 
 def verify(text: str, key_path: Path) -> Verdict:
     """Check every statement attached to ``HOST/NAME@sha256:...`` with the public key."""
-    from builder.publish import curation
-    from builder.publish.registry_client import parse_ref
-
     ref = parse_ref(text)
     reg = Registry(ref.host)
-    ref = curation.resolve(reg, ref)
+    ref = reg.resolve(ref)
     digest = str(ref.digest)
     key = load_public_key(key_path)
     refs, route = referrers.list_referrers(reg, ref.repo, digest)

@@ -2,8 +2,10 @@
 
 ``promote`` copies one digest (``skopeo copy --all --preserve-digests``, no
 rebuild, no re-tagging elsewhere) to a target repository only when its
-attached evidence passes the target policy; the evidence is copied too, the
-moving tags at the target follow, and both sides record the promotion.
+attached evidence passes the target policy (the caller's ``judge``:
+:func:`builder.pipeline.gatekeeping.judge` re-evaluates the gate); the evidence
+is copied too, the moving tags at the target follow, and both sides record the
+promotion.
 ``prune`` keeps the newest N digests per variant and never deletes a digest
 that was promoted, carries a moving tag, or carries an immutable tag in a
 protected repository. Blobs are freed by the registry's garbage-collect.
@@ -12,33 +14,34 @@ protected repository. Blobs are freed by the registry's garbage-collect.
 from __future__ import annotations
 
 import contextlib
-import copy
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from builder.errors import PublishRefused, RegistryError, TfimgError, VerificationFailed
+from pydantic import BaseModel, ConfigDict, Field
+
+from builder.errors import PublishRefused, RegistryError, VerificationFailed
 from builder.infra import clock, datafile, runner
-from builder.publish import evidence, referrers
-from builder.publish.registry_client import INDEX_TYPES, LOOPBACK, Ref, Registry, docker_config_path, parse_ref
+from builder.infra.credentials import docker_config_path
+from builder.infra.registry_client import INDEX_TYPES, LOOPBACK, Ref, Registry, parse_ref
+from builder.infra.report_models import JsonObject
+from builder.publish import attest, evidence, referrers
+
+# (decision, how) for a published digest's evidence and its attached Trivy report
+Judge = Callable[[evidence.Evidence, JsonObject | None], tuple[str, str]]
 
 
 def _now() -> str:
     return clock.now_iso()
 
 
-def resolve(reg: Registry, ref: Ref) -> Ref:
-    """Give ``ref`` its digest (looked up by tag when needed). Raises when absent."""
-    if ref.digest:
-        return ref
-    digest = reg.digest_of(ref.repo, ref.tag or "latest")
-    if digest is None:
-        raise RegistryError(f"{ref} was not found in the registry", status=404)
-    return ref.at(tag=ref.tag, digest=digest)
+def recorded(doc: evidence.Evidence, trivy: JsonObject | None) -> tuple[str, str]:
+    """The :data:`Judge` without a policy: the gate decision and checks the evidence records."""
+    return evidence.verdict(doc), "recorded gate decision and checks"
 
 
-def show(text: str) -> dict[str, Any]:
+def show(text: str) -> JsonObject:
     """The evidence attached to ``REF@DIGEST`` (or ``REF:TAG``), and its OCI 1.1 referrers.
 
     ``referrers`` lists every artifact whose subject is the digest, by the referrers API when the
@@ -48,51 +51,33 @@ def show(text: str) -> dict[str, Any]:
     """
     ref = parse_ref(text)
     reg = Registry(ref.host)
-    ref = resolve(reg, ref)
+    ref = reg.resolve(ref)
     doc = evidence.read(reg, ref.repo, str(ref.digest))
     found, route = referrers.list_referrers(reg, ref.repo, str(ref.digest))
     if doc is None and not found:
         raise RegistryError(f"no tfimg evidence is attached to {ref.name}@{ref.digest}", status=404,
                             hint=f"Evidence lives under the tag {evidence.tag_for(str(ref.digest))}; "
                                  "publish with `tfimg publish --push`.")
-    return {**(doc or {}), "referrers_route": route,
+    return {**(doc.to_json() if doc else {}), "referrers_route": route,
             "referrers": [r.descriptor() for r in found]}
 
 
 # --------------------------------------------------------------------------- promote
 
-def policy_decision(doc: dict[str, Any], policy: Path | None,
-                    trivy: dict[str, Any] | None) -> tuple[str, str]:
-    """(decision, how) for evidence under the target policy (pure apart from loading the policy)."""
-    recorded = evidence.verdict(doc)
-    if policy is None:
-        return recorded, "recorded gate decision and checks"
-    try:
-        from builder.scan import gate, trust
-        from builder.scan import policy as policies
-        from builder.scan import trivy_report as scanreport
-    except ModuleNotFoundError as exc:
-        if exc.name not in (f"{__package__}.gate", f"{__package__}.policy", f"{__package__}.scanreport",
-                            f"{__package__}.trust"):
-            raise
-        return recorded, f"recorded decision ({policy} not re-evaluated: the gate module is not installed)"
-    if recorded in ("checks-failed", "checks-missing", "no-evidence"):
-        return recorded, "recorded checks"
-    if trivy is None:
-        return "unscanned", f"no Trivy report attached, so {policy} cannot be evaluated"
-    report = doc.get("report") or {}
-    build, scan = report.get("build") or {}, report.get("scan") or {}
-    rep = scanreport.from_data(trivy, source="the attached Trivy report")
-    try:
-        trust.check_image(rep, build.get("image_id"), source="the attached Trivy report",
-                          where="the attached report.json")
-    except TfimgError as exc:
-        return "unscanned", exc.message
-    result = gate.evaluate(rep, policies.load(policy), build.get("base_layers") or None, clock.today(),
-                           bool((report.get("gate") or {}).get("base_digest_pinned")),
-                           scanners=[str(s) for s in scan.get("scanners") or []], scanners_from="scan record")
-    why = "; ".join(result.reasons[:3])
-    return result.decision, f"re-evaluated with {policy}" + (f": {why}" if why else "")
+class Promotion(BaseModel):
+    """What ``tfimg promote`` did (or, with ``dry_run``, would do)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(description="HOST/NAME@sha256:... that was promoted.")
+    target: str = Field(description="HOST/PRODNAME it was copied to.")
+    digest: str
+    decision: str = Field(description="The gate decision under the target policy.")
+    policy: str = Field(description="How the decision was reached (and that signatures were verified).")
+    tags: list[str] = Field(description="The immutable tag, then the moving tags, at the target.")
+    dry_run: bool
+    promoted_at: str | None = None
+    referrers: list[str] = Field(default_factory=list, description="Digests of the referrers copied along.")
 
 
 def _skopeo_copy(src: Ref, dst: Ref) -> None:
@@ -108,81 +93,65 @@ def _skopeo_copy(src: Ref, dst: Ref) -> None:
     runner.run([*argv, f"docker://{src}", f"docker://{dst}"], timeout=3600)
 
 
-def signature_key(policy: Path | None, key: Path | None) -> Path | None:
-    """The public key promotion must verify with: ``key``, else the policy's ``publish.public_key``
-    when the policy has ``publish.require_signatures``; None when no verification is asked for."""
-    if policy is None:
-        return key
-    from builder.scan import policy as policies
-    pol = policies.load(policy)
-    if not pol.publish.require_signatures:
-        return key
-    if key is None and pol.publish.public_key:
-        key = (Path(pol.file).parent / pol.publish.public_key) if pol.file else Path(pol.publish.public_key)
-    if key is None:
-        raise PublishRefused(f"{policy} requires signatures but names no public key",
-                             hint="Pass `--key PUB.pem` or set publish.public_key in the policy.")
-    return key
+def promote(source: str, target: str, *, judge: Judge = recorded, verify_key: Path | None = None,
+            dry_run: bool = False) -> Promotion:
+    """Copy ``HOST/NAME@sha256:...`` to ``HOST/PRODNAME`` if ``judge`` passes its evidence.
 
-
-def promote(source: str, target: str, *, policy: Path | None = None, dry_run: bool = False,
-            key: Path | None = None) -> dict[str, Any]:
-    """Copy ``HOST/NAME@sha256:...`` to ``HOST/PRODNAME`` if its evidence passes the policy.
-
-    When the policy requires signatures (``publish.require_signatures``) or ``key`` is given, every
-    attached statement must verify first (:func:`builder.publish.attest.require`). The referrers
-    (signed statements) are copied along with the image.
+    With ``verify_key`` every attached statement must verify first (:func:`builder.publish.attest.require`).
+    The referrers (signed statements) are copied along with the image.
     """
-    src = parse_ref(source)
-    dst = parse_ref(target)
+    src, dst = parse_ref(source), parse_ref(target)
     if dst.tag or dst.digest:
         raise PublishRefused(f"--to takes HOST/NAME without a tag or digest, not '{target}'")
     sreg, dreg = Registry(src.host), Registry(dst.host)
-    src = resolve(sreg, src)
+    src = sreg.resolve(src)
     digest = str(src.digest)
     doc = evidence.read(sreg, src.repo, digest)
     if doc is None:
         raise PublishRefused(f"{src.name}@{digest} has no tfimg evidence; only published, gated images are promoted")
-    trivy = evidence.read(sreg, src.repo, digest, evidence.TRIVY_TYPE)
-    decision, how = policy_decision(doc, policy, trivy)
+    trivy = evidence.read_trivy(sreg, src.repo, digest)
+    decision, how = judge(doc, trivy)
     if decision != "pass":
         raise PublishRefused(f"{src.name}@{digest} does not pass the target policy: decision '{decision}' ({how})")
-    verify_key = signature_key(policy, key)
     if verify_key is not None:
-        from builder.publish import attest
         try:
             attest.require(f"{src.name}@{digest}", verify_key)
         except VerificationFailed as exc:
             raise PublishRefused(f"not promoted: {exc.message}") from None
         how += f"; signatures verified with {verify_key.name}"
-    tags = doc.get("tags") or {}
-    immutable, moving = tags.get("immutable"), list(tags.get("moving") or [])
+    immutable, moving = doc.tags.immutable, list(doc.tags.moving)
     if not immutable:
         raise PublishRefused("the evidence names no immutable tag; republish with `tfimg publish --push`")
     current = dreg.digest_of(dst.repo, immutable)
     if current not in (None, digest):
         raise PublishRefused(f"{dst.name}:{immutable} already points at {current}; immutable tags are never moved")
-    result = {"source": f"{src.name}@{digest}", "target": dst.name, "digest": digest, "decision": decision,
-              "policy": how, "tags": [immutable, *moving], "dry_run": dry_run}
+    result = Promotion(source=f"{src.name}@{digest}", target=dst.name, digest=digest, decision=decision,
+                       policy=how, tags=[immutable, *moving], dry_run=dry_run)
     if dry_run:
         return result
     if current is None:
         _skopeo_copy(src.at(digest=digest), dst.at(tag=immutable))
+    return _copied(result, (sreg, src), (dreg, dst), doc, trivy)
+
+
+def _copied(result: Promotion, source: tuple[Registry, Ref], target: tuple[Registry, Ref],
+            doc: evidence.Evidence, trivy: JsonObject | None) -> Promotion:
+    """After the copy: the moving tags and the referrers at the target; the promotion on both sides."""
+    (sreg, src), (dreg, dst) = source, target
+    digest, immutable = result.digest, result.tags[0]
     found = dreg.manifest(dst.repo, digest)
     if found is None or dreg.digest_of(dst.repo, immutable) != digest:
         raise RegistryError(f"after the copy {dst.name}:{immutable} is not {digest}")
-    for tag in moving:
+    for tag in result.tags[1:]:
         dreg.put_manifest(dst.repo, tag, found[0], found[1])
     copied = referrers.copy_referrers(sreg, src.repo, dreg, dst.repo, digest)
     when = _now()
-    record = {"from": src.name, "to": dst.name, "digest": digest, "at": when, "policy": how}
-    src_doc = copy.deepcopy(doc)
-    src_doc.setdefault("promotions", []).append(record)
+    record = evidence.PromotionRecord.model_validate({"from": src.name, "to": dst.name, "digest": digest,
+                                                      "at": when, "policy": result.policy})
+    src_doc = doc.promoted(record)
     evidence.attach(sreg, src.repo, digest, src_doc, trivy)
-    dst_doc = copy.deepcopy(src_doc)
-    dst_doc["repository"] = dst.name
-    evidence.attach(dreg, dst.repo, digest, dst_doc, trivy)
-    return {**result, "promoted_at": when, "referrers": [r.digest for r in copied]}
+    evidence.attach(dreg, dst.repo, digest, src_doc.at_repository(dst.name), trivy)
+    return result.model_copy(update={"promoted_at": when, "referrers": [r.digest for r in copied]})
 
 
 # --------------------------------------------------------------------------- list and prune
@@ -229,11 +198,10 @@ def entries(reg: Registry, repo: str) -> list[Entry]:
     for digest, tags in by_digest.items():
         doc = evidence.read(reg, repo, digest)
         size, created = _size_and_created(reg, repo, *manifests[digest])
-        t = (doc or {}).get("tags") or {}
-        out.append(Entry(f"{reg.host}/{repo}", (doc or {}).get("variant") or repo.rsplit("/", 1)[-1],
-                         digest, sorted(tags), created or (doc or {}).get("published_at"), size,
-                         evidence.verdict(doc), bool((doc or {}).get("promotions")),
-                         t.get("immutable"), list(t.get("moving") or [])))
+        t = doc.tags if doc is not None else evidence.EvidenceTags()
+        out.append(Entry(f"{reg.host}/{repo}", (doc.variant if doc else None) or repo.rsplit("/", 1)[-1],
+                         digest, sorted(tags), created or (doc.published_at if doc else None), size,
+                         evidence.verdict(doc), bool(doc and doc.promotions), t.immutable, list(t.moving)))
     return sorted(out, key=lambda e: e.created or "9999", reverse=True)
 
 

@@ -6,6 +6,7 @@ one layer is the evidence document (media type :data:`REPORT_TYPE`), tagged
 ``sha256-<hex>.tfimg`` in the same repository. :func:`read` finds it again by
 the image digest. :func:`document` and :func:`scrub` are pure; secrets never
 go in (keys that look like credentials are dropped, URL passwords redacted).
+The document is an :class:`Evidence` (schema ``tfimg.evidence/v1``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ import json
 import re
 from typing import Any
 
+import requests
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+
+from builder.errors import RegistryError
 from builder.infra import datafile, labels
-from builder.infra.report_models import Report, TagsSection
-from builder.publish.registry_client import OCI_MANIFEST, Registry
+from builder.infra.registry_client import OCI_MANIFEST, Registry
+from builder.infra.report_models import JsonObject, Report, TagsSection
 from builder.spec.loader import CREDENTIAL_NAME
 
 REPORT_TYPE = "application/vnd.tfimg.report.v1+json"
@@ -28,6 +33,60 @@ SCHEMA = "tfimg.evidence/v1"
 REPORT_SECTIONS = ("build", "checks", "scan", "gate", "facts", "tags")
 URL_CREDS = re.compile(r"(://)[^/@\s:]+:[^/@\s]+@")
 FALLBACK_TAG = re.compile(r"sha256-[0-9a-f]{64}")
+
+
+class _Doc(BaseModel):
+    """Part of an evidence document: frozen; keys tfimg does not know are kept as they are."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+
+
+class EvidenceTags(_Doc):
+    immutable: str | None = None
+    moving: list[str] = Field(default_factory=list)
+
+
+class PromotionRecord(_Doc):
+    """One promotion of the digest (``tfimg promote``), recorded on both sides."""
+
+    from_: str = Field(alias="from")
+    to: str
+    digest: str
+    at: str
+    policy: str
+
+
+class Evidence(_Doc):
+    """The evidence of one pushed digest (``tfimg.evidence/v1``): the report's sections and the tags.
+
+    Written by :func:`document`; read back by :func:`read` (a document that does not fit is no
+    evidence). :meth:`to_json` gives the very keys it was made from.
+    """
+
+    schema_: str = Field("tfimg.evidence/v1", alias="schema")
+    variant: str | None = None
+    repository: str | None = None
+    digest: str
+    tags: EvidenceTags = Field(default_factory=EvidenceTags)
+    published_at: str | None = None
+    promotions: list[PromotionRecord] = Field(default_factory=list)
+    report: dict[str, dict[str, JsonValue]] = Field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+    def section(self, name: str) -> dict[str, JsonValue]:
+        """One section of the report (``build``, ``gate``...); {} when absent."""
+        return self.report.get(name) or {}
+
+    def promoted(self, record: PromotionRecord) -> Evidence:
+        """A copy with ``record`` added to the promotions."""
+        records = [p.model_dump(mode="json", by_alias=True) for p in (*self.promotions, record)]
+        return Evidence.model_validate({**self.to_json(), "promotions": records})
+
+    def at_repository(self, repository: str) -> Evidence:
+        """A copy for the same digest in another repository (the target of a promotion)."""
+        return Evidence.model_validate({**self.to_json(), "repository": repository})
 
 
 def tag_for(digest: str) -> str:
@@ -80,7 +139,7 @@ def scrub(value: Any) -> Any:
 
 
 def document(report: Report, *, variant: str, repository: str, digest: str,
-             tags: TagsSection, published_at: str) -> dict[str, Any]:
+             tags: TagsSection, published_at: str, promotions: list[PromotionRecord] | None = None) -> Evidence:
     """The evidence for one pushed digest, from the local report (pure).
 
     Each section goes in as report.json has it; the scan section is small (how Trivy ran
@@ -89,29 +148,29 @@ def document(report: Report, *, variant: str, repository: str, digest: str,
     """
     full = report.to_json()
     sections = {k: full[k] for k in REPORT_SECTIONS if k in full}
-    return scrub({
+    return Evidence.model_validate(scrub({
         "schema": SCHEMA, "variant": variant, "repository": repository, "digest": digest,
-        "tags": tags.model_dump(mode="json"), "published_at": published_at, "promotions": [],
+        "tags": tags.model_dump(mode="json"), "published_at": published_at,
+        "promotions": [p.model_dump(mode="json", by_alias=True) for p in promotions or []],
         "report": sections,
-    })
+    }))
 
 
-def verdict(doc: dict[str, Any] | None) -> str:
+def verdict(doc: Evidence | None) -> str:
     """'pass', 'fail', 'unscanned', ... from an evidence document; 'no-evidence' when none."""
-    if not doc:
+    if doc is None:
         return "no-evidence"
-    report = doc.get("report") or {}
-    checks = (report.get("checks") or {}).get("passed")
-    decision = (report.get("gate") or {}).get("decision") or "unknown"
+    checks = doc.section("checks").get("passed")
+    decision = doc.section("gate").get("decision") or "unknown"
     if decision == "pass" and checks is not True:
         return "checks-failed" if checks is False else "checks-missing"
     return str(decision)
 
 
-def attach(reg: Registry, repo: str, digest: str, doc: dict[str, Any], trivy: dict[str, Any] | None = None) -> str:
+def attach(reg: Registry, repo: str, digest: str, doc: Evidence, trivy: JsonObject | None = None) -> str:
     """Push ``doc`` (and the Trivy report) as the evidence of ``digest``; returns the artifact's digest."""
     old = reg.digest_of(repo, tag_for(digest))
-    body = json.dumps(doc, indent=2, sort_keys=True).encode()
+    body = json.dumps(doc.to_json(), indent=2, sort_keys=True).encode()
     config = json.dumps({"schema": SCHEMA, "subject": digest}, sort_keys=True).encode()
     layers = [{"mediaType": REPORT_TYPE, "digest": reg.put_blob(repo, body), "size": len(body),
                "annotations": {"org.opencontainers.image.title": "tfimg-report.json"}}]
@@ -126,18 +185,18 @@ def attach(reg: Registry, repo: str, digest: str, doc: dict[str, Any], trivy: di
         "artifactType": REPORT_TYPE,
         "config": {"mediaType": CONFIG_TYPE, "digest": config_digest, "size": len(config)},
         "layers": layers,
-        "annotations": {labels.SUBJECT: digest, "org.opencontainers.image.created": doc.get("published_at", "")},
+        "annotations": {labels.SUBJECT: digest, "org.opencontainers.image.created": doc.published_at or ""},
     }
     raw = json.dumps(manifest, sort_keys=True).encode()
     new = reg.put_manifest(repo, tag_for(digest), raw, OCI_MANIFEST)
     if old and old != new:   # the tag moved on; drop the superseded artifact when deletes are allowed
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(RegistryError, requests.RequestException):
             reg.delete_manifest(repo, old)
     return new
 
 
-def read(reg: Registry, repo: str, digest: str, media_type: str = REPORT_TYPE) -> dict[str, Any] | None:
-    """The evidence document (or, with ``TRIVY_TYPE``, the Trivy report) attached to ``digest``."""
+def _layer(reg: Registry, repo: str, digest: str, media_type: str) -> Any:
+    """The JSON of the evidence artifact's layer of ``media_type`` for ``digest``, or None."""
     found = reg.manifest(repo, tag_for(digest))
     if found is None:
         return None
@@ -145,9 +204,21 @@ def read(reg: Registry, repo: str, digest: str, media_type: str = REPORT_TYPE) -
     if (manifest.get("annotations") or {}).get(labels.SUBJECT) != digest:
         return None
     layer = next((lyr for lyr in manifest.get("layers", []) if lyr.get("mediaType") == media_type), None)
-    if layer is None:
+    return datafile.loads_json(reg.blob(repo, layer["digest"]), f"blob {layer['digest']}", what="it") \
+        if layer is not None else None
+
+
+def read(reg: Registry, repo: str, digest: str) -> Evidence | None:
+    """The evidence document attached to ``digest``; None when there is none, or it is not one."""
+    data = _layer(reg, repo, digest, REPORT_TYPE)
+    try:
+        doc = Evidence.model_validate(data) if isinstance(data, dict) else None
+    except ValidationError:
         return None
-    doc = datafile.loads_json(reg.blob(repo, layer["digest"]), f"blob {layer['digest']}", what="it")
-    if media_type == REPORT_TYPE and doc.get("digest") != digest:
-        return None
-    return doc
+    return doc if doc is not None and doc.digest == digest else None
+
+
+def read_trivy(reg: Registry, repo: str, digest: str) -> JsonObject | None:
+    """The Trivy report attached beside the evidence of ``digest`` (for re-gating), or None."""
+    data = _layer(reg, repo, digest, TRIVY_TYPE)
+    return data if isinstance(data, dict) else None

@@ -1,48 +1,47 @@
-"""Tags and publishing: compute a variant's tags, push a gated image, attach its evidence.
+"""Publishing: push a gated image, its tags and its evidence.
 
-Tags go compute -> file -> apply: :func:`compute_tags` (``tfimg tags``, and
-the tag stage of ``tfimg build``) writes ``build/<variant>/tags.txt``;
-applying them locally and publishing read that file (:func:`read_tags`) and
-never compute them again, so what is pushed is what the file says.
 ``publish`` pushes only an image whose report shows checks passed and the gate
-passed; the immutable tag goes first, then the moving tags (as manifest puts
-of the very same digest), then the evidence (:mod:`builder.publish.evidence`). An
-immutable tag that already names another image in the registry is never
-moved. Without ``push=True`` it only plans (and writes ``publish-plan.json``).
+passed, with the tags of ``tags.txt`` (:func:`builder.publish.tags.read`: never
+computed again); the immutable tag goes first, then the moving tags (as manifest puts
+of the very same digest), then the evidence (:mod:`builder.publish.evidence`) and
+the signed statements (:mod:`builder.publish.attest`). An immutable tag that already
+names another image in the registry is never moved. Without ``push=True`` it only
+plans (and writes ``publish-plan.json``). It returns what it did; the orchestrator
+records it in report.json.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 
-from builder.check import imagefacts as facts_mod
 from builder.errors import PublishRefused, RegistryError, TfimgError
-from builder.infra import clock, datafile, outdir
+from builder.infra import clock, datafile
 from builder.infra import report as report_mod
 from builder.infra.engine import Engine
+from builder.infra.registry_client import INDEX_TYPES, Ref, Registry, parse_ref, with_retry
 from builder.infra.report_models import (
     AttestationRef,
     EvidenceRef,
     FactsSection,
+    JsonObject,
     PublishedSection,
     PublishSection,
     Report,
     TagsSection,
 )
-from builder.publish import attest, evidence, tagging
-from builder.publish.registry_client import INDEX_TYPES, Ref, Registry, parse_ref, with_retry
+from builder.publish import attest, evidence, tags
+from builder.publish.curation import Judge
 from builder.spec.loader import LoadedVariant
 
-PUSH_TRANSIENT = re.compile(r"\b(429|5\d\d)\b|connection (refused|reset)|timeout|EOF|Service Unavailable|"
-                            r"Too Many Requests|Bad Gateway", re.I)
-
-
-TAGS_FILE = "tags.txt"
+PUSH_TRANSIENT = re.compile(r"\b(429|5\d\d)\b|connection (refused|reset)|ConnectionError|timeout|EOF|"
+                            r"Service Unavailable|Too Many Requests|Bad Gateway", re.I)
 
 
 class Plan(BaseModel):
@@ -97,47 +96,6 @@ def eligibility(report: Report) -> None:
                              hint="Fix or waive the findings, rescan, and publish again.")
 
 
-def compute_tags(loaded: LoadedVariant, out_dir: Path, *, engine: Engine, image: str | None = None
-                 ) -> tuple[tagging.TagSet, FactsSection]:
-    """Facts of the image and the variant's tags; writes ``tags.txt`` (and nothing else)."""
-    rep = report_mod.load(out_dir)
-    image = image or require_build(rep)
-    facts = facts_mod.read(image, loaded.path, rep, engine)
-    values = tagging.fields(loaded.name, facts.model_dump(exclude_unset=True), loaded.spec.base.profile)
-    ts = tagging.compute(loaded.spec.tags, values)
-    outdir.claim(out_dir)
-    (out_dir / TAGS_FILE).write_text(tagging.tags_text(ts))
-    return ts, facts
-
-
-def read_tags(out_dir: Path) -> TagsSection:
-    """The tags in ``tags.txt``, immutable first: what is applied and published, never recomputed.
-
-    Raises PublishRefused when there is no such file or it holds no tag; TaggingError for a
-    line that is not a valid tag (the file was edited by hand).
-    """
-    path = out_dir / TAGS_FILE
-    if not path.is_file():
-        raise PublishRefused(f"no {path}: the tags of this build have not been computed",
-                             hint="Run `tfimg tags SPEC` (or `tfimg build SPEC`) first.")
-    text = datafile.read_text(path, limit=datafile.MAX_INPUT_BYTES, what="the tags file")
-    tags = [tagging.validate(line.strip()) for line in text.splitlines() if line.strip()]
-    if not tags:
-        raise PublishRefused(f"{path} holds no tag", hint="Run `tfimg tags SPEC` to write it again.")
-    return TagsSection(immutable=tags[0], moving=[t for t in dict.fromkeys(tags[1:]) if t != tags[0]])
-
-
-def tags_stage(loaded: LoadedVariant, out_dir: Path, *, engine: Engine) -> TagsSection:
-    """The orchestrator's tag stage: tags.txt plus report.json's ``facts`` and ``tags`` sections."""
-    _, facts = compute_tags(loaded, out_dir, engine=engine)
-    current = report_mod.load(out_dir).facts
-    if current is None or current.model_dump(exclude_unset=True) != facts.model_dump(exclude_unset=True):
-        report_mod.write_section(out_dir, facts)
-    tags = read_tags(out_dir)
-    report_mod.write_section(out_dir, tags)
-    return tags
-
-
 def remote_state(reg: Registry, repo: str, tag: str, image_id: str
                  ) -> tuple[Literal["new", "published", "conflict"], str | None]:
     """('new' | 'published' | 'conflict', digest) for the immutable tag in the registry."""
@@ -151,28 +109,28 @@ def remote_state(reg: Registry, repo: str, tag: str, image_id: str
     return ("published" if config == image_id else "conflict"), digest
 
 
-def plan(loaded: LoadedVariant, out_dir: Path, registry: str, *, engine: Engine, strict: bool = False) -> Plan:
+def plan(loaded: LoadedVariant, rep: Report, out_dir: Path, registry: str, *, engine: Engine,
+         strict: bool = False) -> Plan:
     """What a publish would do. ``strict``: a registry error is raised, not noted."""
-    rep = report_mod.load(out_dir)
     eligibility(rep)
     image_id = require_build(rep)
     target = parse_ref(registry)
     if target.tag or target.digest:
         raise PublishRefused(f"--registry takes HOST/NAMESPACE without a tag or digest, not '{registry}'")
-    tags = read_tags(out_dir)   # as the tags stage wrote them: never recomputed here
+    planned = tags.read(out_dir)   # as the tags stage wrote them: never recomputed here
     repo = f"{target.repo}/{loaded.name}"
     notes: list[str] = []
     state: Literal["new", "published", "conflict", "unchecked"] = "unchecked"
     existing = None
     try:
-        state, existing = remote_state(Registry(target.host), repo, tags.immutable, image_id)
+        state, existing = remote_state(Registry(target.host), repo, planned.immutable, image_id)
     except RegistryError as exc:
         if strict:
             raise
         notes.append(f"registry not checked: {exc.message}")
-    if engine.image_attrs(image_id) is None:
+    if engine.image(image_id) is None:
         notes.append(f"image {image_id} is not in the local engine; the push would fail")
-    return Plan(variant=loaded.name, image_id=image_id, repository=f"{target.host}/{repo}", tags=tags,
+    return Plan(variant=loaded.name, image_id=image_id, repository=f"{target.host}/{repo}", tags=planned,
                 state=state, existing=existing, notes=notes, facts=rep.facts)
 
 
@@ -187,14 +145,12 @@ def _push(ref: Ref, image_id: str, engine: Engine, *, attempts: int, base_delay:
 
     def once() -> str:
         try:
-            lines = engine.push(ref.name, ref.tag or "")
+            digest = engine.push(ref.name, ref.tag or "")
         except TfimgError as exc:
             if re.search(r"no basic auth credentials|unauthorized|authentication required", str(exc), re.I):
                 raise RegistryError(f"push to {ref.host} was refused: not logged in", status=401,
                                     hint=f"Log in with `docker login {ref.host}`.") from None
             raise
-        digest = next((ln["aux"]["Digest"] for ln in lines if isinstance(ln.get("aux"), dict)
-                       and ln["aux"].get("Digest")), None)
         if not digest:
             raise RegistryError(f"push of {ref} reported no digest")
         return str(digest)
@@ -203,24 +159,27 @@ def _push(ref: Ref, image_id: str, engine: Engine, *, attempts: int, base_delay:
                       what=f"push {ref}")
 
 
-def _trivy(out_dir: Path) -> dict[str, Any] | None:
-    path = out_dir / "trivy.json"
-    if not path.is_file():
-        return None
-    from builder.scan.trivy_report import redact
-    return redact(datafile.load_json(path, what="the Trivy report"))
+@dataclass(frozen=True)
+class Evidence:
+    """What is attached beside a pushed digest, as the caller read it (the stage reads no scan files)."""
+
+    trivy: JsonObject | None                      # the gate's Trivy report (redacted), for re-gating
+    sbom: Callable[[], JsonObject]                # the image's CycloneDX SBOM, made when it is attached
+    signer: Any | None = None                     # signs the statements (attest.load_signer); unsigned without
 
 
-def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, engine: Engine, push: bool = False,
-            attempts: int = 5, base_delay: float = 1.0, sign_key: str | None = None) -> Plan | PublishSection:
-    """Plan, and with ``push`` push + tag + attach evidence.
+@dataclass(frozen=True)
+class Pushed:
+    plan: Plan
+    record: PublishSection    # report.json's ``publish`` section
 
-    ``sign_key``: a PEM private key file, or ``env:NAME`` (:func:`builder.publish.attest.load_signer`);
-    the attached statements are signed with it (unsigned DSSE envelopes without it).
-    Returns the plan (without ``push``) or the publish record (report.json's ``publish``).
+
+def publish(loaded: LoadedVariant, rep: Report, out_dir: Path, registry: str, *, engine: Engine,
+            attached: Evidence, push: bool = False, attempts: int = 5, base_delay: float = 1.0) -> Plan | Pushed:
+    """Plan, and with ``push`` push + tag + attach evidence (``attached``: what goes beside the
+    digest, and the signer of the statements). Returns the plan (without ``push``), or what was pushed.
     """
-    signer = attest.load_signer(sign_key) if sign_key and push else None   # a bad key fails before the push
-    p = plan(loaded, out_dir, registry, engine=engine, strict=push)
+    p = plan(loaded, rep, out_dir, registry, engine=engine, strict=push)
     report_mod.write_json(out_dir / "publish-plan.json", p.model_dump(mode="json", by_alias=True))
     if p.state == "conflict":
         raise PublishRefused(
@@ -229,42 +188,43 @@ def publish(loaded: LoadedVariant, out_dir: Path, registry: str, *, engine: Engi
             hint="Rebuild (a new date or revision gives a new tag) or publish to another namespace.")
     if not push:
         return p
-    if p.state == "new" and engine.image_attrs(p.image_id) is None:
+    if p.state == "new" and engine.image(p.image_id) is None:
         raise PublishRefused(f"image {p.image_id} is not in the local Docker engine",
                              hint="Rebuild it with `tfimg build SPEC` (same inputs give the same checks and scan).")
     ref = parse_ref(p.repository)
     reg = Registry(ref.host, attempts=attempts, base_delay=base_delay)
-    if p.state == "published":
-        digest = str(p.existing)
-    else:
-        digest = _push(ref.at(tag=p.tags.immutable), p.image_id, engine, attempts=attempts, base_delay=base_delay)
+    digest = str(p.existing) if p.state == "published" else \
+        _push(ref.at(tag=p.tags.immutable), p.image_id, engine, attempts=attempts, base_delay=base_delay)
     found = reg.manifest(ref.repo, digest)
     if found is None or reg.digest_of(ref.repo, p.tags.immutable) != digest:
         raise RegistryError(f"the registry does not show {ref.name}:{p.tags.immutable} at {digest} after the push")
     for tag in p.tags.moving:
         reg.put_manifest(ref.repo, tag, found[0], found[1])
-    rep = report_mod.load(out_dir).with_section(p.tags)
+    rep = rep.with_section(p.tags)
     if rep.build is not None:   # what `tfimg build --registry` looks up (find_published)
         reg.put_manifest(ref.repo, input_tag(rep.build.input_hash), found[0], found[1])
+    return Pushed(p, _attach(loaded, rep, p, (reg, ref.at(digest=digest)), registry, attached))
+
+
+def _attach(loaded: LoadedVariant, rep: Report, p: Plan, where: tuple[Registry, Ref], registry: str,
+            attached: Evidence) -> PublishSection:
+    """The evidence document and the four statements, attached to the pushed digest; the publish record."""
+    reg, ref = where
+    digest, signer = str(ref.digest), attached.signer
     now = clock.now_iso()
-    doc = evidence.document(rep, variant=p.variant, repository=ref.name, digest=digest, tags=p.tags,
-                            published_at=now)
     previous = evidence.read(reg, ref.repo, digest)
-    if previous:
-        doc["promotions"] = previous.get("promotions") or []
-    evidence_digest = evidence.attach(reg, ref.repo, digest, doc, trivy=_trivy(out_dir))
-    attached = attest.attach_all(reg, ref.repo, ref.name, digest, rep, out_dir, chain=loaded.chain,
-                                 image=p.image_id, doc=doc, trivy=_trivy(out_dir), signer=signer, started=now)
-    record = PublishSection(registry=registry, repository=ref.name, digest=digest, image_id=p.image_id,
-                            immutable=p.tags.immutable, moving=p.tags.moving,
-                            refs=[f"{ref.name}:{t}" for t in (p.tags.immutable, *p.tags.moving)],
-                            evidence=EvidenceRef(tag=evidence.tag_for(digest), digest=evidence_digest),
-                            pushed_at=now, skipped_push=p.state == "published",
-                            attestations=[AttestationRef(kind=a.kind, digest=a.digest) for a in attached],
-                            signed=signer is not None)
-    report_mod.write_section(out_dir, p.tags)
-    report_mod.write_section(out_dir, record)
-    return record
+    doc = evidence.document(rep, variant=p.variant, repository=ref.name, digest=digest, tags=p.tags,
+                            published_at=now, promotions=previous.promotions if previous else [])
+    evidence_digest = evidence.attach(reg, ref.repo, digest, doc, trivy=attached.trivy)
+    statements = attest.attach_all(reg, ref, rep, chain=loaded.chain, doc=doc, sbom=attached.sbom(),
+                                   trivy=attached.trivy, signer=signer, started=now)
+    return PublishSection(registry=registry, repository=ref.name, digest=digest, image_id=p.image_id,
+                          immutable=p.tags.immutable, moving=p.tags.moving,
+                          refs=[f"{ref.name}:{t}" for t in (p.tags.immutable, *p.tags.moving)],
+                          evidence=EvidenceRef(tag=evidence.tag_for(digest), digest=evidence_digest),
+                          pushed_at=now, skipped_push=p.state == "published",
+                          attestations=[AttestationRef(kind=a.kind, digest=a.digest) for a in statements],
+                          signed=signer is not None)
 
 
 # --------------------------------------------------------------------------- already published
@@ -286,18 +246,15 @@ def namespace(text: str, option: str) -> Ref:
 input_tag = evidence.input_tag
 
 
-def find_published(registry: str, variant: str, input_hash: str, policy: Path | None
-                   ) -> PublishedSection | None:
-    """The published digest built from the same inputs, when its evidence passes ``policy`` now.
+def find_published(registry: str, variant: str, input_hash: str, judge: Judge) -> PublishedSection | None:
+    """The published digest built from the same inputs, and how its evidence is judged now.
 
     Looks up ``HOST/NS/VARIANT:ih-<20 hex>`` (one manifest request), then the evidence attached
-    to that digest and its Trivy report (small blobs, never the image), and re-evaluates the gate
-    under ``policy`` (:func:`builder.publish.curation.policy_decision`); the caller reuses the
-    digest only when ``decision`` is 'pass'. None when there is no such tag, or its evidence is
-    missing or was for other inputs. Registry errors are raised (RegistryError).
+    to that digest and its Trivy report (small blobs, never the image), and asks ``judge``
+    (:func:`builder.pipeline.gatekeeping.judge`: the gate under the current policy); the caller
+    reuses the digest only when ``decision`` is 'pass'. None when there is no such tag, or its
+    evidence is missing or was for other inputs. Registry errors are raised (RegistryError).
     """
-    from builder.publish import curation
-
     target = namespace(registry, "--registry")
     repo = f"{target.repo}/{variant}"
     reg = Registry(target.host, attempts=3)
@@ -306,10 +263,9 @@ def find_published(registry: str, variant: str, input_hash: str, policy: Path | 
     if digest is None:
         return None
     doc = evidence.read(reg, repo, digest)
-    if doc is None or ((doc.get("report") or {}).get("build") or {}).get("input_hash") != input_hash:
+    if doc is None or doc.section("build").get("input_hash") != input_hash:
         return None
-    trivy = evidence.read(reg, repo, digest, evidence.TRIVY_TYPE)
-    decision, how = curation.policy_decision(doc, policy, trivy)
+    decision, how = judge(doc, evidence.read_trivy(reg, repo, digest))
     return PublishedSection(registry=registry, repository=f"{target.host}/{repo}", digest=digest,
                             input_hash=input_hash, tag=tag, decision=decision, how=how,
                             checked_at=clock.now_iso())

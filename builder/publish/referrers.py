@@ -17,7 +17,7 @@ descriptor of the image manifest). It is pushed by digest (no tag). Then:
 Why not the ``oras`` PyPI SDK (oras 0.2.43, looked at for this): its ``push`` takes
 files from disk and sets no ``artifactType``; it has no referrers API call, no tag
 schema fallback and no conditional update, and its auth does not share this
-client's retry rules (:mod:`builder.publish.registry_client`). What is left to do
+client's retry rules (:mod:`builder.infra.registry_client`). What is left to do
 here (one blob PUT, one manifest PUT, an index merge) is small, so the hand-written
 client does it.
 """
@@ -33,7 +33,7 @@ from typing import Any
 
 from builder.errors import RegistryError
 from builder.infra import datafile
-from builder.publish.registry_client import OCI_INDEX, OCI_MANIFEST, Registry, sha256
+from builder.infra.registry_client import OCI_INDEX, OCI_MANIFEST, Registry, sha256
 
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY = b"{}"

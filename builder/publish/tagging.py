@@ -24,7 +24,8 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from builder.errors import TaggingError
-from builder.spec.loader import TAG_FIELDS, TAG_RE, Tags
+from builder.spec.loader import Tags
+from builder.spec.tag_templates import TAG_FIELDS, TAG_RE
 
 Facts = Mapping[str, Any]
 

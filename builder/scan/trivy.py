@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from builder.errors import CommandFailed, EnvError, TfimgError
 from builder.infra import datafile, runner
 from builder.infra import report as report_file
-from builder.infra.report_models import Sbom, ScanSection, TrivyDb
+from builder.infra.report_models import JsonObject, Sbom, ScanSection, TrivyDb
 from builder.scan.trivy_report import Report, from_data, redact
 
 if TYPE_CHECKING:   # the Docker SDK takes a second to import: `tfimg gate` never needs it
@@ -89,6 +89,50 @@ class Options(BaseModel):
         return Path(v).absolute() if v is not None else None
 
 
+class VersionInfo(BaseModel):
+    """``trivy version --format json --cache-dir DIR``: the version, and the DB in that cache dir."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: str
+    db: TrivyDb | None = None   # its VulnerabilityDB; None when the cache dir holds none
+
+
+def db_of(data: object) -> TrivyDb | None:
+    """The DB metadata (``VulnerabilityDB``, or ``db/metadata.json``) as the report records it."""
+    if not isinstance(data, dict):
+        return None
+    return TrivyDb.model_validate({k: data.get(k) for k in ("Version", "UpdatedAt", "NextUpdate", "DownloadedAt")})
+
+
+class Trivy(VersionInfo):
+    """A resolved Trivy: its executable and version (and the DB then), read once per run (:func:`resolve`)."""
+
+    exe: str
+    fingerprint: str    # path, size and mtime of the executable (:func:`binary_fingerprint`)
+
+    @property
+    def parsed(self) -> tuple[int, int, int] | None:
+        return parse_version(self.version)
+
+
+def resolve(opts: Options, known: tuple[str, str] | None = None) -> Trivy:
+    """The Trivy to run: its executable and version (``trivy version``, unless ``known`` is the
+    (fingerprint, version) of this very executable file). Raises EnvError."""
+    exe = binary(opts)
+    fingerprint = binary_fingerprint(exe)
+    if known is not None and known[0] == fingerprint and known[1]:
+        return Trivy(exe=exe, version=known[1], fingerprint=fingerprint)
+    info = version(opts)
+    return Trivy(exe=exe, version=info.version, fingerprint=fingerprint, db=info.db)
+
+
+def db_repository(opts: Options) -> str | None:
+    """Where the vulnerability DB comes from: ``--db-repository``, else ``$TRIVY_DB_REPOSITORY`` (Trivy's
+    own variable; the one place tfimg reads it), else None (Trivy's default)."""
+    return opts.db_repository or os.environ.get("TRIVY_DB_REPOSITORY") or None
+
+
 class ScanRun(BaseModel):
     """One finished scan: the parsed report and what is recorded about it."""
 
@@ -114,9 +158,9 @@ def binary(opts: Options) -> str:
     return found
 
 
-def version(opts: Options) -> dict[str, Any]:
-    """``trivy version --format json`` as a dict with ``Version`` and, when the cache dir the scan
-    uses (``opts.cache_dir``) holds a DB, ``VulnerabilityDB``. Raises EnvError."""
+def version(opts: Options) -> VersionInfo:
+    """``trivy version --format json``: the version and, when the cache dir the scan uses
+    (``opts.cache_dir``) holds a DB, that DB. Raises EnvError."""
     exe = binary(opts)
     res = _run([exe, "version", "--format", "json", *runner.args(cache_dir=opts.cache_dir)],
                timeout=60, what="`trivy version`")
@@ -130,7 +174,7 @@ def version(opts: Options) -> dict[str, Any]:
     parsed = parse_version(data["Version"])
     if parsed is not None and parsed < MIN_VERSION:
         raise EnvError(f"Trivy {data['Version']} is too old; tfimg needs {MIN_VERSION_TEXT} or newer.", hint=INSTALL_HINT)
-    return data
+    return VersionInfo(version=data["Version"], db=db_of(data.get("VulnerabilityDB")))
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
@@ -157,34 +201,36 @@ def common_flags(opts: Options, ver: tuple[int, int, int] | None, out: Path, *, 
 DB_SCHEMA = 2   # the trivy-db schema Trivy 0.37+ reads; an older DB can load "fine" and match nothing
 
 
-def check_db(ver_info: dict[str, Any], opts: Options) -> None:
+def check_db(info: VersionInfo, opts: Options) -> None:
     """Fail closed unless the cache dir the scan used holds a trivy-db of schema ``DB_SCHEMA``.
 
     Trivy 0.76 accepts a schema-1 DB served from a registry and exits 0, so the
     exit code alone does not prove the vulnerabilities were looked up.
     """
-    db = ver_info.get("VulnerabilityDB")
+    db = info.db
     where = f"{opts.cache_dir or 'the default cache dir'}"
-    source = opts.db_repository or os.environ.get("TRIVY_DB_REPOSITORY") or "Trivy's default DB repository"
-    if not isinstance(db, dict):
+    source = db_repository(opts) or "Trivy's default DB repository"
+    if db is None:
         raise EnvError(f"after the scan, `trivy version --cache-dir {where}` reports no vulnerability DB; "
                        "no vulnerability was looked up.",
                        hint=f"Check that {source} serves trivy-db (schema {DB_SCHEMA}).")
-    if db.get("Version") != DB_SCHEMA:
-        raise EnvError(f"the vulnerability DB in {where} has schema version {db.get('Version')!r}, not "
-                       f"{DB_SCHEMA}; Trivy {ver_info.get('Version')} may match nothing against it, so the "
+    if db.Version != DB_SCHEMA:
+        raise EnvError(f"the vulnerability DB in {where} has schema version {db.Version!r}, not "
+                       f"{DB_SCHEMA}; Trivy {info.version} may match nothing against it, so the "
                        "scan is not trusted.",
                        hint=f"Serve a current trivy-db (schema {DB_SCHEMA}, tag :{DB_SCHEMA}) from {source}.")
 
 
-def scan_image(image: str, out_path: Path, opts: Options, engine: Engine | None = None) -> ScanRun:
+def scan_image(image: str, out_path: Path, opts: Options, engine: Engine | None = None, *,
+               tool: Trivy | None = None) -> ScanRun:
     """Scan a local image; write the (redacted) JSON report to ``out_path``. Raises EnvError.
 
     ``engine``: where the image is saved from (``archive`` mode; the other modes do not need one).
+    ``tool``: the Trivy resolved for this run (:func:`resolve`; resolved here when not given).
     """
-    ver_info = version(opts)
-    ver = parse_version(ver_info["Version"])
-    exe = binary(opts)
+    tool = tool or resolve(opts)
+    info = VersionInfo(version=tool.version, db=tool.db)
+    ver, exe = tool.parsed, tool.exe
     if opts.offline:
         check_offline_cache(opts.cache_dir)
     with tempfile.TemporaryDirectory(prefix="tfimg-trivy-") as tmp:
@@ -207,30 +253,32 @@ def scan_image(image: str, out_path: Path, opts: Options, engine: Engine | None 
         seconds = round(time.monotonic() - started, 1)
         if "vuln" in opts.scanners:
             # read back with the same cache dir: the DB this scan used (downloaded or copied)
-            ver_info = version(opts)
-            check_db(ver_info, opts)
-        report, data = _read(raw, ver_info["Version"], rename)
+            info = version(opts)
+            check_db(info, opts)
+        report, data = _read(raw, info.version, rename)
         sbom = _sbom(exe, raw, out_path.parent / "sbom.cdx.json", opts) if opts.sbom else None
     results = [r for r in ((data.get("Results") or []) if isinstance(data, dict) else []) if isinstance(r, dict)]
     _license_layers(results)
-    report = from_data(data, source=f"Trivy {ver_info['Version']} output")   # the gate sees the licenses' layers,
+    report = from_data(data, source=f"Trivy {info.version} output")   # the gate sees the licenses' layers,
     for r in results:                                   # as a gate of the saved trivy.json (a gate-only rerun) does
         r.pop("Packages", None)   # every package is in the SBOM; trivy.json keeps the findings
     report_file.write_json(out_path, redact(data))
-    written = hashlib.sha256(out_path.read_bytes()).hexdigest()   # what a later gate of the file checks
-    info = ScanSection(status="ok", tool="trivy", trivy_version=ver_info["Version"],
-                       db=_db(ver_info), db_repository=_db_repository(opts),
-                       image=image, image_id=report.Metadata.ImageID if report.Metadata else None,
-                       mode=opts.mode, scanners=list(opts.scanners),
-                       image_config_scanners=list(opts.image_config_scanners), offline=opts.offline,
-                       report=out_path.name, report_sha256=written, seconds=seconds, findings=_kinds(report), sbom=sbom)
-    return ScanRun(report=report, path=out_path, info=info)
+    section = ScanSection(status="ok", tool="trivy", trivy_version=info.version,
+                          db=info.db, db_repository=recorded_db_repository(opts),
+                          image=image, image_id=report.Metadata.ImageID if report.Metadata else None,
+                          mode=opts.mode, scanners=list(opts.scanners),
+                          image_config_scanners=list(opts.image_config_scanners), offline=opts.offline,
+                          report=out_path.name, seconds=seconds,
+                          report_sha256=hashlib.sha256(out_path.read_bytes()).hexdigest(),   # a later gate checks it
+                          findings=_kinds(report), sbom=sbom)
+    return ScanRun(report=report, path=out_path, info=section)
 
 
-def _db_repository(opts: Options) -> str | None:
+def recorded_db_repository(opts: Options) -> str | None:
+    """The DB repository the report (and the scan's reuse key) records: None offline, 'default' for Trivy's own."""
     if opts.offline:
         return None
-    return opts.db_repository or os.environ.get("TRIVY_DB_REPOSITORY") or "default"
+    return db_repository(opts) or "default"
 
 
 def _license_layers(results: list[dict[str, Any]]) -> None:
@@ -273,21 +321,38 @@ def _sbom(exe: str, raw: Path, dest: Path, opts: Options) -> Sbom:
                 components=components, sha256=hashlib.sha256(body).hexdigest())
 
 
-def scan_config(context: Path, out_path: Path, opts: Options) -> Report:
+def scan_config(context: Path, out_path: Path, opts: Options, *, tool: Trivy | None = None) -> Report:
     """``trivy config`` on a rendered build context (Dockerfile checks). Raises EnvError."""
-    ver_info = version(opts)
-    exe = binary(opts)
+    tool = tool or resolve(opts)
+    exe = tool.exe
     if not (context / "Dockerfile").is_file():
         raise EnvError(f"no rendered Dockerfile at {context} for the Dockerfile checks (scan.misconfig)",
                        hint="Render the variant first (tfimg build), or set scan.misconfig: false.")
     with tempfile.TemporaryDirectory(prefix="tfimg-trivy-") as tmp:
         raw = Path(tmp) / "config.json"
-        argv = [exe, "config", *common_flags(opts, parse_version(ver_info["Version"]), raw, image=False),
-                str(context.resolve())]
+        argv = [exe, "config", *common_flags(opts, tool.parsed, raw, image=False), str(context.resolve())]
         _run(argv, timeout=opts.timeout + 30, cwd=tmp, what="`trivy config`")
-        report, data = _read(raw, ver_info["Version"])
+        report, data = _read(raw, tool.version)
     report_file.write_json(out_path, redact(data))
     return report
+
+
+def cyclonedx(image: str, opts: Options, *, tool: Trivy | None = None) -> JsonObject:
+    """Trivy's CycloneDX SBOM of a local image (no DB needed; nothing downloaded). Raises EnvError.
+
+    For an image whose scan left no ``sbom.cdx.json`` (publishing attaches an SBOM either way).
+    """
+    tool = tool or resolve(opts)
+    with tempfile.TemporaryDirectory(prefix="tfimg-sbom-") as tmp:
+        out = Path(tmp) / "sbom.cdx.json"
+        _run([tool.exe, "image", "--format", "cyclonedx", "--image-src", "docker", "--cache-dir", str(Path(tmp) / "c"),
+              "--skip-db-update", "--skip-java-db-update", "--offline-scan", "--quiet", "--output", str(out), image],
+             timeout=max(opts.timeout, 1800), cwd=tmp, what="`trivy image --format cyclonedx`")
+        try:
+            data = datafile.load_json(out, what="the SBOM")
+        except ValueError as exc:   # UnreadableInput
+            raise EnvError(f"Trivy wrote no readable CycloneDX SBOM ({str(exc)[:120]}).") from None
+    return data if isinstance(data, dict) else {}
 
 
 def merge(image: Report, config: Report) -> Report:
@@ -300,11 +365,11 @@ def cache_base(cache_dir: Path | None) -> Path:
     return cache_dir or Path(os.environ.get("TRIVY_CACHE_DIR") or Path.home() / ".cache" / "trivy")
 
 
-def current_db(opts: Options, ver: tuple[int, int, int] | None) -> dict[str, Any] | None:
+def current_db(opts: Options, tool: Trivy) -> TrivyDb | None:
     """The vulnerability DB the next scan would use (``metadata.json``: ``UpdatedAt``...), learnt
     before scanning: unless offline, ``trivy image --download-db-only`` with the scan's cache dir and
     DB repository first (a no-op when the DB is current). None when it cannot be told. Raises EnvError."""
-    exe = binary(opts)
+    exe, ver = tool.exe, tool.parsed
     if not opts.offline:
         argv = [exe, "image", "--download-db-only", "--quiet", *runner.args(cache_dir=opts.cache_dir)]
         if opts.db_repository:
@@ -317,7 +382,7 @@ def current_db(opts: Options, ver: tuple[int, int, int] | None) -> dict[str, Any
         data = datafile.load_json(cache_base(opts.cache_dir) / "db" / "metadata.json", limit=2**20)
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    return db_of(data)
 
 
 def binary_fingerprint(exe: str) -> str:
@@ -327,7 +392,7 @@ def binary_fingerprint(exe: str) -> str:
 
 
 def check_offline_cache(cache_dir: Path | None) -> None:
-    base = cache_dir or Path(os.environ.get("TRIVY_CACHE_DIR") or Path.home() / ".cache" / "trivy")
+    base = cache_base(cache_dir)
     missing = [n for n in ("db/trivy.db", "db/metadata.json") if not (base / n).is_file()]
     if missing:
         raise EnvError(f"--offline needs a pre-downloaded Trivy DB, but {base} lacks {', '.join(missing)}.",
@@ -353,14 +418,9 @@ def _run(argv: list[str], *, timeout: float, what: str, cwd: str | None = None) 
 
 
 def _save(image: str, tar: Path, engine: Engine) -> None:
-    if engine.image_attrs(image) is None:
+    if engine.image(image) is None:
         raise EnvError(f"image '{image}' is not in the local Docker engine; build it first")
-    try:
-        engine.save(image, str(tar))
-    except TfimgError:
-        raise
-    except Exception as exc:  # docker SDK and socket errors
-        raise EnvError(f"`docker save {image}` failed: {type(exc).__name__}: {str(exc)[:300]}") from None
+    engine.save(image, str(tar))   # EngineError (an EnvError) names what failed
 
 
 def _read(path: Path, ver: str, rename: dict[str, str] | None = None) -> tuple[Report, Any]:
@@ -381,13 +441,6 @@ def _read(path: Path, ver: str, rename: dict[str, str] | None = None) -> tuple[R
         raise EnvError(f"Trivy {ver} wrote something that is not JSON ({str(exc)[:120]}).") from None
     except TfimgError as exc:
         raise EnvError(exc.message, hint=exc.hint) from None
-
-
-def _db(ver_info: dict[str, Any]) -> TrivyDb | None:
-    db = ver_info.get("VulnerabilityDB")
-    if not isinstance(db, dict):
-        return None
-    return TrivyDb.model_validate({k: db.get(k) for k in ("Version", "UpdatedAt", "NextUpdate", "DownloadedAt")})
 
 
 def _kinds(report: Report) -> dict[str, int]:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import re
-import string
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -16,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from builder.infra import yamlfile
 from builder.spec import profiles, text
+from builder.spec.tag_templates import TAG_FIELDS, TAG_RE, check_template  # noqa: F401  (part of the API)
 
 DEFAULT_BASE = "nvcr.io/nvidia/tensorflow:22.07-tf2-py3"
 DEFAULT_PROFILE = "ngc-22.07"
@@ -24,19 +24,6 @@ DEFAULT_PROTECTED = [
     "tensorboard-*", "numpy", "protobuf", "h5py", "horovod", "nvidia-*",
     "tensorrt", "jax", "jaxlib", "dllogger",
 ]
-TAG_FIELDS = {
-    "variant": "the variant's name",
-    "tf": "TensorFlow version as detected (2.9.1)",
-    "tf_minor": "TensorFlow major.minor (2.9)",
-    "py": "Python major.minor (3.8)",
-    "cuda": "CUDA major.minor, or 'none' (11.7)",
-    "cudnn": "cuDNN version, or 'none' (8.4.1)",
-    "accel": "'cuda11.7' on a CUDA base, else 'cpu'",
-    "date": "build date, UTC (20261126)",
-    "rev": "short git revision of the variant repository, or 'norev'",
-    "profile": "the base profile's name",
-}
-TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")   # always re.fullmatch
 NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 CREDENTIAL_NAME = re.compile(
     r"(TOKEN|PASSWORD|PASSWD|SECRET|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
@@ -110,6 +97,19 @@ class Base(Strict):
             raise ValueError(f"unknown base profile {text.shown(v)}{_did_you_mean(v, known)}; "
                              f"known profiles: {', '.join(known)}")
         return v
+
+    @property
+    def ref(self) -> str:
+        """The reference built on: ``image@digest`` when the spec pins a digest, else ``image``."""
+        return f"{self.image}@{self.digest}" if self.digest else self.image
+
+
+def pinned(ref: str) -> bool:
+    """The one rule for "the base is pinned": its reference names a digest (``NAME@sha256:...``).
+
+    The build, the gate (``require_base_digest``, ``tfimg gate``) and the gate's reuse key all ask this.
+    """
+    return "@sha256:" in ref
 
 
 class User(Strict):
@@ -311,34 +311,12 @@ class Tags(Strict):
     @field_validator("immutable")
     @classmethod
     def _imm(cls, v: str) -> str:
-        return _check_tag_template(v)
+        return check_template(v)
 
     @field_validator("moving")
     @classmethod
     def _mov(cls, v: list[str]) -> list[str]:
-        return [_check_tag_template(t) for t in v]
-
-
-def _check_tag_template(tpl: str) -> str:
-    sample: dict[str, str] = {}
-    try:
-        for _, field, spec, conv in string.Formatter().parse(tpl):
-            if field is None:
-                continue
-            if field not in TAG_FIELDS or spec or conv:
-                raise ValueError(f"unknown tag field '{{{field}}}' in {text.shown(tpl, 80)}"
-                                 f"{_did_you_mean(field, list(TAG_FIELDS))}; fields: "
-                                 + ", ".join("{" + f + "}" for f in TAG_FIELDS))
-            sample[field] = "x" * 12
-    except ValueError as exc:
-        if "unknown tag field" in str(exc):
-            raise
-        raise ValueError(f"{text.shown(tpl, 80)} is not a valid tag template ({exc})") from None
-    rendered = tpl.format(**sample)
-    if not TAG_RE.fullmatch(rendered):
-        raise ValueError(f"{text.shown(tpl, 80)} cannot give a valid tag: tags are letters, digits, '_', '.' "
-                         "and '-', start with a letter, digit or '_', and have at most 128 characters")
-    return tpl
+        return [check_template(t) for t in v]
 
 
 class Variant(Strict):

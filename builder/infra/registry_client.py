@@ -23,7 +23,7 @@ import requests
 
 from builder.errors import RegistryError, TransientError
 from builder.infra import datafile
-from builder.infra.credentials import credentials, docker_config_path  # noqa: F401 (re-exported)
+from builder.infra.credentials import credentials
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -168,7 +168,7 @@ class Registry:
         if resp.status_code != 200:
             return None
         body = datafile.loads_json(resp.content, "the token answer", what="it")
-        return "Bearer " + (body.get("token") or body.get("access_token", ""))
+        return "Bearer " + str(body.get("token") or body.get("access_token", ""))
 
     def _error(self, method: str, url: str, resp: requests.Response) -> RegistryError:
         status = resp.status_code
@@ -223,6 +223,15 @@ class Registry:
         found = self.manifest(repo, ref)
         return found[2] if found else None
 
+    def resolve(self, ref: Ref) -> Ref:
+        """``ref`` with its digest (looked up by tag when it has none). Raises RegistryError when absent."""
+        if ref.digest:
+            return ref
+        digest = self.digest_of(ref.repo, ref.tag or "latest")
+        if digest is None:
+            raise RegistryError(f"{ref} was not found in the registry", status=404)
+        return ref.at(tag=ref.tag, digest=digest)
+
     def put_manifest(self, repo: str, ref: str, body: bytes, media_type: str) -> str:
         resp = self.request("PUT", f"/v2/{repo}/manifests/{ref}", repo=repo, push=True,
                             headers={"Content-Type": media_type}, data=body, ok=(201, 200))
@@ -251,3 +260,15 @@ class Registry:
         self.request("PUT", f"{location}{sep}digest={digest}", repo=repo, push=True, data=data,
                      headers={"Content-Type": "application/octet-stream"}, ok=(201,))
         return digest
+
+
+# --------------------------------------------------------------------------- lookups
+
+def remote_digest(text: str, *, attempts: int = 3) -> str | None:
+    """The registry digest ``HOST/NAME[:TAG]`` names now (one manifest request, nothing pulled);
+    None when it is not a registry reference, absent, or the registry cannot be asked."""
+    try:
+        ref = parse_ref(text)
+        return Registry(ref.host, attempts=attempts).digest_of(ref.repo, ref.tag or "latest")
+    except (RegistryError, requests.RequestException):
+        return None
