@@ -169,7 +169,7 @@ def _statement(w: Waiver, found: list[Finding], image: str, stamp: str) -> dict[
     if w.justification:
         return {**out, "status": "not_affected", "justification": w.justification, "impact_statement": w.reason}
     fixes = sorted({f"{f.package} {f.fixed}" for f in found if f.fixed})
-    action = (f"Accepted risk until {w.expires.isoformat()} (owner {w.owner}): {w.reason}"
+    action = (f"Accepted risk until {w.expires.isoformat()} (owner {w.owner}): {w.reason.rstrip('.')}."
               + (f" Fix: upgrade {', '.join(fixes)}." if fixes else " No fixed version yet."))
     return {**out, "status": "affected", "action_statement": action, "action_statement_timestamp": stamp}
 

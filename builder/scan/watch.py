@@ -25,6 +25,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from builder.scan import gate
+from builder.scan.gate import GateResult
 from builder.scan.policy import Policy, Waiver
 from builder.scan.trivy_report import RANK, Finding, Report
 
@@ -90,7 +91,7 @@ class DigestWatch(_Frozen):
     resolved: list[str] = Field(default_factory=list, description="Known at publishing, not found now.")
     waivers: list[WaiverAlert] = Field(default_factory=list)
     statement: str | None = Field(None, description="The signed watch statement attached (its artifact digest).")
-    gate: gate.GateResult | None = Field(None, exclude=True)
+    gate: GateResult | None = Field(None, exclude=True)
 
     @property
     def new(self) -> list[WatchedFinding]:
