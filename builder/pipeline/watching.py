@@ -119,9 +119,10 @@ def _repositories(reg: Registry, namespace: str, wanted: Sequence[str]) -> list[
         if exc.status not in (401, 403, 404):
             raise
         repos = [namespace]
-    if wanted:
+    if wanted:   # REPO: the path under the namespace, a folder of it, or the repository's last name
         names = {w.strip("/") for w in wanted}
-        repos = [r for r in repos if r.rsplit("/", 1)[-1] in names or r in names or r.removeprefix(namespace + "/") in names]
+        repos = [r for r in repos if any(rel == n or rel.startswith(n + "/") or r.rsplit("/", 1)[-1] == n
+                                         for rel in [r.removeprefix(namespace + "/")] for n in names)]
     return sorted(repos)
 
 
