@@ -212,11 +212,18 @@ def test_the_waivers_are_attached_as_signed_openvex_that_trivy_honours(published
     honoured, _ = trivy.scan_sbom(sbom, opts, tool=tool, name="bert", vex=[tmp_path / "b.vex"])
     ids = lambda rep: sorted((f.id, f.package) for f in rep.findings())
     assert set(ids(plain)) - set(ids(honoured)) == {("CVE-2023-6730", "transformers")}
-    # the gate takes the attached document by reference: the default policy then passes bert
-    capsys.readouterr()
-    assert cli.main(["gate", "--report", str(published.out / "trivy.json"), "--out", str(tmp_path / "g0")]) == 1
-    assert cli.main(["gate", "--report", str(published.out / "trivy.json"), "--out", str(tmp_path / "g1"),
-                     "--vex", f"{host}/w/b/bert@{digest}"]) == 0
+    # the gate takes the attached document by reference: the demo policy without its waiver blocks on
+    # CVE-2023-6730 alone, and passes bert once the attached document applies
+    unwaived = tmp_path / "unwaived.yaml"
+    unwaived.write_text(DEMO.read_text().split("\nwaivers:")[0] + "\n")
+    layers = tmp_path / "base-layers.json"
+    layers.write_text(json.dumps(report_mod.load(published.out).build.base_layers))
+    gate = ["gate", "--report", str(published.out / "trivy.json"), "--policy", str(unwaived),
+            "--base-layers", str(layers)]
+    assert cli.main([*gate, "--out", str(tmp_path / "g0")]) == 1
+    blocking = json.loads((tmp_path / "g0" / "gate.json").read_text())
+    assert sorted({b["finding"]["id"] for b in blocking["blocking"]}) == ["CVE-2023-6730"]
+    assert cli.main([*gate, "--out", str(tmp_path / "g1"), "--vex", f"{host}/w/b/bert@{digest}"]) == 0
 
 
 class _SlowProxy:
