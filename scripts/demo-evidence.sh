@@ -43,3 +43,9 @@ rc=0
 echo "demo: the newly disclosed finding is 'new since publishing'; the Markdown for an issue is build/demo-watch.md"
 "$BIN/tfimg" vex "$reg/bert@$digest" --policy policies/demo-bert-waivers.yaml -o build/demo-bert.vex.json
 echo "demo: the waiver as OpenVEX (also attached, signed, by tfimg publish): build/demo-bert.vex.json"
+
+# --- issue 22: the catalog of the demo registry --------------------------------------------------------
+# A separate last step (issue 19 reworks the steps above): a static site of what the demo registry holds,
+# its evidence verified with the demo's public key. Open build/catalog/index.html from disk.
+"$BIN/tfimg" registry catalog "$reg" --out build/catalog --key "$keys/tfimg.pub"
+echo "demo: the catalog of $reg: open build/catalog/index.html (file://$PWD/build/catalog/index.html)"

@@ -1,4 +1,4 @@
-"""`make bench` row 13 (issue 21): `tfimg watch` per digest against a full `trivy image` of the same digest
+"""`make bench` row 14 (issue 21): `tfimg watch` per digest against a full `trivy image` of the same digest
 read from the registry (targets: <= 0.05x the time, <= 1% of the bytes).
 
 bert is built, checked, scanned and gated (demo DB, demo waivers) and published to a registry of the
@@ -35,7 +35,7 @@ def watch_cost(work: Path, base: str, tfimg: Callable[..., float], row: Callable
     first = subprocess.run([str(ROOT / "scripts/trivydb/demo-db.sh")], capture_output=True, text=True)
     later = subprocess.run([str(ROOT / "scripts/trivydb/demo-db.sh"), "--later"], capture_output=True, text=True)
     if first.returncode or later.returncode or not shutil.which("docker-registry"):
-        print("13. watch cost: skipped (needs make trivydb and docker-registry)")
+        print("14. watch cost: skipped (needs make trivydb and docker-registry)")
         return
     db, later_db = first.stdout.split()[-1], later.stdout.split()[-1]
     out, bert = work / "watch-build", str(work / "variants/bert.yaml")
@@ -70,9 +70,9 @@ def watch_cost(work: Path, base: str, tfimg: Callable[..., float], row: Callable
         finally:
             for ref in refs:
                 Engine.from_env().remove_image(ref)
-    row("13. tfimg watch, per digest (3 digests, one DB fetch)", f"{watched:.2f}s", watched / image,
+    row("14. tfimg watch, per digest (3 digests, one DB fetch)", f"{watched:.2f}s", watched / image,
         "<= 0.05 of a full trivy image", watched / image <= 0.05)
-    row("13b. bytes read from the registry, per digest", f"{watch_bytes / 1e3:.0f} KB", watch_bytes / image_bytes,
+    row("14b. bytes read from the registry, per digest", f"{watch_bytes / 1e3:.0f} KB", watch_bytes / image_bytes,
         "<= 0.01 of a full trivy image", watch_bytes / image_bytes <= 0.01)
     row("   trivy image --image-src remote of the same digest, cold cache",
         f"{image:.1f}s, {image_bytes / 1e6:.0f} MB", None, "(reference)", None)
