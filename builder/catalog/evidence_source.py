@@ -21,7 +21,9 @@ Contract, so the evidence format can change here and nowhere else:
     envelopes (``key``: the key files that signed them); otherwise it is the newest statements, unverified,
     ``verification.state`` says so and ``problems`` names each requirement not met;
   * ``config``: the image config's labels, exposed ports and layer DiffIDs (a small blob, not a layer);
-  * ``watch``: the newest ``tfimg watch`` statement (issue 21): always ``None`` until watch attaches one;
+  * ``watch``: the newest ``tfimg watch`` statement (issue 21: a vuln statement whose signed ``invocation.uri``
+    is tfimg watch's), as ``{decision, policy, at, db_updated, new_findings, verified_with}``; with keys only
+    one signed by a key counts; ``None`` when there is none;
   * ``problems``: what could not be read, and why. :func:`read` raises only for errors of the registry
     connection itself (:class:`~builder.errors.RegistryError`).
 
@@ -159,7 +161,7 @@ def _unverified(found: list[store.Found], digest: str) -> list[tuple[str, store.
         stmt = f.statement() or {}
         kind = statements.BY_PREDICATE.get(str(stmt.get("predicateType")))
         if kind and isinstance(stmt.get("predicate"), dict) and verify.content_problems("", stmt, digest, None) == []:
-            out.append((kind, f, stmt["predicate"]))
+            out.append((_kind(kind, stmt["predicate"]), f, stmt["predicate"]))
     return out
 
 
@@ -168,12 +170,27 @@ def _verify(reg: Registry, repo: str, digest: str, found: list[store.Found], key
     """tfimg verify's policy with all ``keys``; the trusted, consistent statements; blobs signed by a key."""
     trusted = [signing.load_public_key(k) for k in keys]
     judged, missing = verify.judge_all(found, trusted, digest, verify.image_id_of(reg, repo, digest))
-    good = [(j.kind, j.found, j.predicate) for j in judged if j.ok]
+    good = [(_kind(j.kind, j.predicate), j.found, j.predicate) for j in judged
+            if j.ok or (j.status == "trusted" and _kind(j.kind, j.predicate) == "watch")]
     signers = sorted({str(j.signer) for j in judged if j.ok})
     by_key = {j.found.blob for j in judged if j.status == "trusted"}
     if missing:
         return Verification("unverifiable", None, tuple(missing)), good, by_key
     return Verification("verified", ", ".join(signers)), good, by_key
+
+
+def _kind(kind: str, predicate: dict[str, Any]) -> str:
+    """'watch' for a later watch's vuln statement (kept apart from the publish-time one), else ``kind``."""
+    return "watch" if kind == "vuln" and evidence.is_watch(predicate) else kind
+
+
+def _watch(found: store.Found, predicate: dict[str, Any], key: str | None) -> dict[str, Any]:
+    """The catalog's view of a watch statement: decision, policy, when, the DB, what was new."""
+    params = _doc((predicate.get("invocation") or {}).get("parameters")) or {} \
+        if isinstance(predicate.get("invocation"), dict) else {}
+    db = _doc((predicate.get("scanner") or {}).get("db")) or {} if isinstance(predicate.get("scanner"), dict) else {}
+    return {"decision": params.get("decision"), "policy": params.get("policy"), "at": found.created,
+            "db_updated": db.get("version"), "new_findings": params.get("new") or [], "verified_with": key}
 
 
 def _newest(items: list[tuple[str, store.Found, dict[str, Any]]]) -> dict[str, tuple[store.Found, dict[str, Any]]]:
@@ -222,8 +239,9 @@ def _read(listed: Listed, keys: list[Path]) -> Evidence:
         try:
             verification, good, by_key = _verify(reg, ref.repo, listed.digest, found, keys)
             verification = Verification(verification.state, verification.key, verification.problems, route)
-            if verification.state == "verified":
-                chosen = {**chosen, **_newest(good)}
+            chosen.pop("watch", None)   # with keys, only a watch signed by one of them counts
+            chosen = {**chosen, **_newest(good)} if verification.state == "verified" else \
+                {**chosen, **{k: v for k, v in _newest(good).items() if k == "watch"}}
         except READ_ERRORS as exc:
             _tolerate(exc)
             verification, by_key = Verification("unverifiable", None, (f"could not be verified: {exc}",), route), set()
@@ -242,7 +260,8 @@ def _read(listed: Listed, keys: list[Path]) -> Evidence:
     return Evidence(listed=listed, report=report, report_signed="report" in chosen and chosen["report"][0].blob in by_key,
                     sbom=pred.get("sbom"), trivy=trivy, promotions=tuple(promotions),
                     unsigned_promotions=any(f.blob not in by_key for f, _ in records),
-                    verification=verification, config=config, watch=None, problems=tuple(problems))
+                    verification=verification, config=config, problems=tuple(problems),
+                    watch=_watch(*chosen["watch"], verification.key) if "watch" in chosen else None)
 
 
 def signing_count(found: store.Found) -> int:

@@ -96,3 +96,16 @@ def attach_all(reg: Registry, subject: Ref, rep: Report, *, chain: list[Path], d
     new = dict(zip([i.kind for i in items], done.referrers if done else [], strict=True))
     return [Attached(k, str(there[k].artifact), signer is not None, True) if k in there
             else Attached(k, new[k].digest, signer is not None) for k in PUBLISHED], att
+
+
+def attach_one(reg: Registry, subject: Ref, kind: str, predicate: dict[str, Any], signer: Any | None,
+               created: str, annotations: dict[str, str] | None = None) -> Attached:
+    """Attach one more statement of ``kind`` (a watch's vuln statement, an OpenVEX document) to ``subject``,
+    to both indexes of the store, unless the very statement of the same signer is there already."""
+    repo, digest = subject.repo, str(subject.digest)
+    stmt = statements.statement(subject.name, digest, kind, predicate)
+    there = _already(store.read(reg, repo, digest, {kind})[0], {kind: canonical(stmt)}, signer)
+    if kind in there:
+        return Attached(kind, str(there[kind].artifact), signer is not None, True)
+    item = store.Item(kind, signing.envelope(stmt, signer), title(kind, signer), tuple((annotations or {}).items()))
+    return Attached(kind, store.attach(reg, repo, digest, [item], created).referrers[0].digest, signer is not None)

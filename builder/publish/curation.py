@@ -28,7 +28,7 @@ from builder.infra import clock, datafile, runner
 from builder.infra.credentials import docker_config_path
 from builder.infra.registry_client import INDEX_TYPES, LOOPBACK, Ref, Registry, parse_ref
 from builder.infra.report_models import JsonObject
-from builder.publish import cosign_att, evidence, referrers, signing, statements, store, verify
+from builder.publish import cosign_att, evidence, referrers, signing, statements, store, verify, watched
 
 # (decision, how) for a published digest's evidence and its attached Trivy report
 Judge = Callable[[evidence.Evidence, JsonObject | None], tuple[str, str]]
@@ -97,9 +97,9 @@ def _skopeo_copy(src: Ref, dst: Ref) -> None:
     cfg = docker_config_path()
     if cfg.is_file():
         argv.append(f"--authfile={cfg}")
-    if LOOPBACK.match(src.host):
+    if LOOPBACK.fullmatch(src.host):
         argv.append("--src-tls-verify=false")
-    if LOOPBACK.match(dst.host):
+    if LOOPBACK.fullmatch(dst.host):
         argv.append("--dest-tls-verify=false")
     runner.run([*argv, f"docker://{src}", f"docker://{dst}"], timeout=3600)
 
@@ -130,11 +130,11 @@ def promote(source: str, target: str, *, judge: Judge = recorded, verify_keys: l
     src = sreg.resolve(src)
     digest = str(src.digest)
     found, verified = _evidence(sreg, src, digest, list(verify_keys or []))
-    doc = evidence.from_found(found, digest)
+    doc, trivy, watch_note = watched.latest_from(found, digest)   # a newer watch decides
     if doc is None:
         raise PublishRefused(f"{src.name}@{digest} has no tfimg evidence; only published, gated images are promoted")
-    trivy = evidence.trivy_from(found)
     decision, how = judge(doc, trivy)
+    how += watch_note
     if decision != "pass":
         raise PublishRefused(f"{src.name}@{digest} does not pass the target policy: decision '{decision}' ({how})")
     how += verified

@@ -26,7 +26,7 @@ from builder.spec.loader import CREDENTIAL_NAME
 SCHEMA = "tfimg.evidence/v1"
 REPORT_SECTIONS = ("build", "checks", "scan", "gate", "facts", "tags")
 URL_CREDS = re.compile(r"(://)[^/@\s:]+:[^/@\s]+@")
-EVIDENCE_TAG = re.compile(r"^sha256-[0-9a-f]{64}(\.[a-z]+)?$")   # the tag schema's index, cosign's .att/.sig/.sbom
+EVIDENCE_TAG = re.compile(r"sha256-[0-9a-f]{64}(\.[a-z]+)?")   # the tag schema's index, cosign's .att/.sig/.sbom
 VOLATILE = {"build": ("up_to_date", "timings", "log")}   # how this run went, not what the image is
 
 
@@ -65,6 +65,7 @@ class Evidence(_Doc):
     digest: str
     tags: EvidenceTags = Field(default_factory=EvidenceTags)
     report: dict[str, dict[str, JsonValue]] = Field(default_factory=dict)
+    published_at: str | None = None   # never written by document(): readers set it from when the statement was attached
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
@@ -77,7 +78,7 @@ class Evidence(_Doc):
 def is_evidence_tag(tag: str) -> bool:
     """A tag that holds evidence, not an image: the referrers tag schema's ``sha256-<hex>`` index,
     cosign's ``sha256-<hex>.att`` (and ``.sig``, ``.sbom``)."""
-    return bool(EVIDENCE_TAG.match(tag))
+    return bool(EVIDENCE_TAG.fullmatch(tag))
 
 
 INPUT_TAG_PREFIX = "ih-"
@@ -169,9 +170,19 @@ def from_found(found: list[store.Found], digest: str) -> Evidence | None:
     return None
 
 
+WATCH_URI = "https://tfimg.dev/watch"   # invocation.uri of the vuln statements tfimg watch attaches
+
+
+def is_watch(predicate: dict[str, Any]) -> bool:
+    """Whether a vuln predicate is a later watch's (its signed ``invocation.uri``), not the publish-time scan."""
+    invocation = predicate.get("invocation")
+    return isinstance(invocation, dict) and invocation.get("uri") == WATCH_URI
+
+
 def trivy_from(found: list[store.Found]) -> JsonObject | None:
-    """The Trivy report of the newest vuln statement (its ``scanner.result``), for re-gating."""
-    for predicate in reversed(predicates(found, "vuln")):
+    """The Trivy report of the newest publish-time vuln statement (its ``scanner.result``), for re-gating;
+    a later watch's statement is :mod:`builder.publish.watched`'s to read."""
+    for predicate in reversed([p for p in predicates(found, "vuln") if not is_watch(p)]):
         result = (predicate.get("scanner") or {}).get("result") if isinstance(predicate.get("scanner"), dict) else None
         if isinstance(result, dict) and result:
             return result

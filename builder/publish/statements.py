@@ -8,6 +8,7 @@ sbom       https://cyclonedx.org/bom                        application/vnd.in-t
 vuln       https://cosign.sigstore.dev/attestation/vuln/v1  application/vnd.in-toto.vuln+dsse            vuln
 provenance https://slsa.dev/provenance/v1                   application/vnd.in-toto.provenance+dsse      slsaprovenance1
 promotion  https://in-toto.io/attestation/promotion-record/v0.1  application/vnd.in-toto.promotion-record+dsse  (the URI)
+vex        https://openvex.dev/ns/v0.2.0                    application/vnd.in-toto.openvex+dsse         (the URI)
 ========== ================================================ ============================================ ===============
 
 The artifact types follow the in-toto attestation storage convention (``spec/v1/envelope.md``:
@@ -53,6 +54,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("provenance", "https://slsa.dev/provenance/v1", "application/vnd.in-toto.provenance+dsse", "slsaprovenance1"),
     Kind("promotion", "https://in-toto.io/attestation/promotion-record/v0.1",
          "application/vnd.in-toto.promotion-record+dsse", "https://in-toto.io/attestation/promotion-record/v0.1"),
+    Kind("vex", "https://openvex.dev/ns/v0.2.0", "application/vnd.in-toto.openvex+dsse", "https://openvex.dev/ns/v0.2.0"),
 )}
 PUBLISHED = ("report", "sbom", "vuln", "provenance")     # what `tfimg publish` attaches
 BY_PREDICATE = {k.predicate_type: k.name for k in KINDS.values()}

@@ -26,6 +26,8 @@ from builder.publish.statements import BY_ARTIFACT, BY_PREDICATE, KINDS, STATEME
 
 PREDICATE_ANNOTATION = "in-toto.io/predicate-type"
 KIND_ANNOTATION = "dev.tfimg.evidence.kind"
+SOURCE_ANNOTATION = "dev.tfimg.vuln.source"   # "watch" on tfimg watch's vuln statements (a hint; the signed
+                                              # invocation.uri says it: builder.publish.evidence.is_watch)
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class Item:
     kind: str
     envelope: bytes
     title: str
+    annotations: tuple[tuple[str, str], ...] = ()   # more referrer annotations
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,8 @@ def attach(reg: Registry, repo: str, digest: str, items: list[Item], created: st
     """Attach each envelope as a referrer of ``digest`` and as a layer of its ``.att`` image."""
     pushed = referrers.attach_many(reg, repo, digest, [
         (KINDS[i.kind].artifact_type, [(i.envelope, DSSE_TYPE, i.title)],
-         {PREDICATE_ANNOTATION: KINDS[i.kind].predicate_type, KIND_ANNOTATION: i.kind, referrers.CREATED: created})
+         {PREDICATE_ANNOTATION: KINDS[i.kind].predicate_type, KIND_ANNOTATION: i.kind, referrers.CREATED: created,
+          **dict(i.annotations)})
         for i in items])
     att = cosign_att.add(reg, repo, digest, [cosign_att.layer(i.envelope, KINDS[i.kind].predicate_type)
                                              for i in items])
