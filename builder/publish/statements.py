@@ -76,7 +76,7 @@ _FRACTION = re.compile(r"(\.\d{6})\d+")
 def parse_time(value: str) -> dt.datetime | None:
     """An RFC 3339 date-time with a zone (``Z`` or an offset), as UTC; None for anything else (a bare
     date, no zone, not a string)."""
-    if not isinstance(value, str) or not re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$", value):
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", value):
         return None
     try:
         when = dt.datetime.fromisoformat(_FRACTION.sub(r"\1", value).replace("Z", "+00:00"))
