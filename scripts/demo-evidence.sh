@@ -72,7 +72,11 @@ echo "demo: tfimg verify $ref --key $keys/tfimg.pub"
 "$BIN/tfimg" verify "$ref" --key "$keys/tfimg.pub"
 
 echo
-echo "demo: cosign $(cosign version 2>/dev/null | sed -n 's/^GitVersion: *//p') finds and verifies the same statements" \
+cosign_version=$(cosign version 2>/dev/null | sed -n 's/^GitVersion: *//p')
+if [ "$cosign_version" = devel ] || [ -z "$cosign_version" ]; then   # Debian's build says "devel"
+  cosign_version=$(dpkg-query -W -f='${Version}' cosign 2>/dev/null || echo "(version unknown)")
+fi
+echo "demo: cosign $cosign_version finds and verifies the same statements" \
      "(cosign verify-attestation --key $keys/tfimg.pub --insecure-ignore-tlog --allow-insecure-registry" \
      "--allow-http-registry --type T $ref):"
 log=$(mktemp)

@@ -302,3 +302,17 @@ def test_what_cannot_be_watched_is_an_alert_and_a_bad_namespace_bad_input(publis
     # the referrers index of a watched digest lists only what was attached to it
     refs, _ = referrers.list_referrers(Registry(published.host), "w/a/bert", published.digest)
     assert {r.annotations.get(store.KIND_ANNOTATION) for r in refs} == {"report", "sbom", "vuln", "provenance", "vex"}
+
+
+def test_publishing_again_attaches_the_same_waivers_once(published: Published) -> None:
+    """A second publish of the same digest (make demo run twice) reuses every statement, the OpenVEX
+    document of the same waivers too, though a new one would carry a new timestamp."""
+    reg = Registry(published.host)
+    before, _ = referrers.list_referrers(reg, "w/a/bert", published.digest)
+    rec = single.publish(spec.load(VARIANTS / "bert.yaml"), published.out, f"{published.host}/w/a",
+                         engine=Engine.from_env(), push=True, sign_key=str(published.key))
+    assert rec.digest == published.digest
+    assert {a.kind: a.existing for a in rec.attestations} == \
+        {"report": True, "sbom": True, "vuln": True, "provenance": True, "vex": True}
+    after, _ = referrers.list_referrers(reg, "w/a/bert", published.digest)
+    assert sorted(r.digest for r in after) == sorted(r.digest for r in before)

@@ -98,14 +98,39 @@ def attach_all(reg: Registry, subject: Ref, rep: Report, *, chain: list[Path], d
             else Attached(k, new[k].digest, signer is not None) for k in PUBLISHED], att
 
 
+def _without(value: Any, volatile: frozenset[str]) -> Any:
+    """``value`` with the keys in ``volatile`` left out at any depth (to compare two documents)."""
+    if isinstance(value, dict):
+        return {k: _without(v, volatile) for k, v in value.items() if k not in volatile}
+    return [_without(v, volatile) for v in value] if isinstance(value, list) else value
+
+
+def _same_document(found: list[store.Found], stmt: dict[str, Any], signer: Any | None,
+                   volatile: frozenset[str]) -> store.Found | None:
+    """An attached envelope of the same signer whose statement equals ``stmt`` but for ``volatile`` keys."""
+    mine = [signing.signer_key(signer)] if signer is not None else []
+    want = _without(stmt, volatile)
+    for f in found:
+        try:
+            opened = signing.open_envelope(f.raw)
+        except ValueError:
+            continue
+        signer_ok = (signing.signed_by(opened, mine) is not None) if mine else not opened.signatures
+        if f.artifact is not None and signer_ok and _without(f.statement(), volatile) == want:
+            return f
+    return None
+
+
 def attach_one(reg: Registry, subject: Ref, kind: str, predicate: dict[str, Any], signer: Any | None,
-               created: str, annotations: dict[str, str] | None = None) -> Attached:
+               created: str, annotations: dict[str, str] | None = None,
+               volatile: frozenset[str] = frozenset()) -> Attached:
     """Attach one more statement of ``kind`` (a watch's vuln statement, an OpenVEX document) to ``subject``,
-    to both indexes of the store, unless the very statement of the same signer is there already."""
+    to both indexes of the store, unless the same statement of the same signer is there already (equal but
+    for the keys in ``volatile``, such as an OpenVEX document's ``timestamp`` and ``@id``)."""
     repo, digest = subject.repo, str(subject.digest)
     stmt = statements.statement(subject.name, digest, kind, predicate)
-    there = _already(store.read(reg, repo, digest, {kind})[0], {kind: canonical(stmt)}, signer)
-    if kind in there:
-        return Attached(kind, str(there[kind].artifact), signer is not None, True)
+    there = _same_document(store.read(reg, repo, digest, {kind})[0], stmt, signer, volatile)
+    if there is not None:
+        return Attached(kind, str(there.artifact), signer is not None, True)
     item = store.Item(kind, signing.envelope(stmt, signer), title(kind, signer), tuple((annotations or {}).items()))
     return Attached(kind, store.attach(reg, repo, digest, [item], created).referrers[0].digest, signer is not None)

@@ -250,7 +250,8 @@ def _attach(loaded: LoadedVariant, rep: Report, p: Plan, where: tuple[Registry, 
                                         trivy=attached.trivy, signer=signer)
     waivers = attached.vex(ref) if attached.vex is not None else None
     if waivers is not None:   # one more statement: the waivers that apply to this digest, as OpenVEX
-        statements.append(attest.attach_one(reg, ref, "vex", waivers, signer, clock.now_rfc3339z()))
+        statements.append(attest.attach_one(reg, ref, "vex", waivers, signer, clock.now_rfc3339z(),
+                                            volatile=frozenset({"@id", "timestamp"})))   # the same waivers: reused
         att = reg.digest_of(ref.repo, cosign_att.tag_for(digest)) or att   # the .att image holds it too
     return PublishSection(registry=registry, repository=ref.name, digest=digest, image_id=p.image_id,
                           immutable=p.tags.immutable, moving=p.tags.moving,
