@@ -63,6 +63,11 @@ class BuilderInfo(_Record):
     docker: str = Field(description="The docker client used.")
     version: str
     name: str | None = Field(None, description="The named buildx builder (`--builder`), if one was chosen.")
+    driver: str | None = Field(None, description="buildx's driver of the builder: docker, docker-container, "
+                                                 "remote, kubernetes (docker: the engine's own BuildKit).")
+    store: str | None = Field(None, description="The docker driver: the engine's image store, classic (overlay2; "
+                                                "inline cache only) or containerd.")
+    buildkit: str | None = Field(None, description="BuildKit's version (major.minor), when known.")
 
 
 class BuildCache(_Record):
@@ -76,6 +81,15 @@ class BuildCache(_Record):
     to: str | None = Field(None, description="Reference the cache was exported to.")
     pushed: str | None = Field(None, description="inline mode: REF@DIGEST of the image pushed as the cache.")
     cached_steps: int | None = Field(None, description="Build steps taken from a cache (#N CACHED in build.log).")
+
+
+class SourceDateInfo(_Record):
+    """The image's time (SOURCE_DATE_EPOCH) and where it came from."""
+
+    epoch: int = Field(description="Unix seconds: the image's created time, its label and its history.")
+    source: Literal["spec", "env", "git", "now"] = Field(
+        description="spec: build.source_date_epoch; env: $SOURCE_DATE_EPOCH; git: the last commit of the "
+                    "variant's files; now: none of those (not reproducible).")
 
 
 class BuildSection(Section):
@@ -106,6 +120,8 @@ class BuildSection(Section):
     warnings: list[str]
     log: str | None = Field(description="Path of build.log; null when nothing was built here.")
     cache: BuildCache | None = Field(None, description="Registry build cache settings, when any were given.")
+    source_date: SourceDateInfo | None = Field(None, description="SOURCE_DATE_EPOCH of the build that made "
+                                                                 "the image (null: not known here).")
 
 
 # --------------------------------------------------------------------------- checks
