@@ -96,7 +96,7 @@ def find_builder(override: str | None = None, name: str | None = None) -> Builde
                            hint=f"Install buildx (docker-buildx-plugin) or point {DOCKER_ENV} / --docker at a client "
                                 "that has it; without --builder tfimg builds on the engine's own BuildKit.")
         return Builder(found.kind, found.docker, found.version, driver="docker", store=None,
-                       buildkit=_engine_buildkit(found.docker, None))
+                       buildkit=_engine_buildkit(found.docker, "default"))
     res = runner.run([found.docker, "buildx", "inspect", *([name] if name else [])], check=False, timeout=60)
     if res.returncode != 0:
         if name is None:
@@ -114,10 +114,30 @@ def from_inspect(client: Builder, name: str | None, text: str) -> Builder:
     buildkit = _major_minor(fields.get("BuildKit version") or fields.get("BuildKit") or "")
     store = None
     if driver == "docker":
+        endpoint = fields.get("Endpoint") or "default"
+        _same_engine(client.docker, fields.get("Name") or name or "default", endpoint)
         store = "containerd" if CONTAINERD_LABEL in text else "classic"
         if buildkit is None:
-            buildkit = _engine_buildkit(client.docker, fields.get("Endpoint") if name else None)
+            buildkit = _engine_buildkit(client.docker, endpoint)
     return Builder("buildx", client.docker, client.version, name, driver, store, buildkit)
+
+
+def _same_engine(docker: str, builder: str, endpoint: str) -> None:
+    """A docker-driver builder builds inside the engine of its docker context, and ``--load`` leaves the
+    image there; tfimg checks, scans and tags in the engine it talks to (DOCKER_HOST). Raises EnvError
+    when those differ."""
+    if endpoint == "default":   # the client's own engine: DOCKER_HOST's
+        return
+    res = runner.run([docker, "context", "inspect", endpoint, "--format", "{{.Endpoints.docker.Host}}"],
+                     check=False, timeout=30)
+    theirs = res.stdout.strip() if res.returncode == 0 else ""
+    ours = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if theirs and theirs.replace("unix:///var/run/", "unix:///run/") != ours.replace("unix:///var/run/", "unix:///run/"):
+        raise EnvError(f"buildx builder '{builder}' is the docker driver of the context '{endpoint}' ({theirs}): it "
+                       f"builds inside that engine and leaves the image there, while tfimg checks, scans and tags "
+                       f"in the engine at {ours}; nothing was built.",
+                       hint=f"Run tfimg against that engine (DOCKER_HOST={theirs}), or build on a docker-container "
+                            "builder, whose --load goes to tfimg's engine.")
 
 
 def inspect_fields(text: str) -> dict[str, str]:
@@ -137,9 +157,9 @@ def _major_minor(version: str) -> str | None:
     return None if not m or (m.group(1), m.group(2)) == ("0", "0") else f"{m.group(1)}.{m.group(2)}"
 
 
-def _engine_buildkit(docker: str, context: str | None) -> str | None:
+def _engine_buildkit(docker: str, context: str) -> str | None:
     """The BuildKit inside the engine (the docker driver's), from the engine's version."""
-    argv = [docker, *(["--context", context] if context and context != "default" else []),
+    argv = [docker, *(["--context", context] if context != "default" else []),
             "version", "--format", "{{.Server.Version}}"]
     res = runner.run(argv, check=False, timeout=30)
     m = re.match(r"(\d+)\.", res.stdout.strip()) if res.returncode == 0 else None

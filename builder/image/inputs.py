@@ -77,7 +77,8 @@ def build_args(base: str, base_digest: str | None, revision: str, date: SourceDa
 class SourceDate:
     """The time an image says it was made (SOURCE_DATE_EPOCH), and where it came from: ``spec``
     (build.source_date_epoch), ``env`` ($SOURCE_DATE_EPOCH), ``git`` (the last commit of the variant's
-    files) or ``now`` (none of those: the image is not reproducible)."""
+    files), ``recorded`` (a published image's, ``--reproduce``) or ``now`` (none of those: the image is
+    not reproducible)."""
 
     epoch: int
     source: str

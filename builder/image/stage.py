@@ -37,6 +37,8 @@ class BuildSettings:
     cache_from: tuple[str, ...] = ()    # --cache-from ({name}: the variant)
     cache_to: str | None = None         # --cache-to
     explicit_builder: bool = False      # --docker / --builder given: checked even when nothing is built
+    source_date_epoch: int | None = None   # the image's time, as recorded (--reproduce); else decided here
+    revision: str | None = None            # the revision label, as recorded (--reproduce); else git's
 
 
 @dataclass(frozen=True)
@@ -91,12 +93,12 @@ def build(loaded: LoadedVariant, vdir: Path, base_ref: str, settings: BuildSetti
         raise SpecErrors([SpecError(loaded.path, "abstract", "this variant is abstract: it is a parent for "
                                     "other variants and is never built",
                                     hint="Build a variant that extends it.")])
-    outdir.claim(vdir)   # build/<variant> is tfimg's (refused when it is someone else's folder)
-    # an explicit client or builder, or a cache to export, is checked first, even when no build turns out
-    # to be needed: a cache the builder cannot export is refused before anything is built
+    # an explicit client or builder, or a cache to export, is checked first (before anything is written),
+    # even when no build turns out to be needed: a cache the builder cannot export is refused
     builder = find_builder() if settings.explicit_builder or settings.cache_to else None
     if builder is not None:
         buildkit.cache_args(builder, list(settings.cache_from), inputs.cache_ref(settings.cache_to, loaded.name))
+    outdir.claim(vdir)   # build/<variant> is tfimg's (refused when it is someone else's folder)
     with ui.stage("render"):
         rendered = render.render(loaded)
         context = render.write(rendered, vdir / "context")
@@ -139,8 +141,9 @@ class _Run:
               secrets: buildkit.SecretFiles) -> tuple[str, BuildCache | None]:
         """Build with BuildKit; the image id and what the report says of the registry cache."""
         name, base, settings = self.loaded.name, self.base.image, self.settings
-        self.revision = git.revision(self.loaded.path)
-        self.date = inputs.source_date(self.loaded)
+        self.revision = settings.revision or git.revision(self.loaded.path)
+        self.date = (inputs.SourceDate(settings.source_date_epoch, "recorded") if settings.source_date_epoch is not None
+                     else inputs.source_date(self.loaded))
         self.warnings += [f"optional secret '{sid}' is absent and was not passed" for sid in secrets.skipped]
         self.warnings += _builder_warnings(builder, self.date, settings.cache_to)
         req = buildkit.BuildRequest(

@@ -87,9 +87,10 @@ class SourceDateInfo(_Record):
     """The image's time (SOURCE_DATE_EPOCH) and where it came from."""
 
     epoch: int = Field(description="Unix seconds: the image's created time, its label and its history.")
-    source: Literal["spec", "env", "git", "now"] = Field(
+    source: Literal["spec", "env", "git", "now", "recorded"] = Field(
         description="spec: build.source_date_epoch; env: $SOURCE_DATE_EPOCH; git: the last commit of the "
-                    "variant's files; now: none of those (not reproducible).")
+                    "variant's files; now: none of those (not reproducible); recorded: the published image's "
+                    "(`tfimg build --reproduce`).")
 
 
 class BuildSection(Section):

@@ -179,7 +179,8 @@ def provenance(rep: Report, *, repository: str, digest: str, chain: list[Path], 
     if b is not None:
         build_args = {"TFIMG_BASE": b.base.ref, "TFIMG_REVISION": b.revision,
                       "TFIMG_BASE_DIGEST": b.base.digest or "unknown",
-                      "TFIMG_CREATED": b.labels.get("org.opencontainers.image.created")}
+                      "TFIMG_CREATED": b.labels.get("org.opencontainers.image.created"),
+                      **({"SOURCE_DATE_EPOCH": str(b.source_date.epoch)} if b.source_date else {})}
         base_digest = (b.base.digest or "").rpartition("@")[2] or b.base.digest or ""
         deps.append({"uri": f"docker://{b.base.ref}", "name": "base",
                      "digest": {"sha256": base_digest.partition(":")[2]} if base_digest.startswith("sha256:")
