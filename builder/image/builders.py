@@ -43,9 +43,11 @@ class Builder:
     buildkit: str | None = None   # BuildKit's version (major.minor), when known
 
     def argv(self) -> list[str]:
-        if self.kind == "buildx":
-            return [self.docker, "buildx", "build", *(["--builder", self.name] if self.name else []), "--load"]
-        return [self.docker, "build"]
+        if self.kind != "buildx":
+            return [self.docker, "build"]
+        if self.name and self.driver == "docker":   # a docker context: buildx build refuses `--builder CONTEXT`
+            return [self.docker, "--context", self.name, "buildx", "build", "--load"]
+        return [self.docker, "buildx", "build", *(["--builder", self.name] if self.name else []), "--load"]
 
     def env(self) -> dict[str, str]:
         return {"DOCKER_BUILDKIT": "1"} if self.kind == "docker-buildkit" else {}
