@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.image import buildkit, builders
+from builder.image import builders, buildkit
 from builder.infra import report
 from builder.infra.registry_client import Registry
 from tests.conftest import ROOT, VARIANTS
@@ -39,7 +40,7 @@ def tfimg(*args: str, env: dict[str, str] | None = None, timeout: int = 1500) ->
 @pytest.fixture(scope="module")
 def engines(pytestconfig: pytest.Config) -> Iterator[Engines]:
     from tests.conftest_registry import _missing
-    if os.geteuid() != 0 or not subprocess.run(["which", "dockerd"], capture_output=True).returncode == 0:
+    if os.geteuid() != 0 or not shutil.which("dockerd"):
         _missing(pytestconfig, "second engines need root and dockerd")
     made = Engines()
     try:
