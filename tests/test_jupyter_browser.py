@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import docker
 import pytest
 
 from builder.check import stage as testrun
@@ -122,7 +123,7 @@ def test_headless_chromium_logs_into_jupyterlab_hardened(built, browser, tmp_pat
     extra["tmpfs"] = {**extra["tmpfs"], "/workspace": f"uid={v.user.uid},gid={v.user.gid},mode=0755"}
     shot = tmp_path / "jupyterlab.png"
     with Engine.from_env().running(image_id, ports=ports_wanted, environment=env, extra=extra) as (c, ports):
-        host = c.attrs["HostConfig"]
+        host = docker.from_env().api.inspect_container(c.id)["HostConfig"]   # the engine's own record
         assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"] and host["ReadonlyRootfs"]
         bindings = host["PortBindings"][f"{v.jupyter.port}/tcp"]
         assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]

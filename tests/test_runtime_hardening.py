@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import docker
 import pytest
 import requests
 
@@ -61,7 +62,7 @@ def test_services_variant_runs_hardened_and_logins_work(built, tmp_path: Path, s
     extra = {**hardened(v), "volumes": volumes}
     env = {v.jupyter.password_hash_env: passwords.hash_password(PASSWORD)}
     with Engine.from_env().running(image_id, ports=[v.ssh.port, v.jupyter.port], environment=env, extra=extra) as (c, ports):
-        host = c.attrs["HostConfig"]
+        host = docker.from_env().api.inspect_container(c.id)["HostConfig"]   # the engine's own record
         assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"] and host["ReadonlyRootfs"]
         assert set(host["Tmpfs"]) == {v.user.home_dir, "/var/lib/tfimg/ssh"}
         why = testrun.wait_ready(c, v, ports, Engine.from_env())
