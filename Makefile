@@ -68,7 +68,8 @@ lint: venv
 # expiry), written to build/bert-waived/ so build/bert/ keeps the real decision.
 # Last, scripts/demo-evidence.sh publishes bert (gated under that waiver policy,
 # into build/demo-signed/) to the local registry with signed evidence made with a
-# throwaway key, and prints `tfimg verify`'s result.
+# throwaway key, prints `tfimg verify`'s result, and writes the catalog of the demo registry
+# (`tfimg registry catalog`, build/catalog/index.html).
 demo: venv standin trivydb
 	$(BIN)/tfimg lint variants/*.yaml
 	@db=$$(scripts/trivydb/demo-db.sh 2>/dev/null); \
@@ -101,6 +102,7 @@ schema: venv
 	$(BIN)/tfimg schema -o variants/variant.schema.json
 	$(BIN)/tfimg schema --policy -o policies/policy.schema.json
 	$(BIN)/tfimg schema --report -o docs/report.schema.json
+	$(BIN)/python -m builder.catalog.models -o docs/catalog.schema.json
 
 # The command line reference, generated from the Typer commands (tests/test_docs.py checks it is current).
 docs: venv

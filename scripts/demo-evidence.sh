@@ -26,3 +26,9 @@ digest=$("$BIN/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["
          "$out/bert/report.json")
 echo "demo: tfimg verify $reg/bert@$digest --key $keys/tfimg.pub"
 "$BIN/tfimg" verify "$reg/bert@$digest" --key "$keys/tfimg.pub"
+
+# --- issue 22: the catalog of the demo registry --------------------------------------------------------
+# A separate last step (issue 19 reworks the steps above): a static site of what the demo registry holds,
+# its evidence verified with the demo's public key. Open build/catalog/index.html from disk.
+"$BIN/tfimg" registry catalog "$reg" --out build/catalog --key "$keys/tfimg.pub"
+echo "demo: the catalog of $reg: open build/catalog/index.html (file://$PWD/build/catalog/index.html)"

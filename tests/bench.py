@@ -1,7 +1,7 @@
 """`make bench`: build speed and size, measured side by side in one run on the stand-in base.
 
     python -m tests.bench            (TFIMG_BENCH_BASE=IMAGE, default: the stand-in)
-    python -m tests.bench --reuse-only | --runners-only | --scan-only | --gate-only   (one group of rows)
+    python -m tests.bench --reuse-only | --runners-only | --scan-only | --gate-only | --catalog-only   (one group of rows)
 
 Prints each measurement, its ratio and whether the target is met. It never
 fails on a missed target: targets are reported, not asserted. Its work folder
@@ -312,11 +312,52 @@ def gate_scale(work: Path) -> None:
         "(reference: reads it too)", None)
 
 
+def catalog_rows(work: Path) -> None:
+    """Issue 22: `tfimg registry catalog` of the demo registry (what `make demo` published), and of a generated
+    registry with 50 signed digests (tests/catalog_data.py), concurrently and one digest at a time."""
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests import catalog_data
+    from tests.conftest_registry import serve_registry
+
+    demo, demo_key = f"{registry()}/tfimg-demo", ROOT / "build/demo-keys/tfimg.pub"
+    took = tfimg("registry", "catalog", demo, "--out", str(work / "catalog-demo"),
+                 *(["--key", str(demo_key)] if demo_key.is_file() else []))
+    n = len(json.loads((work / "catalog-demo/catalog.json").read_text())["images"])
+    if n:
+        row(f"13. catalog of the demo registry ({n} digest(s))", f"{took:.2f}s", None, "(reference)", None)
+    else:
+        print("13. catalog of the demo registry: nothing published there yet (make demo publishes bert)")
+    key = ec.generate_private_key(ec.SECP256R1())
+    (work / "bench.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    (work / "bench.pub").write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
+    (work / "catalog-registry").mkdir()
+    with serve_registry(work / "catalog-registry") as host:
+        start = time.monotonic()
+        catalog_data.generate(host, "bench", 50, work / "bench.pem")
+        print(f"   (50 signed digests in 5 variants generated in {time.monotonic() - start:.1f}s)")
+        args = ["registry", "catalog", f"{host}/bench", "--key", str(work / "bench.pub")]
+        concurrent = min(tfimg(*args, "--out", str(work / "catalog-50")) for _ in range(3))
+        serial = min(tfimg(*args, "--out", str(work / "catalog-50-serial"), "--workers", "1") for _ in range(2))
+    row("13b. catalog of a generated registry, 50 digests", f"{concurrent:.2f}s", concurrent / serial,
+        "< 10 s; < 1 of --workers 1", concurrent < 10 and concurrent < serial)
+    row("   the same, one digest at a time (--workers 1)", f"{serial:.2f}s", None, "(reference)", None)
+
+
 def main() -> None:
     from builder.infra import outdir
     work = outdir.claim(tempfile.mkdtemp(prefix="tfimg-bench-"))   # empty: marked as the bench's own
     if "--gate-only" in sys.argv:   # issue 18's gate of 60,000 findings alone (no engine needed)
         gate_scale(work)
+        outdir.remove(work)
+        return
+    if "--catalog-only" in sys.argv:   # issue 22's catalog rows alone (a registry, no engine needed)
+        catalog_rows(work)
         outdir.remove(work)
         return
     base = os.environ.get("TFIMG_BENCH_BASE") or subprocess.run(
@@ -426,6 +467,7 @@ def main() -> None:
     stage_reuse(work, base)
     runners(work, base)
     gate_scale(work)
+    catalog_rows(work)
     outdir.remove(work)
 
 

@@ -156,6 +156,30 @@ def no_login(registry_server: RegistryServer, tmp_path: Path,
     yield registry_server
 
 
+def import_tiny() -> str:
+    """A new tiny image (docker import of a 2-file tar); returns its image id (the caller removes it)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, text in (("etc/tfimg-test", uuid.uuid4().hex), ("README", "tiny test image\n")):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    name = f"tfimg-test-tiny:{uuid.uuid4().hex[:12]}"
+    proc = subprocess.run(["docker", "import", "-", name], input=buf.getvalue(), capture_output=True,
+                          timeout=120, check=True)
+    return proc.stdout.decode().strip()
+
+
+def remove_image(image_id: str) -> None:
+    """Remove an image and every tag on it (by id: a test may have untagged the name and left registry tags)."""
+    engine = Engine.from_env()
+    attrs = engine.image_attrs(image_id) or {}
+    for tag in attrs.get("RepoTags") or []:
+        engine.remove_image(tag, force=True)
+    engine.remove_image(image_id, force=True)
+
+
 @pytest.fixture
 def tiny_image(pytestconfig: pytest.Config) -> Iterator[Callable[[], str]]:
     """Factory: a new tiny image (docker import of a 2-file tar); returns its image id."""
@@ -164,27 +188,12 @@ def tiny_image(pytestconfig: pytest.Config) -> Iterator[Callable[[], str]]:
     made: list[str] = []
 
     def make() -> str:
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            for name, text in (("etc/tfimg-test", uuid.uuid4().hex), ("README", "tiny test image\n")):
-                data = text.encode()
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-        name = f"tfimg-test-tiny:{uuid.uuid4().hex[:12]}"
-        proc = subprocess.run(["docker", "import", "-", name], input=buf.getvalue(), capture_output=True,
-                              timeout=120, check=True)
-        image_id = proc.stdout.decode().strip()
-        made.append(image_id)
-        return image_id
+        made.append(import_tiny())
+        return made[-1]
 
     yield make
-    engine = Engine.from_env()
-    for image_id in made:   # by id: a test may have untagged the name and left registry tags on it
-        attrs = engine.image_attrs(image_id) or {}
-        for tag in attrs.get("RepoTags") or []:
-            engine.remove_image(tag, force=True)
-        engine.remove_image(image_id, force=True)
+    for image_id in made:
+        remove_image(image_id)
 
 
 FACTS = {"tensorflow": "2.9.1+nv22.7", "python": "3.8.10", "cuda": "11.7", "cudnn": "8.4.1",
@@ -215,37 +224,42 @@ class Built:
         return report.load(self.dir)
 
 
-@pytest.fixture
-def gated_variant(tmp_path: Path) -> Callable[..., Built]:
-    """Factory: a variant file plus build/<name>/report.json for an image (no real build).
+def make_gated(root: Path, image_id: str, name: str = "bert", *, checks: bool | None = True,
+               decision: str | None = "pass", facts: dict | None = None, spec_text: str = "") -> Built:
+    """A variant file plus build/<name>/report.json under ``root`` for an image (no real build).
 
     The report's sections are made with the report models (tests/reports.py), the scan
     section's counts from the Trivy report beside it, and tags.txt by the tags stage.
     """
+    variants = root / "variants"
+    variants.mkdir(parents=True, exist_ok=True)
+    spec_file = variants / f"{name}.yaml"
+    spec_file.write_text(f"name: {name}\nbase:\n  profile: ngc-22.07\n{spec_text}")
+    out_root = root / "build"
+    d = out_root / name
+    all_facts = {**FACTS, **(facts or {}), "image_id": image_id}
+    sections = [reports.build(image_id, name), reports.facts(**all_facts)]
+    if checks is not None:
+        sections.append(reports.checks(checks, image=image_id))
+    if decision is not None:
+        counts: dict[str, int] = {}
+        for f in trivy_report.from_data(TRIVY, source="test").findings():
+            counts[f.kind] = counts.get(f.kind, 0) + 1
+        sections += [reports.scan(image_id, counts),
+                     reports.gate(decision, [] if decision == "pass" else ["CVE-2099-0001 CRITICAL"])]
+        outdir.claim(d)   # build/<name>, as the build stage leaves it
+        report.write_json(d / "trivy.json", {**TRIVY, "Metadata": {"ImageID": image_id}})   # a scan of the image
+    reports.write(d, *sections)
+    single.tags(spec.load(spec_file), d, engine=Engine.from_env())   # `tfimg tags`: writes tags.txt
+    return Built(spec_file, out_root, name, image_id, all_facts)
 
-    def make(image_id: str, name: str = "bert", *, checks: bool | None = True, decision: str | None = "pass",
-             facts: dict | None = None, spec_text: str = "") -> Built:
-        variants = tmp_path / "variants"
-        variants.mkdir(exist_ok=True)
-        spec_file = variants / f"{name}.yaml"
-        spec_file.write_text(f"name: {name}\nbase:\n  profile: ngc-22.07\n{spec_text}")
-        out_root = tmp_path / "build"
-        d = out_root / name
-        all_facts = {**FACTS, **(facts or {}), "image_id": image_id}
-        sections = [reports.build(image_id, name), reports.facts(**all_facts)]
-        if checks is not None:
-            sections.append(reports.checks(checks, image=image_id))
-        if decision is not None:
-            counts: dict[str, int] = {}
-            for f in trivy_report.from_data(TRIVY, source="test").findings():
-                counts[f.kind] = counts.get(f.kind, 0) + 1
-            sections += [reports.scan(image_id, counts),
-                         reports.gate(decision, [] if decision == "pass" else ["CVE-2099-0001 CRITICAL"])]
-            outdir.claim(d)   # build/<name>, as the build stage leaves it
-            report.write_json(d / "trivy.json", {**TRIVY, "Metadata": {"ImageID": image_id}})   # a scan of the image
-        reports.write(d, *sections)
-        single.tags(spec.load(spec_file), d, engine=Engine.from_env())   # `tfimg tags`: writes tags.txt
-        return Built(spec_file, out_root, name, image_id, all_facts)
+
+@pytest.fixture
+def gated_variant(tmp_path: Path) -> Callable[..., Built]:
+    """Factory: :func:`make_gated` in the test's tmp_path."""
+
+    def make(image_id: str, name: str = "bert", **kwargs) -> Built:
+        return make_gated(tmp_path, image_id, name, **kwargs)
 
     return make
 

@@ -122,6 +122,12 @@ def test_waivers_pass_and_stale_is_reported(tmp_path):
                                                                    ("CVE-2020-8165", "bob")]
     assert [w.id for w in result.stale_waivers] == ["CVE-2000-0001"]
     assert result.expired_waivers == []
+    # report.json's gate section (and so the published evidence) names each waiver that waived something,
+    # with its owner and expiry: the catalog shows them (issue 22)
+    section = result.summary().model_dump(mode="json")
+    assert [(w["id"], w["owner"], w["expires"], w["findings"]) for w in section["waivers"]] == [
+        ("CVE-2019-18224", "alice", "2026-12-31", 1), ("CVE-2020-8165", "bob", "2026-11-27", 1)]
+    assert section["waivers"][0]["package"] == "libidn2-0" and section["waivers"][1]["purl"] == "pkg:gem/activesupport"
 
 
 def test_expired_waiver_blocks_loudly_naming_its_owner(tmp_path):

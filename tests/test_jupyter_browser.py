@@ -55,8 +55,12 @@ def _missing(config: pytest.Config, why: str) -> None:
     pytest.skip(why)
 
 
-@pytest.fixture
-def browser(pytestconfig: pytest.Config, tmp_path: Path):
+def chromium(pytestconfig: pytest.Config, tmp_path: Path, *, javascript: bool = True, width: int = 1400,
+             height: int = 900):
+    """Debian's headless Chromium under selenium, offline (also used by tests/test_catalog_browser.py).
+
+    Every host name but 127.0.0.1 resolves to nothing; the performance log records each request.
+    ``javascript=False``: a browser with JavaScript off (what a page shows without it)."""
     absent = [p for p in (CHROMIUM, CHROMEDRIVER) if not (shutil.which(p) or Path(p).exists())]
     try:
         from selenium import webdriver
@@ -68,15 +72,22 @@ def browser(pytestconfig: pytest.Config, tmp_path: Path):
     os.environ["SE_OFFLINE"] = "true"    # selenium-manager must not try to fetch a driver
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900",
-                "--no-proxy-server", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--disable-default-apps", "--no-first-run", "--disable-domain-reliability",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                f"--window-size={width},{height}", "--no-proxy-server", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-default-apps", "--no-first-run",
+                "--disable-domain-reliability", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                f"--user-data-dir={tmp_path / ('chromium-profile' if javascript else 'chromium-profile-nojs')}"):
         opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")),
-                              options=opts)
+    if not javascript:
+        opts.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
+    opts.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    return webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")),
+                            options=opts)
+
+
+@pytest.fixture
+def browser(pytestconfig: pytest.Config, tmp_path: Path):
+    driver = chromium(pytestconfig, tmp_path)
     try:
         yield driver
     finally:

@@ -1,22 +1,23 @@
-"""Commands: ``tags``, ``publish``, ``promote``, ``registry ls|show|prune``, ``matrix``."""
+"""Commands: ``tags``, ``publish``, ``promote``, ``registry ls|show|prune|catalog``, ``matrix``."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import typer
 
 from builder.cli.root import ALLOW_DIRS, app, out, settings, spec_arg
-from builder.errors import VerificationFailed
+from builder.errors import TfimgError, VerificationFailed
 from builder.infra.paths import OUT_ROOT
 
 # Stage modules are imported inside the commands: `tfimg --help` imports none of them.
 PASSWORD_ENV = "TFIMG_SIGN_KEY_PASSWORD"   # never an option: a password on the command line would leak
 
-registry_app = typer.Typer(help="Look at and curate published images (list, evidence, retention).",
+registry_app = typer.Typer(help="Look at and curate published images (list, evidence, retention, a catalog site).",
                            no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
 
@@ -151,6 +152,31 @@ def registry_prune(name: str = typer.Argument(..., help="HOST[:PORT]/NAME (one r
         _say(f"{why.split(':')[0]:<6} {e.variant:<16} {e.digest[:19]}  {', '.join(e.tags)}  ({why.split(': ', 1)[1]})")
     n = sum(why.startswith("delete") for _, why in decided)
     _say(f"deleted {n} digest(s)" if yes else f"dry run: {n} digest(s) would be deleted; add --yes")
+
+
+@registry_app.command("catalog")
+def registry_catalog(
+    namespace: str = typer.Argument(..., help="HOST[:PORT]/NAMESPACE (or one repository)."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for the site: new, empty, or an earlier catalog "
+                                 "(replaced). Open DIR/index.html from disk or any web server."),
+    key: list[Path] = typer.Option([], "--key", help="PEM public key the evidence must verify with (repeatable). "
+                                   "Without one, every image is marked 'not verified'."),
+    policy: Path | None = typer.Option(None, "--policy", help="Also judge every image's attached vulnerability "
+                                       "report under this policy, today (as `tfimg promote --policy` does)."),
+    workers: int = typer.Option(8, "--workers", help="Digests read at the same time."),
+) -> None:
+    """Write a static catalog site (HTML, search, catalog.json) of the published images and their evidence."""
+    from builder.catalog import collect, render
+    if workers < 1:
+        raise TfimgError(f"--workers must be at least 1, not {workers}")
+    catalog = collect.collect(namespace, keys=key, policy=policy, workers=workers)
+    index = render.write(catalog, out_dir)
+    flags = Counter(f for i in catalog.images for f in i.flags)
+    _say(f"catalog of {namespace}: {len(catalog.images)} digest(s) in {len({i.variant for i in catalog.images})} "
+         f"variant(s); {sum(i.ok for i in catalog.images)} verified and passing, {flags['blocked']} blocked, "
+         f"{flags['unverifiable']} whose evidence does not verify, {flags['not-verified']} not verified")
+    _say(f"wrote {out_dir} (index.html, images/, catalog.json, catalog.schema.json)")
+    _say(f"open {index.resolve().as_uri()}")
 
 
 @app.command()

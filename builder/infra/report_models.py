@@ -285,6 +285,19 @@ class GateFiles(_Record):
     markdown: str
 
 
+class WaiverRecord(_Record):
+    """A waiver of the gate's policy that waived findings of this image: who owns the risk and until when."""
+
+    id: str
+    owner: str
+    expires: dt.date = Field(description="Last day the waiver applies; after it the gate blocks again.")
+    reason: str
+    package: str | None = None
+    purl: str | None = None
+    path: str | None = None
+    findings: int = Field(description="How many findings of this image it waived.")
+
+
 class GateSection(Section):
     """Written by the gate: ``decision`` is what publishing reads."""
 
@@ -304,6 +317,8 @@ class GateSection(Section):
     waived: int | None = None
     expired_waivers: list[str] = Field(default_factory=list)
     stale_waivers: list[str] = Field(default_factory=list)
+    waivers: list[WaiverRecord] = Field(default_factory=list, description="The waivers that waived findings, with "
+                                        "owner and expiry (written when there are any; the catalog shows them).")
     base_layers_known: bool | None = None
     base_digest_pinned: bool | None = None
     scanners: list[str] | None = Field(None, description="The Trivy scanners the gated report was made with.")

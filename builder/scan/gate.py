@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from builder.infra.report_models import GateFiles, GateSection
+from builder.infra.report_models import GateFiles, GateSection, WaiverRecord
 from builder.scan.policy import Policy, Waiver
 from builder.scan.trivy_report import RANK, SEVERITIES, Finding, Report, check_id, gc_paused
 
@@ -78,6 +78,7 @@ class GateResult(_Frozen):
     waived: list[Waived] = Field(default_factory=list)
     expired_waivers: list[WaiverNote] = Field(default_factory=list)
     stale_waivers: list[WaiverNote] = Field(default_factory=list)
+    applied_waivers: list[WaiverNote] = Field(default_factory=list)
     findings: list[tuple[Finding, Literal["new", "inherited"]]] = Field(default_factory=list)
 
     @property
@@ -94,9 +95,16 @@ class GateResult(_Frozen):
             counts=self.counts, waived=len(self.waived),
             expired_waivers=[f"{w.id} (owner {w.owner}, expired {w.expires})" for w in self.expired_waivers],
             stale_waivers=[w.id for w in self.stale_waivers],
+            **({"waivers": self.waiver_records()} if self.applied_waivers else {}),
             base_layers_known=self.base_layers_known, base_digest_pinned=self.base_digest_pinned,
             scanners=self.scanners, scanners_from=self.scanners_from,
             **({"files": files} if files is not None else {}))
+
+
+    def waiver_records(self) -> list[WaiverRecord]:
+        """The waivers that waived findings, with owner, expiry and how many they waived."""
+        return [WaiverRecord(**w.model_dump(), findings=sum(x.waiver == w.id for x in self.waived))
+                for w in self.applied_waivers]
 
 
 def unscanned(policy: Policy, why: str, *, today: dt.date | None = None) -> GateResult:
@@ -168,7 +176,8 @@ def _evaluate(report: Report, policy: Policy, base: frozenset[str], today: dt.da
         evaluated_on=today, base_layers_known=bool(base), base_digest_pinned=base_digest_pinned,
         scanners=scanners, scanners_from=scanners_from, reasons=reasons, blocking=blocking, counts=_counts(rows),
         waived=waived, expired_waivers=[notes(w.model_dump()) for w in expired],
-        stale_waivers=[notes(w.model_dump()) for w in live if id(w) not in used], findings=rows)
+        stale_waivers=[notes(w.model_dump()) for w in live if id(w) not in used],
+        applied_waivers=[notes(w.model_dump()) for w in live if id(w) in used], findings=rows)
 
 
 class _WaiverIndex:
