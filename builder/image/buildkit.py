@@ -28,6 +28,7 @@ from builder.image.builders import Builder as Builder
 from builder.image.builders import find_builder as find_builder
 from builder.infra import labels, runner
 from builder.infra.report_models import LayerSize
+from builder.render.escape import buildx_csv
 from builder.spec.loader import LoadedVariant
 
 PROTECT_MARK = "TFIMG-PROTECT-BASE:"
@@ -70,7 +71,7 @@ class SecretFiles:
                 fd = os.open(src, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w") as fh:
                     fh.write(os.environ[self.choice.sources[sid]])
-            self.args += ["--secret", f"id={sid},src={src}"]
+            self.args += ["--secret", buildx_csv(f"id={sid}", f"src={src}")]
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -143,12 +144,12 @@ def _inline_ref(builder: Builder, ref: str, option: str) -> str:
                         "store (\"features\": {\"containerd-snapshotter\": true} in /etc/docker/daemon.json).")
 
 
-CACHED_STEP = re.compile(r"^#\d+ CACHED\s*$")
+CACHED_STEP = re.compile(r"#\d+ CACHED\s*")   # always re.fullmatch
 
 
 def cached_steps(log_text: str) -> int:
     """How many build steps BuildKit took from a cache (``#N CACHED`` in the plain progress log)."""
-    return sum(1 for ln in log_text.splitlines() if CACHED_STEP.match(ln))
+    return sum(1 for ln in log_text.splitlines() if CACHED_STEP.fullmatch(ln))
 
 
 def run_build(req: BuildRequest, builder: Builder, secrets: SecretFiles,

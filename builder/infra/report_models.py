@@ -63,10 +63,8 @@ class BuilderInfo(_Record):
     docker: str = Field(description="The docker client used.")
     version: str
     name: str | None = Field(None, description="The named buildx builder (`--builder`), if one was chosen.")
-    driver: str | None = Field(None, description="buildx's driver of the builder: docker, docker-container, "
-                                                 "remote, kubernetes (docker: the engine's own BuildKit).")
-    store: str | None = Field(None, description="The docker driver: the engine's image store, classic (overlay2; "
-                                                "inline cache only) or containerd.")
+    driver: str | None = Field(None, description="buildx's driver: docker, docker-container, remote, kubernetes.")
+    store: str | None = Field(None, description="docker driver: the engine's image store, classic or containerd.")
     buildkit: str | None = Field(None, description="BuildKit's version (major.minor), when known.")
 
 
@@ -88,9 +86,8 @@ class SourceDateInfo(_Record):
 
     epoch: int = Field(description="Unix seconds: the image's created time, its label and its history.")
     source: Literal["spec", "env", "git", "now", "recorded"] = Field(
-        description="spec: build.source_date_epoch; env: $SOURCE_DATE_EPOCH; git: the last commit of the "
-                    "variant's files; now: none of those (not reproducible); recorded: the published image's "
-                    "(`tfimg build --reproduce`).")
+        description="spec: build.source_date_epoch; env: $SOURCE_DATE_EPOCH; git: the variant's last commit; now: "
+                    "none of those (not reproducible); recorded: the published image's (`build --reproduce`).")
 
 
 class BuildSection(Section):
@@ -121,8 +118,7 @@ class BuildSection(Section):
     warnings: list[str]
     log: str | None = Field(description="Path of build.log; null when nothing was built here.")
     cache: BuildCache | None = Field(None, description="Registry build cache settings, when any were given.")
-    source_date: SourceDateInfo | None = Field(None, description="SOURCE_DATE_EPOCH of the build that made "
-                                                                 "the image (null: not known here).")
+    source_date: SourceDateInfo | None = Field(None, description="The build's SOURCE_DATE_EPOCH (null: unknown).")
 
 
 # --------------------------------------------------------------------------- checks
@@ -364,8 +360,9 @@ class EvidenceRef(_Record):
 
 
 class AttestationRef(_Record):
-    kind: Literal["report", "sbom", "vuln", "provenance"] = Field(
-        description="Which statement: the tfimg report, the CycloneDX SBOM, the Trivy report, SLSA provenance.")
+    kind: Literal["report", "sbom", "vuln", "provenance", "vex"] = Field(
+        description="Which statement: the tfimg report, the CycloneDX SBOM, the Trivy report, SLSA provenance, "
+                    "the waivers that apply as OpenVEX.")
     digest: str = Field(description="Digest of the OCI artifact manifest (its subject is the image digest).")
 
 
