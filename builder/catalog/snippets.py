@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from builder.catalog.models import Snippets
 
-REF = re.compile(r"[a-z0-9][a-z0-9._:-]*(/[a-z0-9][a-z0-9._-]*)+@sha256:[0-9a-f]{64}")   # re.fullmatch
-USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}:\d{1,9}:\d{1,9}")   # re.fullmatch
+REF = re.compile(r"[a-z0-9][a-z0-9._:-]*(/[a-z0-9][a-z0-9._-]*)+@sha256:[0-9a-f]{64}")   # fullmatch
+USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}:\d{1,9}:\d{1,9}")   # fullmatch
 SSH_PORT, JUPYTER_PORT = 2222, 8888
 
 
