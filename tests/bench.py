@@ -255,9 +255,9 @@ def runners(work: Path, base: str) -> None:
             "<= 0.05 of a full build", lookup / full <= 0.05)
         row("   full build of bert (no cache; checks, scan, gate, tags)", f"{full:.1f}s", None, "(reference)", None)
         a_image = report_image(work / "runner-a", "bert")   # the same inputs, no layer cache, the first engine
-        row("13. rebuild on another runner: same digest", "yes" if a_image == b_image else "no", None,
+        row("15. rebuild on another runner: same digest", "yes" if a_image == b_image else "no", None,
             "yes (same image id: config and every layer)", a_image == b_image)
-        print(f"   (runner A {a_image[:19]}, runner B {b_image[:19]}: both built with --no-cache)")
+        print(f"   (runner A {a_image[:19]}, runner B {b_image[:19]}: A with --no-cache, B on an empty engine)")
     finally:
         engine2("stop", "--purge")
         refs = subprocess.run([DOCKER, "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True,
@@ -366,7 +366,7 @@ def main() -> None:
     shutil.copytree(ROOT / "variants", work / "variants")
     shutil.copytree(ROOT / "policies", work / "policies")
     subprocess.run(["git", "init", "-q", str(work)], check=True)   # the variants' repository (builder/spec/paths.py)
-    commit(work)   # SOURCE_DATE_EPOCH: the commit time of the variants (reproducible images, row 13)
+    commit(work)   # SOURCE_DATE_EPOCH: the commit time of the variants (reproducible images, row 15)
     out = work / "build"
     common = ["--base", base, "--out", str(out), "--no-test", "--no-scan"]
     bert = str(work / "variants/bert.yaml")
