@@ -18,7 +18,7 @@ from pathlib import Path
 
 from builder.errors import EngineError, EnvError, SpecError, SpecErrors, TfimgError
 from builder.image import buildkit, inputs
-from builder.infra import git, labels, outdir, registry_client
+from builder.infra import clock, git, labels, outdir, registry_client
 from builder.infra.engine import Engine, ImageInfo
 from builder.infra.report_models import BaseImage, BuildCache, BuilderInfo, BuildSection, Report, SourceDateInfo
 from builder.infra.ui import UI
@@ -136,6 +136,7 @@ class _Run:
             self.warnings.append("the base is not pinned by digest (base.digest); builds may drift")
         self.revision = "norev"
         self.date: inputs.SourceDate | None = None
+        self.times: dict[str, str | None] = {}   # started_on / finished_on of a build made here
 
     def image(self, context: Path, image_ref: str, ihash: str, builder: buildkit.Builder,
               secrets: buildkit.SecretFiles) -> tuple[str, BuildCache | None]:
@@ -144,6 +145,7 @@ class _Run:
         self.revision = settings.revision or git.revision(self.loaded.path)
         self.date = (inputs.SourceDate(settings.source_date_epoch, "recorded") if settings.source_date_epoch is not None
                      else inputs.source_date(self.loaded))
+        started = clock.now_rfc3339z()
         self.warnings += [f"optional secret '{sid}' is absent and was not passed" for sid in secrets.skipped]
         self.warnings += _builder_warnings(builder, self.date, settings.cache_to)
         req = buildkit.BuildRequest(
@@ -156,6 +158,7 @@ class _Run:
             image_id = buildkit.run_build(req, builder, secrets, on_line=self.ui.build_line,
                                           no_cache=settings.no_cache, cache_from=cache_from,
                                           cache_to=inputs.cache_ref(settings.cache_to, name))
+        self.times = {"started_on": started, "finished_on": clock.now_rfc3339z()}
         cache = self._cache(builder, image_id, req.log_path) if settings.cache_from or settings.cache_to else None
         return image_id, cache
 
@@ -184,6 +187,9 @@ class _Run:
         loaded, base, log = self.loaded, self.base, self.vdir / "build.log"
         used = BuilderInfo.model_validate(builder.describe()) if builder else (previous.builder if previous else None)
         revision = info.labels.get("org.opencontainers.image.revision", "norev") if up_to_date else self.revision
+        kept = up_to_date and same_image and previous is not None
+        times = self.times or ({"started_on": previous.started_on, "finished_on": previous.finished_on}
+                               if kept and previous is not None else {})
         return BuildSection(
             variant=loaded.name, spec=str(loaded.path), spec_chain=[str(p) for p in loaded.chain],
             spec_hash=rendered.spec_hash,
@@ -195,9 +201,9 @@ class _Run:
             labels=info.labels, builder=used, revision=revision, up_to_date=up_to_date,
             source_date=(SourceDateInfo(epoch=self.date.epoch, source=self.date.source) if self.date
                          else previous.source_date if previous and same_image else None),
-            timings=previous.timings if up_to_date and same_image and previous else dict(self.ui.timings),
+            timings=previous.timings if kept and previous is not None else dict(self.ui.timings),
             warnings=self.warnings, log=str(log) if log.exists() else None,
-            **({"cache": cache} if cache is not None else {}))
+            **({"cache": cache} if cache is not None else {}), **times)
 
 
 def _builder_warnings(builder: buildkit.Builder, date: inputs.SourceDate, cache_to: str | None) -> list[str]:

@@ -21,13 +21,13 @@ from typing import Any, ClassVar, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue, RootModel, StrictBool
 from pydantic.json_schema import SkipJsonSchema
 
+from builder.infra.report_build import BuildCache as BuildCache
+from builder.infra.report_build import BuilderInfo as BuilderInfo
+from builder.infra.report_build import LayerSize as LayerSize
+from builder.infra.report_build import Record as _Record
+from builder.infra.report_build import SourceDateInfo as SourceDateInfo
+
 JsonObject = dict[str, JsonValue]   # a JSON document passed along as it is (a Trivy report, an SBOM, a bake file)
-
-
-class _Record(BaseModel):
-    """A value inside a section, written by tfimg: frozen, unknown keys refused."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Section(_Record):
@@ -51,43 +51,6 @@ class BaseImage(_Record):
     id: str = Field(description="Image id of the base in the engine.")
     digest: str | None = Field(description="Registry digest of the base (from RepoDigests); null when unknown.")
     size: int = Field(description="Size of the base in bytes.")
-
-
-class LayerSize(_Record):
-    created_by: str
-    size: int
-
-
-class BuilderInfo(_Record):
-    kind: str = Field(description="buildx, or a classic client with DOCKER_BUILDKIT=1.")
-    docker: str = Field(description="The docker client used.")
-    version: str
-    name: str | None = Field(None, description="The named buildx builder (`--builder`), if one was chosen.")
-    driver: str | None = Field(None, description="buildx's driver: docker, docker-container, remote, kubernetes.")
-    store: str | None = Field(None, description="docker driver: the engine's image store, classic or containerd.")
-    buildkit: str | None = Field(None, description="BuildKit's version (major.minor), when known.")
-
-
-class BuildCache(_Record):
-    """The registry build cache a build used (``--cache-from`` / ``--cache-to``)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    mode: Literal["inline", "registry"] = Field(description="inline: BUILDKIT_INLINE_CACHE in the image "
-                                                "(docker 20.10 client); registry: buildx type=registry, mode=max.")
-    from_: list[str] = Field(alias="from", description="References the build imported cache from.")
-    to: str | None = Field(None, description="Reference the cache was exported to.")
-    pushed: str | None = Field(None, description="inline mode: REF@DIGEST of the image pushed as the cache.")
-    cached_steps: int | None = Field(None, description="Build steps taken from a cache (#N CACHED in build.log).")
-
-
-class SourceDateInfo(_Record):
-    """The image's time (SOURCE_DATE_EPOCH) and where it came from."""
-
-    epoch: int = Field(description="Unix seconds: the image's created time, its label and its history.")
-    source: Literal["spec", "env", "git", "now", "recorded"] = Field(
-        description="spec: build.source_date_epoch; env: $SOURCE_DATE_EPOCH; git: the variant's last commit; now: "
-                    "none of those (not reproducible); recorded: the published image's (`build --reproduce`).")
 
 
 class BuildSection(Section):
@@ -119,6 +82,9 @@ class BuildSection(Section):
     log: str | None = Field(description="Path of build.log; null when nothing was built here.")
     cache: BuildCache | None = Field(None, description="Registry build cache settings, when any were given.")
     source_date: SourceDateInfo | None = Field(None, description="The build's SOURCE_DATE_EPOCH (null: unknown).")
+    started_on: str | None = Field(None, description="When the build of this image started (RFC 3339, UTC, Z); "
+                                   "an up-to-date image keeps its build's times; null when not known.")
+    finished_on: str | None = Field(None, description="When the build of this image finished (RFC 3339, UTC, Z).")
 
 
 # --------------------------------------------------------------------------- checks
@@ -266,6 +232,9 @@ class ScanSection(Section):
     report_sha256: str | None = Field(None, description="sha256 of that file as tfimg wrote it: a gate of the "
                                       "saved report (tfimg gate --report) trusts this record only for that very file.")
     seconds: float | None = None
+    started_on: str | None = Field(None, description="When Trivy started (RFC 3339, UTC, Z): the vulnerability "
+                                   "statement's scanStartedOn.")
+    finished_on: str | None = Field(None, description="When Trivy finished (RFC 3339, UTC, Z): scanFinishedOn.")
     findings: dict[str, int] | None = Field(None, description="Number of findings per kind "
                                             "(vulnerability, secret, misconfiguration, license).")
     misconfig: bool | None = Field(None, description="Whether the Dockerfile checks ran (policy scan.misconfig).")
@@ -355,8 +324,8 @@ class LocalTags(RootModel[list[str]]):
 
 
 class EvidenceRef(_Record):
-    tag: str
-    digest: str
+    tag: str = Field(description="cosign's attestation tag sha256-<hex>.att (the same envelopes as the referrers).")
+    digest: str = Field(description="Digest of that tag's manifest after this publish.")
 
 
 class AttestationRef(_Record):
@@ -364,6 +333,8 @@ class AttestationRef(_Record):
         description="Which statement: the tfimg report, the CycloneDX SBOM, the Trivy report, SLSA provenance, "
                     "the waivers that apply as OpenVEX.")
     digest: str = Field(description="Digest of the OCI artifact manifest (its subject is the image digest).")
+    existing: bool = Field(False, description="true: the very statement (same payload, same signer) was already "
+                                              "attached, so nothing new was attached for it.")
 
 
 class PublishSection(Section):
@@ -378,12 +349,17 @@ class PublishSection(Section):
     immutable: str
     moving: list[str]
     refs: list[str]
-    evidence: EvidenceRef
+    evidence: EvidenceRef | None = Field(None, description="cosign's .att tag; null when nothing was attached "
+                                                           "(same_inputs).")
     pushed_at: str
     skipped_push: bool
+    same_inputs: str | None = Field(None, description="Image id of the digest that was already published from "
+                                    "the same inputs (its ih- tag): that digest is reported, nothing was pushed "
+                                    "or attached. Null otherwise.")
     attestations: list[AttestationRef] = Field(
         default_factory=list, description="DSSE-enveloped in-toto statements attached as OCI 1.1 referrers "
-                                          "(listed in the sha256-<hex> index where there is no referrers API).")
+                                          "(listed in the sha256-<hex> index where there is no referrers API) "
+                                          "and as layers of cosign's sha256-<hex>.att.")
     signed: bool = Field(False, description="Whether the statements were signed (--sign-key).")
 
 

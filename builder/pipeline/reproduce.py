@@ -13,8 +13,6 @@ result is compared with the published image: the image config's digest, and each
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
@@ -29,7 +27,7 @@ from builder.infra.report_models import BuildSection
 from builder.infra.ui import UI
 from builder.pipeline import orchestrator
 from builder.pipeline.context import BuildOptions
-from builder.publish import attest, referrers
+from builder.publish import evidence, store
 from builder.render import context as render
 from builder.spec.loader import LoadedVariant
 
@@ -54,36 +52,12 @@ class Recorded:
 
 
 def provenance_of(reg: Registry, repo: str, digest: str) -> dict[str, Any] | None:
-    """The SLSA provenance predicate attached to ``digest`` (a referrer holding a DSSE envelope, or a
-    plain in-toto statement), read without checking its signature (``tfimg verify`` does that);
-    None when there is none. The one place that knows how provenance is attached."""
-    found, _ = referrers.list_referrers(reg, repo, digest)
-    for ref in found:
-        kind = ref.annotations.get(attest.KIND_ANNOTATION) or attest.KINDS.get(
-            ref.annotations.get(attest.PREDICATE_ANNOTATION, ""), "")
-        if kind != "provenance":
-            continue
-        manifest = reg.manifest(repo, ref.digest)
-        if manifest is None:
-            continue
-        for layer in datafile.loads_json(manifest[0], "an artifact manifest", what="it").get("layers") or []:
-            doc = datafile.loads_json(reg.blob(repo, layer["digest"]), "an evidence blob", what="it")
-            stmt = _statement(doc)
-            predicate = stmt.get("predicate") if stmt else None
-            if stmt and attest.KINDS.get(str(stmt.get("predicateType"))) == "provenance" and isinstance(predicate, dict):
-                return dict(predicate)
-    return None
-
-
-def _statement(doc: dict[str, Any]) -> dict[str, Any] | None:
-    if "payload" in doc:   # a DSSE envelope
-        try:
-            inner = datafile.loads_json(base64.b64decode(str(doc["payload"]), validate=True), "an envelope's payload",
-                                        what="it")
-        except (binascii.Error, ValueError, TfimgError):
-            return None
-        return inner if isinstance(inner, dict) else None
-    return doc if "predicateType" in doc else None
+    """The newest SLSA provenance predicate attached to ``digest``, read without checking its signature
+    (``tfimg verify`` does that); None when there is none. The one place that knows how provenance is
+    attached: through :mod:`builder.publish.store` (referrers or cosign's ``.att``)."""
+    found, _ = store.read(reg, repo, digest, kinds={"provenance"})
+    predicates = evidence.predicates(found, "provenance")
+    return dict(predicates[-1]) if predicates else None
 
 
 def recorded(reference: str) -> Recorded:
