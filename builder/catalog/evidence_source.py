@@ -17,7 +17,9 @@ Contract, so the evidence format can change here and nowhere else:
     verifies with wins. When one does, the content above is the verified predicates; otherwise it is the
     raw (unverified) statements, and ``verification.state`` says so;
   * ``config``: the image config's labels, exposed ports and layer DiffIDs (a small blob, not a layer);
-  * ``watch``: the newest ``tfimg watch`` statement (issue 21): always ``None`` until watch attaches one;
+  * ``watch``: the newest ``tfimg watch`` statement in short (issue 21, :func:`builder.publish.watched.newest_watch`:
+    ``at``, ``decision``, ``policy``, ``db_updated``, ``new_findings``, and ``verified_with``, the key every
+    statement verified with); ``None`` when no watch attached one;
   * ``problems``: what could not be read, and why. :func:`read` raises only for errors of the registry
     connection itself (:class:`~builder.errors.RegistryError`).
 
@@ -28,7 +30,8 @@ Contract, so the evidence format can change here and nowhere else:
   what ``tfimg promote --policy`` does).
 
 Today it uses :func:`builder.publish.curation.ls`, :func:`builder.publish.referrers.list_referrers`,
-:func:`builder.publish.attest.verify`, :func:`builder.publish.evidence.read` and ``read_trivy``.
+:func:`builder.publish.attest.verify`, :func:`builder.publish.evidence.read`, ``read_trivy`` and
+:func:`builder.publish.watched.newest_watch`.
 Issue 19 (one artifactType per kind, cosign's layout, ``verify`` as a policy with trusted keys and "other signer", no unsigned
 ``.tfimg`` document) and issue 21 (dated watch statements) change what this module reads, not its contract.
 """
@@ -49,7 +52,7 @@ from builder.errors import RegistryError, TfimgError
 from builder.infra import datafile
 from builder.infra.registry_client import INDEX_TYPES, Registry, parse_ref
 from builder.pipeline import gatekeeping
-from builder.publish import attest, curation, evidence, referrers
+from builder.publish import attest, curation, evidence, referrers, watched
 
 # What hostile or broken evidence raises while it is read: recorded as a problem of that digest.
 READ_ERRORS = (KeyError, TypeError, ValueError, AttributeError, StopIteration, TfimgError)
@@ -209,6 +212,19 @@ def _config(reg: Registry, repo: str, digest: str) -> ImageConfig:
         config_size=int(cfg_desc.get("size") or 0))
 
 
+def _watch(reg: Registry, repo: str, digest: str, verification: Verification, problems: list[str]) -> dict[str, Any] | None:
+    """The newest watch statement in short, with the key it verified with (every statement did), or None."""
+    try:
+        found = watched.newest_watch(reg, repo, digest)
+    except READ_ERRORS as exc:
+        _tolerate(exc)
+        problems.append(f"the watch statements: {exc}")
+        return None
+    if found is not None:
+        found["verified_with"] = verification.key if verification.state == "verified" else None
+    return found
+
+
 def read(listed: Listed, keys: list[Path]) -> Evidence:
     """Everything attached to one digest (see the module's contract)."""
     with _connection(parse_ref(listed.repository).host):
@@ -249,10 +265,11 @@ def _read(listed: Listed, keys: list[Path]) -> Evidence:
         problems.append(f"the image config: {exc}")
         config = ImageConfig()
     report = _doc(predicates.get("report"))
+    watch = _watch(reg, ref.repo, listed.digest, verification, problems)
     return Evidence(listed=listed, report=report or (legacy.to_json() if legacy else None),
                     report_signed=report is not None,
                     sbom=_doc(predicates.get("sbom")), trivy=trivy or None, promotions=tuple(promotions),
-                    unsigned_promotions=True, verification=verification, config=config, watch=None,
+                    unsigned_promotions=True, verification=verification, config=config, watch=watch,
                     problems=tuple(problems))
 
 

@@ -183,7 +183,7 @@ def statement(result: watch.DigestWatch, data: Any, published: JsonObject | None
               if isinstance(r, dict) and (r.get("Misconfigurations") or r.get("Secrets") or r.get("Licenses"))]
     now = clock.now_rfc3339z()
     return {
-        "invocation": {"uri": "https://tfimg.dev/watch", "event_id": "", "builder.id": f"tfimg {__version__}",
+        "invocation": {"uri": watched.WATCH_URI, "event_id": "", "builder.id": f"tfimg {__version__}",
                        "parameters": {"policy": policy.name or policy.file, "decision": result.status,
                                       "reasons": result.reasons, "new": sorted({f.id for f in result.new}),
                                       "publishedAt": result.published.published_at}},

@@ -10,10 +10,14 @@ Read (never a layer of the image: manifests, referrer artifacts and their small 
   latest watch statement; with a public key every statement must verify (:func:`builder.publish.attest.verify`);
 - :func:`vex_documents`: the OpenVEX documents attached to a digest (yours, or a vendor's on its base);
 - :func:`latest`: the evidence and Trivy report a judge decides on (``tfimg promote``, ``tfimg build
-  --registry``): the latest watch when it is newer than the publish-time report.
+  --registry``): the latest watch when it is newer than the publish-time report;
+- :func:`newest_watch`: the newest watch's result in short (the catalog's ``watch``).
 
-Write: :func:`attach_watch` (a dated vulnerability statement, ``dev.tfimg.vuln.source: watch``, beside the
-publish-time one, which stays) and :func:`attach_vex` (the waivers as OpenVEX, at publishing). Both are
+A watch's statement is told from the publish-time one by its signed content (the predicate's
+``invocation.uri`` is :data:`WATCH_URI`), never by an annotation, and dated by its signed
+``metadata.scanFinishedOn``.
+
+Write: :func:`attach_watch` (a dated vulnerability statement beside the publish-time one, which stays) and :func:`attach_vex` (the waivers as OpenVEX, at publishing). Both are
 DSSE-enveloped in-toto statements, signed when a signer is given, attached as OCI 1.1 referrers.
 """
 
@@ -30,7 +34,8 @@ from builder.infra.registry_client import Ref, Registry, parse_ref
 from builder.infra.report_models import JsonObject
 from builder.publish import attest, evidence, referrers
 
-SOURCE_ANNOTATION = "dev.tfimg.vuln.source"   # "watch" on the statements tfimg watch attaches
+SOURCE_ANNOTATION = "dev.tfimg.vuln.source"   # "watch" on the statements tfimg watch attaches (a hint only)
+WATCH_URI = "https://tfimg.dev/watch"          # invocation.uri of a watch's vuln predicate (signed)
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,22 @@ class Statement:
     created: str
     source: str                  # "watch" for tfimg watch's vulnerability statements, else "publish"
     predicate: dict[str, Any]
+
+    @property
+    def when(self) -> str:
+        """When it was made: a watch's signed ``metadata.scanFinishedOn``, else the referrer's date."""
+        if self.source != "watch":
+            return self.created
+        meta = self.predicate.get("metadata")
+        done = meta.get("scanFinishedOn") if isinstance(meta, dict) else None
+        return done if isinstance(done, str) and done else self.created
+
+
+def source_of(kind: str, predicate: dict[str, Any]) -> str:
+    """'watch' for a vuln predicate ``tfimg watch`` made (by its signed content), else 'publish'."""
+    invocation = predicate.get("invocation")
+    uri = invocation.get("uri") if isinstance(invocation, dict) else None
+    return "watch" if kind == "vuln" and uri == WATCH_URI else "publish"
 
 
 @dataclass(frozen=True)
@@ -108,9 +129,9 @@ def statements(reg: Registry, repo: str, digest: str, key: Path | None = None) -
             kind = attest.KINDS.get(str(stmt.get("predicateType")), "")
             if kind and digest.partition(":")[2] in hexes and isinstance(stmt.get("predicate"), dict):
                 found.append((ref, kind, stmt["predicate"]))
-    out = [Statement(kind, ref.digest, ref.annotations.get(referrers.CREATED, ""),
-                     ref.annotations.get(SOURCE_ANNOTATION, "publish"), predicate) for ref, kind, predicate in found]
-    return sorted(out, key=lambda s: s.created), problems
+    out = [Statement(kind, ref.digest, ref.annotations.get(referrers.CREATED, ""), source_of(kind, predicate), predicate)
+           for ref, kind, predicate in found]
+    return sorted(out, key=lambda s: s.when), problems
 
 
 def _last(found: list[Statement], kind: str, source: str = "publish") -> Statement | None:
@@ -188,7 +209,7 @@ def latest(reg: Registry, repo: str, digest: str) -> tuple[evidence.Evidence | N
         return doc, trivy, ""
     found, _ = statements(reg, repo, digest)
     watch = _last(found, "vuln", "watch")
-    when, then = (_when(watch.created) if watch else None), _when(doc.published_at)
+    when, then = (_when(watch.when) if watch else None), _when(doc.published_at)
     result = (watch.predicate.get("scanner") or {}).get("result") if watch else None
     params = (watch.predicate.get("invocation") or {}).get("parameters") if watch else None
     if watch is None or when is None or (then is not None and when <= then) or not isinstance(result, dict) \
@@ -197,4 +218,21 @@ def latest(reg: Registry, repo: str, digest: str) -> tuple[evidence.Evidence | N
     gate = {**doc.section("gate"), "decision": params.get("decision"), "reasons": params.get("reasons") or [],
             "policy": params.get("policy")}
     doc = evidence.Evidence.model_validate({**doc.to_json(), "report": {**doc.to_json()["report"], "gate": gate}})
-    return doc, result, f"; the latest watch ({watch.created}) decided '{params.get('decision')}'"
+    return doc, result, f"; the latest watch ({watch.when}) decided '{params.get('decision')}'"
+
+
+def newest_watch(reg: Registry, repo: str, digest: str) -> dict[str, Any] | None:
+    """The newest watch of ``digest`` in short: ``at``, ``decision``, ``policy``, ``db_updated``,
+    ``new_findings``, ``statement`` (its artifact); None when no watch is attached. Unverified: the caller
+    says whether the digest's statements verified."""
+    found, _ = statements(reg, repo, digest)
+    watch = _last(found, "vuln", "watch")
+    if watch is None:
+        return None
+    params = (watch.predicate.get("invocation") or {}).get("parameters") or {}
+    db = (watch.predicate.get("scanner") or {}).get("db") or {}
+    new = params.get("new") if isinstance(params, dict) else None
+    return {"at": watch.when, "decision": params.get("decision") if isinstance(params, dict) else None,
+            "policy": params.get("policy") if isinstance(params, dict) else None,
+            "db_updated": db.get("version") if isinstance(db, dict) else None,
+            "new_findings": [str(x) for x in new] if isinstance(new, list) else [], "statement": watch.artifact}
