@@ -86,9 +86,9 @@ def _skopeo_copy(src: Ref, dst: Ref) -> None:
     cfg = docker_config_path()
     if cfg.is_file():
         argv.append(f"--authfile={cfg}")
-    if LOOPBACK.match(src.host):
+    if LOOPBACK.fullmatch(src.host):
         argv.append("--src-tls-verify=false")
-    if LOOPBACK.match(dst.host):
+    if LOOPBACK.fullmatch(dst.host):
         argv.append("--dest-tls-verify=false")
     runner.run([*argv, f"docker://{src}", f"docker://{dst}"], timeout=3600)
 
