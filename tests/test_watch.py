@@ -136,19 +136,13 @@ def test_markdown_of_many_new_findings_is_bounded(findings: int) -> None:
     assert (f"{findings - render.MD_ROWS} more" in md) == (findings > render.MD_ROWS)
 
 
-def test_a_watch_statement_is_told_by_its_signed_content_and_dated_by_it() -> None:
-    """What tfimg watch attaches is a watch by its predicate (invocation.uri), not by an annotation,
-    and is dated by its scanFinishedOn; the publish-time vuln predicate is not a watch."""
+def test_a_watch_statement_is_told_by_its_signed_content() -> None:
+    """What tfimg watch attaches is a watch by its signed predicate (invocation.uri), not by an annotation;
+    the vuln predicate tfimg publish attaches is not one."""
     from builder.infra.report_models import Report
     from builder.pipeline import watching
-    from builder.publish import attest, watched
+    from builder.publish import evidence, statements
 
-    result = _assess()
-    made = watching.statement(result, {"Results": []}, None, "0.76.0", None, DEMO, "HOST/tfimg/trivy-db:2-later")
-    published = attest.vuln_predicate(Report(), {"Results": []})
-    assert watched.source_of("vuln", made) == "watch"
-    assert watched.source_of("vuln", published) == "publish"
-    assert watched.source_of("sbom", made) == "publish"                  # only a vuln statement is a watch
-    stmt = watched.Statement("vuln", "sha256:" + "a" * 64, "2020-01-01T00:00:00Z", "watch", made)
-    assert stmt.when == made["metadata"]["scanFinishedOn"] != stmt.created
-    assert watched.Statement("vuln", "x", "2020-01-01T00:00:00Z", "publish", published).when == "2020-01-01T00:00:00Z"
+    made = watching.statement(_assess(), {"Results": []}, None, "0.76.0", None, DEMO, "HOST/tfimg/trivy-db:2-later")
+    assert evidence.is_watch(made) and made["invocation"]["parameters"]["new"] == ["CVE-2025-5197"]
+    assert not evidence.is_watch(statements.vuln_predicate(Report(), {"Results": []}))
