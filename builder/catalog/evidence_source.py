@@ -288,3 +288,25 @@ def recorded_decision(ev: Evidence) -> str:
         return evidence.verdict(evidence.Evidence.model_validate(ev.report))
     except ValueError:   # pydantic's ValidationError: a document of another shape
         return "unreadable"
+
+
+WATCH_URI = "https://tfimg.dev/watch"   # the invocation.uri of the vulnerability statements `tfimg watch` attaches
+
+
+def watch_of(predicate: Any, created: str | None, verified_with: str | None) -> dict[str, Any] | None:
+    """The ``watch`` of the contract, from one vulnerability predicate: None unless ``tfimg watch`` made it
+    (its signed ``invocation.uri``; an annotation is not signed, so it is not what tells them apart).
+
+    ``{"at", "decision", "policy", "reasons", "new_findings", "db_updated", "verified_with"}``: ``at`` is when
+    it was attached (else when its scan finished), ``verified_with`` the key file its statement verified with
+    (None: not verified)."""
+    def obj(value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    invocation = obj(obj(predicate).get("invocation"))
+    if invocation.get("uri") != WATCH_URI:
+        return None
+    params, predicate = obj(invocation.get("parameters")), obj(predicate)
+    return {"at": created or obj(predicate.get("metadata")).get("scanFinishedOn"), "decision": params.get("decision"),
+            "policy": params.get("policy"), "reasons": params.get("reasons"), "new_findings": params.get("new"),
+            "db_updated": obj(obj(predicate.get("scanner")).get("db")).get("version"), "verified_with": verified_with}
