@@ -31,9 +31,11 @@ standin: engine
 	scripts/standin/build.sh >/dev/null
 
 # The demo Trivy vulnerability DB (scripts/trivydb/advisories.yaml), built with Go + bbolt and
-# served as an OCI artifact from the local registry (scripts/registry.sh), as companies mirror trivy-db.
+# served as an OCI artifact from the local registry (scripts/registry.sh), as companies mirror trivy-db;
+# and its "later" edition (tag :2-later: one more advisory, disclosed after publishing; tfimg watch).
 trivydb: venv deps
 	scripts/trivydb/demo-db.sh >/dev/null
+	scripts/trivydb/demo-db.sh --later >/dev/null
 
 # A registry with the OCI 1.1 referrers API on 127.0.0.1:5001 (scripts/referrers-registry/:
 # go-containerregistry's pkg/registry built with Debian's Go; tests start their own).
@@ -68,8 +70,9 @@ lint: venv
 # expiry), written to build/bert-waived/ so build/bert/ keeps the real decision.
 # Last, scripts/demo-evidence.sh publishes bert (gated under that waiver policy,
 # into build/demo-signed/) to the local registry with signed evidence made with a
-# throwaway key, prints `tfimg verify`'s result, and writes the catalog of the demo registry
-# (`tfimg registry catalog`, build/catalog/index.html).
+# throwaway key and prints `tfimg verify`'s result; then, under the DB's later edition, `tfimg watch`
+# shows the finding disclosed since publishing (no rebuild); last it writes the catalog of the demo registry
+# (`tfimg registry catalog`, build/catalog/index.html), which shows the latest watch.
 demo: venv standin trivydb
 	$(BIN)/tfimg lint variants/*.yaml
 	@db=$$(scripts/trivydb/demo-db.sh 2>/dev/null); \

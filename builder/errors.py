@@ -29,6 +29,12 @@ def worst(codes: list[int]) -> int:
     return OK
 
 
+def printable(text: str) -> str:
+    """``text`` with every control character but the line break escaped (``\\x1b``, ``\\u2028``):
+    a file name or key in a message cannot move the cursor, recolour the terminal or fake a line."""
+    return "".join(ch if ch == "\n" or (ch.isprintable() or ch == " ") else ascii(ch)[1:-1] for ch in text)
+
+
 class TfimgError(Exception):
     """Base of every error shown to the user without a traceback."""
 
@@ -44,7 +50,7 @@ class TfimgError(Exception):
         text = self.message.rstrip()
         if self.hint:
             text += f"\n{self.hint.rstrip()}"
-        return text
+        return printable(text)
 
 
 class SpecError(TfimgError):

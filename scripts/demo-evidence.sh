@@ -27,6 +27,23 @@ digest=$("$BIN/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["
 echo "demo: tfimg verify $reg/bert@$digest --key $keys/tfimg.pub"
 "$BIN/tfimg" verify "$reg/bert@$digest" --key "$keys/tfimg.pub"
 
+# --- Curation after publishing (issue 21). A separate step: it only reads what the steps above published.
+# Some weeks later the vulnerability DB knows one more advisory (its "later" edition, demo-db.sh --later:
+# CVE-2025-5197 in transformers 4.21.3, disclosed after the first edition's newest). `tfimg watch` scans
+# the published digest's signed SBOM against it, without a rebuild and without pulling the image, and
+# attaches a signed, dated statement of what it decided. Exit 1 would be an alert (a digest that no
+# longer passes): the demo shows it and goes on; only bad input (exit 2) stops it.
+later=$(scripts/trivydb/demo-db.sh --later 2>/dev/null)
+echo
+echo "demo: later, the DB knows more ($later). tfimg watch $reg bert: what was disclosed since publishing"
+rc=0
+"$BIN/tfimg" watch "$reg" bert --policy policies/demo-bert-waivers.yaml --trivy-db-repository "$later" \
+  --key "$keys/tfimg.pub" --sign-key "$keys/tfimg.pem" --warn-days 180 --markdown build/demo-watch.md || rc=$?
+[ "$rc" -le 1 ] || exit "$rc"
+echo "demo: the newly disclosed finding is 'new since publishing'; the Markdown for an issue is build/demo-watch.md"
+"$BIN/tfimg" vex "$reg/bert@$digest" --policy policies/demo-bert-waivers.yaml -o build/demo-bert.vex.json
+echo "demo: the waiver as OpenVEX (also attached, signed, by tfimg publish): build/demo-bert.vex.json"
+
 # --- issue 22: the catalog of the demo registry --------------------------------------------------------
 # A separate last step (issue 19 reworks the steps above): a static site of what the demo registry holds,
 # its evidence verified with the demo's public key. Open build/catalog/index.html from disk.

@@ -3,7 +3,7 @@
 # Debian/Ubuntu as root: debootstrap (stand-in base), the OpenSSH client (SSH
 # checks), docker-registry, skopeo and htpasswd (registry tests), Go and bbolt
 # (the demo Trivy DB generator, scripts/trivydb), shellcheck (lint of
-# scripts/), and from Debian 13 (trixie) cosign 2.5.0 and oras 1.2.0 (evidence
+# scripts/ and of rendered scripts), and from Debian 13 (trixie) cosign 2.5.0 and oras 1.2.0 (evidence
 # read by the ecosystem's verifiers) through scripts/trixie.sh, which pins only
 # those two packages to trixie and refuses any other upgrade. ssh-audit is
 # not one of them: the SSH checks use the pinned one from PyPI (tfimg[checks]).

@@ -1,7 +1,8 @@
 """`make bench`: build speed and size, measured side by side in one run on the stand-in base.
 
     python -m tests.bench            (TFIMG_BENCH_BASE=IMAGE, default: the stand-in)
-    python -m tests.bench --reuse-only | --runners-only | --scan-only | --gate-only | --catalog-only   (one group of rows)
+    python -m tests.bench --reuse-only | --runners-only | --scan-only | --gate-only | --catalog-only | --watch-only
+        (one group of rows)
 
 Prints each measurement, its ratio and whether the target is met. It never
 fails on a missed target: targets are reported, not asserted. Its work folder
@@ -355,6 +356,11 @@ def main() -> None:
     common = ["--base", base, "--out", str(out), "--no-test", "--no-scan"]
     bert = str(work / "variants/bert.yaml")
     print(f"tfimg bench on {base} ({os.cpu_count()} cores); all times are wall-clock seconds\n")
+    if "--watch-only" in sys.argv:   # issue 21's tfimg watch against a full trivy image of the digest
+        from tests.bench_watch import watch_cost
+        watch_cost(work, base, tfimg, row)
+        outdir.remove(work)
+        return
     if "--reuse-only" in sys.argv:   # issue 13's three ratios alone (python -m tests.bench --reuse-only)
         stage_reuse(work, base)
         outdir.remove(work)
@@ -452,6 +458,8 @@ def main() -> None:
     stage_reuse(work, base)
     runners(work, base)
     gate_scale(work)
+    from tests.bench_watch import watch_cost
+    watch_cost(work, base, tfimg, row)
     catalog_rows(work)
     outdir.remove(work)
 

@@ -24,6 +24,9 @@ from builder.infra import yamlfile
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIVY_REPORT = ROOT / "tests/data/trivy/alpine-39.json.golden"
+# A guard against a hang or an exponential blow-up (unguarded, a billion laughs takes minutes and GBs), not
+# a speed target: those are in `make bench`. Generous, so a loaded CI machine does not fail it.
+HANG = 15.0
 
 
 def billion_laughs(levels: int = 9) -> str:
@@ -64,7 +67,7 @@ def test_hostile_variant_is_refused_fast(tmp_path: Path, capsys, monkeypatch, ca
     assert str(f) in err and fragment in err, err
     assert "Traceback" not in err
     assert "limit" in err.lower(), err                       # says it is a limit of tfimg's
-    assert elapsed < 1.0, f"{case}: refused after {elapsed:.2f} s"
+    assert elapsed < HANG, f"{case}: refused after {elapsed:.2f} s"
 
 
 @pytest.mark.timeout(30)
@@ -74,7 +77,7 @@ def test_hostile_parent_is_refused_through_extends(tmp_path: Path, capsys) -> No
     child.write_text("extends: parent.yaml\n")
     rc, err, elapsed = _run(["validate", str(child)], capsys)
     assert rc == 2 and "parent.yaml" in err and "expands to more than" in err, err
-    assert elapsed < 1.0
+    assert elapsed < HANG
 
 
 @pytest.mark.timeout(30)
@@ -87,7 +90,7 @@ def test_hostile_policy_is_refused_fast(tmp_path: Path, capsys, case: str) -> No
                              "--out", str(tmp_path / "out")], capsys)
     assert rc == 2 and str(pol) in err and fragment in err, err
     assert "Traceback" not in err
-    assert elapsed < 1.0, f"{case}: refused after {elapsed:.2f} s"
+    assert elapsed < HANG, f"{case}: refused after {elapsed:.2f} s"
 
 
 def test_anchors_and_merge_keys_within_the_limits_still_work(tmp_path: Path, capsys) -> None:
@@ -187,8 +190,8 @@ def test_untrusted_policy_is_exit_2_naming_file_and_line(tmp_path: Path, capsys,
 def test_merge_keys_may_still_be_overridden(tmp_path: Path) -> None:
     """`<<: *base` then `key: value` is YAML's override, not a duplicate."""
     from builder.spec import loader
-    f = _write(tmp_path / "v.yaml", "labels: &e {A: '1', B: '2'}\nenv: {<<: *e, A: '3'}\n")
-    assert loader.load(f).spec.env == {"A": "3", "B": "2"}
+    f = _write(tmp_path / "v.yaml", "checks: {python_packages: &e {A: '>=1', B: '>=2'}}\nenv: {<<: *e, A: '3'}\n")
+    assert loader.load(f).spec.env == {"A": "3", "B": ">=2"}
 
 
 # --------------------------------------------------------------------------- properties of the reader

@@ -67,7 +67,7 @@ def test_odd_fact_values_are_made_tag_safe() -> None:
     odd = {**NGC, "rev": "ab/12 cd", "tensorflow": "2.9.1-rc0+weird build"}
     values = tagging.fields("bert", odd, "ngc-22.07")
     assert values["rev"] == "ab_12_cd"
-    assert tagging.TAG_RE.match(tagging.render("{variant}-{tf}-{rev}", values))
+    assert tagging.TAG_RE.fullmatch(tagging.render("{variant}-{tf}-{rev}", values))
 
 
 def test_moving_tag_equal_to_immutable_is_refused() -> None:

@@ -6,7 +6,7 @@ order ``tfimg --help`` lists them.
 """
 
 # isort: off  (the import order is the order of the commands in --help)
-from builder.cli import build, checks, publish, scan, specs  # noqa: F401
+from builder.cli import build, checks, curate, publish, scan, specs  # noqa: F401
 from builder.cli.root import app, main
 
 # isort: on

@@ -125,6 +125,9 @@ def gate_cmd(
     assume_vuln_scanned: bool = typer.Option(False, "--assume-vuln-scanned",
                                              help="Accept a report no tfimg scan record vouches for as made by "
                                                   "Trivy's vulnerability scanner, without filters."),
+    vex_sources: list[str] = typer.Option([], "--vex", help="OpenVEX file, or HOST/NAME@sha256:... whose attached "
+                                          "VEX documents apply: their not_affected and fixed statements waive "
+                                          "the findings they cover (repeatable: yours and a vendor's)."),
 ) -> None:
     """Gate a saved Trivy report under a policy.
 
@@ -155,6 +158,13 @@ def gate_cmd(
         trust.check_image(rep, build.image_id if build else None, source=str(report_file),
                           where=str(folder / report.REPORT))
     scanners = trust.scanners_of(report_file, digest, beside.scan, assume=assume_vuln_scanned)   # exit 4
+    if vex_sources:   # the documents' statements become waivers of the findings they cover
+        from builder.pipeline import watching
+        from builder.scan import vex
+
+        images = watching.images_of(rep, built.base.digest if built else None)
+        made = vex.waivers(watching.load_vex(vex_sources), rep.findings(), images)
+        pol = pol.model_copy(update={"waivers": [*pol.waivers, *made]})
     result = single.gate_report(rep, pol, where, base_layers=layers, base_ref=base_ref, today=today,
                                 scanners=scanners, claim="--out" if out_dir is not None else None)
     _show(result, where)

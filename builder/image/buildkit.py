@@ -27,6 +27,7 @@ from builder.errors import BuildFailed, EnvError
 from builder.image import inputs
 from builder.infra import labels, runner
 from builder.infra.report_models import LayerSize
+from builder.render.escape import buildx_csv
 from builder.spec.loader import LoadedVariant
 
 DOCKER_ENV = "TFIMG_DOCKER"
@@ -154,7 +155,7 @@ class SecretFiles:
                 fd = os.open(src, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w") as fh:
                     fh.write(os.environ[self.choice.sources[sid]])
-            self.args += ["--secret", f"id={sid},src={src}"]
+            self.args += ["--secret", buildx_csv(f"id={sid}", f"src={src}")]
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -215,12 +216,12 @@ def cache_args(builder: Builder, cache_from: list[str], cache_to: str | None) ->
     return argv
 
 
-CACHED_STEP = re.compile(r"^#\d+ CACHED\s*$")
+CACHED_STEP = re.compile(r"#\d+ CACHED\s*")   # always re.fullmatch
 
 
 def cached_steps(log_text: str) -> int:
     """How many build steps BuildKit took from a cache (``#N CACHED`` in the plain progress log)."""
-    return sum(1 for ln in log_text.splitlines() if CACHED_STEP.match(ln))
+    return sum(1 for ln in log_text.splitlines() if CACHED_STEP.fullmatch(ln))
 
 
 def run_build(req: BuildRequest, builder: Builder, secrets: SecretFiles,

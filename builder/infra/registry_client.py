@@ -34,8 +34,8 @@ DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST)
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
-DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$")
+DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")   # always re.fullmatch
+LOOPBACK = re.compile(r"(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?")   # always re.fullmatch
 
 
 # --------------------------------------------------------------------------- references
@@ -70,9 +70,9 @@ def parse_ref(text: str) -> Ref:
     tag = None
     if ":" in path.rsplit("/", 1)[-1]:
         path, _, tag = path.rpartition(":")
-    if not re.match(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$", path):
+    if not re.fullmatch(r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*", path):
         raise RegistryError(f"'{path}' is not a repository name (lowercase letters, digits, '.', '_', '-', '/')")
-    if digest and not DIGEST_RE.match(digest):
+    if digest and not DIGEST_RE.fullmatch(digest):
         raise RegistryError(f"'{digest}' is not a sha256 digest (sha256: and 64 hex digits)")
     return Ref(host, path, tag or None, digest or None)
 
@@ -113,7 +113,7 @@ class Registry:
     def __init__(self, host: str, *, attempts: int = 5, base_delay: float = 0.5,
                  sleep: Callable[[float], None] = time.sleep, timeout: float = 60) -> None:
         self.host = host
-        self.base = ("http://" if LOOPBACK.match(host) else "https://") + host
+        self.base = ("http://" if LOOPBACK.fullmatch(host) else "https://") + host
         self.attempts, self.base_delay, self.sleep, self.timeout = attempts, base_delay, sleep, timeout
         self.session = requests.Session()
         self._auth: dict[str, str] = {}

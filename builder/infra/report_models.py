@@ -347,8 +347,9 @@ class EvidenceRef(_Record):
 
 
 class AttestationRef(_Record):
-    kind: Literal["report", "sbom", "vuln", "provenance"] = Field(
-        description="Which statement: the tfimg report, the CycloneDX SBOM, the Trivy report, SLSA provenance.")
+    kind: Literal["report", "sbom", "vuln", "provenance", "vex"] = Field(
+        description="Which statement: the tfimg report, the CycloneDX SBOM, the Trivy report, SLSA provenance, "
+                    "the waivers that apply as OpenVEX.")
     digest: str = Field(description="Digest of the OCI artifact manifest (its subject is the image digest).")
 
 

@@ -95,12 +95,13 @@ class _LimitedLoader(yaml.SafeLoader):
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         """Refuse a key written twice in one mapping (YAML forbids it; PyYAML keeps the last)."""
         if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, tuple[int, int]] = {}
+            seen: dict[Any, tuple[int, int, str]] = {}   # key -> line, column, as written
             for key_node, _ in node.value:
                 if key_node.tag == MERGE_TAG:   # `<<: *base` then `key: value` is an override, not a duplicate
                     continue
                 key = self.construct_object(key_node, deep=True)
                 mark = key_node.start_mark
+                written = datafile.show_key(key_node.value if isinstance(key_node, yaml.ScalarNode) else key)
                 try:
                     first = seen.get(key)
                 except TypeError:   # an unhashable key: SafeLoader says so
@@ -108,10 +109,12 @@ class _LimitedLoader(yaml.SafeLoader):
                 if first is not None:
                     where = (f"lines {first[0]} and {mark.line + 1}" if first[0] != mark.line + 1 else
                              f"line {first[0]}, columns {first[1]} and {mark.column + 1}")
-                    raise _Refused(f"has the key {datafile.show_key(key)} twice in one mapping ({where}); "
+                    named = (written if first[2] == written else
+                             f"{first[2]} / {written} (both read as {datafile.show_key(key)})")
+                    raise _Refused(f"has the key {named} twice in one mapping ({where}); "
                                    "tfimg does not guess which one you meant",
                                    mark.line + 1, "Remove one of them (or merge their values).")
-                seen[key] = (mark.line + 1, mark.column + 1)
+                seen[key] = (mark.line + 1, mark.column + 1, written)
         return super().construct_mapping(node, deep)
 
     def compose_node(self, parent: Any, index: Any) -> Any:

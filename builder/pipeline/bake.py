@@ -26,6 +26,7 @@ from builder.infra.engine import Engine
 from builder.pipeline import gatekeeping
 from builder.pipeline.context import BuildOptions
 from builder.render import context as render
+from builder.render.escape import buildx_csv
 from builder.scan import policy as policies
 from builder.spec.loader import LoadedVariant
 
@@ -38,7 +39,8 @@ def _secrets(loaded: LoadedVariant) -> tuple[list[str], dict[str, str], list[str
     one that is absent here is named too (the build host must have it)."""
     choice = inputs.secret_choice(loaded)
     passed = {sid: ref for sid, ref in loaded.spec.secrets.items() if sid in choice.used or sid in choice.missing}
-    entries = [f"id={sid},src={Path(ref.file).resolve()}" if ref.file else f"id={sid},env={ref.env}"
+    entries = [buildx_csv(f"id={sid}", f"src={Path(ref.file).resolve()}") if ref.file
+               else buildx_csv(f"id={sid}", f"env={ref.env}")
                for sid, ref in passed.items()]
     warnings = [f"{loaded.name}: optional secret '{sid}' ({ref.file or ref.env}) is absent and left out"
                 for sid, ref in loaded.spec.secrets.items() if sid in choice.skipped]

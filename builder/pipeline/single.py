@@ -15,7 +15,7 @@ from builder.errors import TfimgError
 from builder.infra import clock, datafile, outdir, report
 from builder.infra.engine import Engine
 from builder.infra.report_models import ChecksSection, JsonObject, PublishSection
-from builder.pipeline import record, steps
+from builder.pipeline import record, steps, watching
 from builder.publish import attest, tagging
 from builder.publish import push as push_stage
 from builder.scan import gate, trivy, trivy_report, trust
@@ -113,7 +113,8 @@ def publish(loaded: LoadedVariant, out: Path, registry: str, *, engine: Engine, 
         image = push_stage.require_build(rec.report)
         return trivy.cyclonedx(image, trivy.Options())
 
-    attached = push_stage.Evidence(trivy=_trivy_doc(out), sbom=sbom, signer=signer)
+    attached = push_stage.Evidence(trivy=_trivy_doc(out), sbom=sbom, signer=signer,
+                                   vex=watching.publish_vex(out, rec.report))
     done = push_stage.publish(loaded, rec.report, out, registry, engine=engine, push=push, attached=attached,
                               attempts=attempts, base_delay=base_delay)
     if isinstance(done, push_stage.Plan):

@@ -53,7 +53,10 @@ PREDICATES = {
     "vuln": "https://cosign.sigstore.dev/attestation/vuln/v1",
     "provenance": "https://slsa.dev/provenance/v1",
 }
-KINDS = {v: k for k, v in PREDICATES.items()}
+# Attached when there is one, never required by verify: the waivers of the digest as OpenVEX (tfimg publish).
+# A later vulnerability statement (tfimg watch) is a `vuln` statement too (builder/publish/watched.py).
+OPTIONAL = {"vex": "https://openvex.dev/ns/v0.2.0"}
+KINDS = {v: k for k, v in {**PREDICATES, **OPTIONAL}.items()}
 BUILD_TYPE = "https://tfimg.dev/buildtypes/docker-buildkit/v1"
 PASSWORD_ENV = "TFIMG_SIGN_KEY_PASSWORD"
 
@@ -119,7 +122,7 @@ def load_public_key(path: Path) -> Any:
 def statement(repository: str, digest: str, kind: str, predicate: dict[str, Any]) -> dict[str, Any]:
     return {"_type": STATEMENT_TYPE,
             "subject": [{"name": repository, "digest": {"sha256": digest.partition(":")[2]}}],
-            "predicateType": PREDICATES[kind], "predicate": predicate}
+            "predicateType": {**PREDICATES, **OPTIONAL}[kind], "predicate": predicate}
 
 
 def envelope(stmt: dict[str, Any], signer: Any | None) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from builder.infra import clock, datafile, runner
 from builder.infra.credentials import docker_config_path
 from builder.infra.registry_client import INDEX_TYPES, LOOPBACK, Ref, Registry, parse_ref
 from builder.infra.report_models import JsonObject
-from builder.publish import attest, evidence, referrers
+from builder.publish import attest, evidence, referrers, watched
 
 # (decision, how) for a published digest's evidence and its attached Trivy report
 Judge = Callable[[evidence.Evidence, JsonObject | None], tuple[str, str]]
@@ -86,9 +86,9 @@ def _skopeo_copy(src: Ref, dst: Ref) -> None:
     cfg = docker_config_path()
     if cfg.is_file():
         argv.append(f"--authfile={cfg}")
-    if LOOPBACK.match(src.host):
+    if LOOPBACK.fullmatch(src.host):
         argv.append("--src-tls-verify=false")
-    if LOOPBACK.match(dst.host):
+    if LOOPBACK.fullmatch(dst.host):
         argv.append("--dest-tls-verify=false")
     runner.run([*argv, f"docker://{src}", f"docker://{dst}"], timeout=3600)
 
@@ -106,11 +106,11 @@ def promote(source: str, target: str, *, judge: Judge = recorded, verify_key: Pa
     sreg, dreg = Registry(src.host), Registry(dst.host)
     src = sreg.resolve(src)
     digest = str(src.digest)
-    doc = evidence.read(sreg, src.repo, digest)
+    doc, trivy, watch_note = watched.latest(sreg, src.repo, digest)   # a newer watch decides
     if doc is None:
         raise PublishRefused(f"{src.name}@{digest} has no tfimg evidence; only published, gated images are promoted")
-    trivy = evidence.read_trivy(sreg, src.repo, digest)
     decision, how = judge(doc, trivy)
+    how += watch_note
     if decision != "pass":
         raise PublishRefused(f"{src.name}@{digest} does not pass the target policy: decision '{decision}' ({how})")
     if verify_key is not None:
@@ -148,7 +148,9 @@ def _copied(result: Promotion, source: tuple[Registry, Ref], target: tuple[Regis
     when = _now()
     record = evidence.PromotionRecord.model_validate({"from": src.name, "to": dst.name, "digest": digest,
                                                       "at": when, "policy": result.policy})
-    src_doc = doc.promoted(record)
+    published = evidence.read(sreg, src.repo, digest)   # the record goes on the publish-time evidence
+    src_doc = (published or doc).promoted(record)
+    trivy = evidence.read_trivy(sreg, src.repo, digest) if published is not None else trivy
     evidence.attach(sreg, src.repo, digest, src_doc, trivy)
     evidence.attach(dreg, dst.repo, digest, src_doc.at_repository(dst.name), trivy)
     return result.model_copy(update={"promoted_at": when, "referrers": [r.digest for r in copied]})

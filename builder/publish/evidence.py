@@ -32,7 +32,7 @@ SUFFIX = ".tfimg"
 SCHEMA = "tfimg.evidence/v1"
 REPORT_SECTIONS = ("build", "checks", "scan", "gate", "facts", "tags")
 URL_CREDS = re.compile(r"(://)[^/@\s:]+:[^/@\s]+@")
-FALLBACK_TAG = re.compile(r"^sha256-[0-9a-f]{64}$")
+FALLBACK_TAG = re.compile(r"sha256-[0-9a-f]{64}")
 
 
 class _Doc(BaseModel):
@@ -97,7 +97,7 @@ def tag_for(digest: str) -> str:
 
 def is_evidence_tag(tag: str) -> bool:
     """The legacy ``sha256-<hex>.tfimg`` tag, or the OCI referrers tag schema's ``sha256-<hex>`` index."""
-    return tag.startswith("sha256-") and (tag.endswith(SUFFIX) or bool(FALLBACK_TAG.match(tag)))
+    return tag.startswith("sha256-") and (tag.endswith(SUFFIX) or bool(FALLBACK_TAG.fullmatch(tag)))
 
 
 INPUT_TAG_PREFIX = "ih-"

@@ -36,7 +36,7 @@ from builder.infra.report_models import (
     Report,
     TagsSection,
 )
-from builder.publish import attest, evidence, tags
+from builder.publish import attest, evidence, tags, watched
 from builder.publish.curation import Judge
 from builder.spec.loader import LoadedVariant
 
@@ -166,6 +166,7 @@ class Evidence:
     trivy: JsonObject | None                      # the gate's Trivy report (redacted), for re-gating
     sbom: Callable[[], JsonObject]                # the image's CycloneDX SBOM, made when it is attached
     signer: Any | None = None                     # signs the statements (attest.load_signer); unsigned without
+    vex: Callable[[Ref], JsonObject | None] | None = None   # the waivers as OpenVEX for the pushed digest, or None
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,9 @@ def _attach(loaded: LoadedVariant, rep: Report, p: Plan, where: tuple[Registry, 
     evidence_digest = evidence.attach(reg, ref.repo, digest, doc, trivy=attached.trivy)
     statements = attest.attach_all(reg, ref, rep, chain=loaded.chain, doc=doc, sbom=attached.sbom(),
                                    trivy=attached.trivy, signer=signer, started=now)
+    waivers = attached.vex(ref) if attached.vex is not None else None
+    if waivers is not None:   # one more referrer: the waivers that apply to this digest, as OpenVEX
+        statements.append(attest.Attached("vex", watched.attach_vex(reg, ref, waivers, signer, now), signer is not None))
     return PublishSection(registry=registry, repository=ref.name, digest=digest, image_id=p.image_id,
                           immutable=p.tags.immutable, moving=p.tags.moving,
                           refs=[f"{ref.name}:{t}" for t in (p.tags.immutable, *p.tags.moving)],
@@ -262,10 +266,11 @@ def find_published(registry: str, variant: str, input_hash: str, judge: Judge) -
     digest = reg.digest_of(repo, tag)
     if digest is None:
         return None
-    doc = evidence.read(reg, repo, digest)
+    doc, trivy, watch_note = watched.latest(reg, repo, digest)   # a newer watch decides
     if doc is None or doc.section("build").get("input_hash") != input_hash:
         return None
-    decision, how = judge(doc, evidence.read_trivy(reg, repo, digest))
+    decision, how = judge(doc, trivy)
+    how += watch_note
     return PublishedSection(registry=registry, repository=f"{target.host}/{repo}", digest=digest,
                             input_hash=input_hash, tag=tag, decision=decision, how=how,
                             checked_at=clock.now_iso())

@@ -24,7 +24,8 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from builder.errors import TaggingError
-from builder.spec.loader import TAG_FIELDS, TAG_RE, Tags
+from builder.spec.loader import Tags
+from builder.spec.tag_templates import TAG_FIELDS, TAG_RE
 
 Facts = Mapping[str, Any]
 
@@ -91,7 +92,7 @@ def fields(variant: str, facts: Facts, profile: str) -> dict[str, str | None]:
 
 def validate(tag: str) -> str:
     """Return ``tag`` if it matches the registry tag grammar, else raise TaggingError."""
-    if not TAG_RE.match(tag):
+    if not TAG_RE.fullmatch(tag):
         raise TaggingError(f"'{tag}' is not a valid tag: tags match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}",
                            hint="Change the template in the variant's tags section.")
     return tag

@@ -18,6 +18,8 @@ from typing import Any
 import jinja2
 
 from builder.infra import datafile, labels, outdir
+from builder.render import escape
+from builder.render.escape import ArgRef
 from builder.spec.loader import LoadedVariant, Variant
 
 PKG = Path(__file__).resolve().parents[1]  # builder/
@@ -56,19 +58,8 @@ def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, lstrip_blocks=True, autoescape=False)
-    env.filters["dq"] = _dockerfile_quote
-    env.filters["shq"] = _shell_quote
-    env.filters["pyrepr"] = repr
+    env.filters.update(escape.FILTERS)
     return env
-
-
-def _dockerfile_quote(value: object) -> str:
-    s = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("\n", "\\n")
-    return f'"{s}"'
-
-
-def _shell_quote(value: object) -> str:
-    return "'" + str(value).replace("'", "'\"'\"'") + "'"
 
 
 def spec_hash(loaded: LoadedVariant) -> str:
@@ -107,24 +98,26 @@ def _apt_packages(v: Variant) -> list[str]:
     return sorted(pkgs)
 
 
-def _labels(loaded: LoadedVariant, shash: str) -> list[tuple[str, str]]:
+def _labels(loaded: LoadedVariant, shash: str) -> list[tuple[str, str | ArgRef]]:
     v = loaded.spec
-    found = {
-        "org.opencontainers.image.title": v.name,
-        "org.opencontainers.image.description": v.description or f"tfimg variant {v.name}",
-        "org.opencontainers.image.created": '"${TFIMG_CREATED}"',
-        "org.opencontainers.image.revision": '"${TFIMG_REVISION}"',
-        "org.opencontainers.image.source": v.source or "",
-        "org.opencontainers.image.base.name": '"${TFIMG_BASE}"',
-        "org.opencontainers.image.base.digest": '"${TFIMG_BASE_DIGEST}"',
+    oci = "org.opencontainers.image."
+    found: dict[str, str | ArgRef] = {
+        oci + "title": v.name,
+        oci + "description": v.description or f"tfimg variant {v.name}",
+        oci + "created": ArgRef("TFIMG_CREATED"),
+        oci + "revision": ArgRef("TFIMG_REVISION"),
+        oci + "source": v.source or "",
+        oci + "base.name": ArgRef("TFIMG_BASE"),
+        oci + "base.digest": ArgRef("TFIMG_BASE_DIGEST"),
         labels.VARIANT: v.name,
         labels.PROFILE: v.base.profile,
         labels.SPEC_HASH: shash,
         labels.USER: f"{v.user.name}:{v.user.uid}:{v.user.gid}",
     }
-    for k, val in v.labels.items():
-        found.setdefault(k, val)
-    return sorted(found.items())
+    clash = sorted(set(found) & set(v.labels))
+    if clash:   # the models refuse these keys (exit 2); reaching here is a bug
+        raise escape.UnsafeValue(f"variant labels {clash} would override tfimg's own")
+    return sorted({**found, **v.labels}.items())
 
 
 def render(loaded: LoadedVariant) -> Rendered:

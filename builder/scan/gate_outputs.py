@@ -9,6 +9,7 @@ blocking findings and say how many more gate.json and gate.sarif hold.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from rich.table import Table
@@ -93,7 +94,7 @@ def sarif(result: GateResult) -> dict[str, Any]:
         if f.key in waived:
             w = waived[f.key]
             item["suppressions"] = [{"kind": "external", "status": "accepted",
-                                     "justification": f"{w.reason} (owner {w.owner}, until {w.expires})"}]
+                                     "justification": f"{w.reason} (owner {w.owner}, until {_until(w.expires)})"}]
         results.append(item)
     return {
         "$schema": SARIF_SCHEMA, "version": "2.1.0",
@@ -155,7 +156,7 @@ def markdown(result: GateResult) -> str:
         lines += _more(len(result.blocking), "blocking findings")
     if result.waived:
         lines += ["### Waived", "", "| ID | In | Owner | Until | Reason |", "|---|---|---|---|---|"]
-        lines += [f"| {_md(w.finding.id)} | `{_md(w.finding.subject)}` | {_md(w.owner)} | {w.expires} | {_md(w.reason)} |"
+        lines += [f"| {_md(w.finding.id)} | `{_md(w.finding.subject)}` | {_md(w.owner)} | {_until(w.expires)} | {_md(w.reason)} |"
                   for w in result.waived[:MD_ROWS]]
         lines += _more(len(result.waived), "waived findings")
     for title, notes in (("Expired waivers (blocking)", result.expired_waivers),
@@ -170,6 +171,11 @@ def _more(total: int, what: str) -> list[str]:
     if total <= MD_ROWS:
         return [""]
     return ["", f"_The first {MD_ROWS} of {total} {what}; gate.json and gate.sarif list every one._", ""]
+
+
+def _until(day: dt.date) -> str:
+    """A waiver's last day; a VEX statement's waiver has none (``date.max``)."""
+    return "no expiry (VEX)" if day == dt.date.max else str(day)
 
 
 def _md(text: str | None) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
@@ -126,6 +126,11 @@ class Publish(_Strict):
                                    "(relative to the policy file); `tfimg promote --key` overrides it.")
 
 
+# OpenVEX v0.2.0's justifications for a `not_affected` statement (`tfimg vex`, builder/scan/vex.py).
+Justification = Literal["component_not_present", "vulnerable_code_not_present", "vulnerable_code_not_in_execute_path",
+                        "vulnerable_code_cannot_be_controlled_by_adversary", "inline_mitigations_already_exist"]
+
+
 class Waiver(_Strict):
     """An accepted finding: who accepted it, why, and until when."""
 
@@ -136,6 +141,10 @@ class Waiver(_Strict):
     reason: str = Field(..., min_length=3)
     owner: str = Field(..., min_length=1, description="Who renews or removes it (name or e-mail).")
     expires: dt.date = Field(..., description="Last day the waiver applies (YYYY-MM-DD).")
+    justification: Justification | None = Field(
+        None, description="Why the image is not affected (OpenVEX): `tfimg vex` then states not_affected, "
+                          "which Trivy's --vex honours; without it the waiver is an accepted risk (affected, "
+                          "with the reason, owner and expiry as the action statement).")
 
     @field_validator("reason", "owner")
     @classmethod

@@ -192,7 +192,7 @@ def read_base_layers(path: Path) -> list[str]:
     if isinstance(data, dict):
         data = (data.get("RootFS") or {}).get("Layers") or (data.get("Metadata") or {}).get("DiffIDs") or []
     layers = [x for x in data if isinstance(x, str)] if isinstance(data, list) else []
-    if not layers or not all(re.match(r"^sha256:[0-9a-f]{64}$", x) for x in layers):
+    if not layers or not all(re.fullmatch(r"sha256:[0-9a-f]{64}", x) for x in layers):
         raise TfimgError(f"'{path}' holds no layer DiffIDs (sha256:<64 hex>)",
                          hint="Give `docker image inspect BASE` output, a JSON list, or one DiffID per line.")
     return layers

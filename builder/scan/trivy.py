@@ -1,37 +1,26 @@
 """Running Trivy: an argument list through :func:`builder.infra.runner.run`, never a shell.
 
-The image is scanned from a ``docker save`` archive (``--input``; nothing is
-pulled) or by reference from the local engine (``--image-src docker``). The
-JSON report is written to a file and decided on by the gate; Trivy's exit
-code only says whether Trivy itself worked (``--exit-code 0``).
+The image is scanned from a ``docker save`` archive (``--input``; nothing is pulled) or by reference
+from the local engine (``--image-src docker``). The JSON report is written to a file and decided on by
+the gate; Trivy's exit code only says whether Trivy itself worked (``--exit-code 0``).
 
-Hermetic runs: the working directory is an empty temp dir, so no stray
-``.trivyignore``, ``trivy.yaml`` or ``trivy-secret.yaml`` is read, and
-``TRIVY_*`` variables that change findings (``TRIVY_SEVERITY``,
-``TRIVY_IGNORE_UNFIXED``, ``TRIVY_IGNOREFILE``, ...) are blanked; only
-those naming where the databases come from and registry credentials pass.
+Hermetic runs: the working directory is an empty temp dir, so no stray ``.trivyignore``, ``trivy.yaml``
+or ``trivy-secret.yaml`` is read, and ``TRIVY_*`` variables that change findings (``TRIVY_SEVERITY``,
+``TRIVY_IGNORE_UNFIXED``, ``TRIVY_IGNOREFILE``, ...) are blanked; only those naming where the databases
+come from and registry credentials pass.
 
-Fails closed: Trivy missing, too old (< 0.37), timing out, exiting non-zero,
-or writing something that is not a report raises
-:class:`~builder.errors.EnvError`; the caller turns that into a blocked (or,
+Fails closed: Trivy missing, too old (< 0.37), timing out, exiting non-zero, or writing something that
+is not a report raises :class:`~builder.errors.EnvError`; the caller turns that into a blocked (or,
 with ``scan: {required: false}``, an UNSCANNED) gate.
 
-Air-gapped use::
+Air-gapped use (docs/scanning.md): fetch the DB once on a connected host (``trivy image
+--download-db-only --cache-dir DIR``), copy DIR over and scan with ``--offline --cache-dir DIR``;
+``--offline`` adds ``--skip-db-update --skip-java-db-update --skip-check-update --offline-scan``
+(and ``--skip-version-check --disable-telemetry`` on Trivy 0.63+), so Trivy makes no network calls.
+A DB older than a few days still scans; its ``UpdatedAt`` is recorded in ``report.json`` (``scan.db``).
 
-    # on a connected host: fetch the databases once into a cache directory
-    trivy image --download-db-only --cache-dir ./trivy-cache
-    trivy image --download-java-db-only --cache-dir ./trivy-cache   # only if jars are scanned
-    # copy ./trivy-cache (it holds db/trivy.db and db/metadata.json) to the build host, then
-    tfimg scan variants/bert.yaml --offline --cache-dir ./trivy-cache
-
-``--offline`` adds ``--skip-db-update --skip-java-db-update
---skip-check-update --offline-scan`` (and ``--skip-version-check
---disable-telemetry`` on Trivy 0.63+), so Trivy makes no network calls; the
-Dockerfile checks then come from the bundle embedded in the Trivy binary.
-tfimg refuses to start when ``<cache>/db/trivy.db`` is missing rather than
-letting Trivy fail half way. A DB older than a few days still scans; its
-``UpdatedAt`` is recorded in ``report.json`` (``scan.db``) so reviewers can
-see how fresh it was.
+SBOM mode (:func:`scan_sbom`, ``tfimg watch``): ``trivy sbom`` of a published CycloneDX SBOM against
+a DB fetched once per run (:func:`current_db`), then ``--skip-db-update`` for each SBOM: no image is read.
 """
 
 from __future__ import annotations
@@ -41,6 +30,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -288,20 +278,15 @@ def _license_layers(results: list[dict[str, Any]]) -> None:
     by_path: dict[str, dict[str, Any]] = {}
     by_name: dict[str, dict[str, Any]] = {}
     for r in results:
-        for pkg in r.get("Packages") or []:
-            layer = pkg.get("Layer") if isinstance(pkg, dict) else None
-            if not layer:
-                continue
+        for pkg in (p for p in r.get("Packages") or [] if isinstance(p, dict) and p.get("Layer")):
             if pkg.get("FilePath"):
-                by_path.setdefault(pkg["FilePath"], layer)
+                by_path.setdefault(pkg["FilePath"], pkg["Layer"])
             if pkg.get("Name") and r.get("Class") == "os-pkgs":
-                by_name.setdefault(pkg["Name"], layer)
-    for r in results:
-        for lic in r.get("Licenses") or []:
-            if isinstance(lic, dict) and not lic.get("Layer"):
-                layer = by_path.get(lic.get("FilePath") or "") or by_name.get(lic.get("PkgName") or "")
-                if layer:
-                    lic["Layer"] = layer
+                by_name.setdefault(pkg["Name"], pkg["Layer"])
+    for lic in (x for r in results for x in r.get("Licenses") or [] if isinstance(x, dict) and not x.get("Layer")):
+        layer = by_path.get(lic.get("FilePath") or "") or by_name.get(lic.get("PkgName") or "")
+        if layer:
+            lic["Layer"] = layer
 
 
 def _sbom(exe: str, raw: Path, dest: Path, opts: Options) -> Sbom:
@@ -448,3 +433,18 @@ def _kinds(report: Report) -> dict[str, int]:
     for f in report.findings():
         out[f.kind] = out.get(f.kind, 0) + 1
     return out
+
+
+def scan_sbom(sbom: Path, opts: Options, *, tool: Trivy, name: str, vex: Sequence[Path] = ()) -> tuple[Report, Any]:
+    """``trivy sbom --scanners vuln`` of a CycloneDX file (``name``: the image it describes, written for the
+    file's path) against the DB :func:`current_db` put in ``opts.cache_dir``: no DB update, no network,
+    hermetic. ``vex``: OpenVEX files Trivy applies (``--vex``). The report and its JSON. Raises EnvError."""
+    sbom = sbom.resolve()
+    with tempfile.TemporaryDirectory(prefix="tfimg-trivy-") as tmp:
+        raw = Path(tmp) / "trivy.json"
+        flags = common_flags(opts.model_copy(update={"offline": False, "db_repository": None}), tool.parsed, raw)
+        flags += ["--skip-db-update", "--skip-java-db-update", "--offline-scan", "--scanners", "vuln",
+                  *(["--skip-version-check", "--disable-telemetry"] if (tool.parsed or (1, 0, 0)) >= (0, 63, 0) else [])]
+        argv = [tool.exe, "sbom", *flags, *(a for f in vex for a in ("--vex", str(f))), str(sbom)]
+        _run(argv, timeout=opts.timeout + 30, cwd=tmp, what="`trivy sbom`")
+        return _read(raw, tool.version, {str(sbom): name})

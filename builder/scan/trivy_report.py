@@ -240,7 +240,7 @@ def gc_paused() -> Iterator[None]:
 
 def check_id(raw: str) -> str:
     """Canonical check id: ``DS002``, ``AVD-DS-0002`` and ``DS-0002`` all give ``DS-0002``."""
-    m = re.match(r"^(?:AVD-)?([A-Za-z]+)-?(\d+)$", raw.strip())
+    m = re.fullmatch(r"(?:AVD-)?([A-Za-z]+)-?(\d+)", raw.strip())
     return f"{m.group(1).upper()}-{int(m.group(2)):04d}" if m else raw.strip().upper()
 
 

@@ -6,16 +6,16 @@
 from __future__ import annotations
 
 import re
-import string
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from builder.infra import yamlfile
-from builder.spec import profiles
+from builder.spec import profiles, text
+from builder.spec.tag_templates import TAG_FIELDS, TAG_RE, check_template  # noqa: F401  (part of the API)
 
 DEFAULT_BASE = "nvcr.io/nvidia/tensorflow:22.07-tf2-py3"
 DEFAULT_PROFILE = "ngc-22.07"
@@ -24,19 +24,6 @@ DEFAULT_PROTECTED = [
     "tensorboard-*", "numpy", "protobuf", "h5py", "horovod", "nvidia-*",
     "tensorrt", "jax", "jaxlib", "dllogger",
 ]
-TAG_FIELDS = {
-    "variant": "the variant's name",
-    "tf": "TensorFlow version as detected (2.9.1)",
-    "tf_minor": "TensorFlow major.minor (2.9)",
-    "py": "Python major.minor (3.8)",
-    "cuda": "CUDA major.minor, or 'none' (11.7)",
-    "cudnn": "cuDNN version, or 'none' (8.4.1)",
-    "accel": "'cuda11.7' on a CUDA base, else 'cpu'",
-    "date": "build date, UTC (20261126)",
-    "rev": "short git revision of the variant repository, or 'norev'",
-    "profile": "the base profile's name",
-}
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 CREDENTIAL_NAME = re.compile(
     r"(TOKEN|PASSWORD|PASSWD|SECRET|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
@@ -53,7 +40,7 @@ def _specifier(value: str) -> str:
     try:
         SpecifierSet(value)
     except InvalidSpecifier:
-        raise ValueError(f"'{value}' is not a PEP 440 specifier (e.g. '==2.9.*' or '>=4.21,<5')") from None
+        raise ValueError(f"{text.shown(value)} is not a PEP 440 specifier (e.g. '==2.9.*' or '>=4.21,<5')") from None
     return value
 
 
@@ -61,7 +48,26 @@ Specifier = Annotated[str, AfterValidator(_specifier)]
 
 
 class Strict(BaseModel):
+    """Base of every spec model: unknown keys are errors, values are frozen, and every string
+    (dict keys and list items too) is checked by :func:`builder.spec.text.bad_char`."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+    multiline: ClassVar[frozenset[str]] = frozenset()   # fields that may hold line breaks and tabs
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text(cls, value: Any, info: ValidationInfo) -> Any:
+        problem = text.problem_in(value, multiline=info.field_name in cls.multiline)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+def _container_path(value: str, what: str) -> str:
+    problem = text.container_path_problem(value, what)
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 class Base(Strict):
@@ -78,7 +84,7 @@ class Base(Strict):
     @field_validator("image")
     @classmethod
     def _image(cls, v: str) -> str:
-        if not re.match(r"^[a-z0-9][a-z0-9._/:-]*[a-zA-Z0-9_.-]$", v) or "@" in v:
+        if not text.IMAGE_REF.fullmatch(v):
             raise ValueError("not an image reference like registry/name:tag "
                              "(put a digest under base.digest)")
         return v
@@ -88,7 +94,7 @@ class Base(Strict):
     def _profile(cls, v: str) -> str:
         known = profiles.names()
         if v not in known:
-            raise ValueError(f"unknown base profile '{v}'{_did_you_mean(v, known)}; "
+            raise ValueError(f"unknown base profile {text.shown(v)}{_did_you_mean(v, known)}; "
                              f"known profiles: {', '.join(known)}")
         return v
 
@@ -122,9 +128,17 @@ class User(Strict):
             raise ValueError("the user must not be root; pick a name such as 'ml'")
         if self.uid == 0 or self.gid == 0:
             raise ValueError("uid and gid must not be 0 (root); use 1000 or another unprivileged id")
-        if self.home is not None and not self.home.startswith("/"):
-            raise ValueError("home must be an absolute path such as /home/ml")
         return self
+
+    @field_validator("home")
+    @classmethod
+    def _home(cls, v: str | None) -> str | None:
+        return None if v is None else _container_path(v, "home")
+
+    @field_validator("shell")
+    @classmethod
+    def _shell(cls, v: str) -> str:
+        return _container_path(v, "shell")
 
     @property
     def home_dir(self) -> str:
@@ -139,8 +153,8 @@ class Apt(Strict):
     @classmethod
     def _names(cls, v: list[str]) -> list[str]:
         for p in v:
-            if not re.match(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$", p):
-                raise ValueError(f"'{p}' is not a package name (name or name=version)")
+            if not text.APT_PACKAGE.fullmatch(p):
+                raise ValueError(f"{text.shown(p)} is not a package name (name or name=version)")
         return v
 
 
@@ -152,6 +166,16 @@ class Python(Strict):
     protect_base: bool = Field(True, description="Install under constraints from the base's own packages.")
     protected: list[str] = Field(default_factory=lambda: list(DEFAULT_PROTECTED),
                                  description="Distribution name patterns that protect_base pins.")
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirement_names(cls, v: list[str]) -> list[str]:
+        for i, p in enumerate(v):
+            if not text.FILE_NAME.fullmatch(Path(p).name):
+                raise ValueError(f"item [{i}]: the file name {text.shown(Path(p).name)} is copied into the "
+                                 "build context and named in a script; rename the file to letters, digits "
+                                 "and . _ + - (starting with a letter or digit, at most 128 characters)")
+        return v
 
     @field_validator("index_url")
     @classmethod
@@ -228,9 +252,12 @@ class SSH(Strict):
         if self.enabled and not self.authorized_keys and not self.authorized_keys_file:
             raise ValueError("SSH is enabled but no key is given; add ssh.authorized_keys "
                              "(public key files) or ssh.authorized_keys_file (mounted at run time)")
-        if self.authorized_keys_file and not self.authorized_keys_file.startswith("/"):
-            raise ValueError("authorized_keys_file is a path inside the container and must be absolute")
         return self
+
+    @field_validator("authorized_keys_file")
+    @classmethod
+    def _keys_file(cls, v: str | None) -> str | None:
+        return None if v is None else _container_path(v, "authorized_keys_file")
 
 
 class Jupyter(Strict):
@@ -243,6 +270,11 @@ class Jupyter(Strict):
                                     description="Run-time file holding the hash.")
     app: Literal["lab", "server", "notebook"] = "lab"
 
+    @field_validator("password_hash_file")
+    @classmethod
+    def _hash_file(cls, v: str) -> str:
+        return _container_path(v, "password_hash_file")
+
     @model_validator(mode="before")
     @classmethod
     def _no_plaintext(cls, data: Any) -> Any:
@@ -254,7 +286,7 @@ class Jupyter(Strict):
     @field_validator("password_hash")
     @classmethod
     def _hash(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^argon2:\$argon2(id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$\S+\$\S+$", v):
+        if v is not None and not text.ARGON2_HASH.fullmatch(v):
             raise ValueError("this is not an argon2 password hash (it may be a plaintext password); "
                              "run `tfimg hash-password` and paste its output")
         return v
@@ -262,6 +294,8 @@ class Jupyter(Strict):
 
 class Checks(Strict):
     """Expectations checked against a running container (`tfimg test`)."""
+
+    multiline: ClassVar[frozenset[str]] = frozenset({"commands"})
 
     python_packages: dict[str, Specifier] = Field(default_factory=dict,
                                             description="Distribution -> PEP 440 specifier.")
@@ -277,34 +311,12 @@ class Tags(Strict):
     @field_validator("immutable")
     @classmethod
     def _imm(cls, v: str) -> str:
-        return _check_tag_template(v)
+        return check_template(v)
 
     @field_validator("moving")
     @classmethod
     def _mov(cls, v: list[str]) -> list[str]:
-        return [_check_tag_template(t) for t in v]
-
-
-def _check_tag_template(tpl: str) -> str:
-    sample: dict[str, str] = {}
-    try:
-        for _, field, spec, conv in string.Formatter().parse(tpl):
-            if field is None:
-                continue
-            if field not in TAG_FIELDS or spec or conv:
-                raise ValueError(f"unknown tag field '{{{field}}}' in '{tpl}'"
-                                 f"{_did_you_mean(field, list(TAG_FIELDS))}; fields: "
-                                 + ", ".join("{" + f + "}" for f in TAG_FIELDS))
-            sample[field] = "x" * 12
-    except ValueError as exc:
-        if "unknown tag field" in str(exc):
-            raise
-        raise ValueError(f"'{tpl}' is not a valid tag template ({exc})") from None
-    rendered = tpl.format(**sample)
-    if not TAG_RE.match(rendered):
-        raise ValueError(f"'{tpl}' cannot give a valid tag: tags are letters, digits, '_', '.' "
-                         "and '-', start with a letter, digit or '_', and have at most 128 characters")
-    return tpl
+        return [check_template(t) for t in v]
 
 
 class Variant(Strict):
@@ -335,10 +347,14 @@ class Variant(Strict):
     @classmethod
     def _env(cls, v: dict[str, str]) -> dict[str, str]:
         for k in v:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
-                raise ValueError(f"'{k}' is not an environment variable name")
+            if not text.ENV_NAME.fullmatch(k):
+                raise ValueError(f"{text.shown(k)} is not an environment variable name "
+                                 "(letters, digits and '_', not starting with a digit)")
+            if k.startswith(text.TFIMG_ENV_PREFIX):
+                raise ValueError(f"{text.shown(k)}: names starting with {text.TFIMG_ENV_PREFIX} are tfimg's "
+                                 "(it sets TFIMG_VARIANT itself); pick another name")
             if CREDENTIAL_NAME.search(k):
-                raise ValueError(f"'{k}' looks like a credential; ENV values are baked into the image. "
+                raise ValueError(f"{text.shown(k)} looks like a credential; ENV values are baked into the image. "
                                  "Use a build secret (secrets:) or pass it at run time")
         return v
 
@@ -346,8 +362,7 @@ class Variant(Strict):
     @classmethod
     def _labels(cls, v: dict[str, str]) -> dict[str, str]:
         for k in v:
-            if CREDENTIAL_NAME.search(k):
-                raise ValueError(f"label '{k}' looks like a credential; labels are public")
+            _label_key(k)
         return v
 
     @field_validator("ports")
@@ -398,6 +413,13 @@ class LoadedVariant(BaseModel):
     def name(self) -> str:
         return self.spec.name
 
+
+def _label_key(k: str) -> None:
+    problem = text.label_key_problem(k)
+    if problem:
+        raise ValueError(problem)
+    if CREDENTIAL_NAME.search(k):
+        raise ValueError(f"label {text.shown(k)} looks like a credential; labels are public")
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:

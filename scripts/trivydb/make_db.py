@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Build a small Trivy vulnerability DB (trivy-db schema 2) from advisories.yaml.
 
-    make_db.py [--advisories FILE] --out DIR [--schema-version N] [--corrupt]
-               [--valid-for HOURS] [--updated-at ISO8601]
-    make_db.py --print-entries | --print-expected standin|bert
+    make_db.py [--advisories FILE] --out DIR [--edition first|later] [--schema-version N]
+               [--corrupt] [--valid-for HOURS] [--updated-at ISO8601]
+    make_db.py [--edition first|later] --print-entries | --print-expected standin|bert
 
 Writes DIR/db/trivy.db (bbolt) and DIR/db/metadata.json, the two files Trivy
 keeps in <cache-dir>/db/ and finds at the root of the tar.gz layer of the
@@ -24,6 +24,9 @@ publishes has no vulnerability-detail bucket):
 The bbolt file itself is written by the small Go program main.go (bbolt has no
 Python writer), built once with Debian's golang-go and
 golang-github-coreos-bbolt-dev into build/tools/trivydb-<hash of main.go>.
+
+Editions: the first (default) leaves out the advisories marked `edition: later`;
+the later edition has every advisory (`tfimg watch` finds what it adds, without a rebuild).
 
 Failure-test DBs: --schema-version 1 writes an old schema in metadata.json;
 --corrupt writes garbage bytes instead of a bbolt file.
@@ -89,12 +92,27 @@ def rfc3339(value) -> str | None:
     return str(value)
 
 
-def entries(doc: dict) -> list[dict]:
-    """The (bucket path, key, value) entries for the advisories in doc."""
+EDITIONS = ("first", "later")
+
+
+def advisories(doc: dict, edition: str = "first") -> list[dict]:
+    """The advisories of one edition: the first leaves out those marked `edition: later`."""
+    out = []
+    for i, adv in enumerate(doc.get("advisories") or []):
+        marked = adv.get("edition", "first")
+        if marked not in EDITIONS:
+            die(f"advisories[{i}] ({adv.get('id')}): edition must be one of {', '.join(EDITIONS)}, not {marked!r}")
+        if edition == "later" or marked == "first":
+            out.append(adv)
+    return out
+
+
+def entries(doc: dict, edition: str = "first") -> list[dict]:
+    """The (bucket path, key, value) entries for the advisories of one edition in doc."""
     out: list[dict] = []
     platforms: dict[str, dict] = {}
     vulns: dict[str, dict] = {}
-    for i, adv in enumerate(doc.get("advisories") or []):
+    for i, adv in enumerate(advisories(doc, edition)):
         vid = adv.get("id")
         where = f"advisories[{i}] ({vid})"
         if not vid or not re.fullmatch(r"(CVE-\d{4}-\d{4,}|GHSA(-[23456789cfghjmpqrvwx]{4}){3})", vid):
@@ -198,6 +216,8 @@ def main() -> None:
     ap.add_argument("--updated-at", help="UpdatedAt (RFC 3339; default: now)")
     ap.add_argument("--valid-for", type=float, default=24.0,
                     help="hours from UpdatedAt to NextUpdate (default 24, as aquasec's DB)")
+    ap.add_argument("--edition", choices=EDITIONS, default="first",
+                    help="first (default): without the advisories marked `edition: later`; later: all of them")
     ap.add_argument("--print-entries", action="store_true", help="print the JSON lines and exit")
     ap.add_argument("--print-expected", metavar="IMAGE", choices=["standin", "bert"],
                     help="print {match: [[id, package]...], control: [...]} for a scan of IMAGE and exit")
@@ -206,12 +226,12 @@ def main() -> None:
     doc = yaml.safe_load(args.advisories.read_text())
     if args.print_expected:
         out: dict[str, list] = {"match": [], "control": []}
-        for adv in doc.get("advisories") or []:
+        for adv in advisories(doc, args.edition):
             if adv.get("image", "standin") in ("standin", args.print_expected):
                 out[adv.get("expect", "match")].append([adv["id"], adv["package"]])
         print(json.dumps(out, indent=1))
         return
-    lines = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries(doc))
+    lines = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries(doc, args.edition))
     if args.print_entries:
         sys.stdout.write(lines)
         return

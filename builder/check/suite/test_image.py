@@ -87,7 +87,7 @@ def test_oci_labels(ctx, variant, note):
 
 def test_user_numeric(ctx, note):
     user = ctx.image_config.get("User") or ""
-    assert re.match(r"^\d+(:\d+)?$", user), f"USER is '{user or '(unset: root)'}', not numeric uid:gid"
+    assert re.fullmatch(r"\d+(:\d+)?", user), f"USER is '{user or '(unset: root)'}', not numeric uid:gid"
     note(f"USER {user}")
 
 
