@@ -80,7 +80,7 @@ def short(digest: str) -> str:
 
 
 def http_url(value: str | None) -> str:
-    return value if value and re.match(r"^https?://[^\s\"'<>]+$", value) else ""
+    return value if value and re.fullmatch(r"https?://[^\s\"'<>]+", value) else ""
 
 
 @lru_cache(maxsize=1)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from builder.catalog.models import Snippets
 
-REF = re.compile(r"^[a-z0-9][a-z0-9._:-]*(/[a-z0-9][a-z0-9._-]*)+@sha256:[0-9a-f]{64}$")
-USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}:\d{1,9}:\d{1,9}$")
+REF = re.compile(r"[a-z0-9][a-z0-9._:-]*(/[a-z0-9][a-z0-9._-]*)+@sha256:[0-9a-f]{64}")   # fullmatch
+USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}:\d{1,9}:\d{1,9}")   # fullmatch
 SSH_PORT, JUPYTER_PORT = 2222, 8888
 
 
@@ -37,7 +37,7 @@ def pod_name(variant: str) -> str:
 
 
 def _user(info: RunInfo, notes: list[str]) -> tuple[str, int, int]:
-    if info.user and USER.match(info.user):
+    if info.user and USER.fullmatch(info.user):
         name, uid, gid = info.user.split(":")
         return name, int(uid), int(gid)
     notes.append("The image's io.tfimg.user label is missing or unusual: the snippets assume user ml, 1000:1000.")
@@ -135,7 +135,7 @@ def make(info: RunInfo) -> Snippets:
     """The snippets for one image; ``notes`` say what a reader must add or know."""
     notes: list[str] = []
     ref = info.ref
-    if not REF.match(ref):
+    if not REF.fullmatch(ref):
         notes.append("The reference did not look like HOST/NAME@sha256:<64 hex>; the snippets say IMAGE instead.")
         ref = "IMAGE"
     user = _user(info, notes)
