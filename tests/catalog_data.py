@@ -3,8 +3,8 @@ the ``tfimg`` command as a user runs it, and what tests/conftest_catalog.py publ
 
 Each digest is a small image (a config and two layers, pushed as blobs) in one of a few variant repositories,
 tagged like a publish tags it, with evidence attached the way ``tfimg publish --push --sign-key`` attaches it:
-the unsigned evidence document (:func:`builder.publish.evidence.attach`) and the four signed statements
-(:func:`builder.publish.attest.attach_all`) of a report made through the report models (tests/reports.py),
+the four signed statements (:func:`builder.publish.attest.attach_all`: referrers and cosign's ``.att``) of a
+report made through the report models (tests/reports.py), its base named by a registry digest,
 with an SBOM of a few hundred packages and a Trivy report of a few dozen findings. Only Docker's image build
 and push are skipped: what the catalog reads is what a publish writes.
 """
@@ -28,7 +28,7 @@ import requests
 
 from builder.infra.registry_client import OCI_MANIFEST, Registry, parse_ref
 from builder.infra.report_models import Report, TagsSection
-from builder.publish import attest, evidence
+from builder.publish import attest, evidence, signing
 from tests import reports
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,11 +48,13 @@ def _layer(text: str) -> tuple[bytes, str]:
     return gzip.compress(plain, mtime=0), "sha256:" + hashlib.sha256(plain).hexdigest()
 
 
-def _sbom(n: int, own: str, base: str) -> dict:
+def _sbom(n: int, own: str, base: str, image_id: str) -> dict:
     comps = [{"type": "library", "name": f"pkg{i}", "version": f"1.{i}.0", "purl": f"pkg:pypi/pkg{i}@1.{i}.0",
               "properties": [{"name": "aquasecurity:trivy:LayerDiffID", "value": own if i % 10 == 0 else base}]}
              for i in range(n)]
-    return {"bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1, "components": comps}
+    meta = {"component": {"type": "container", "name": "generated", "properties": [
+        {"name": "aquasecurity:trivy:ImageID", "value": image_id}]}}   # as Trivy names the image
+    return {"bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1, "metadata": meta, "components": comps}
 
 
 def _trivy(n: int, own: str, base: str) -> dict:
@@ -88,22 +90,23 @@ def publish_one(host: str, namespace: str, i: int, signer: object) -> str:
         reg.put_manifest(repo, tag, manifest, OCI_MANIFEST)
     image_id = "sha256:" + hashlib.sha256(config).hexdigest()
     rep = Report()
-    for section in (reports.build(image_id, variant, base_layers=[base_id]), reports.checks(True),
+    base = {"ref": f"{host}/{namespace}-base/base:1", "id": "sha256:" + "9" * 64, "size": 0,
+            "digest": "sha256:" + hashlib.sha256(b"generated base").hexdigest()}
+    for section in (reports.build(image_id, variant, base_layers=[base_id], base=base,
+                                  started_on=created, finished_on=created), reports.checks(True),
                     reports.facts(tensorflow="2.9.3", python="3.9.2", image_id=image_id),
                     reports.scan(image_id, {"vulnerability": 30}), reports.gate("pass"), tags):
         rep = rep.with_section(section)
-    doc = evidence.document(rep, variant=variant, repository=f"{host}/{repo}", digest=digest, tags=tags,
-                            published_at=created)
+    doc = evidence.document(rep, variant=variant, repository=f"{host}/{repo}", digest=digest, tags=tags)
     trivy = {**_trivy(30, own_id, base_id), "Metadata": {"ImageID": image_id}}
-    evidence.attach(reg, repo, digest, doc, trivy)
     attest.attach_all(reg, parse_ref(f"{host}/{repo}@{digest}"), rep, chain=[], doc=doc,
-                      sbom=_sbom(300, own_id, base_id), trivy=trivy, signer=signer, started=created)
+                      sbom=_sbom(300, own_id, base_id, image_id), trivy=trivy, signer=signer)
     return digest
 
 
 def generate(host: str, namespace: str, n: int, sign_key: Path, *, workers: int = 8) -> list[str]:
     """Publish ``n`` generated digests under ``host/namespace``, signed with ``sign_key``; their digests."""
-    signer = attest.load_signer(str(sign_key))
+    signer = signing.load_signer(str(sign_key))
     # One thread per repository: the registry (distribution 2.8) can lose a blob's link when two uploads of the
     # same blob (the shared base layer, an artifact's empty config) to one repository race, and the manifest
     # PUT then fails with "blob unknown". Publishes to one repository are serial in tfimg's use too.

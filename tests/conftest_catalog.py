@@ -2,7 +2,8 @@
 
 Once per session, into a registry of its own (Debian's docker-registry, its access log on):
 
-- ``team/bert``: the shipped bert variant built for real on the stand-in base, checked, scanned with the real
+- ``team/bert``: the shipped bert variant built for real on the stand-in base (pushed to ``base/`` first, so
+  its provenance names the base by digest), checked, scanned with the real
   Trivy against the demo DB and gated under ``policies/demo-bert-waivers.yaml`` (as ``make demo`` does), then
   published with signed evidence (key A);
 - ``team/tiny``: a tiny image with a report made through the report models (tests/conftest_registry.py), one
@@ -17,6 +18,7 @@ another key): each status made the real way.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,8 +54,12 @@ def _keypair(directory: Path, name: str) -> tuple[Path, Path]:
 
 def _publish_bert(host: str, work: Path, standin: str, db: str, key: Path) -> str:
     out = work / "build"
-    res = tfimg("build", "variants/bert.yaml", "--base", standin, "--trivy-db-repository", db, "--trivy-cache-dir",
+    base = f"{host}/base/tfimg-standin:1"   # pushed first, as make demo does: the provenance names it by digest
+    for cmd in (["docker", "tag", standin, base], ["docker", "push", "--quiet", base]):
+        subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    res = tfimg("build", "variants/bert.yaml", "--base", base, "--trivy-db-repository", db, "--trivy-cache-dir",
                 str(work / "trivy-cache"), "--policy", "policies/demo-bert-waivers.yaml", "--out", str(out))
+    subprocess.run(["docker", "rmi", base], capture_output=True, timeout=60)   # the tag only: standin keeps it
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     res = tfimg("publish", "variants/bert.yaml", "--out", str(out), "--registry", f"{host}/team", "--push",
                 "--sign-key", str(key))

@@ -53,8 +53,8 @@ def scan(image: str, findings: dict[str, int] | None = None) -> ScanSection:
     """A finished ``scan`` section, as :func:`builder.scan.trivy.scan_image` records it."""
     return ScanSection(status="ok", tool="trivy", trivy_version="0.58.1", image=image, image_id=None,
                        mode="archive", scanners=["vuln", "secret"], offline=False, report="trivy.json",
-                       seconds=1.0, findings=findings if findings is not None else {"vulnerability": 1},
-                       misconfig=False)
+                       seconds=1.0, started_on="2026-11-26T10:00:00Z", finished_on="2026-11-26T10:00:01Z",
+                       findings=findings if findings is not None else {"vulnerability": 1}, misconfig=False)
 
 
 def gate(decision: str, reasons: list[str] | None = None) -> GateSection:

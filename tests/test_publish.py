@@ -13,8 +13,8 @@ from builder.infra import report
 from builder.infra.engine import Engine
 from builder.infra.registry_client import Registry
 from builder.infra.report_models import Report, TagsSection
-from builder.pipeline import single
-from builder.publish import evidence
+from builder.pipeline import record, single
+from builder.publish import cosign_att, evidence, referrers, statements
 from builder.publish import push as publish
 from builder.spec import loader as spec
 from tests import reports
@@ -72,8 +72,7 @@ def test_evidence_keeps_the_scan_counts(findings: dict[str, int]) -> None:
     image_id = "sha256:" + "a" * 64
     rep = _rep().with_section(reports.scan(image_id, findings))
     doc = evidence.document(rep, variant="demo", repository="registry.example.com/team/demo",
-                            digest="sha256:" + "d" * 64, tags=TagsSection(immutable="demo-1", moving=["demo-latest"]),
-                            published_at="2026-11-26T00:00:00+00:00")
+                            digest="sha256:" + "d" * 64, tags=TagsSection(immutable="demo-1", moving=["demo-latest"]))
     assert doc.report["scan"] == rep.to_json()["scan"]
     assert doc.report["scan"]["findings"] == findings
 
@@ -110,7 +109,7 @@ def test_push_records_digest_moves_tags_and_attaches_evidence(docker_login, tiny
     # the report records the publish, and the tags
     rep = b.report()
     assert rep.publish.digest == digest and rep.tags.moving == ["bert-tf2.9", "bert-latest"]
-    assert rep.publish.evidence.tag == evidence.tag_for(digest)
+    assert rep.publish.evidence.tag == cosign_att.tag_for(digest)
     # the evidence is readable by digest, keeps the scan's counts and carries no secret
     doc = evidence.read(reg, "team/bert", digest)
     assert doc is not None
@@ -119,8 +118,9 @@ def test_push_records_digest_moves_tags_and_attaches_evidence(docker_login, tiny
     assert doc.report["scan"]["findings"] == {"vulnerability": 1}
     raw = json.dumps(doc.to_json()) + caplog.text + json.dumps(rep.to_json())
     assert docker_login.password not in raw
-    art = json.loads(reg.manifest("team/bert", evidence.tag_for(digest))[0])
-    assert art["artifactType"] == evidence.REPORT_TYPE and art["layers"][0]["mediaType"] == evidence.REPORT_TYPE
+    (ref,) = referrers.list_referrers(reg, "team/bert", digest, statements.KINDS["report"].artifact_type)[0]
+    assert ref.annotations["in-toto.io/predicate-type"] == statements.KINDS["report"].predicate_type
+    assert not rep.publish.signed
 
 
 @pytest.mark.docker
@@ -136,8 +136,9 @@ def test_republishing_the_same_image_is_idempotent(docker_login, tiny_image, gat
 def test_immutable_tag_is_never_moved(docker_login, tiny_image, gated_variant, tmp_path) -> None:
     first = gated_variant(tiny_image())
     rec = single.publish(spec.load(first.spec_file), first.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
-    # another image with the same facts would get the same immutable tag
+    # another image with the same facts (built from other inputs) would get the same immutable tag
     second = gated_variant(tiny_image())
+    record.write_section(second.dir, reports.build(second.image_id, "bert", input_hash="sha256:" + "3" * 64))
     with pytest.raises(PublishRefused, match="never moved") as info:
         single.publish(spec.load(second.spec_file), second.dir, f"{docker_login.host}/team", push=True, engine=Engine.from_env())
     assert rec.digest in info.value.message

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,12 @@ import pytest
 from builder.errors import PublishRefused, RegistryError, TransientError
 from builder.infra.engine import Engine
 from builder.infra.registry_client import Ref, Registry, parse_ref, with_retry
-from builder.pipeline import gatekeeping, single
+from builder.pipeline import gatekeeping, record, single
+from builder.publish import cosign_att, evidence, referrers, signing, statements, store
 from builder.publish import curation as registry
-from builder.publish import evidence
 from builder.publish.curation import Entry
 from builder.spec import loader as spec
+from tests import reports
 
 pytest_plugins = ["tests.conftest_registry"]
 
@@ -82,15 +84,22 @@ def test_retention_rules() -> None:
 
 def _published(docker_login, tiny_image, gated_variant, ns: str = "dev", name: str = "bert", **kw) -> dict:
     b = gated_variant(tiny_image(), name=name, **kw)
+    # each tiny image stands for a build of other inputs (the same inputs would be found published: ih- tag)
+    record.write_section(b.dir, reports.build(b.image_id, name, input_hash="sha256:" + uuid.uuid4().hex * 2))
     rec = single.publish(spec.load(b.spec_file), b.dir, f"{docker_login.host}/{ns}", push=True, engine=Engine.from_env())
     return rec.model_dump(mode="json")   # the publish section, as report.json holds it
 
 
 def _set_verdict(reg: Registry, repo: str, digest: str, decision: str) -> None:
+    """Attach a newer report statement (unsigned, as the publish was) with another gate decision."""
     doc = evidence.read(reg, repo, digest)
     assert doc is not None
     gate = {**doc.report["gate"], "decision": decision}
-    evidence.attach(reg, repo, digest, doc.model_copy(update={"report": {**doc.report, "gate": gate}}))
+    stmt = statements.statement(f"{reg.host}/{repo}", digest, "report", {**doc.to_json(),
+                                                                         "report": {**doc.report, "gate": gate}})
+    store.attach(reg, repo, digest, [store.Item("report", signing.envelope(stmt, None), "report.json")],
+                 "2999-01-01T00:00:00Z")
+    assert evidence.read(reg, repo, digest).report["gate"]["decision"] == decision
 
 
 @pytest.mark.docker
@@ -115,11 +124,11 @@ def test_promote_copies_digest_evidence_and_moving_tags(docker_login, tiny_image
         [rec["immutable"], *rec["moving"]])                          # nothing else re-tagged
     target = evidence.read(reg, "prod/bert", rec["digest"])
     source = evidence.read(reg, "dev/bert", rec["digest"])
-    assert target is not None and source is not None
-    assert target.repository == f"{docker_login.host}/prod/bert"
-    assert source.promotions[0].to == f"{docker_login.host}/prod/bert"
-    assert target.promotions == source.promotions
-    assert target.report["gate"] == source.report["gate"]
+    assert target is not None and target == source                     # the very statements, copied
+    (promoted,) = evidence.promotions(reg, "dev/bert", rec["digest"])
+    assert promoted.to == f"{docker_login.host}/prod/bert" and promoted.from_ == rec["repository"]
+    assert evidence.promotions(reg, "prod/bert", rec["digest"]) == [promoted] and not promoted.signed
+    assert not res.record_signed                                        # no --sign-key: an UNSIGNED record
 
 
 @pytest.mark.docker
@@ -137,7 +146,7 @@ def test_promote_refused_when_evidence_does_not_pass(docker_login, tiny_image, g
 def test_promote_refused_without_evidence(docker_login, tiny_image, gated_variant) -> None:
     rec = _published(docker_login, tiny_image, gated_variant)
     reg = Registry(docker_login.host)
-    reg.delete_manifest("dev/bert", reg.digest_of("dev/bert", evidence.tag_for(rec["digest"])))
+    store.delete(reg, "dev/bert", rec["digest"])
     with pytest.raises(PublishRefused, match="no tfimg evidence"):
         gatekeeping.promote(f"{rec['repository']}@{rec['digest']}", f"{docker_login.host}/prod/bert")
     assert reg.tags("prod/bert") == []
@@ -192,7 +201,9 @@ def test_prune_keeps_newest_promoted_and_protected(docker_login, tiny_image, gat
     left = {e.digest for e in registry.entries(reg, "dev/bert")}
     assert left == {recs[3]["digest"], recs[0]["digest"]}
     assert reg.manifest("dev/bert", recs[1]["digest"]) is None
-    assert reg.digest_of("dev/bert", evidence.tag_for(recs[1]["digest"])) is None    # its evidence went too
+    for tag in (cosign_att.tag_for(recs[1]["digest"]), referrers.fallback_tag(recs[1]["digest"])):
+        assert reg.digest_of("dev/bert", tag) is None                               # its evidence went too
+    assert referrers.list_referrers(reg, "dev/bert", recs[1]["digest"])[0] == []
     assert reg.digest_of("dev/bert", "bert-latest") == recs[3]["digest"]
 
 
@@ -208,7 +219,8 @@ def test_transient_503_is_retried_through_a_real_proxy(docker_login, tiny_image,
     monkeypatch.setenv("DOCKER_CONFIG", str(cfg))
     doc = registry.show(f"{proxy.host}/dev/bert@{rec['digest']}")
     assert doc["digest"] == rec["digest"]
-    assert [s for _, _, s in proxy.seen[:2]] == [503, 503] and proxy.seen[2][2] in (200, 401)
+    assert [s for _, _, s in proxy.seen[:2]] == [503, 503]
+    assert proxy.seen[2][:2] == proxy.seen[0][:2] and proxy.seen[2][2] != 503   # the same request, retried
 
 
 @pytest.mark.docker

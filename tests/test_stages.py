@@ -101,6 +101,7 @@ def test_tags_are_computed_from_facts_alone(tmp_path: Path) -> None:
 
 def test_the_publish_plan_reads_the_report_it_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(push, "remote_state", lambda reg, repo, tag, image: ("new", None))   # no registry here
+    monkeypatch.setattr(push, "same_inputs", lambda reg, repo, input_hash, image: None)   # nor its ih- tag
     loaded = _variant(tmp_path, "name: bert\n")
     image_id = "sha256:" + "4" * 64
     rep = Report().with_section(reports.build(image_id, "bert")).with_section(reports.checks(True))

@@ -171,6 +171,7 @@ def test_applying_and_publishing_read_tags_txt_and_never_recompute(tmp_path: Pat
     assert applied == [(image_id, "tfimg/bert", "bert-hand-picked"), (image_id, "tfimg/bert", "bert-stable")]
 
     monkeypatch.setattr(publish, "remote_state", lambda reg, repo, tag, image: ("new", None))
+    monkeypatch.setattr(publish, "same_inputs", lambda reg, repo, input_hash, image: None)   # nor its ih- tag
     monkeypatch.setattr(fake, "image", lambda ref: ImageInfo(id=image_id))
     plan = single.publish(loaded, out, "registry.example.com/team", engine=fake)         # publish (dry run)
     assert isinstance(plan, publish.Plan)

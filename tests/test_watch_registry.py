@@ -31,7 +31,7 @@ from builder.infra.registry_client import Registry
 from builder.infra.ui import UI
 from builder.pipeline import context, gatekeeping, single
 from builder.pipeline import orchestrator as pipeline
-from builder.publish import attest, push, referrers, watched
+from builder.publish import push, referrers, store, verify, watched
 from builder.scan import trivy
 from builder.spec import loader as spec
 from tests.conftest import ROOT, VARIANTS
@@ -102,15 +102,19 @@ def published(standin_base: str, demo_db: str, docker_engine, tmp_path_factory: 
     tmp = tmp_path_factory.mktemp("watch")
     key, pub = _keys(tmp)
     loaded = spec.load(VARIANTS / "bert.yaml")
-    options = pipeline.BuildOptions(out_root=tmp / "build", base=standin_base, trivy_db_repository=demo_db,
-                                    trivy_cache=tmp / "trivy-cache", policy=DEMO)
-    pipeline.run(context.make(loaded, options, UI(quiet=True), docker_engine))   # build, checks, scan, gate, tags
     out = tmp / "build" / "bert"
-    assert report_mod.load(out).gate.decision == "pass"
     (tmp / "registry").mkdir()
     refs: list[str] = []
     with serve_registry(tmp / "registry", accesslog=True) as host:
+        base = f"{host}/base/tfimg-standin:1"   # pushed first: the provenance names the base by digest (tfimg verify)
+        Engine.from_env().tag(standin_base, f"{host}/base/tfimg-standin", "1")
+        refs.append(base)
+        Engine.from_env().push(f"{host}/base/tfimg-standin", "1")
         try:
+            options = pipeline.BuildOptions(out_root=tmp / "build", base=base, trivy_db_repository=demo_db,
+                                            trivy_cache=tmp / "trivy-cache", policy=DEMO)
+            pipeline.run(context.make(loaded, options, UI(quiet=True), docker_engine))   # build, checks, scan, gate, tags
+            assert report_mod.load(out).gate.decision == "pass"
             for ns in REPOS:
                 rec = single.publish(loaded, out, f"{host}/w/{ns}", engine=Engine.from_env(), push=True,
                                      sign_key=str(key))
@@ -194,8 +198,8 @@ def test_a_signed_watch_statement_is_dated_kept_beside_and_used_by_promote(publi
 def test_the_waivers_are_attached_as_signed_openvex_that_trivy_honours(published: Published, capsys,
                                                                       tmp_path: Path) -> None:
     host, digest = published.host, published.digest
-    verdict = attest.verify(f"{host}/w/b/bert@{digest}", published.pub)
-    assert verdict.ok and [c.kind for c in verdict.checked if c.kind == "vex" and c.ok] == ["vex"]
+    verdict = verify.verify(f"{host}/w/b/bert@{digest}", [published.pub], (*verify.DEFAULT_REQUIRED, "vex"))
+    assert verdict.ok and [j.kind for j in verdict.judged if j.kind == "vex" and j.ok] == ["vex"]
     attached = watched.vex_documents(f"{host}/w/b/bert@{digest}", published.pub)
     assert len(attached) == 1
     SCHEMA.validate(attached[0])
@@ -297,4 +301,4 @@ def test_what_cannot_be_watched_is_an_alert_and_a_bad_namespace_bad_input(publis
     assert "nothing is published under" in capsys.readouterr().err
     # the referrers index of a watched digest lists only what was attached to it
     refs, _ = referrers.list_referrers(Registry(published.host), "w/a/bert", published.digest)
-    assert {r.annotations.get(attest.KIND_ANNOTATION) for r in refs} == {"report", "sbom", "vuln", "provenance", "vex"}
+    assert {r.annotations.get(store.KIND_ANNOTATION) for r in refs} == {"report", "sbom", "vuln", "provenance", "vex"}

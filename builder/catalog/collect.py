@@ -114,13 +114,14 @@ def sizes(ev: Evidence, base_layers: set[str]) -> Sizes:
 def trust(ev: Evidence, keys: list[Path]) -> Trust:
     v = ev.verification
     if v.state == "verified":
-        summary = f"verified with {v.key}: every attached statement is signed by it and names this digest"
+        summary = (f"verified with {v.key}: every required statement (report, SBOM, vulnerabilities, provenance) is "
+                   "signed by it and consistent with this digest")
     elif v.state == "unverifiable":
         names = ", ".join(k.name for k in keys) or "the given keys"
         summary = f"does NOT verify with {names}: see the problems below"
     else:
         summary = "not verified: the catalog was made without --key, so no signature was checked"
-    return Trust(state=v.state, keys=[v.key] if v.key else [], summary=summary,
+    return Trust(state=v.state, keys=v.key.split(", ") if v.key else [], summary=summary,
                  problems=list(v.problems), route=v.route, report_signed=ev.report_signed)
 
 

@@ -7,17 +7,23 @@ Contract, so the evidence format can change here and nowhere else:
   Reads the tag lists, the image manifests and their config blobs; never an image layer.
 - :func:`read` ``(listed, keys) -> Evidence``: what is attached to one digest, read but not judged:
 
-  * ``report``: tfimg's evidence document (``{"variant", "tags", "published_at", "report": {build, checks,
-    facts, scan, gate, tags}, ...}``), from the signed report statement when there is one, else from the
-    unsigned ``sha256-<hex>.tfimg`` document; ``None`` when neither exists;
-  * ``sbom`` (CycloneDX JSON) and ``trivy`` (Trivy's JSON report): from the signed statements (the Trivy
-    report is the vuln predicate's ``scanner.result``), the Trivy report else from the unsigned document;
-  * ``promotions``: the promotion records (today in the unsigned document only: ``unsigned_promotions``);
-  * ``verification``: for each key, :func:`builder.publish.attest.verify`; the first key every statement
-    verifies with wins. When one does, the content above is the verified predicates; otherwise it is the
-    raw (unverified) statements, and ``verification.state`` says so;
+  * ``report``: tfimg's evidence document (``{"variant", "tags", "digest", "report": {build, checks,
+    facts, scan, gate, tags}, ...}``) of the newest report statement, with ``published_at`` added: when
+    that statement was attached (its referrer's ``org.opencontainers.image.created``); ``None`` when none;
+  * ``sbom`` (CycloneDX JSON) and ``trivy`` (Trivy's JSON report: the vuln predicate's ``scanner.result``):
+    from the newest statements of those kinds;
+  * ``promotions``: the promotion-record statements (``from``, ``to``, ``digest``, ``at``, ``policy``,
+    ``signed``); ``unsigned_promotions`` when one of them is not signed by a trusted key (without keys:
+    carries no signature at all);
+  * ``verification``: :func:`builder.publish.verify.judge_all` with all the keys together (``tfimg verify``'s
+    policy: every required statement has an envelope signed by a trusted key and consistent with the image;
+    envelopes of other signers are no failure). When it passes, the content above comes from the trusted
+    envelopes (``key``: the key files that signed them); otherwise it is the newest statements, unverified,
+    ``verification.state`` says so and ``problems`` names each requirement not met;
   * ``config``: the image config's labels, exposed ports and layer DiffIDs (a small blob, not a layer);
-  * ``watch``: the newest ``tfimg watch`` statement (issue 21): always ``None`` until watch attaches one;
+  * ``watch``: the newest ``tfimg watch`` statement (issue 21: a vuln statement whose signed ``invocation.uri``
+    is tfimg watch's), as ``{decision, policy, at, db_updated, new_findings, verified_with}``; with keys only
+    one signed by a key counts; ``None`` when there is none;
   * ``problems``: what could not be read, and why. :func:`read` raises only for errors of the registry
     connection itself (:class:`~builder.errors.RegistryError`).
 
@@ -27,10 +33,9 @@ Contract, so the evidence format can change here and nowhere else:
   attached Trivy report under another policy today (:func:`builder.pipeline.gatekeeping.policy_decision`,
   what ``tfimg promote --policy`` does).
 
-Today it uses :func:`builder.publish.curation.ls`, :func:`builder.publish.referrers.list_referrers`,
-:func:`builder.publish.attest.verify`, :func:`builder.publish.evidence.read` and ``read_trivy``.
-Issue 19 (one artifactType per kind, cosign's layout, ``verify`` as a policy with trusted keys and "other signer", no unsigned
-``.tfimg`` document) and issue 21 (dated watch statements) change what this module reads, not its contract.
+It uses :func:`builder.publish.curation.ls` / ``entries``, :func:`builder.publish.store.read` (the one
+evidence store: referrers and cosign's ``.att``), :mod:`builder.publish.verify` and
+:mod:`builder.publish.evidence`. Issue 21 (dated watch statements) changes what this module reads, not its contract.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from builder.errors import RegistryError, TfimgError
 from builder.infra import datafile
 from builder.infra.registry_client import INDEX_TYPES, Registry, parse_ref
 from builder.pipeline import gatekeeping
-from builder.publish import attest, curation, evidence, referrers
+from builder.publish import curation, evidence, signing, statements, store, verify
 
 # What hostile or broken evidence raises while it is read: recorded as a problem of that digest.
 READ_ERRORS = (KeyError, TypeError, ValueError, AttributeError, StopIteration, TfimgError)
@@ -139,52 +144,58 @@ def _doc(value: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _statements(reg: Registry, repo: str, digest: str, problems: list[str]) -> tuple[dict[str, Any], str]:
-    """The newest statement predicate of each kind attached to ``digest``, unverified; and the route."""
-    refs, route = referrers.list_referrers(reg, repo, digest)
-    newest: dict[str, tuple[str, dict[str, Any]]] = {}
-    for ref in refs:
-        if ref.artifact_type != attest.DSSE_TYPE and attest.PREDICATE_ANNOTATION not in ref.annotations:
-            continue
-        kind = ref.annotations.get(attest.KIND_ANNOTATION) or attest.KINDS.get(
-            ref.annotations.get(attest.PREDICATE_ANNOTATION, ""), "?")
-        try:
-            found = reg.manifest(repo, ref.digest)
-            if found is None:
-                raise ValueError("listed as a referrer but the manifest is gone")
-            manifest = datafile.loads_json(found[0], f"manifest {ref.digest}", what="it")
-            if (manifest.get("subject") or {}).get("digest") != digest:
-                raise ValueError("its subject is not this digest")
-            layer = next(x for x in manifest.get("layers") or [] if x.get("mediaType") == attest.DSSE_TYPE)
-            env = datafile.loads_json(reg.blob(repo, layer["digest"]), "the envelope", what="it")
-            stmt = attest.envelope_b64_payload(env)
-            hexes = [(s.get("digest") or {}).get("sha256") for s in stmt.get("subject") or []]
-            if digest.partition(":")[2] not in hexes:
-                raise ValueError("the statement's subject is not this digest")
-            predicate = stmt.get("predicate")
-        except READ_ERRORS as exc:
-            _tolerate(exc)
-            problems.append(f"{kind} statement {ref.digest[:19]}: {exc}")
-            continue
-        created = str(ref.annotations.get(referrers.CREATED) or "")
-        if isinstance(predicate, dict) and (kind not in newest or created >= newest[kind][0]):
-            newest[kind] = (created, predicate)
-    return {k: p for k, (_, p) in newest.items()}, route
+def _found(reg: Registry, repo: str, digest: str, problems: list[str]) -> tuple[list[store.Found], str | None]:
+    """Every envelope attached to ``digest`` (unverified) and the referrers route; read errors are problems."""
+    try:
+        return store.read(reg, repo, digest)
+    except READ_ERRORS as exc:
+        _tolerate(exc)
+        problems.append(f"the statements could not be read: {exc}")
+        return [], None
 
 
-def _verify(ref: str, keys: list[Path]) -> tuple[Verification, dict[str, Any]]:
-    """The first key every statement verifies with, and the verified predicates by kind."""
-    if not keys:
-        return Verification("not-verified"), {}
-    problems: list[str] = []
-    route = None
-    for key in keys:
-        v = attest.verify(ref, key)
-        route = v.route
-        if v.ok:
-            return Verification("verified", key.name, (), v.route), {c.kind: c.predicate for c in v.checked if c.ok}
-        problems += [f"with {key.name}: {p}" for p in v.problems]
-    return Verification("unverifiable", None, tuple(problems), route), {}
+def _unverified(found: list[store.Found], digest: str) -> list[tuple[str, store.Found, dict[str, Any]]]:
+    """(kind, envelope, predicate) of every statement about ``digest``, oldest first, nothing checked."""
+    out = []
+    for f in found:
+        stmt = f.statement() or {}
+        kind = statements.BY_PREDICATE.get(str(stmt.get("predicateType")))
+        if kind and isinstance(stmt.get("predicate"), dict) and verify.content_problems("", stmt, digest, None) == []:
+            out.append((_kind(kind, stmt["predicate"]), f, stmt["predicate"]))
+    return out
+
+
+def _verify(reg: Registry, repo: str, digest: str, found: list[store.Found], keys: list[Path]
+            ) -> tuple[Verification, list[tuple[str, store.Found, dict[str, Any]]], set[str]]:
+    """tfimg verify's policy with all ``keys``; the trusted, consistent statements; blobs signed by a key."""
+    trusted = [signing.load_public_key(k) for k in keys]
+    judged, missing = verify.judge_all(found, trusted, digest, verify.image_id_of(reg, repo, digest))
+    good = [(_kind(j.kind, j.predicate), j.found, j.predicate) for j in judged
+            if j.ok or (j.status == "trusted" and _kind(j.kind, j.predicate) == "watch")]
+    signers = sorted({str(j.signer) for j in judged if j.ok})
+    by_key = {j.found.blob for j in judged if j.status == "trusted"}
+    if missing:
+        return Verification("unverifiable", None, tuple(missing)), good, by_key
+    return Verification("verified", ", ".join(signers)), good, by_key
+
+
+def _kind(kind: str, predicate: dict[str, Any]) -> str:
+    """'watch' for a later watch's vuln statement (kept apart from the publish-time one), else ``kind``."""
+    return "watch" if kind == "vuln" and evidence.is_watch(predicate) else kind
+
+
+def _watch(found: store.Found, predicate: dict[str, Any], key: str | None) -> dict[str, Any]:
+    """The catalog's view of a watch statement: decision, policy, when, the DB, what was new."""
+    params = _doc((predicate.get("invocation") or {}).get("parameters")) or {} \
+        if isinstance(predicate.get("invocation"), dict) else {}
+    db = _doc((predicate.get("scanner") or {}).get("db")) or {} if isinstance(predicate.get("scanner"), dict) else {}
+    return {"decision": params.get("decision"), "policy": params.get("policy"), "at": found.created,
+            "db_updated": db.get("version"), "new_findings": params.get("new") or [], "verified_with": key}
+
+
+def _newest(items: list[tuple[str, store.Found, dict[str, Any]]]) -> dict[str, tuple[store.Found, dict[str, Any]]]:
+    """The newest (last listed) statement of each kind."""
+    return {kind: (f, p) for kind, f, p in items}
 
 
 def _config(reg: Registry, repo: str, digest: str) -> ImageConfig:
@@ -219,41 +230,46 @@ def _read(listed: Listed, keys: list[Path]) -> Evidence:
     ref = parse_ref(listed.repository)
     reg = Registry(ref.host)
     problems: list[str] = []
-    text = f"{listed.repository}@{listed.digest}"
-    try:
-        verification, verified = _verify(text, keys)
-    except READ_ERRORS as exc:
-        _tolerate(exc)
-        verification, verified = Verification("unverifiable", None, (f"could not be verified: {exc}",)), {}
-    predicates = verified
-    if verification.state != "verified":
-        predicates, route = _statements(reg, ref.repo, listed.digest, problems)
-        verification = Verification(verification.state, verification.key, verification.problems,
-                                    verification.route or route)
-    legacy: evidence.Evidence | None = None
-    legacy_trivy: dict[str, Any] | None = None
-    try:
-        legacy = evidence.read(reg, ref.repo, listed.digest)
-        if "vuln" not in predicates:
-            legacy_trivy = evidence.read_trivy(reg, ref.repo, listed.digest)
-    except READ_ERRORS as exc:
-        _tolerate(exc)
-        problems.append(f"the unsigned evidence document: {exc}")
-    vuln = _doc(predicates.get("vuln")) or {}
-    trivy = _doc((vuln.get("scanner") or {}).get("result")) if vuln else legacy_trivy
-    promotions = [p.model_dump(mode="json", by_alias=True) for p in (legacy.promotions if legacy else [])]
+    found, route = _found(reg, ref.repo, listed.digest, problems)
+    every = _unverified(found, listed.digest)
+    verification, by_key = Verification("not-verified", route=route), {f.blob for _, f, _ in every
+                                                                        if signing_count(f)}
+    chosen = _newest(every)
+    if keys:
+        try:
+            verification, good, by_key = _verify(reg, ref.repo, listed.digest, found, keys)
+            verification = Verification(verification.state, verification.key, verification.problems, route)
+            chosen.pop("watch", None)   # with keys, only a watch signed by one of them counts
+            chosen = {**chosen, **_newest(good)} if verification.state == "verified" else \
+                {**chosen, **{k: v for k, v in _newest(good).items() if k == "watch"}}
+        except READ_ERRORS as exc:
+            _tolerate(exc)
+            verification, by_key = Verification("unverifiable", None, (f"could not be verified: {exc}",), route), set()
+    pred = {k: p for k, (_, p) in chosen.items()}
+    report = {**pred["report"], "published_at": chosen["report"][0].created} if "report" in pred else None
+    vuln = pred.get("vuln") or {}
+    trivy = _doc((vuln.get("scanner") or {}).get("result")) if isinstance(vuln.get("scanner"), dict) else None
+    records = [(f, p) for kind, f, p in every if kind == "promotion"]
+    promotions = [r.model_dump(mode="json", by_alias=True) for r in evidence.promotions_from([f for f, _ in records])]
     try:
         config = _config(reg, ref.repo, listed.digest)
     except READ_ERRORS as exc:
         _tolerate(exc)
         problems.append(f"the image config: {exc}")
         config = ImageConfig()
-    report = _doc(predicates.get("report"))
-    return Evidence(listed=listed, report=report or (legacy.to_json() if legacy else None),
-                    report_signed=report is not None,
-                    sbom=_doc(predicates.get("sbom")), trivy=trivy or None, promotions=tuple(promotions),
-                    unsigned_promotions=True, verification=verification, config=config, watch=None,
-                    problems=tuple(problems))
+    return Evidence(listed=listed, report=report, report_signed="report" in chosen and chosen["report"][0].blob in by_key,
+                    sbom=pred.get("sbom"), trivy=trivy, promotions=tuple(promotions),
+                    unsigned_promotions=any(f.blob not in by_key for f, _ in records),
+                    verification=verification, config=config, problems=tuple(problems),
+                    watch=_watch(*chosen["watch"], verification.key) if "watch" in chosen else None)
+
+
+def signing_count(found: store.Found) -> int:
+    """How many signatures an envelope carries (none checked); 0 when it is no envelope."""
+    try:
+        return len(signing.open_envelope(found.raw).signatures)
+    except ValueError:
+        return 0
 
 
 def redecide(ev: Evidence, policy: Path) -> tuple[str, str]:
@@ -272,7 +288,7 @@ def key_fingerprint(path: Path) -> str:
     Raises EnvError (exit 2) when the file is missing or holds no usable public key."""
     from cryptography.hazmat.primitives import serialization
 
-    attest.load_public_key(path)
+    signing.load_public_key(path)
     pem = datafile.read_bytes(path, limit=2**20, what="the public key file")
     der = serialization.load_pem_public_key(pem).public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

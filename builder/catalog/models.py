@@ -84,15 +84,17 @@ class Trust(_Model):
     """Whether the evidence verified when the catalog was made."""
 
     state: Literal["verified", "unverifiable", "not-verified"] = Field(
-        description="verified: every statement verified with one of the given keys; unverifiable: they did "
-                    "not (another key, unsigned, altered); not-verified: no key was given.")
+        description="verified: tfimg verify's policy passes with the given keys (every required statement has an "
+                    "envelope signed by one of them and consistent with the image; other signers are no "
+                    "failure); unverifiable: it does not (another key, unsigned, altered, inconsistent); "
+                    "not-verified: no key was given.")
     keys: list[str] = Field(default_factory=list, description="The keys (file names) it verified with.")
     summary: str
     problems: list[str] = Field(default_factory=list)
     route: str | None = Field(None, description="How the statements were found: the referrers API or the "
                               "OCI referrers tag schema.")
-    report_signed: bool = Field(False, description="Whether the evidence document shown came from a signed "
-                                "statement (else from the unsigned document beside it).")
+    report_signed: bool = Field(False, description="Whether the evidence document shown came from a statement "
+                                "signed by a given key (without keys: from a signed statement at all).")
 
 
 class Decision(_Model):
@@ -199,7 +201,8 @@ class Image(_Model):
         default_factory=dict, description="{kind: {new|inherited: {severity: n}}} as the gate counted them.")
     packages: list[Package] = Field(default_factory=list, description="From the attached CycloneDX SBOM.")
     promotions: list[Promotion] = Field(default_factory=list)
-    promotions_signed: bool = Field(False, description="Whether the promotion records are signed statements.")
+    promotions_signed: bool = Field(False, description="Whether every promotion record is a statement signed by a "
+                                    "given key (without keys: signed at all).")
     snippets: Snippets
     problems: list[str] = Field(default_factory=list, description="Evidence that could not be read, and why.")
     flags: list[Flag] = Field(description="Why it is not shown as fine; empty: verified and passing.")

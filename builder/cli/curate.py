@@ -66,14 +66,14 @@ def watch(
     fails or could not be watched (an alert: it never blocks anything by itself); 2 on bad input.
     """
     from builder.pipeline import watching
-    from builder.publish import attest
+    from builder.publish import signing
     from builder.scan import policy as policies
     from builder.scan import trivy
     from builder.scan import watch_outputs as render
 
-    signer = attest.load_signer(sign_key, os.environ.get(PASSWORD_ENV)) if sign_key else None
+    signer = signing.load_signer(sign_key, os.environ.get(PASSWORD_ENV)) if sign_key else None
     if key is not None:
-        attest.load_public_key(key)   # a bad key is bad input before anything is read
+        signing.load_public_key(key)   # a bad key is bad input before anything is read
     req = watching.WatchRequest(
         namespace=namespace, repos=tuple(repos or ()), policy=policies.load(policy_file), today=_day(on_date),
         options=trivy.Options(binary=trivy_path, timeout=timeout, cache_dir=cache_dir, db_repository=db_repository),

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from builder.cli.root import ALLOW_DIRS, app, out, settings, spec_arg
-from builder.errors import TfimgError, VerificationFailed
+from builder.errors import TfimgError
 from builder.infra.paths import OUT_ROOT
 
 # Stage modules are imported inside the commands: `tfimg --help` imports none of them.
@@ -73,12 +73,20 @@ def publish(spec_file: Path = spec_arg(), out_root: Path = OUT_OPT,
             _say(line)
         _say("dry run: nothing pushed; add --push to publish")
         return
-    _say(f"published {rec.repository}@{rec.digest}")
+    if rec.same_inputs:
+        _say(f"already published from the same inputs: {rec.repository}@{rec.digest} (image {rec.same_inputs[:19]}; "
+             f"this build, image {rec.image_id[:19]}, was not pushed)")
+        for ref in rec.refs:
+            _say(f"  {ref}")
+        return
+    _say(f"published {rec.repository}@{rec.digest}" + (" (already there: push skipped)" if rec.skipped_push else ""))
     for ref in rec.refs:
         _say(f"  {ref}")
-    _say(f"  evidence: {rec.repository}:{rec.evidence.tag}")
     for att in rec.attestations:
-        _say(f"  {'signed' if rec.signed else 'UNSIGNED'} {att.kind}: {rec.repository}@{att.digest}")
+        state = "already attached" if att.existing else ("signed" if rec.signed else "UNSIGNED")
+        _say(f"  {state} {att.kind}: {rec.repository}@{att.digest}")
+    if rec.evidence is not None:
+        _say(f"  cosign: {rec.repository}:{rec.evidence.tag}")
 
 
 @app.command()
@@ -86,31 +94,48 @@ def promote(source: str = typer.Argument(..., help="HOST/NAME@sha256:... (the te
             to: str = typer.Option(..., "--to", help="Target repository HOST/PRODNAME."),
             policy: Path | None = typer.Option(None, "--policy", help="Target gate policy to re-evaluate."),
             dry_run: bool = typer.Option(False, "--dry-run", help="Check only; copy nothing."),
-            key: Path | None = typer.Option(None, "--key", help="PEM public key: verify every attached statement "
-                                            "before copying (needed when the policy has "
-                                            "publish.require_signatures and names no publish.public_key)."),
+            key: list[Path] = typer.Option([], "--key", help="PEM public key (repeatable): the statements must "
+                                           "verify as `tfimg verify` checks them before copying, and only those "
+                                           "are judged (needed when the policy has publish.require_signatures "
+                                           "and names no publish.public_key)."),
+            sign_key: str | None = typer.Option(None, "--sign-key", help="PEM private key that signs the promotion "
+                                                "record (a file, or env:NAME; password: TFIMG_SIGN_KEY_PASSWORD). "
+                                                "Without it the record is UNSIGNED; a policy with "
+                                                "publish.require_signatures needs it."),
             ) -> None:
     """Copy one digest to a target repository if its attached evidence passes the policy."""
-    from builder.pipeline import gatekeeping
+    import os
 
-    res = gatekeeping.promote(source, to, policy=policy, dry_run=dry_run, key=key)
+    from builder.pipeline import gatekeeping
+    from builder.publish import signing
+
+    signer = signing.load_signer(sign_key, os.environ.get(PASSWORD_ENV)) if sign_key and not dry_run else None
+    res = gatekeeping.promote(source, to, policy=policy, dry_run=dry_run, keys=key, signer=signer)
     verb = "would promote" if dry_run else "promoted"
     _say(f"{verb} {res.source} -> {res.target} ({res.policy})")
     for tag in res.tags:
         _say(f"  {res.target}:{tag}")
+    if not dry_run:
+        _say(f"  promotion record: {'signed' if res.record_signed else 'UNSIGNED (no --sign-key)'}, on both sides")
 
 
 @app.command()
 def verify(ref: str = typer.Argument(..., help="HOST/NAME@sha256:... (or HOST/NAME:TAG)."),
-           key: Path = typer.Option(..., "--key", help="PEM public key the statements must be signed with."),
+           key: list[Path] = typer.Option(..., "--key", help="PEM public key of a trusted signer (repeatable)."),
+           require: list[str] = typer.Option([], "--require", help="Statements that must be there, signed by a "
+                                             "--key and consistent with the image: comma-separated or repeated, "
+                                             "among report, sbom, vuln, provenance, promotion (default: report,"
+                                             "sbom,vuln,provenance)."),
            ) -> None:
-    """Verify every statement attached to a digest: signature, subject, and the hashes the provenance records."""
-    from builder.publish import attest
-    v = attest.verify(ref, key)
+    """Verify a digest's evidence as a policy: each required statement signed by a trusted key and consistent
+    with the image (statements of other signers are listed, never a failure)."""
+    from builder.publish import verify as verify_mod
+
+    v = verify_mod.verify(ref, key, verify_mod.required_kinds(require))
     for line in v.lines():
         _say(line)
     if not v.ok:
-        raise VerificationFailed(f"{v.reference} does not verify:\n" + "\n".join(f"  - {p}" for p in v.problems))
+        raise v.error()
 
 
 @registry_app.command("ls")

@@ -130,23 +130,26 @@ class _Run:
         if not loaded.spec.base.digest and not base.image.digest:
             self.warnings.append("the base is not pinned by digest (base.digest); builds may drift")
         self.revision = "norev"
+        self.times: dict[str, str | None] = {}   # started_on / finished_on of a build made here
 
     def image(self, context: Path, image_ref: str, ihash: str, builder: buildkit.Builder,
               secrets: buildkit.SecretFiles) -> tuple[str, BuildCache | None]:
         """Build with BuildKit; the image id and what the report says of the registry cache."""
         name, base, settings = self.loaded.name, self.base.image, self.settings
         self.revision = git.revision(self.loaded.path)
+        started = clock.now_rfc3339z()
         self.warnings += [f"optional secret '{sid}' is absent and was not passed" for sid in secrets.skipped]
         req = buildkit.BuildRequest(
             loaded=self.loaded, context=context, base_ref=base.ref, base_id=base.id, image_ref=image_ref,
             input_hash=ihash, log_path=self.vdir / "build.log",
             build_args=inputs.build_args(base.ref, self.loaded.spec.base.digest or base.digest, self.revision,
-                                         clock.now_rfc3339z()))
+                                         started))
         cache_from = [r.replace("{name}", name) for r in settings.cache_from]
         with self.ui.stage(f"build {name}"):
             image_id = buildkit.run_build(req, builder, secrets, on_line=self.ui.build_line,
                                           no_cache=settings.no_cache, cache_from=cache_from,
                                           cache_to=inputs.cache_ref(settings.cache_to, name))
+        self.times = {"started_on": started, "finished_on": clock.now_rfc3339z()}
         cache = self._cache(builder, image_id, req.log_path) if settings.cache_from or settings.cache_to else None
         return image_id, cache
 
@@ -175,6 +178,9 @@ class _Run:
         loaded, base, log = self.loaded, self.base, self.vdir / "build.log"
         used = BuilderInfo.model_validate(builder.describe()) if builder else (previous.builder if previous else None)
         revision = info.labels.get("org.opencontainers.image.revision", "norev") if up_to_date else self.revision
+        kept = up_to_date and same_image and previous is not None
+        times = self.times or ({"started_on": previous.started_on, "finished_on": previous.finished_on}
+                               if kept and previous is not None else {})
         return BuildSection(
             variant=loaded.name, spec=str(loaded.path), spec_chain=[str(p) for p in loaded.chain],
             spec_hash=rendered.spec_hash,
@@ -184,6 +190,6 @@ class _Run:
             added_bytes=info.size - base.image.size,
             layers=buildkit.layer_sizes(self.engine.image_history(info.id)),
             labels=info.labels, builder=used, revision=revision, up_to_date=up_to_date,
-            timings=previous.timings if up_to_date and same_image and previous else dict(self.ui.timings),
+            timings=previous.timings if kept and previous is not None else dict(self.ui.timings),
             warnings=self.warnings, log=str(log) if log.exists() else None,
-            **({"cache": cache} if cache is not None else {}))
+            **({"cache": cache} if cache is not None else {}), **times)

@@ -106,6 +106,9 @@ class BuildSection(Section):
     warnings: list[str]
     log: str | None = Field(description="Path of build.log; null when nothing was built here.")
     cache: BuildCache | None = Field(None, description="Registry build cache settings, when any were given.")
+    started_on: str | None = Field(None, description="When the build of this image started (RFC 3339, UTC, Z); "
+                                   "an up-to-date image keeps its build's times; null when not known.")
+    finished_on: str | None = Field(None, description="When the build of this image finished (RFC 3339, UTC, Z).")
 
 
 # --------------------------------------------------------------------------- checks
@@ -253,6 +256,9 @@ class ScanSection(Section):
     report_sha256: str | None = Field(None, description="sha256 of that file as tfimg wrote it: a gate of the "
                                       "saved report (tfimg gate --report) trusts this record only for that very file.")
     seconds: float | None = None
+    started_on: str | None = Field(None, description="When Trivy started (RFC 3339, UTC, Z): the vulnerability "
+                                   "statement's scanStartedOn.")
+    finished_on: str | None = Field(None, description="When Trivy finished (RFC 3339, UTC, Z): scanFinishedOn.")
     findings: dict[str, int] | None = Field(None, description="Number of findings per kind "
                                             "(vulnerability, secret, misconfiguration, license).")
     misconfig: bool | None = Field(None, description="Whether the Dockerfile checks ran (policy scan.misconfig).")
@@ -342,8 +348,8 @@ class LocalTags(RootModel[list[str]]):
 
 
 class EvidenceRef(_Record):
-    tag: str
-    digest: str
+    tag: str = Field(description="cosign's attestation tag sha256-<hex>.att (the same envelopes as the referrers).")
+    digest: str = Field(description="Digest of that tag's manifest after this publish.")
 
 
 class AttestationRef(_Record):
@@ -351,6 +357,8 @@ class AttestationRef(_Record):
         description="Which statement: the tfimg report, the CycloneDX SBOM, the Trivy report, SLSA provenance, "
                     "the waivers that apply as OpenVEX.")
     digest: str = Field(description="Digest of the OCI artifact manifest (its subject is the image digest).")
+    existing: bool = Field(False, description="true: the very statement (same payload, same signer) was already "
+                                              "attached, so nothing new was attached for it.")
 
 
 class PublishSection(Section):
@@ -365,12 +373,17 @@ class PublishSection(Section):
     immutable: str
     moving: list[str]
     refs: list[str]
-    evidence: EvidenceRef
+    evidence: EvidenceRef | None = Field(None, description="cosign's .att tag; null when nothing was attached "
+                                                           "(same_inputs).")
     pushed_at: str
     skipped_push: bool
+    same_inputs: str | None = Field(None, description="Image id of the digest that was already published from "
+                                    "the same inputs (its ih- tag): that digest is reported, nothing was pushed "
+                                    "or attached. Null otherwise.")
     attestations: list[AttestationRef] = Field(
         default_factory=list, description="DSSE-enveloped in-toto statements attached as OCI 1.1 referrers "
-                                          "(listed in the sha256-<hex> index where there is no referrers API).")
+                                          "(listed in the sha256-<hex> index where there is no referrers API) "
+                                          "and as layers of cosign's sha256-<hex>.att.")
     signed: bool = Field(False, description="Whether the statements were signed (--sign-key).")
 
 

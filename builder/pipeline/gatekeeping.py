@@ -8,6 +8,7 @@ re-evaluates the attached Trivy report with :func:`builder.scan.gate.evaluate`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -65,26 +66,30 @@ def policy_decision(doc: evidence.Evidence, policy: Path | None, trivy: JsonObje
     return judge(policies.load(policy) if policy is not None else None, policy)(doc, trivy)
 
 
-def signature_key(policy: policies.Policy | None, key: Path | None) -> Path | None:
-    """The public key promotion must verify with: ``key``, else the policy's ``publish.public_key``
-    when the policy has ``publish.require_signatures``; None when no verification is asked for."""
+def signature_keys(policy: policies.Policy | None, keys: list[Path] | None) -> list[Path]:
+    """The public keys promotion must verify with: ``keys``, else the policy's ``publish.public_key``
+    when the policy has ``publish.require_signatures``; [] when no verification is asked for."""
+    keys = list(keys or [])
     if policy is None or not policy.publish.require_signatures:
-        return key
-    if key is None and policy.publish.public_key:
-        key = (Path(policy.file).parent / policy.publish.public_key) if policy.file else Path(policy.publish.public_key)
-    if key is None:
+        return keys
+    if not keys and policy.publish.public_key:
+        keys = [(Path(policy.file).parent / policy.publish.public_key) if policy.file
+                else Path(policy.publish.public_key)]
+    if not keys:
         raise PublishRefused(f"{policy.file} requires signatures but names no public key",
                              hint="Pass `--key PUB.pem` or set publish.public_key in the policy.")
-    return key
+    return keys
 
 
 def promote(source: str, target: str, *, policy: Path | None = None, dry_run: bool = False,
-            key: Path | None = None) -> curation.Promotion:
+            keys: list[Path] | None = None, signer: Any | None = None) -> curation.Promotion:
     """``tfimg promote``: :func:`builder.publish.curation.promote` under the target ``policy`` (loaded
-    once), verifying signatures when the policy requires them or ``key`` is given."""
+    once), verifying signatures when the policy requires them or ``keys`` are given; the promotion
+    record is signed with ``signer`` (required when the policy requires signatures)."""
     pol = policies.load(policy) if policy is not None else None
-    verify_key = signature_key(pol, key)
-    return curation.promote(source, target, judge=judge(pol, policy), verify_key=verify_key, dry_run=dry_run)
+    return curation.promote(source, target, judge=judge(pol, policy), verify_keys=signature_keys(pol, keys),
+                            signer=signer, require_signer=bool(pol and pol.publish.require_signatures),
+                            dry_run=dry_run)
 
 
 def already_published(loaded: LoadedVariant, registry: str, base_ref: str, policy: policies.Policy,

@@ -16,7 +16,7 @@ from builder.infra import clock, datafile, outdir, report
 from builder.infra.engine import Engine
 from builder.infra.report_models import ChecksSection, JsonObject, PublishSection
 from builder.pipeline import record, steps, watching
-from builder.publish import attest, tagging
+from builder.publish import attest, signing, tagging
 from builder.publish import push as push_stage
 from builder.scan import gate, trivy, trivy_report, trust
 from builder.scan import stage as scan_stage
@@ -100,10 +100,10 @@ def publish(loaded: LoadedVariant, out: Path, registry: str, *, engine: Engine, 
             base_delay: float = 1.0) -> push_stage.Plan | PublishSection:
     """``tfimg publish``: the plan, and with ``push`` the push, recorded (``tags`` and ``publish``).
 
-    ``sign_key``: a PEM private key file or ``env:NAME`` (:func:`builder.publish.attest.load_signer`);
+    ``sign_key``: a PEM private key file or ``env:NAME`` (:func:`builder.publish.signing.load_signer`);
     a bad key fails before anything is pushed.
     """
-    signer = attest.load_signer(sign_key, key_password) if sign_key and push else None
+    signer = signing.load_signer(sign_key, key_password) if sign_key and push else None
     rec = record.Record(out)
 
     def sbom() -> JsonObject:

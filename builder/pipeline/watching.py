@@ -25,7 +25,7 @@ from builder.errors import RegistryError, TfimgError
 from builder.infra import clock, datafile
 from builder.infra.registry_client import Ref, Registry, parse_ref
 from builder.infra.report_models import JsonObject, Report
-from builder.publish import push, watched
+from builder.publish import evidence, push, watched
 from builder.scan import gate, trivy, trivy_report, vex, watch
 from builder.scan import policy as policies
 from builder.scan.trivy_report import redact
@@ -183,7 +183,7 @@ def statement(result: watch.DigestWatch, data: Any, published: JsonObject | None
               if isinstance(r, dict) and (r.get("Misconfigurations") or r.get("Secrets") or r.get("Licenses"))]
     now = clock.now_rfc3339z()
     return {
-        "invocation": {"uri": "https://tfimg.dev/watch", "event_id": "", "builder.id": f"tfimg {__version__}",
+        "invocation": {"uri": evidence.WATCH_URI, "event_id": "", "builder.id": f"tfimg {__version__}",
                        "parameters": {"policy": policy.name or policy.file, "decision": result.status,
                                       "reasons": result.reasons, "new": sorted({f.id for f in result.new}),
                                       "publishedAt": result.published.published_at}},

@@ -3,9 +3,11 @@
 ``promote`` copies one digest (``skopeo copy --all --preserve-digests``, no
 rebuild, no re-tagging elsewhere) to a target repository only when its
 attached evidence passes the target policy (the caller's ``judge``:
-:func:`builder.pipeline.gatekeeping.judge` re-evaluates the gate); the evidence
-is copied too, the moving tags at the target follow, and both sides record the
-promotion.
+:func:`builder.pipeline.gatekeeping.judge` re-evaluates the gate; with trusted
+keys, only statements that verify are judged); the evidence (referrers and
+cosign's ``.att``) is copied too, the moving tags at the target follow, and both
+sides get a promotion statement (in-toto's promotion-record predicate), signed
+with ``signer`` when one is given and UNSIGNED otherwise.
 ``prune`` keeps the newest N digests per variant and never deletes a digest
 that was promoted, carries a moving tag, or carries an immutable tag in a
 protected repository. Blobs are freed by the registry's garbage-collect.
@@ -13,27 +15,27 @@ protected repository. Blobs are freed by the registry's garbage-collect.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from builder.errors import PublishRefused, RegistryError, VerificationFailed
+from builder.errors import PublishRefused, RegistryError, TfimgError
 from builder.infra import clock, datafile, runner
 from builder.infra.credentials import docker_config_path
 from builder.infra.registry_client import INDEX_TYPES, LOOPBACK, Ref, Registry, parse_ref
 from builder.infra.report_models import JsonObject
-from builder.publish import attest, evidence, referrers, watched
+from builder.publish import cosign_att, evidence, referrers, signing, statements, store, verify, watched
 
 # (decision, how) for a published digest's evidence and its attached Trivy report
 Judge = Callable[[evidence.Evidence, JsonObject | None], tuple[str, str]]
 
 
 def _now() -> str:
-    return clock.now_iso()
+    return clock.now_rfc3339z()
 
 
 def recorded(doc: evidence.Evidence, trivy: JsonObject | None) -> tuple[str, str]:
@@ -42,24 +44,32 @@ def recorded(doc: evidence.Evidence, trivy: JsonObject | None) -> tuple[str, str
 
 
 def show(text: str) -> JsonObject:
-    """The evidence attached to ``REF@DIGEST`` (or ``REF:TAG``), and its OCI 1.1 referrers.
+    """The evidence attached to ``REF@DIGEST`` (or ``REF:TAG``): the newest report statement's document,
+    the promotion records, and every statement found (referrers and cosign's ``.att``), unverified.
 
     ``referrers`` lists every artifact whose subject is the digest, by the referrers API when the
-    registry serves it, else from the ``sha256-<hex>`` index (``referrers_route`` says which); the
-    report itself still comes from the legacy ``sha256-<hex>.tfimg`` tag, which keeps older
-    publishes readable and carries the promotion records.
+    registry serves it, else from the ``sha256-<hex>`` index (``referrers_route`` says which).
     """
     ref = parse_ref(text)
     reg = Registry(ref.host)
     ref = reg.resolve(ref)
-    doc = evidence.read(reg, ref.repo, str(ref.digest))
-    found, route = referrers.list_referrers(reg, ref.repo, str(ref.digest))
-    if doc is None and not found:
-        raise RegistryError(f"no tfimg evidence is attached to {ref.name}@{ref.digest}", status=404,
-                            hint=f"Evidence lives under the tag {evidence.tag_for(str(ref.digest))}; "
-                                 "publish with `tfimg publish --push`.")
-    return {**(doc.to_json() if doc else {}), "referrers_route": route,
-            "referrers": [r.descriptor() for r in found]}
+    digest = str(ref.digest)
+    found, route = store.read(reg, ref.repo, digest)
+    if not found:
+        raise RegistryError(f"no tfimg evidence is attached to {ref.name}@{digest}", status=404,
+                            hint="Publish with `tfimg publish --push`; `cosign tree REF` lists what is attached.")
+    doc = evidence.from_found(found, digest)
+    listed = []
+    for f in found:
+        stmt = f.statement() or {}
+        listed.append({"kind": statements.BY_PREDICATE.get(str(stmt.get("predicateType")), "?"),
+                       "predicateType": stmt.get("predicateType"), "envelope": f.blob, "where": f.where,
+                       "signatures": len(signing.open_envelope(f.raw).signatures)})
+    return {**(doc.to_json() if doc else {}),
+            "promotions": [p.model_dump(mode="json", by_alias=True) for p in evidence.promotions_from(found)],
+            "statements": listed, "signatures_checked": False, "referrers_route": route,
+            "referrers": [r.descriptor() for r in referrers.list_referrers(reg, ref.repo, digest)[0]],
+            "att": cosign_att.tag_for(digest)}
 
 
 # --------------------------------------------------------------------------- promote
@@ -78,6 +88,7 @@ class Promotion(BaseModel):
     dry_run: bool
     promoted_at: str | None = None
     referrers: list[str] = Field(default_factory=list, description="Digests of the referrers copied along.")
+    record_signed: bool = Field(False, description="Whether the promotion statements were signed (--sign-key).")
 
 
 def _skopeo_copy(src: Ref, dst: Ref) -> None:
@@ -93,12 +104,24 @@ def _skopeo_copy(src: Ref, dst: Ref) -> None:
     runner.run([*argv, f"docker://{src}", f"docker://{dst}"], timeout=3600)
 
 
-def promote(source: str, target: str, *, judge: Judge = recorded, verify_key: Path | None = None,
-            dry_run: bool = False) -> Promotion:
+def _evidence(sreg: Registry, src: Ref, digest: str, keys: list[Path]) -> tuple[list[store.Found], str]:
+    """The statements promotion judges: all of them, or with ``keys`` only those that verify (refusing
+    when the policy's required statements do not)."""
+    if not keys:
+        return store.read(sreg, src.repo, digest)[0], ""
+    verdict = verify.verify(f"{src.name}@{digest}", keys)
+    if not verdict.ok:
+        raise PublishRefused(f"not promoted: {verdict.error().message}")
+    return [j.found for j in verdict.judged if j.ok], f"; signatures verified with {', '.join(p.name for p in keys)}"
+
+
+def promote(source: str, target: str, *, judge: Judge = recorded, verify_keys: list[Path] | None = None,
+            signer: Any | None = None, require_signer: bool = False, dry_run: bool = False) -> Promotion:
     """Copy ``HOST/NAME@sha256:...`` to ``HOST/PRODNAME`` if ``judge`` passes its evidence.
 
-    With ``verify_key`` every attached statement must verify first (:func:`builder.publish.attest.require`).
-    The referrers (signed statements) are copied along with the image.
+    With ``verify_keys`` the required statements must verify (:func:`builder.publish.verify.verify`) and
+    only those are judged. The referrers and the ``.att`` image are copied along; the promotion statement
+    is signed with ``signer`` (``require_signer``: refuse, exit 2, without one).
     """
     src, dst = parse_ref(source), parse_ref(target)
     if dst.tag or dst.digest:
@@ -106,19 +129,15 @@ def promote(source: str, target: str, *, judge: Judge = recorded, verify_key: Pa
     sreg, dreg = Registry(src.host), Registry(dst.host)
     src = sreg.resolve(src)
     digest = str(src.digest)
-    doc, trivy, watch_note = watched.latest(sreg, src.repo, digest)   # a newer watch decides
+    found, verified = _evidence(sreg, src, digest, list(verify_keys or []))
+    doc, trivy, watch_note = watched.latest_from(found, digest)   # a newer watch decides
     if doc is None:
         raise PublishRefused(f"{src.name}@{digest} has no tfimg evidence; only published, gated images are promoted")
     decision, how = judge(doc, trivy)
     how += watch_note
     if decision != "pass":
         raise PublishRefused(f"{src.name}@{digest} does not pass the target policy: decision '{decision}' ({how})")
-    if verify_key is not None:
-        try:
-            attest.require(f"{src.name}@{digest}", verify_key)
-        except VerificationFailed as exc:
-            raise PublishRefused(f"not promoted: {exc.message}") from None
-        how += f"; signatures verified with {verify_key.name}"
+    how += verified
     immutable, moving = doc.tags.immutable, list(doc.tags.moving)
     if not immutable:
         raise PublishRefused("the evidence names no immutable tag; republish with `tfimg publish --push`")
@@ -127,16 +146,19 @@ def promote(source: str, target: str, *, judge: Judge = recorded, verify_key: Pa
         raise PublishRefused(f"{dst.name}:{immutable} already points at {current}; immutable tags are never moved")
     result = Promotion(source=f"{src.name}@{digest}", target=dst.name, digest=digest, decision=decision,
                        policy=how, tags=[immutable, *moving], dry_run=dry_run)
+    if require_signer and signer is None:
+        raise TfimgError("the target policy requires signatures (publish.require_signatures), so the promotion "
+                         "record must be signed: pass --sign-key", hint="Nothing was copied.")
     if dry_run:
         return result
     if current is None:
         _skopeo_copy(src.at(digest=digest), dst.at(tag=immutable))
-    return _copied(result, (sreg, src), (dreg, dst), doc, trivy)
+    return _copied(result, (sreg, src), (dreg, dst), signer)
 
 
 def _copied(result: Promotion, source: tuple[Registry, Ref], target: tuple[Registry, Ref],
-            doc: evidence.Evidence, trivy: JsonObject | None) -> Promotion:
-    """After the copy: the moving tags and the referrers at the target; the promotion on both sides."""
+            signer: Any | None) -> Promotion:
+    """After the copy: the moving tags and the evidence at the target; a promotion statement on both sides."""
     (sreg, src), (dreg, dst) = source, target
     digest, immutable = result.digest, result.tags[0]
     found = dreg.manifest(dst.repo, digest)
@@ -144,16 +166,15 @@ def _copied(result: Promotion, source: tuple[Registry, Ref], target: tuple[Regis
         raise RegistryError(f"after the copy {dst.name}:{immutable} is not {digest}")
     for tag in result.tags[1:]:
         dreg.put_manifest(dst.repo, tag, found[0], found[1])
-    copied = referrers.copy_referrers(sreg, src.repo, dreg, dst.repo, digest)
+    copied = store.copy(sreg, src.repo, dreg, dst.repo, digest)
     when = _now()
-    record = evidence.PromotionRecord.model_validate({"from": src.name, "to": dst.name, "digest": digest,
-                                                      "at": when, "policy": result.policy})
-    published = evidence.read(sreg, src.repo, digest)   # the record goes on the publish-time evidence
-    src_doc = (published or doc).promoted(record)
-    trivy = evidence.read_trivy(sreg, src.repo, digest) if published is not None else trivy
-    evidence.attach(sreg, src.repo, digest, src_doc, trivy)
-    evidence.attach(dreg, dst.repo, digest, src_doc.at_repository(dst.name), trivy)
-    return result.model_copy(update={"promoted_at": when, "referrers": [r.digest for r in copied]})
+    record = statements.promotion(source=src.name, target=dst.name, digest=digest, at=when,
+                                  policy=result.policy, decision=result.decision)
+    for reg, ref in ((sreg, src), (dreg, dst)):
+        env = signing.envelope(statements.statement(ref.name, digest, "promotion", record), signer)
+        title = f"promotion.{str(signing.key_id(signer))[:8]}.json" if signer is not None else "promotion.json"
+        store.attach(reg, ref.repo, digest, [store.Item("promotion", env, title)], when)
+    return result.model_copy(update={"promoted_at": when, "referrers": copied, "record_signed": signer is not None})
 
 
 # --------------------------------------------------------------------------- list and prune
@@ -198,12 +219,13 @@ def entries(reg: Registry, repo: str) -> list[Entry]:
             manifests[found[2]] = (found[0], found[1])
     out = []
     for digest, tags in by_digest.items():
-        doc = evidence.read(reg, repo, digest)
+        statements_found = store.read(reg, repo, digest, {"report", "promotion"})[0]
+        doc = evidence.from_found(statements_found, digest)
         size, created = _size_and_created(reg, repo, *manifests[digest])
         t = doc.tags if doc is not None else evidence.EvidenceTags()
         out.append(Entry(f"{reg.host}/{repo}", (doc.variant if doc else None) or repo.rsplit("/", 1)[-1],
-                         digest, sorted(tags), created or (doc.published_at if doc else None), size,
-                         evidence.verdict(doc), bool(doc and doc.promotions), t.immutable, list(t.moving)))
+                         digest, sorted(tags), created, size, evidence.verdict(doc),
+                         bool(evidence.promotions_from(statements_found)), t.immutable, list(t.moving)))
     return sorted(out, key=lambda e: e.created or "9999", reverse=True)
 
 
@@ -252,14 +274,6 @@ def prune(name: str, *, keep: int = 5, protect: list[str] | None = None, yes: bo
     if yes:
         for e, why in decided:
             if why.startswith("delete"):
-                ev = reg.digest_of(ref.repo, evidence.tag_for(e.digest))
-                if ev:
-                    reg.delete_manifest(ref.repo, ev)
-                for r in referrers.list_referrers(reg, ref.repo, e.digest)[0]:   # its signed statements
-                    with contextlib.suppress(RegistryError):
-                        reg.delete_manifest(ref.repo, r.digest)
-                index = reg.digest_of(ref.repo, referrers.fallback_tag(e.digest))
-                if index:
-                    reg.delete_manifest(ref.repo, index)
+                store.delete(reg, ref.repo, e.digest)   # its statements: referrers, index, .att
                 reg.delete_manifest(ref.repo, e.digest)
     return decided

@@ -1,38 +1,33 @@
-"""Evidence attached to a pushed digest: the build report, as an OCI artifact.
+"""tfimg's evidence document (the ``report`` statement's predicate), and reading evidence back.
 
-Distribution 2.8 has no referrers API, so tfimg uses the cosign-style tag
-convention: an OCI image manifest whose config is a small JSON blob and whose
-one layer is the evidence document (media type :data:`REPORT_TYPE`), tagged
-``sha256-<hex>.tfimg`` in the same repository. :func:`read` finds it again by
-the image digest. :func:`document` and :func:`scrub` are pure; secrets never
-go in (keys that look like credentials are dropped, URL passwords redacted).
-The document is an :class:`Evidence` (schema ``tfimg.evidence/v1``).
+The document is an :class:`Evidence` (schema ``tfimg.evidence/v1``): the report's sections for one
+pushed digest and its tags, scrubbed of secrets (keys that look like credentials are dropped, URL
+passwords redacted). It is signed and attached like every statement (:mod:`builder.publish.store`);
+there is no other evidence store (the unsigned ``sha256-<hex>.tfimg`` tag of earlier versions is
+neither written nor read). :func:`read`, :func:`read_trivy` and :func:`promotions` read the newest
+statement of their kind without checking signatures: :mod:`builder.publish.verify` does that.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from typing import Any
 
-import requests
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
-from builder.errors import RegistryError
-from builder.infra import datafile, labels
-from builder.infra.registry_client import OCI_MANIFEST, Registry
+from builder.infra.registry_client import Registry
 from builder.infra.report_models import JsonObject, Report, TagsSection
+from builder.publish import store
+from builder.publish.signing import open_envelope
+from builder.publish.statements import KINDS
 from builder.spec.loader import CREDENTIAL_NAME
 
-REPORT_TYPE = "application/vnd.tfimg.report.v1+json"
-TRIVY_TYPE = "application/vnd.tfimg.trivy.v1+json"     # the full Trivy report, for re-gating at promotion
-CONFIG_TYPE = "application/vnd.tfimg.report.config.v1+json"
-SUFFIX = ".tfimg"
 SCHEMA = "tfimg.evidence/v1"
 REPORT_SECTIONS = ("build", "checks", "scan", "gate", "facts", "tags")
 URL_CREDS = re.compile(r"(://)[^/@\s:]+:[^/@\s]+@")
-FALLBACK_TAG = re.compile(r"sha256-[0-9a-f]{64}")
+EVIDENCE_TAG = re.compile(r"sha256-[0-9a-f]{64}(\.[a-z]+)?")   # the tag schema's index, cosign's .att/.sig/.sbom
+VOLATILE = {"build": ("up_to_date", "timings", "log")}   # how this run went, not what the image is
 
 
 class _Doc(BaseModel):
@@ -47,13 +42,14 @@ class EvidenceTags(_Doc):
 
 
 class PromotionRecord(_Doc):
-    """One promotion of the digest (``tfimg promote``), recorded on both sides."""
+    """One promotion of the digest (``tfimg promote``), as its promotion statement records it."""
 
     from_: str = Field(alias="from")
     to: str
     digest: str
     at: str
     policy: str
+    signed: bool = False
 
 
 class Evidence(_Doc):
@@ -68,9 +64,8 @@ class Evidence(_Doc):
     repository: str | None = None
     digest: str
     tags: EvidenceTags = Field(default_factory=EvidenceTags)
-    published_at: str | None = None
-    promotions: list[PromotionRecord] = Field(default_factory=list)
     report: dict[str, dict[str, JsonValue]] = Field(default_factory=dict)
+    published_at: str | None = None   # never written by document(): readers set it from when the statement was attached
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
@@ -79,25 +74,11 @@ class Evidence(_Doc):
         """One section of the report (``build``, ``gate``...); {} when absent."""
         return self.report.get(name) or {}
 
-    def promoted(self, record: PromotionRecord) -> Evidence:
-        """A copy with ``record`` added to the promotions."""
-        records = [p.model_dump(mode="json", by_alias=True) for p in (*self.promotions, record)]
-        return Evidence.model_validate({**self.to_json(), "promotions": records})
-
-    def at_repository(self, repository: str) -> Evidence:
-        """A copy for the same digest in another repository (the target of a promotion)."""
-        return Evidence.model_validate({**self.to_json(), "repository": repository})
-
-
-def tag_for(digest: str) -> str:
-    """``sha256:abc...`` -> ``sha256-abc....tfimg`` (the tag the evidence lives under)."""
-    algo, _, hexpart = digest.partition(":")
-    return f"{algo}-{hexpart}{SUFFIX}"
-
 
 def is_evidence_tag(tag: str) -> bool:
-    """The legacy ``sha256-<hex>.tfimg`` tag, or the OCI referrers tag schema's ``sha256-<hex>`` index."""
-    return tag.startswith("sha256-") and (tag.endswith(SUFFIX) or bool(FALLBACK_TAG.fullmatch(tag)))
+    """A tag that holds evidence, not an image: the referrers tag schema's ``sha256-<hex>`` index,
+    cosign's ``sha256-<hex>.att`` (and ``.sig``, ``.sbom``)."""
+    return bool(EVIDENCE_TAG.fullmatch(tag))
 
 
 INPUT_TAG_PREFIX = "ih-"
@@ -138,21 +119,20 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def document(report: Report, *, variant: str, repository: str, digest: str,
-             tags: TagsSection, published_at: str, promotions: list[PromotionRecord] | None = None) -> Evidence:
+def document(report: Report, *, variant: str, repository: str, digest: str, tags: TagsSection) -> Evidence:
     """The evidence for one pushed digest, from the local report (pure).
 
-    Each section goes in as report.json has it; the scan section is small (how Trivy ran
-    and ``findings``: the number of findings per kind), the findings themselves are the
-    Trivy report attached beside it (:data:`TRIVY_TYPE`).
+    Each section goes in as report.json has it, less what only describes this run (``reuse``, and the
+    build's ``up_to_date``, ``timings`` and ``log``): publishing the same image from the same report
+    again gives the same document. The scan section is small (how Trivy ran and ``findings``: the number
+    of findings per kind); the findings themselves are in the vuln statement.
     """
     full = report.to_json()
-    sections = {k: full[k] for k in REPORT_SECTIONS if k in full}
+    sections = {k: {f: v for f, v in full[k].items() if f != "reuse" and f not in VOLATILE.get(k, ())}
+                for k in REPORT_SECTIONS if isinstance(full.get(k), dict)}
     return Evidence.model_validate(scrub({
         "schema": SCHEMA, "variant": variant, "repository": repository, "digest": digest,
-        "tags": tags.model_dump(mode="json"), "published_at": published_at,
-        "promotions": [p.model_dump(mode="json", by_alias=True) for p in promotions or []],
-        "report": sections,
+        "tags": tags.model_dump(mode="json", exclude={"reuse"}), "report": sections,
     }))
 
 
@@ -167,58 +147,75 @@ def verdict(doc: Evidence | None) -> str:
     return str(decision)
 
 
-def attach(reg: Registry, repo: str, digest: str, doc: Evidence, trivy: JsonObject | None = None) -> str:
-    """Push ``doc`` (and the Trivy report) as the evidence of ``digest``; returns the artifact's digest."""
-    old = reg.digest_of(repo, tag_for(digest))
-    body = json.dumps(doc.to_json(), indent=2, sort_keys=True).encode()
-    config = json.dumps({"schema": SCHEMA, "subject": digest}, sort_keys=True).encode()
-    layers = [{"mediaType": REPORT_TYPE, "digest": reg.put_blob(repo, body), "size": len(body),
-               "annotations": {"org.opencontainers.image.title": "tfimg-report.json"}}]
-    if trivy is not None:
-        raw = json.dumps(trivy, sort_keys=True).encode()
-        layers.append({"mediaType": TRIVY_TYPE, "digest": reg.put_blob(repo, raw), "size": len(raw),
-                       "annotations": {"org.opencontainers.image.title": "trivy.json"}})
-    config_digest = reg.put_blob(repo, config)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": REPORT_TYPE,
-        "config": {"mediaType": CONFIG_TYPE, "digest": config_digest, "size": len(config)},
-        "layers": layers,
-        "annotations": {labels.SUBJECT: digest, "org.opencontainers.image.created": doc.published_at or ""},
-    }
-    raw = json.dumps(manifest, sort_keys=True).encode()
-    new = reg.put_manifest(repo, tag_for(digest), raw, OCI_MANIFEST)
-    if old and old != new:   # the tag moved on; drop the superseded artifact when deletes are allowed
-        with contextlib.suppress(RegistryError, requests.RequestException):
-            reg.delete_manifest(repo, old)
-    return new
+def predicates(found: list[store.Found], kind: str) -> list[dict[str, Any]]:
+    """The predicates of the statements of ``kind`` (by their predicateType), oldest first."""
+    out = []
+    for f in found:
+        stmt = f.statement()
+        if stmt is not None and stmt.get("predicateType") == KINDS[kind].predicate_type \
+                and isinstance(stmt.get("predicate"), dict):
+            out.append(stmt["predicate"])
+    return out
 
 
-def _layer(reg: Registry, repo: str, digest: str, media_type: str) -> Any:
-    """The JSON of the evidence artifact's layer of ``media_type`` for ``digest``, or None."""
-    found = reg.manifest(repo, tag_for(digest))
-    if found is None:
-        return None
-    manifest = datafile.loads_json(found[0], f"manifest {repo}:{tag_for(digest)}", what="it")
-    if (manifest.get("annotations") or {}).get(labels.SUBJECT) != digest:
-        return None
-    layer = next((lyr for lyr in manifest.get("layers", []) if lyr.get("mediaType") == media_type), None)
-    return datafile.loads_json(reg.blob(repo, layer["digest"]), f"blob {layer['digest']}", what="it") \
-        if layer is not None else None
+def from_found(found: list[store.Found], digest: str) -> Evidence | None:
+    """The newest report statement's document about ``digest``; None when there is none that fits."""
+    for predicate in reversed(predicates(found, "report")):
+        try:
+            doc = Evidence.model_validate(predicate)
+        except ValidationError:
+            continue
+        if doc.digest == digest:
+            return doc
+    return None
+
+
+WATCH_URI = "https://tfimg.dev/watch"   # invocation.uri of the vuln statements tfimg watch attaches
+
+
+def is_watch(predicate: dict[str, Any]) -> bool:
+    """Whether a vuln predicate is a later watch's (its signed ``invocation.uri``), not the publish-time scan."""
+    invocation = predicate.get("invocation")
+    return isinstance(invocation, dict) and invocation.get("uri") == WATCH_URI
+
+
+def trivy_from(found: list[store.Found]) -> JsonObject | None:
+    """The Trivy report of the newest publish-time vuln statement (its ``scanner.result``), for re-gating;
+    a later watch's statement is :mod:`builder.publish.watched`'s to read."""
+    for predicate in reversed([p for p in predicates(found, "vuln") if not is_watch(p)]):
+        result = (predicate.get("scanner") or {}).get("result") if isinstance(predicate.get("scanner"), dict) else None
+        if isinstance(result, dict) and result:
+            return result
+    return None
 
 
 def read(reg: Registry, repo: str, digest: str) -> Evidence | None:
-    """The evidence document attached to ``digest``; None when there is none, or it is not one."""
-    data = _layer(reg, repo, digest, REPORT_TYPE)
-    try:
-        doc = Evidence.model_validate(data) if isinstance(data, dict) else None
-    except ValidationError:
-        return None
-    return doc if doc is not None and doc.digest == digest else None
+    """The newest evidence document attached to ``digest``; None when there is none, or it is not one."""
+    return from_found(store.read(reg, repo, digest, {"report"})[0], digest)
 
 
 def read_trivy(reg: Registry, repo: str, digest: str) -> JsonObject | None:
-    """The Trivy report attached beside the evidence of ``digest`` (for re-gating), or None."""
-    data = _layer(reg, repo, digest, TRIVY_TYPE)
-    return data if isinstance(data, dict) else None
+    """The Trivy report attached to ``digest`` (the newest vuln statement's), or None."""
+    return trivy_from(store.read(reg, repo, digest, {"vuln"})[0])
+
+
+def promotions_from(found: list[store.Found]) -> list[PromotionRecord]:
+    """The promotion statements among ``found`` (signed or not: a record only ever keeps a digest
+    from being pruned), oldest first."""
+    out = []
+    for f in found:
+        stmt = f.statement() or {}
+        p = stmt.get("predicate")
+        if stmt.get("predicateType") != KINDS["promotion"].predicate_type or not isinstance(p, dict):
+            continue
+        with contextlib.suppress(ValidationError):
+            out.append(PromotionRecord.model_validate({
+                "from": str(p.get("srcRef", "")).rpartition("@")[0], "to": str(p.get("dstRef", "")).rpartition("@")[0],
+                "digest": p.get("digest"), "at": p.get("timestamp"), "policy": p.get("policy") or "",
+                "signed": bool(open_envelope(f.raw).signatures)}))
+    return out
+
+
+def promotions(reg: Registry, repo: str, digest: str) -> list[PromotionRecord]:
+    """Every promotion statement attached to ``digest``, oldest first."""
+    return promotions_from(store.read(reg, repo, digest, {"promotion"})[0])

@@ -3,9 +3,12 @@
 ``publish`` pushes only an image whose report shows checks passed and the gate
 passed, with the tags of ``tags.txt`` (:func:`builder.publish.tags.read`: never
 computed again); the immutable tag goes first, then the moving tags (as manifest puts
-of the very same digest), then the evidence (:mod:`builder.publish.evidence`) and
-the signed statements (:mod:`builder.publish.attest`). An immutable tag that already
-names another image in the registry is never moved. Without ``push=True`` it only
+of the very same digest), the ``ih-`` input-hash tag, then the signed statements
+(:mod:`builder.publish.attest`; the one evidence store: :mod:`builder.publish.store`).
+An immutable tag that already names another image in the registry is never moved.
+When the ``ih-`` tag of the same input hash already names another image (a second
+checkout rebuilt the same inputs into another digest), that digest is reported and
+nothing is pushed: state ``same-inputs``, exit 0. Without ``push=True`` it only
 plans (and writes ``publish-plan.json``). It returns what it did; the orchestrator
 records it in report.json.
 """
@@ -36,7 +39,7 @@ from builder.infra.report_models import (
     Report,
     TagsSection,
 )
-from builder.publish import attest, evidence, tags, watched
+from builder.publish import attest, cosign_att, evidence, tags, verify, watched
 from builder.publish.curation import Judge
 from builder.spec.loader import LoadedVariant
 
@@ -53,19 +56,26 @@ class Plan(BaseModel):
     image_id: str
     repository: str                  # HOST/NAMESPACE/VARIANT
     tags: TagsSection                # as tags.txt has them
-    state: Literal["new", "published", "conflict", "unchecked"]
-    existing: str | None = None      # digest the immutable tag names in the registry
+    state: Literal["new", "published", "conflict", "unchecked", "same-inputs"]
+    existing: str | None = None      # digest the immutable tag (or, same-inputs, the ih- tag) names
+    existing_image: str | None = None   # same-inputs: that digest's image id
+    existing_tags: list[str] = Field(default_factory=list)   # same-inputs: the tags its evidence records
     notes: list[str] = Field(default_factory=list)
     facts: FactsSection | None = None
 
     def lines(self) -> list[str]:
+        if self.state == "same-inputs":
+            return [f"variant {self.variant}: image {self.image_id[:19]} -> {self.repository}",
+                    f"  already published from the same inputs: {self.repository}@{self.existing} "
+                    f"(image {str(self.existing_image)[:19]}); nothing to push"]
         verb = {"new": "push", "published": "already there (same image): skip the push",
                 "conflict": "REFUSED", "unchecked": "push (registry not checked)"}[self.state]
         out = [f"variant {self.variant}: image {self.image_id[:19]} -> {self.repository}",
                f"  1. {self.repository}:{self.tags.immutable}  (immutable) {verb}"]
         out += [f"  {i}. {self.repository}:{t}  (moving) point at the same digest"
                 for i, t in enumerate(self.tags.moving, 2)]
-        out.append(f"  {len(self.tags.moving) + 2}. evidence (report) attached to the digest")
+        out.append(f"  {len(self.tags.moving) + 2}. signed statements (report, sbom, vuln, provenance) "
+                   "attached to the digest")
         return out + [f"  note: {n}" for n in self.notes]
 
 
@@ -109,6 +119,21 @@ def remote_state(reg: Registry, repo: str, tag: str, image_id: str
     return ("published" if config == image_id else "conflict"), digest
 
 
+def same_inputs(reg: Registry, repo: str, input_hash: str, image_id: str) -> tuple[str, str, list[str]] | None:
+    """(digest, its image id, its tags) when the ``ih-`` tag of ``input_hash`` names another image whose
+    evidence records the same input hash; None otherwise (no such tag, the same image, other inputs)."""
+    digest = reg.digest_of(repo, input_tag(input_hash))
+    if digest is None:
+        return None
+    other = verify.image_id_of(reg, repo, digest)
+    if other == image_id:
+        return None
+    doc = evidence.read(reg, repo, digest)
+    if doc is None or doc.section("build").get("input_hash") != input_hash:
+        return None
+    return digest, str(other), [t for t in (doc.tags.immutable, *doc.tags.moving) if t]
+
+
 def plan(loaded: LoadedVariant, rep: Report, out_dir: Path, registry: str, *, engine: Engine,
          strict: bool = False) -> Plan:
     """What a publish would do. ``strict``: a registry error is raised, not noted."""
@@ -120,18 +145,24 @@ def plan(loaded: LoadedVariant, rep: Report, out_dir: Path, registry: str, *, en
     planned = tags.read(out_dir)   # as the tags stage wrote them: never recomputed here
     repo = f"{target.repo}/{loaded.name}"
     notes: list[str] = []
-    state: Literal["new", "published", "conflict", "unchecked"] = "unchecked"
-    existing = None
+    state: Literal["new", "published", "conflict", "unchecked", "same-inputs"] = "unchecked"
+    existing, found = None, None
     try:
-        state, existing = remote_state(Registry(target.host), repo, planned.immutable, image_id)
+        reg = Registry(target.host)
+        state, existing = remote_state(reg, repo, planned.immutable, image_id)
+        if state != "published" and rep.build is not None:
+            found = same_inputs(reg, repo, rep.build.input_hash, image_id)
     except RegistryError as exc:
         if strict:
             raise
         notes.append(f"registry not checked: {exc.message}")
-    if engine.image(image_id) is None:
+    if found is not None:
+        state, existing = "same-inputs", found[0]
+    elif engine.image(image_id) is None:
         notes.append(f"image {image_id} is not in the local engine; the push would fail")
     return Plan(variant=loaded.name, image_id=image_id, repository=f"{target.host}/{repo}", tags=planned,
-                state=state, existing=existing, notes=notes, facts=rep.facts)
+                state=state, existing=existing, existing_image=found[1] if found else None,
+                existing_tags=found[2] if found else [], notes=notes, facts=rep.facts)
 
 
 def push_transient(exc: BaseException) -> bool:
@@ -165,7 +196,7 @@ class Evidence:
 
     trivy: JsonObject | None                      # the gate's Trivy report (redacted), for re-gating
     sbom: Callable[[], JsonObject]                # the image's CycloneDX SBOM, made when it is attached
-    signer: Any | None = None                     # signs the statements (attest.load_signer); unsigned without
+    signer: Any | None = None                     # signs the statements (signing.load_signer); unsigned without
     vex: Callable[[Ref], JsonObject | None] | None = None   # the waivers as OpenVEX for the pushed digest, or None
 
 
@@ -189,6 +220,8 @@ def publish(loaded: LoadedVariant, rep: Report, out_dir: Path, registry: str, *,
             hint="Rebuild (a new date or revision gives a new tag) or publish to another namespace.")
     if not push:
         return p
+    if p.state == "same-inputs":
+        return Pushed(p, _same_inputs_record(p, registry))
     if p.state == "new" and engine.image(p.image_id) is None:
         raise PublishRefused(f"image {p.image_id} is not in the local Docker engine",
                              hint="Rebuild it with `tfimg build SPEC` (same inputs give the same checks and scan).")
@@ -209,26 +242,33 @@ def publish(loaded: LoadedVariant, rep: Report, out_dir: Path, registry: str, *,
 
 def _attach(loaded: LoadedVariant, rep: Report, p: Plan, where: tuple[Registry, Ref], registry: str,
             attached: Evidence) -> PublishSection:
-    """The evidence document and the four statements, attached to the pushed digest; the publish record."""
+    """The four statements, attached to the pushed digest (once per signer); the publish record."""
     reg, ref = where
     digest, signer = str(ref.digest), attached.signer
-    now = clock.now_iso()
-    previous = evidence.read(reg, ref.repo, digest)
-    doc = evidence.document(rep, variant=p.variant, repository=ref.name, digest=digest, tags=p.tags,
-                            published_at=now, promotions=previous.promotions if previous else [])
-    evidence_digest = evidence.attach(reg, ref.repo, digest, doc, trivy=attached.trivy)
-    statements = attest.attach_all(reg, ref, rep, chain=loaded.chain, doc=doc, sbom=attached.sbom(),
-                                   trivy=attached.trivy, signer=signer, started=now)
+    doc = evidence.document(rep, variant=p.variant, repository=ref.name, digest=digest, tags=p.tags)
+    statements, att = attest.attach_all(reg, ref, rep, chain=loaded.chain, doc=doc, sbom=attached.sbom(),
+                                        trivy=attached.trivy, signer=signer)
     waivers = attached.vex(ref) if attached.vex is not None else None
-    if waivers is not None:   # one more referrer: the waivers that apply to this digest, as OpenVEX
-        statements.append(attest.Attached("vex", watched.attach_vex(reg, ref, waivers, signer, now), signer is not None))
+    if waivers is not None:   # one more statement: the waivers that apply to this digest, as OpenVEX
+        statements.append(attest.attach_one(reg, ref, "vex", waivers, signer, clock.now_rfc3339z()))
+        att = reg.digest_of(ref.repo, cosign_att.tag_for(digest)) or att   # the .att image holds it too
     return PublishSection(registry=registry, repository=ref.name, digest=digest, image_id=p.image_id,
                           immutable=p.tags.immutable, moving=p.tags.moving,
                           refs=[f"{ref.name}:{t}" for t in (p.tags.immutable, *p.tags.moving)],
-                          evidence=EvidenceRef(tag=evidence.tag_for(digest), digest=evidence_digest),
-                          pushed_at=now, skipped_push=p.state == "published",
-                          attestations=[AttestationRef(kind=a.kind, digest=a.digest) for a in statements],
+                          evidence=EvidenceRef(tag=cosign_att.tag_for(digest), digest=att),
+                          pushed_at=clock.now_rfc3339z(), skipped_push=p.state == "published",
+                          attestations=[AttestationRef(kind=a.kind, digest=a.digest, existing=a.existing)
+                                        for a in statements],
                           signed=signer is not None)
+
+
+def _same_inputs_record(p: Plan, registry: str) -> PublishSection:
+    """The publish record when the same inputs were already published as another image: that digest."""
+    digest = str(p.existing)
+    shown = p.existing_tags or [p.tags.immutable]
+    return PublishSection(registry=registry, repository=p.repository, digest=digest, image_id=p.image_id,
+                          immutable=shown[0], moving=shown[1:], refs=[f"{p.repository}:{t}" for t in shown],
+                          pushed_at=clock.now_rfc3339z(), skipped_push=True, same_inputs=p.existing_image)
 
 
 # --------------------------------------------------------------------------- already published
@@ -273,7 +313,7 @@ def find_published(registry: str, variant: str, input_hash: str, judge: Judge) -
     how += watch_note
     return PublishedSection(registry=registry, repository=f"{target.host}/{repo}", digest=digest,
                             input_hash=input_hash, tag=tag, decision=decision, how=how,
-                            checked_at=clock.now_iso())
+                            checked_at=clock.now_rfc3339z())
 
 
 # --------------------------------------------------------------------------- scan through a registry

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from builder.errors import RegistryError
 from builder.infra import datafile
@@ -105,18 +106,34 @@ def push_artifact(reg: Registry, repo: str, subject: dict[str, Any], artifact_ty
     return Referrer(digest, artifact_type, len(body), annotations), served
 
 
-# --------------------------------------------------------------------------- the tag schema fallback
+# --------------------------------------------------------------------------- lists under a tag
 
-def _read_index(reg: Registry, repo: str, tag: str) -> tuple[list[dict[str, Any]], str | None]:
+@dataclass(frozen=True)
+class TagList:
+    """A manifest under a tag that lists descriptors, merged by digest: the referrers tag schema's index
+    (``manifests``) or cosign's ``.att`` image (``layers``). ``body`` pushes what the manifest needs (a
+    config blob) and returns its bytes."""
+
+    field: str
+    media_type: str
+    body: Callable[[Registry, str, list[dict[str, Any]]], bytes]
+
+
+def _index_body(reg: Registry, repo: str, entries: list[dict[str, Any]]) -> bytes:
+    return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries},
+                      sort_keys=True, separators=(",", ":")).encode()
+
+
+INDEX = TagList("manifests", OCI_INDEX, _index_body)
+
+
+def read_list(reg: Registry, repo: str, tag: str, kind: TagList = INDEX) -> tuple[list[dict[str, Any]], str | None]:
+    """The descriptors listed under ``tag`` and the manifest's digest; ([], None) when there is none."""
     found = reg.manifest(repo, tag)
     if found is None:
         return [], None
-    return list(datafile.loads_json(found[0], f"index {repo}:{tag}", what="it").get("manifests") or []), found[2]
-
-
-def _index_body(entries: list[dict[str, Any]]) -> bytes:
-    return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries},
-                      sort_keys=True, separators=(",", ":")).encode()
+    entries = datafile.loads_json(found[0], f"manifest {repo}:{tag}", what="it").get(kind.field) or []
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("digest"), str)], found[2]
 
 
 def merge(current: list[dict[str, Any]], add: list[dict[str, Any]], remove: set[str] = frozenset()  # type: ignore[assignment]
@@ -132,64 +149,80 @@ def merge(current: list[dict[str, Any]], add: list[dict[str, Any]], remove: set[
     return out
 
 
-def add_to_index(reg: Registry, repo: str, digest: str, add: list[Referrer], *, remove: set[str] | None = None,
-                 tries: int = 12, settle: float = 0.3, sleep: Callable[[float], None] = time.sleep) -> list[str]:
-    """Add ``add`` to the fallback index of ``digest`` without losing other writers' entries.
+def merge_tag(reg: Registry, repo: str, tag: str, add: list[dict[str, Any]], *, kind: TagList = INDEX,
+              remove: set[str] | None = None, tries: int = 12, settle: float = 0.3,
+              sleep: Callable[[float], None] = time.sleep) -> tuple[list[str], str]:
+    """Add the descriptors ``add`` to the list under ``tag`` without losing other writers' entries
+    (less ``remove``: entries this writer replaced). Returns the digests listed and the manifest's digest.
 
-    ``remove``: digests to drop (an artifact this writer replaced). Returns the digests listed.
-    Raises RegistryError when the index still lacks an entry after ``tries`` rounds.
+    Read (with its digest), merge, re-read right before the PUT and start again if it moved (sends
+    ``If-Match`` for registries that honour it), PUT, then wait a moment and re-read to verify that its
+    entries and every entry it had read are still there; merge again when another writer's PUT won.
+    Entries are only ever added by digest, so merges commute. Raises RegistryError after ``tries`` rounds.
     """
-    tag = fallback_tag(digest)
     drop = set(remove or ())
-    want = {r.digest for r in add}
-    mine = [r.descriptor() for r in add]
+    want = {d["digest"] for d in add}
     for attempt in range(tries):
-        current, seen_digest = _read_index(reg, repo, tag)
-        merged = merge(current, mine, drop)
+        current, seen_digest = read_list(reg, repo, tag, kind)
+        merged = merge(current, add, drop)
         if seen_digest is not None and merged == current:
-            return [d["digest"] for d in current]            # nothing to change
+            return [d["digest"] for d in current], seen_digest        # nothing to change
         if reg.digest_of(repo, tag) != seen_digest:
-            continue                                            # moved under us: merge again
-        headers = {"Content-Type": OCI_INDEX}
+            continue                                                   # moved under us: merge again
+        headers = {"Content-Type": kind.media_type}
         if seen_digest:
-            headers["If-Match"] = f'"{seen_digest}"'          # honoured by registries that support it
+            headers["If-Match"] = f'"{seen_digest}"'                 # honoured by registries that support it
         resp = reg.request("PUT", f"/v2/{repo}/manifests/{tag}", repo=repo, push=True, headers=headers,
-                           data=_index_body(merged), ok=(201, 200), absent=(412,))
-        if resp is None:                                      # 412 Precondition Failed: someone else wrote
+                           data=kind.body(reg, repo, merged), ok=(201, 200), absent=(412,))
+        if resp is None:                                             # 412 Precondition Failed: someone else wrote
             sleep(random.uniform(0, settle))
             continue
-        sleep(settle + random.uniform(0, settle))             # let a concurrent PUT land, then look again
-        after, _ = _read_index(reg, repo, tag)
+        sleep(settle + random.uniform(0, settle))                    # let a concurrent PUT land, then look again
+        after, after_digest = read_list(reg, repo, tag, kind)
         listed = {d["digest"] for d in after}
         kept = {d["digest"] for d in current} - drop
-        if want <= listed and kept <= listed and not (listed & drop):
-            return [d["digest"] for d in after]
+        if want <= listed and kept <= listed and not (listed & drop) and after_digest:
+            return [d["digest"] for d in after], after_digest
         sleep(random.uniform(0, settle) * (attempt + 1))
-    raise RegistryError(f"could not update the referrers index {reg.host}/{repo}:{tag} after {tries} tries "
+    raise RegistryError(f"could not update {reg.host}/{repo}:{tag} after {tries} tries "
                         "(other writers kept replacing it)", hint="Publish again; entries are only ever added.")
+
+
+def add_to_index(reg: Registry, repo: str, digest: str, add: list[Referrer], *, remove: set[str] | None = None,
+                 tries: int = 12, settle: float = 0.3, sleep: Callable[[float], None] = time.sleep) -> list[str]:
+    """Add ``add`` to the referrers tag schema's index of ``digest`` (:func:`merge_tag`); the digests listed."""
+    listed, _ = merge_tag(reg, repo, fallback_tag(digest), [r.descriptor() for r in add], remove=remove,
+                          tries=tries, settle=settle, sleep=sleep)
+    return listed
 
 
 # --------------------------------------------------------------------------- listing
 
-def api_referrers(reg: Registry, repo: str, digest: str) -> list[Referrer] | None:
-    """The referrers API's answer, or None when the registry does not serve it (404 etc.)."""
+def api_referrers(reg: Registry, repo: str, digest: str, artifact_type: str | None = None) -> list[Referrer] | None:
+    """The referrers API's answer (``?artifactType=`` when given), or None when the registry does not serve
+    it (404 etc.)."""
+    query = f"?artifactType={quote(artifact_type, safe='')}" if artifact_type else ""
     try:
-        resp = reg.request("GET", f"/v2/{repo}/referrers/{digest}", repo=repo, absent=(404, 400, 405),
+        resp = reg.request("GET", f"/v2/{repo}/referrers/{digest}{query}", repo=repo, absent=(404, 400, 405),
                            headers={"Accept": OCI_INDEX})
     except RegistryError:
         return None
     if resp is None or not resp.headers.get("Content-Type", "").startswith(OCI_INDEX):
         return None
-    return [Referrer.of(d) for d in datafile.loads_json(resp.content, "the referrers answer", what="it").get("manifests") or []]
+    listed = datafile.loads_json(resp.content, "the referrers answer", what="it").get("manifests") or []
+    return [Referrer.of(d) for d in listed if isinstance(d, dict) and isinstance(d.get("digest"), str)]
 
 
-def list_referrers(reg: Registry, repo: str, digest: str) -> tuple[list[Referrer], str]:
-    """(referrers, route): by the referrers API when served ('api'), else the tag schema ('tag-schema')."""
-    found = api_referrers(reg, repo, digest)
-    if found is not None:
-        return found, "api"
-    entries, _ = _read_index(reg, repo, fallback_tag(digest))
-    return [Referrer.of(d) for d in entries], "tag-schema"
+def list_referrers(reg: Registry, repo: str, digest: str, artifact_type: str | None = None
+                   ) -> tuple[list[Referrer], str]:
+    """(referrers, route): by the referrers API when served ('api'), else the tag schema ('tag-schema');
+    only those of ``artifact_type`` when given (the client filters too: not every registry does)."""
+    found = api_referrers(reg, repo, digest, artifact_type)
+    route = "api"
+    if found is None:
+        entries, _ = read_list(reg, repo, fallback_tag(digest))
+        found, route = [Referrer.of(d) for d in entries], "tag-schema"
+    return [r for r in found if artifact_type is None or r.artifact_type == artifact_type], route
 
 
 def attach(reg: Registry, repo: str, digest: str, artifact_type: str, blobs: list[tuple[bytes, str, str]],

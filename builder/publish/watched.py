@@ -1,20 +1,26 @@
 """What ``tfimg watch`` reads from, and adds to, the evidence of a published digest: the one adapter
-between curation after publishing and the evidence API (:mod:`builder.publish.evidence`,
-:mod:`builder.publish.attest`, :mod:`builder.publish.referrers`), so a change of the evidence layout is
-made here only.
+between curation after publishing and the evidence store (:mod:`builder.publish.store`: the signed
+referrers and cosign's ``.att`` image, the same envelopes; :mod:`builder.publish.verify`), so a change of the
+evidence layout is made here only.
 
-Read (never a layer of the image: manifests, referrer artifacts and their small blobs):
+Read (never a layer of the image: manifests, referrer artifacts, ``.att`` layers and their small blobs):
 
 - :func:`digests`: every digest a tag of the repository names (``ih-`` tags included), evidence tags left out;
 - :func:`read`: the digest's SBOM, the Trivy report it was published with, its evidence document and the
-  latest watch statement; with a public key every statement must verify (:func:`builder.publish.attest.verify`);
+  latest watch statement; with a public key only statements signed by it count, and ``tfimg verify``'s policy
+  must pass (every required statement signed by the key and consistent with the image): ``problems`` says
+  what it lacks;
 - :func:`vex_documents`: the OpenVEX documents attached to a digest (yours, or a vendor's on its base);
-- :func:`latest`: the evidence and Trivy report a judge decides on (``tfimg promote``, ``tfimg build
-  --registry``): the latest watch when it is newer than the publish-time report.
+- :func:`latest` / :func:`latest_from`: the evidence and Trivy report a judge decides on (``tfimg promote``,
+  ``tfimg build --registry``): the latest watch when it is newer than the publish-time report.
 
-Write: :func:`attach_watch` (a dated vulnerability statement, ``dev.tfimg.vuln.source: watch``, beside the
-publish-time one, which stays) and :func:`attach_vex` (the waivers as OpenVEX, at publishing). Both are
-DSSE-enveloped in-toto statements, signed when a signer is given, attached as OCI 1.1 referrers.
+The evidence document (:class:`builder.publish.evidence.Evidence`) handed out carries ``published_at``: when
+its report statement was attached (the referrer's ``org.opencontainers.image.created``).
+
+Write: :func:`attach_watch` (a dated vulnerability statement beside the publish-time one, which stays; it is
+told apart by its signed ``invocation.uri``, :data:`WATCH_URI`) and :func:`attach_vex` (the waivers as
+OpenVEX, at publishing). Both are DSSE-enveloped in-toto statements, signed when a signer is given, attached
+to both indexes of the store like every other statement.
 """
 
 from __future__ import annotations
@@ -25,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import RegistryError
-from builder.infra import datafile
 from builder.infra.registry_client import Ref, Registry, parse_ref
 from builder.infra.report_models import JsonObject
-from builder.publish import attest, evidence, referrers
+from builder.publish import attest, evidence, signing, store, verify
+from builder.publish import statements as stmts
 
-SOURCE_ANNOTATION = "dev.tfimg.vuln.source"   # "watch" on the statements tfimg watch attaches
+SOURCE_ANNOTATION = store.SOURCE_ANNOTATION   # "watch" on the referrers of tfimg watch's statements (a hint)
+WATCH_URI = evidence.WATCH_URI                # the signed invocation.uri of a watch's vuln predicate
 
 
 @dataclass(frozen=True)
@@ -74,67 +81,59 @@ def digests(reg: Registry, repo: str) -> dict[str, list[str]]:
     return out
 
 
-def _envelope_of(reg: Registry, repo: str, ref: referrers.Referrer) -> dict[str, Any] | None:
-    found = reg.manifest(repo, ref.digest)
-    if found is None:
-        return None
-    manifest = datafile.loads_json(found[0], f"manifest {ref.digest}", what="it")
-    layer = next((x for x in manifest.get("layers") or [] if x.get("mediaType") == attest.DSSE_TYPE), None)
-    if layer is None:
-        return None
-    env = datafile.loads_json(reg.blob(repo, layer["digest"]), f"envelope {layer['digest']}", what="it")
-    return env if isinstance(env, dict) else None
+def _statement(f: store.Found, kind: str, predicate: dict[str, Any]) -> Statement:
+    source = "watch" if kind == "vuln" and evidence.is_watch(predicate) else "publish"
+    return Statement(kind, f.artifact or f.blob, f.created or "", source, predicate)
+
+
+def _unverified(found: list[store.Found], digest: str) -> list[Statement]:
+    out = []
+    for f in found:
+        stmt = f.statement() or {}
+        kind = stmts.BY_PREDICATE.get(str(stmt.get("predicateType")), "")
+        if kind and isinstance(stmt.get("predicate"), dict) and not verify.content_problems("", stmt, digest, None):
+            out.append(_statement(f, kind, stmt["predicate"]))
+    return out
 
 
 def statements(reg: Registry, repo: str, digest: str, key: Path | None = None) -> tuple[list[Statement], list[str]]:
-    """The statements attached to ``digest``, oldest first, and what did not verify. With ``key`` only
-    statements whose signature verifies with it are returned (:func:`builder.publish.attest.verify`)."""
-    refs, _ = referrers.list_referrers(reg, repo, digest)
-    dsse = {r.digest: r for r in refs if r.artifact_type == attest.DSSE_TYPE or attest.PREDICATE_ANNOTATION in r.annotations}
-    found: list[tuple[referrers.Referrer, str, dict[str, Any]]] = []
-    problems: list[str] = []
-    if key is not None:
-        verdict = attest.verify(f"{reg.host}/{repo}@{digest}", key)
-        problems = list(verdict.problems)
-        found = [(dsse[c.artifact], c.kind, c.predicate) for c in verdict.checked if c.ok and c.artifact in dsse]
-    else:
-        for ref in dsse.values():
-            try:
-                env = _envelope_of(reg, repo, ref)
-                stmt = attest.envelope_b64_payload(env) if env is not None else {}
-            except (ValueError, KeyError, TypeError):
-                continue
-            hexes = [(s.get("digest") or {}).get("sha256") for s in stmt.get("subject") or []]
-            kind = attest.KINDS.get(str(stmt.get("predicateType")), "")
-            if kind and digest.partition(":")[2] in hexes and isinstance(stmt.get("predicate"), dict):
-                found.append((ref, kind, stmt["predicate"]))
-    out = [Statement(kind, ref.digest, ref.annotations.get(referrers.CREATED, ""),
-                     ref.annotations.get(SOURCE_ANNOTATION, "publish"), predicate) for ref, kind, predicate in found]
-    return sorted(out, key=lambda s: s.created), problems
+    """The statements attached to ``digest``, oldest first, and what ``tfimg verify``'s policy lacks. With
+    ``key`` only statements signed by it (and consistent with the image; a watch's: about the digest) count."""
+    found, _ = store.read(reg, repo, digest)
+    if key is None:
+        return _unverified(found, digest), []
+    judged, missing = verify.judge_all(found, [signing.load_public_key(key)], digest,
+                                       verify.image_id_of(reg, repo, digest))
+    out = []
+    for j in judged:
+        about = not verify.content_problems("", j.found.statement() or {}, digest, None)
+        watch = j.kind == "vuln" and evidence.is_watch(j.predicate)
+        if j.status == "trusted" and (j.ok or (watch and about)):
+            out.append(_statement(j.found, j.kind, j.predicate))
+    return out, missing
 
 
 def _last(found: list[Statement], kind: str, source: str = "publish") -> Statement | None:
     return next((s for s in reversed(found) if s.kind == kind and s.source == source), None)
 
 
+def _doc(report: Statement | None) -> evidence.Evidence | None:
+    if report is None:
+        return None
+    try:
+        return evidence.Evidence.model_validate({**report.predicate, "published_at": report.created or None})
+    except ValueError:
+        return None
+
+
 def read(reg: Registry, repo: str, digest: str, tags: list[str], key: Path | None = None) -> Published:
-    """What ``HOST/REPO@digest`` was published with (the statements, else the legacy evidence tag)."""
+    """What ``HOST/REPO@digest`` was published with (its statements)."""
     found, problems = statements(reg, repo, digest, key)
-    report, sbom, vuln = _last(found, "report"), _last(found, "sbom"), _last(found, "vuln")
-    doc = None
-    if report is not None:
-        try:
-            doc = evidence.Evidence.model_validate(report.predicate)
-        except ValueError:
-            doc = None
-    if doc is None and key is None:
-        doc = evidence.read(reg, repo, digest)
+    sbom, vuln = _last(found, "sbom"), _last(found, "vuln")
     trivy = (vuln.predicate.get("scanner") or {}).get("result") if vuln is not None else None
-    if not isinstance(trivy, dict) or not trivy:
-        trivy = evidence.read_trivy(reg, repo, digest) if key is None else None
-    return Published(f"{reg.host}/{repo}", digest, tuple(sorted(tags)), doc,
-                     sbom.predicate if sbom is not None else None, trivy, _last(found, "vuln", "watch"),
-                     tuple(problems))
+    return Published(f"{reg.host}/{repo}", digest, tuple(sorted(tags)), _doc(_last(found, "report")),
+                     sbom.predicate if sbom is not None else None, trivy if isinstance(trivy, dict) and trivy else None,
+                     _last(found, "vuln", "watch"), tuple(problems))
 
 
 def vex_documents(text: str, key: Path | None = None) -> list[JsonObject]:
@@ -151,43 +150,38 @@ def vex_documents(text: str, key: Path | None = None) -> list[JsonObject]:
     return docs
 
 
-def _attach(reg: Registry, ref: Ref, kind: str, predicate: dict[str, Any], signer: Any | None,
-            notes: dict[str, str]) -> str:
-    stmt = attest.statement(ref.name, str(ref.digest), kind, predicate)
-    env = attest.envelope(stmt, signer)
-    pushed = referrers.attach(reg, ref.repo, str(ref.digest), attest.DSSE_TYPE,
-                              [(attest.canonical(env), attest.DSSE_TYPE, f"{kind}.intoto.jsonl")],
-                              {attest.PREDICATE_ANNOTATION: stmt["predicateType"], attest.KIND_ANNOTATION: kind, **notes})
-    return pushed.digest
-
-
 def attach_watch(reg: Registry, ref: Ref, predicate: dict[str, Any], signer: Any | None, created: str) -> str:
     """Attach a watch's vulnerability statement (cosign's vuln predicate) to ``ref`` (``HOST/NAME@digest``),
-    dated ``created``; the publish-time statement stays. Returns the artifact's digest."""
-    return _attach(reg, ref, "vuln", predicate, signer, {SOURCE_ANNOTATION: "watch", referrers.CREATED: created})
+    dated ``created``; the publish-time statement stays. Returns the referrer's digest."""
+    return attest.attach_one(reg, ref, "vuln", predicate, signer, created, {SOURCE_ANNOTATION: "watch"}).digest
 
 
 def attach_vex(reg: Registry, ref: Ref, document: dict[str, Any], signer: Any | None, created: str) -> str:
-    """Attach an OpenVEX document to ``ref``. Returns the artifact's digest."""
-    return _attach(reg, ref, "vex", document, signer, {referrers.CREATED: created})
+    """Attach an OpenVEX document to ``ref``. Returns the referrer's digest."""
+    return attest.attach_one(reg, ref, "vex", document, signer, created).digest
 
 
 def _when(text: str | None) -> dt.datetime | None:
-    try:
-        when = dt.datetime.fromisoformat((text or "").replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return stmts.parse_time(text or "")
 
 
 def latest(reg: Registry, repo: str, digest: str) -> tuple[evidence.Evidence | None, JsonObject | None, str]:
-    """(evidence, Trivy report, note) to judge ``digest`` on: as published, or, when a watch statement is
-    newer than the publish-time report, with the watch's report and decision (``note`` says so)."""
-    doc, trivy = evidence.read(reg, repo, digest), evidence.read_trivy(reg, repo, digest)
+    """:func:`latest_from` the statements attached to ``digest`` (unverified)."""
+    return latest_from(store.read(reg, repo, digest)[0], digest)
+
+
+def latest_from(found: list[store.Found], digest: str) -> tuple[evidence.Evidence | None, JsonObject | None, str]:
+    """(evidence, Trivy report, note) to judge ``digest`` on, from these envelopes: as published, or, when a
+    watch statement is newer than the publish-time report, with the watch's report and decision (``note``
+    says so)."""
+    found_stmts = _unverified(found, digest)
+    doc = _doc(_last(found_stmts, "report"))
+    vuln = _last(found_stmts, "vuln")
+    trivy = (vuln.predicate.get("scanner") or {}).get("result") if vuln is not None else None
+    trivy = trivy if isinstance(trivy, dict) and trivy else None
     if doc is None:
         return doc, trivy, ""
-    found, _ = statements(reg, repo, digest)
-    watch = _last(found, "vuln", "watch")
+    watch = _last(found_stmts, "vuln", "watch")
     when, then = (_when(watch.created) if watch else None), _when(doc.published_at)
     result = (watch.predicate.get("scanner") or {}).get("result") if watch else None
     params = (watch.predicate.get("invocation") or {}).get("parameters") if watch else None
@@ -198,3 +192,4 @@ def latest(reg: Registry, repo: str, digest: str) -> tuple[evidence.Evidence | N
             "policy": params.get("policy")}
     doc = evidence.Evidence.model_validate({**doc.to_json(), "report": {**doc.to_json()["report"], "gate": gate}})
     return doc, result, f"; the latest watch ({watch.created}) decided '{params.get('decision')}'"
+

@@ -120,8 +120,10 @@ class Scan(_Strict):
 
 
 class Publish(_Strict):
-    require_signatures: bool = Field(False, description="Promotion into this policy's target verifies every "
-                                     "attached statement (signature, subject, hashes) before copying.")
+    require_signatures: bool = Field(False, description="Promotion into this policy's target first verifies "
+                                     "the attached statements as `tfimg verify` does (report, sbom, vuln and "
+                                     "provenance each signed by the key and consistent with the image), judges "
+                                     "only those, and signs its promotion record (`tfimg promote --sign-key`).")
     public_key: str | None = Field(None, description="PEM public key file the statements must verify with "
                                    "(relative to the policy file); `tfimg promote --key` overrides it.")
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from builder.errors import CommandFailed, EnvError, TfimgError
-from builder.infra import datafile, runner
+from builder.infra import clock, datafile, runner
 from builder.infra import report as report_file
 from builder.infra.report_models import JsonObject, Sbom, ScanSection, TrivyDb
 from builder.scan.trivy_report import Report, from_data, redact
@@ -238,9 +238,9 @@ def scan_image(image: str, out_path: Path, opts: Options, engine: Engine | None 
             if opts.image_config_scanners else []
         argv = [exe, "image", *common_flags(opts, ver, raw), "--scanners", ",".join(opts.scanners),
                 *config_scanners, f"--list-all-pkgs={'true' if opts.sbom else 'false'}", *target]
-        started = time.monotonic()
+        started, started_on = time.monotonic(), clock.now_rfc3339z()
         _run(argv, timeout=opts.timeout + min(30.0, opts.timeout / 4 + 1), cwd=tmp, what="Trivy")
-        seconds = round(time.monotonic() - started, 1)
+        seconds, finished_on = round(time.monotonic() - started, 1), clock.now_rfc3339z()
         if "vuln" in opts.scanners:
             # read back with the same cache dir: the DB this scan used (downloaded or copied)
             info = version(opts)
@@ -258,7 +258,7 @@ def scan_image(image: str, out_path: Path, opts: Options, engine: Engine | None 
                           image=image, image_id=report.Metadata.ImageID if report.Metadata else None,
                           mode=opts.mode, scanners=list(opts.scanners),
                           image_config_scanners=list(opts.image_config_scanners), offline=opts.offline,
-                          report=out_path.name, seconds=seconds,
+                          report=out_path.name, seconds=seconds, started_on=started_on, finished_on=finished_on,
                           report_sha256=hashlib.sha256(out_path.read_bytes()).hexdigest(),   # a later gate checks it
                           findings=_kinds(report), sbom=sbom)
     return ScanRun(report=report, path=out_path, info=section)
