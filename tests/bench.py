@@ -75,6 +75,15 @@ def image_size(ref: str) -> int:
     return int(out.strip())
 
 
+def commit(work: Path, when: int = 1_700_000_000) -> None:
+    """Commit the work folder at a fixed time: every build's SOURCE_DATE_EPOCH (the variants' last commit)."""
+    env = {**os.environ, "GIT_AUTHOR_DATE": f"@{when} +0000", "GIT_COMMITTER_DATE": f"@{when} +0000",
+           "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@tfimg", "GIT_COMMITTER_NAME": "bench",
+           "GIT_COMMITTER_EMAIL": "bench@tfimg"}
+    for argv in (["add", "-A"], ["commit", "-q", "-m", "bench"]):
+        subprocess.run(["git", "-C", str(work), *argv], check=True, env=env, capture_output=True)
+
+
 def report_image(out: Path, name: str) -> str:
     import json
     return json.loads((out / name / "report.json").read_text())["build"]["image_id"]
@@ -218,6 +227,7 @@ def runners(work: Path, base: str) -> None:
             return tfimg(*build, "--out", str(work / "runner-b"), *extra, docker_host=host)
 
         without = cold()
+        b_image = report_image(work / "runner-b", "bert")   # no layer cache: every layer built there
         with_cache = cold("--cache-from", cache)
         row("10. empty runner: build of bert with --cache-from", f"{with_cache:.1f}s", with_cache / without,
             "<= 0.3 of without", with_cache / without <= 0.3)
@@ -244,6 +254,10 @@ def runners(work: Path, base: str) -> None:
         row("11. already published: build --registry, empty runner", f"{lookup:.2f}s", lookup / full,
             "<= 0.05 of a full build", lookup / full <= 0.05)
         row("   full build of bert (no cache; checks, scan, gate, tags)", f"{full:.1f}s", None, "(reference)", None)
+        a_image = report_image(work / "runner-a", "bert")   # the same inputs, no layer cache, the first engine
+        row("15. rebuild on another runner: same digest", "yes" if a_image == b_image else "no", None,
+            "yes (same image id: config and every layer)", a_image == b_image)
+        print(f"   (runner A {a_image[:19]}, runner B {b_image[:19]}: A with --no-cache, B on an empty engine)")
     finally:
         engine2("stop", "--purge")
         refs = subprocess.run([DOCKER, "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True,
@@ -352,6 +366,7 @@ def main() -> None:
     shutil.copytree(ROOT / "variants", work / "variants")
     shutil.copytree(ROOT / "policies", work / "policies")
     subprocess.run(["git", "init", "-q", str(work)], check=True)   # the variants' repository (builder/spec/paths.py)
+    commit(work)   # SOURCE_DATE_EPOCH: the commit time of the variants (reproducible images, row 15)
     out = work / "build"
     common = ["--base", base, "--out", str(out), "--no-test", "--no-scan"]
     bert = str(work / "variants/bert.yaml")

@@ -22,17 +22,34 @@ from tests.test_trivy_real import tiny  # noqa: F401  (a session fixture: a tiny
 
 pytest_plugins = ["tests.conftest_registry"]
 
-BUILDX = build.Builder("buildx", "/usr/bin/docker", "27.0.0")
-CLASSIC = build.Builder("docker-buildkit", "/usr/bin/docker", "20.10.24")
+BUILDX = build.Builder("buildx", "/usr/bin/docker", "27.0.0", driver="docker-container", buildkit="0.13")
+CONTAINERD = build.Builder("buildx", "/usr/bin/docker", "26.1.5", driver="docker", store="containerd", buildkit="0.13")
+DOCKER_DRIVER = build.Builder("buildx", "/usr/bin/docker", "26.1.5", driver="docker", store="classic", buildkit="0.13")
+CLASSIC = build.Builder("docker-buildkit", "/usr/bin/docker", "20.10.24", buildkit="0.8")
 
 
-def test_buildx_uses_registry_cache_with_mode_max() -> None:
-    assert build.cache_args(BUILDX, ["r:5000/c/bert:buildcache"], "r:5000/c/bert:buildcache") == [
+@pytest.mark.parametrize("builder", [BUILDX, CONTAINERD], ids=["docker-container", "containerd-store"])
+def test_builders_that_export_caches_use_registry_cache_with_mode_max(builder: build.Builder) -> None:
+    assert build.cache_args(builder, ["r:5000/c/bert:buildcache"], "r:5000/c/bert:buildcache") == [
         "--cache-from", "type=registry,ref=r:5000/c/bert:buildcache",
         "--cache-to", "type=registry,ref=r:5000/c/bert:buildcache,mode=max"]
-    assert build.cache_args(BUILDX, ["type=gha"], "type=local,dest=/tmp/c") == [
+    assert build.cache_args(builder, ["type=gha"], "type=local,dest=/tmp/c") == [
         "--cache-from", "type=gha", "--cache-to", "type=local,dest=/tmp/c"]
-    assert build.cache_mode(BUILDX) == "registry"
+    assert build.cache_mode(builder) == "registry"
+
+
+def test_the_docker_driver_on_the_classic_store_gets_inline_cache() -> None:
+    """buildx's docker driver on overlay2 cannot export a cache ("Cache export is not supported for the
+    docker driver"): a plain reference becomes inline cache (as on 20.10); an explicit type= is refused
+    before anything is built, naming the driver and the two ways to a registry cache."""
+    assert build.cache_mode(DOCKER_DRIVER) == "inline"
+    assert build.cache_args(DOCKER_DRIVER, ["r:5000/c:1"], "r:5000/c:1") == [
+        "--cache-from", "type=registry,ref=r:5000/c:1", "--build-arg", "BUILDKIT_INLINE_CACHE=1"]
+    with pytest.raises(EnvError) as exc:
+        build.cache_args(DOCKER_DRIVER, [], "type=registry,ref=r:5000/c:1,mode=max")
+    text = exc.value.render()
+    assert "docker driver" in text and "classic image store" in text and "nothing was built" in text
+    assert "docker-container" in text and "containerd-snapshotter" in text
 
 
 def test_classic_client_uses_inline_cache() -> None:
@@ -46,21 +63,40 @@ def test_classic_client_uses_inline_cache() -> None:
 
 
 def test_a_named_buildx_builder_goes_to_buildx_build() -> None:
-    named = build.Builder("buildx", "/usr/bin/docker", "27.0.0", "k8s-fleet")
+    named = build.Builder("buildx", "/usr/bin/docker", "27.0.0", "k8s-fleet", driver="kubernetes")
     assert named.argv() == ["/usr/bin/docker", "buildx", "build", "--builder", "k8s-fleet", "--load"]
     assert named.describe()["name"] == "k8s-fleet" and "name" not in BUILDX.describe()
 
 
-@pytest.mark.skipif(not Path("/usr/bin/docker").exists(), reason="needs Debian's docker 20.10 client (docker.io)")
-def test_builder_without_buildx_is_bad_input_and_nothing_is_built(tmp_path: Path,
+@pytest.fixture(scope="module")
+def legacy_client(pytestconfig: pytest.Config) -> str:
+    """Debian 12's docker 20.10 client with no buildx plugin in sight (scripts/engine2.sh unpacks it,
+    never installs it, and runs it in a mount namespace where the plugin folders are empty)."""
+    import os
+    import shutil
+    import subprocess
+
+    from tests.conftest import ROOT
+    from tests.conftest_registry import _missing
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("apt-get"):
+        _missing(pytestconfig, "the legacy 20.10 client needs root, unshare and apt-get (Debian)")
+    res = subprocess.run([str(ROOT / "scripts/engine2.sh"), "--engine", "20.10", "client", "--no-buildx"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout.strip().splitlines()[-1]
+
+
+def test_builder_without_buildx_is_bad_input_and_nothing_is_built(legacy_client: str, tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    """Debian's docker 20.10 client has no buildx: `--builder NAME` is refused (exit 2) before any
+    """Debian 12's docker 20.10 client has no buildx: `--builder NAME` is refused (exit 2) before any
     build, never quietly replaced by the engine's own BuildKit."""
     from builder import cli
     from tests.conftest import VARIANTS
+    found = build.find_builder(legacy_client)
+    assert found.kind == "docker-buildkit" and found.version.startswith("20.10.") and not found.exports_cache
     with pytest.raises(EnvError, match="needs buildx"):
-        build.find_builder("/usr/bin/docker", "k8s-fleet")
-    rc = cli.main(["build", str(VARIANTS / "bert.yaml"), "--docker", "/usr/bin/docker", "--builder", "k8s-fleet",
+        build.find_builder(legacy_client, "k8s-fleet")
+    rc = cli.main(["build", str(VARIANTS / "bert.yaml"), "--docker", legacy_client, "--builder", "k8s-fleet",
                    "--base", "127.0.0.1:1/standin@sha256:" + "ab" * 32, "--out", str(tmp_path), "--no-test"])
     err = capsys.readouterr().err
     assert rc == 2 and "--builder k8s-fleet needs buildx" in err and "Traceback" not in err, err

@@ -66,8 +66,8 @@ def test_rendering_does_not_depend_on_checkout_location(tmp_path: Path) -> None:
 def test_layer_order_apt_python_user_config() -> None:
     df = render.render(load("bert")).dockerfile
     order = [df.index(marker) for marker in (
-        "apt-get", "pip-install.sh", "useradd", "COPY entrypoint.sh", "COPY etc/ssh/authorized_keys",
-        "COPY etc/jupyter/", "USER 1000:1000", "LABEL")]
+        "apt-get", "pip-install.sh", "useradd", "source=entrypoint.sh", "/run/tfimg/ssh/authorized_keys",
+        "cp -R /run/tfimg/jupyter/", "USER 1000:1000", "LABEL")]
     assert order == sorted(order)
 
 
@@ -88,8 +88,8 @@ def test_changing_a_key_or_password_hash_leaves_earlier_layers_alone(tmp_path: P
     after = render.render(spec.load(bert))
     assert before.files["etc/ssh/authorized_keys"] != after.files["etc/ssh/authorized_keys"]
     # Every instruction up to the config files is the same: apt, pip and user layers stay cached.
-    assert _instructions_before(before.dockerfile, "COPY entrypoint.sh") == \
-        _instructions_before(after.dockerfile, "COPY entrypoint.sh")
+    assert _instructions_before(before.dockerfile, "RUN --mount=type=bind,source=entrypoint.sh") == \
+        _instructions_before(after.dockerfile, "RUN --mount=type=bind,source=entrypoint.sh")
     for f in before.files:
         if f.startswith("python/"):
             assert before.files[f] == after.files[f]

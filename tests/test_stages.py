@@ -196,9 +196,10 @@ def test_to_argv_gives_the_same_options_back() -> None:
 
 
 def test_every_build_option_is_a_field_of_build_options() -> None:
-    params = {p.name for p in _build_command().params} - {"spec_files", "jobs", "no_test", "no_scan"}
+    params = {p.name for p in _build_command().params} - {"spec_files", "jobs", "no_test", "no_scan", "reproduce"}
     assert params == set(CLI_NAMES.values())
-    assert {f.name for f in dataclasses.fields(context.BuildOptions)} == {*CLI_NAMES, "checks", "scan", "tag"}
+    assert {f.name for f in dataclasses.fields(context.BuildOptions)} == {*CLI_NAMES, "checks", "scan", "tag",
+                                                                          "source_date_epoch", "revision"}
 
 
 def test_the_children_get_the_root_options(tmp_path: Path) -> None:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from builder.cli.root import ALLOW_DIRS, app, out, settings
 from builder.errors import TfimgError
 from builder.infra.paths import OUT_ROOT
+
+if TYPE_CHECKING:
+    from builder.pipeline.context import BuildOptions
+    from builder.spec.loader import LoadedVariant
 
 # Stage modules are imported inside the commands: `tfimg --help` imports none of them.
 
@@ -53,6 +58,11 @@ def build_cmd(
                                              help="HOST/NAMESPACE (a quarantine namespace): push the image there "
                                                   "before the gate and let Trivy read it by digest, so a scan "
                                                   "fetches and analyses only layers it has not seen."),
+    reproduce: str | None = typer.Option(None, "--reproduce", metavar="REF@DIGEST",
+                                         help="Build the variant again from the inputs that published digest "
+                                              "records (input hash, base, revision, SOURCE_DATE_EPOCH), with no "
+                                              "layer cache, and compare: exit 0 the same image, 1 different "
+                                              "(which layers), 2 not the same inputs. Nothing else runs."),
     allow_dirs: list[Path] = ALLOW_DIRS,
 ) -> None:
     """Render, build (BuildKit, secrets mounted), check, scan, gate and tag variants.
@@ -78,6 +88,9 @@ def build_cmd(
                                 cache_to=cache_to, registry=registry, scan_registry=scan_registry,
                                 allow_dirs=tuple(allow_dirs))
     root = settings()
+    if reproduce:
+        _reproduce(variants, reproduce, opts, root.quiet)
+        return
     if len(variants) > 1:
         results = fanout.build_many(variants, opts, jobs, debug=root.debug, quiet=root.quiet, cache=root.cache)
         for name, rc, why in results:
@@ -90,6 +103,20 @@ def build_cmd(
     engine = Engine.deferred()   # connects when a stage needs Docker
     ctx = context.make(variants[0], opts, ui, engine, cache_root=root.cache_root)
     out.print(orchestrator.summary(orchestrator.run(ctx)))
+
+
+def _reproduce(variants: list[LoadedVariant], reference: str, opts: BuildOptions, quiet: bool) -> None:
+    from builder.infra.engine import Engine
+    from builder.infra.ui import UI
+    from builder.pipeline import reproduce
+
+    if len(variants) != 1:
+        raise TfimgError("--reproduce takes one variant file (the one the digest was built from)")
+    outcome = reproduce.run(variants[0], reference, opts, UI(quiet=quiet), Engine.from_env())
+    for line in outcome.lines():
+        out.print(line, markup=False)
+    if not outcome.same:
+        raise typer.Exit(1)
 
 
 @app.command("bake")

@@ -21,102 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
-
 from builder.errors import BuildFailed, EnvError
 from builder.image import inputs
+from builder.image.builders import DOCKER_ENV as DOCKER_ENV  # re-exported: which BuildKit builds
+from builder.image.builders import Builder as Builder
+from builder.image.builders import find_builder as find_builder
 from builder.infra import labels, runner
 from builder.infra.report_models import LayerSize
 from builder.render.escape import buildx_csv
 from builder.spec.loader import LoadedVariant
 
-DOCKER_ENV = "TFIMG_DOCKER"
 PROTECT_MARK = "TFIMG-PROTECT-BASE:"
 ERROR_MARK = "TFIMG-ERROR:"   # a rendered RUN step explains its own failure on such a line
-
-
-@dataclass(frozen=True)
-class Builder:
-    """A BuildKit-capable docker client."""
-
-    kind: str            # "buildx" or "docker-buildkit"
-    docker: str          # path of the docker client
-    version: str
-    name: str | None = None   # buildx: the named builder (`--builder`; remote, Kubernetes, docker-container)
-
-    def argv(self) -> list[str]:
-        if self.kind == "buildx":
-            return [self.docker, "buildx", "build", *(["--builder", self.name] if self.name else []), "--load"]
-        return [self.docker, "build"]
-
-    def env(self) -> dict[str, str]:
-        return {"DOCKER_BUILDKIT": "1"} if self.kind == "docker-buildkit" else {}
-
-    def describe(self) -> dict[str, str]:
-        return {"kind": self.kind, "docker": self.docker, "version": self.version,
-                **({"name": self.name} if self.name else {})}
-
-
-def find_builder(override: str | None = None, name: str | None = None) -> Builder:
-    """Pick a BuildKit-capable client: ``override`` (``--docker`` / $TFIMG_DOCKER), else search.
-
-    ``name``: a buildx builder (``docker buildx ls``); it needs a client with buildx and must exist.
-    Raises EnvError when no candidate can do BuildKit builds with secrets, or ``name`` cannot be
-    used; never falls back to a build without secrets, or to another builder.
-    """
-    found = _find_client(override)
-    if name is None:
-        return found
-    if found.kind != "buildx":
-        raise EnvError(f"--builder {name} needs buildx, and the docker client {found.docker} "
-                       f"(version {found.version}) has none; nothing was built.",
-                       hint=f"Install buildx (docker-buildx-plugin) or point {DOCKER_ENV} / --docker at a client "
-                            "that has it; without --builder tfimg builds on the engine's own BuildKit.")
-    res = runner.run([found.docker, "buildx", "inspect", name], check=False, timeout=60)
-    if res.returncode != 0:
-        raise EnvError(f"buildx has no builder named '{name}': {(res.stderr or res.stdout).strip()[-300:]}",
-                       hint="`docker buildx ls` lists the builders; `docker buildx create --name NAME ...` adds one.")
-    return Builder(found.kind, found.docker, found.version, name)
-
-
-def _find_client(override: str | None) -> Builder:
-    candidates = [override] if override else _unique([runner.which("docker"), "/usr/bin/docker",
-                                                 "/usr/local/bin/docker"])
-    tried = []
-    for cand in candidates:
-        if not cand or not (Path(cand).exists() or runner.which(cand)):
-            tried.append(f"{cand}: not found")
-            continue
-        version = _client_version(cand)
-        res = runner.run([cand, "buildx", "version"], check=False, timeout=30)
-        if res.returncode == 0:
-            return Builder("buildx", cand, version)
-        if _older_than_23(version):
-            return Builder("docker-buildkit", cand, version)
-        tried.append(f"{cand} (client {version}): no buildx, and clients from 23 on need buildx for BuildKit")
-    raise EnvError("no docker client that can do BuildKit builds with secrets was found.\n  " + "\n  ".join(tried),
-                   hint=f"Install buildx (docker-buildx-plugin), or point {DOCKER_ENV} / --docker at a "
-                        "client that has it (on Debian: /usr/bin/docker from docker.io).")
-
-
-def _unique(items: list[str | None]) -> list[str]:
-    seen: list[str] = []
-    for i in items:
-        if i and os.path.realpath(i) not in [os.path.realpath(s) for s in seen]:
-            seen.append(i)
-    return seen
-
-
-def _client_version(docker: str) -> str:
-    res = runner.run([docker, "version", "--format", "{{.Client.Version}}"], check=False, timeout=30)
-    return (res.stdout.strip().splitlines() or ["unknown"])[0]
-
-
-def _older_than_23(version: str) -> bool:
-    try:
-        return Version(re.split(r"[+~-]", version)[0]) < Version("23")
-    except InvalidVersion:
-        return False
 
 
 # --------------------------------------------------------------------------- secrets
@@ -184,36 +100,48 @@ REGISTRY = "registry"
 
 
 def cache_mode(builder: Builder) -> str:
-    """``registry`` (buildx: type=registry cache, mode=max) or ``inline`` (docker 20.10 + BuildKit)."""
-    return REGISTRY if builder.kind == "buildx" else INLINE
+    """``registry`` (type=registry cache, mode=max) where the builder can export a cache, else ``inline``:
+    a pre-23 client, and buildx's docker driver on the classic image store (:attr:`Builder.exports_cache`)."""
+    return REGISTRY if builder.exports_cache else INLINE
 
 
 def cache_args(builder: Builder, cache_from: list[str], cache_to: str | None) -> list[str]:
-    """The build's cache flags.
+    """The build's cache flags. Raises EnvError (nothing is built) for a setting the builder cannot do.
 
-    buildx: ``--cache-from type=registry,ref=REF`` and ``--cache-to type=registry,ref=REF,mode=max``
-    (a value that already holds ``type=`` is passed as it is). The classic client has inline
-    cache only: ``--cache-from IMAGE`` and, for ``cache_to``, ``BUILDKIT_INLINE_CACHE=1`` (the
-    cache metadata goes into the image's config; the image is pushed to ``cache_to`` after the
-    build, see :func:`push_inline_cache`).
+    A builder that exports caches: ``--cache-from type=registry,ref=REF`` and ``--cache-to
+    type=registry,ref=REF,mode=max`` (a value that already holds ``type=`` is passed as it is).
+    Inline cache (:func:`cache_mode`): ``--cache-from REF`` and, for ``cache_to``, the cache metadata
+    goes into the image's config (``BUILDKIT_INLINE_CACHE=1``) and the image is pushed to ``cache_to``
+    after the build. An explicit ``type=`` other than inline is refused there.
     """
+    registry = cache_mode(builder) == REGISTRY
     argv: list[str] = []
-    if builder.kind == "buildx":
-        for ref in cache_from:
-            argv += ["--cache-from", ref if "type=" in ref else f"type=registry,ref={ref}"]
-        if cache_to:
-            argv += ["--cache-to", cache_to if "type=" in cache_to else f"type=registry,ref={cache_to},mode=max"]
-        return argv
-    for ref in [*cache_from, *([cache_to] if cache_to else [])]:
-        if "type=" in ref or "," in ref:
-            raise EnvError(f"cache setting '{ref}': the docker {builder.version} client (BuildKit without "
-                           "buildx) has inline cache only: give an image reference (HOST/NAME:TAG)",
-                           hint="Install buildx for type=registry/local/gha caches.")
     for ref in cache_from:
-        argv += ["--cache-from", ref]
-    if cache_to:
+        if builder.kind == "buildx":
+            argv += ["--cache-from", ref if "type=" in ref else f"type=registry,ref={ref}"]
+        else:
+            argv += ["--cache-from", _inline_ref(builder, ref, "--cache-from")]
+    if cache_to and registry:
+        argv += ["--cache-to", cache_to if "type=" in cache_to else f"type=registry,ref={cache_to},mode=max"]
+    elif cache_to:
+        _inline_ref(builder, cache_to, "--cache-to")
         argv += ["--build-arg", "BUILDKIT_INLINE_CACHE=1"]
     return argv
+
+
+def _inline_ref(builder: Builder, ref: str, option: str) -> str:
+    if "type=" not in ref and "," not in ref:
+        return ref
+    if builder.kind != "buildx":
+        raise EnvError(f"{option} '{ref}': the docker {builder.version} client (BuildKit without buildx) has "
+                       "inline cache only: give an image reference (HOST/NAME:TAG); nothing was built.",
+                       hint="Install buildx for type=registry/local/gha caches.")
+    raise EnvError(f"{option} '{ref}': {builder.what()} cannot export a build cache (the docker driver on "
+                   "Docker's classic image store has inline cache only); nothing was built.",
+                   hint="Give a plain image reference (HOST/NAME:TAG) for inline cache (the image is pushed "
+                        "there), build on a docker-container builder (`docker buildx create --driver "
+                        "docker-container --name NAME`, then --builder NAME), or turn on the containerd image "
+                        "store (\"features\": {\"containerd-snapshotter\": true} in /etc/docker/daemon.json).")
 
 
 CACHED_STEP = re.compile(r"#\d+ CACHED\s*")   # always re.fullmatch

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.errors import EnvError
-from builder.infra import registry_client
+from builder.infra import clock, git, registry_client
 from builder.infra.engine import Engine
 from builder.infra.labels import LOCAL_REPO
 from builder.spec.loader import LoadedVariant
@@ -63,10 +64,50 @@ def local_ref(name: str, ihash: str) -> str:
     return f"{LOCAL_REPO.format(name=name)}:{ihash[7:19]}"
 
 
-def build_args(base: str, base_digest: str | None, revision: str, created: str) -> dict[str, str]:
-    """The build args of every build (``tfimg build`` and ``tfimg bake``)."""
-    return {"TFIMG_BASE": base, "TFIMG_CREATED": created, "TFIMG_REVISION": revision,
-            "TFIMG_BASE_DIGEST": base_digest or "unknown"}
+def build_args(base: str, base_digest: str | None, revision: str, date: SourceDate) -> dict[str, str]:
+    """The build args of every build (``tfimg build`` and ``tfimg bake``). SOURCE_DATE_EPOCH sets the
+    image's times (BuildKit v0.11 and later); the created label says the same time."""
+    return {"TFIMG_BASE": base, "TFIMG_CREATED": date.rfc3339, "TFIMG_REVISION": revision,
+            "TFIMG_BASE_DIGEST": base_digest or "unknown", "SOURCE_DATE_EPOCH": str(date.epoch)}
+
+
+# --------------------------------------------------------------------------- the image's time
+
+@dataclass(frozen=True)
+class SourceDate:
+    """The time an image says it was made (SOURCE_DATE_EPOCH), and where it came from: ``spec``
+    (build.source_date_epoch), ``env`` ($SOURCE_DATE_EPOCH), ``git`` (the last commit of the variant's
+    files), ``recorded`` (a published image's, ``--reproduce``) or ``now`` (none of those: the image is
+    not reproducible)."""
+
+    epoch: int
+    source: str
+
+    @property
+    def rfc3339(self) -> str:
+        return dt.datetime.fromtimestamp(self.epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def variant_files(loaded: LoadedVariant) -> list[Path]:
+    """Every file a variant's image is made from: its file, the files it extends, the requirements
+    and keys they name."""
+    return [*loaded.chain, *map(Path, loaded.spec.python.requirements), *map(Path, loaded.spec.ssh.authorized_keys)]
+
+
+def source_date(loaded: LoadedVariant, environ: Mapping[str, str] | None = None) -> SourceDate:
+    """The build's SOURCE_DATE_EPOCH. Raises EnvError for a $SOURCE_DATE_EPOCH that is not a Unix time."""
+    if loaded.spec.build.source_date_epoch is not None:
+        return SourceDate(loaded.spec.build.source_date_epoch, "spec")
+    env = (os.environ if environ is None else environ).get("SOURCE_DATE_EPOCH", "").strip()
+    if env:
+        if not env.isdigit() or not 0 < int(env) < 4102444800:
+            raise EnvError(f"SOURCE_DATE_EPOCH={env[:40]!r} is not a Unix time in seconds (e.g. 1700000000)",
+                           hint="Unset it to use the time of the variant's last commit.")
+        return SourceDate(int(env), "env")
+    committed = git.commit_time(variant_files(loaded))
+    if committed is not None:
+        return SourceDate(committed, "git")
+    return SourceDate(int(clock.now().timestamp()), "now")
 
 
 def cache_ref(ref: str | None, name: str) -> str | None:

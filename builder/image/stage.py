@@ -20,7 +20,7 @@ from builder.errors import EngineError, EnvError, SpecError, SpecErrors, TfimgEr
 from builder.image import buildkit, inputs
 from builder.infra import clock, git, labels, outdir, registry_client
 from builder.infra.engine import Engine, ImageInfo
-from builder.infra.report_models import BaseImage, BuildCache, BuilderInfo, BuildSection, Report
+from builder.infra.report_models import BaseImage, BuildCache, BuilderInfo, BuildSection, Report, SourceDateInfo
 from builder.infra.ui import UI
 from builder.render import context as render
 from builder.spec.loader import LoadedVariant
@@ -37,6 +37,8 @@ class BuildSettings:
     cache_from: tuple[str, ...] = ()    # --cache-from ({name}: the variant)
     cache_to: str | None = None         # --cache-to
     explicit_builder: bool = False      # --docker / --builder given: checked even when nothing is built
+    source_date_epoch: int | None = None   # the image's time, as recorded (--reproduce); else decided here
+    revision: str | None = None            # the revision label, as recorded (--reproduce); else git's
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,12 @@ def build(loaded: LoadedVariant, vdir: Path, base_ref: str, settings: BuildSetti
         raise SpecErrors([SpecError(loaded.path, "abstract", "this variant is abstract: it is a parent for "
                                     "other variants and is never built",
                                     hint="Build a variant that extends it.")])
+    # an explicit client or builder, or a cache to export, is checked first (before anything is written),
+    # even when no build turns out to be needed: a cache the builder cannot export is refused
+    builder = find_builder() if settings.explicit_builder or settings.cache_to else None
+    if builder is not None:
+        buildkit.cache_args(builder, list(settings.cache_from), inputs.cache_ref(settings.cache_to, loaded.name))
     outdir.claim(vdir)   # build/<variant> is tfimg's (refused when it is someone else's folder)
-    # an explicit client or builder is checked first, even when no build turns out to be needed
-    builder = find_builder() if settings.explicit_builder else None
     with ui.stage("render"):
         rendered = render.render(loaded)
         context = render.write(rendered, vdir / "context")
@@ -130,20 +135,24 @@ class _Run:
         if not loaded.spec.base.digest and not base.image.digest:
             self.warnings.append("the base is not pinned by digest (base.digest); builds may drift")
         self.revision = "norev"
+        self.date: inputs.SourceDate | None = None
         self.times: dict[str, str | None] = {}   # started_on / finished_on of a build made here
 
     def image(self, context: Path, image_ref: str, ihash: str, builder: buildkit.Builder,
               secrets: buildkit.SecretFiles) -> tuple[str, BuildCache | None]:
         """Build with BuildKit; the image id and what the report says of the registry cache."""
         name, base, settings = self.loaded.name, self.base.image, self.settings
-        self.revision = git.revision(self.loaded.path)
+        self.revision = settings.revision or git.revision(self.loaded.path)
+        self.date = (inputs.SourceDate(settings.source_date_epoch, "recorded") if settings.source_date_epoch is not None
+                     else inputs.source_date(self.loaded))
         started = clock.now_rfc3339z()
         self.warnings += [f"optional secret '{sid}' is absent and was not passed" for sid in secrets.skipped]
+        self.warnings += _builder_warnings(builder, self.date, settings.cache_to)
         req = buildkit.BuildRequest(
             loaded=self.loaded, context=context, base_ref=base.ref, base_id=base.id, image_ref=image_ref,
             input_hash=ihash, log_path=self.vdir / "build.log",
             build_args=inputs.build_args(base.ref, self.loaded.spec.base.digest or base.digest, self.revision,
-                                         started))
+                                         self.date))
         cache_from = [r.replace("{name}", name) for r in settings.cache_from]
         with self.ui.stage(f"build {name}"):
             image_id = buildkit.run_build(req, builder, secrets, on_line=self.ui.build_line,
@@ -190,6 +199,25 @@ class _Run:
             added_bytes=info.size - base.image.size,
             layers=buildkit.layer_sizes(self.engine.image_history(info.id)),
             labels=info.labels, builder=used, revision=revision, up_to_date=up_to_date,
+            source_date=(SourceDateInfo(epoch=self.date.epoch, source=self.date.source) if self.date
+                         else previous.source_date if previous and same_image else None),
             timings=previous.timings if kept and previous is not None else dict(self.ui.timings),
             warnings=self.warnings, log=str(log) if log.exists() else None,
             **({"cache": cache} if cache is not None else {}), **times)
+
+
+def _builder_warnings(builder: buildkit.Builder, date: inputs.SourceDate, cache_to: str | None) -> list[str]:
+    """What the report says about a builder that cannot do all that was asked."""
+    found = []
+    if cache_to and not builder.exports_cache and builder.kind == "buildx":
+        found.append(f"--cache-to: {builder.what()} cannot export a build cache: inline cache was used "
+                     "(the image is pushed to the cache reference); a docker-container builder or the containerd "
+                     "image store exports a registry cache (mode=max)")
+    if not builder.source_date_epoch:
+        found.append(f"{builder.what()} runs BuildKit {builder.buildkit or '(version unknown)'}: SOURCE_DATE_EPOCH "
+                     "needs v0.11 (Docker 24) or later, so the image's times are the build's and its digest is "
+                     "not reproducible")
+    elif date.source == "now":
+        found.append("no build.source_date_epoch, $SOURCE_DATE_EPOCH or git commit of the variant's files: the "
+                     "image's times are the build's, and its digest is not reproducible")
+    return found

@@ -20,3 +20,18 @@ def revision(path: Path | str) -> str:
         return NO_REVISION
     rev = res.stdout.strip()
     return rev if res.returncode == 0 and rev else NO_REVISION
+
+
+def commit_time(paths: list[Path]) -> int | None:
+    """The commit time (Unix seconds) of the last commit that touched any of ``paths``, in the
+    repository holding the first; None outside git, or when none of them was ever committed."""
+    if not paths:
+        return None
+    first = Path(paths[0]).resolve()
+    try:
+        res = runner.run(["git", "-C", str(first.parent), "log", "-1", "--format=%ct", "--",
+                          *[str(Path(p).resolve()) for p in paths]], check=False, timeout=30)
+    except EnvError:   # no git on this machine
+        return None
+    out = res.stdout.strip()
+    return int(out) if res.returncode == 0 and out.isdigit() else None

@@ -21,13 +21,13 @@ from typing import Any, ClassVar, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue, RootModel, StrictBool
 from pydantic.json_schema import SkipJsonSchema
 
+from builder.infra.report_build import BuildCache as BuildCache
+from builder.infra.report_build import BuilderInfo as BuilderInfo
+from builder.infra.report_build import LayerSize as LayerSize
+from builder.infra.report_build import Record as _Record
+from builder.infra.report_build import SourceDateInfo as SourceDateInfo
+
 JsonObject = dict[str, JsonValue]   # a JSON document passed along as it is (a Trivy report, an SBOM, a bake file)
-
-
-class _Record(BaseModel):
-    """A value inside a section, written by tfimg: frozen, unknown keys refused."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Section(_Record):
@@ -51,31 +51,6 @@ class BaseImage(_Record):
     id: str = Field(description="Image id of the base in the engine.")
     digest: str | None = Field(description="Registry digest of the base (from RepoDigests); null when unknown.")
     size: int = Field(description="Size of the base in bytes.")
-
-
-class LayerSize(_Record):
-    created_by: str
-    size: int
-
-
-class BuilderInfo(_Record):
-    kind: str = Field(description="buildx, or a classic client with DOCKER_BUILDKIT=1.")
-    docker: str = Field(description="The docker client used.")
-    version: str
-    name: str | None = Field(None, description="The named buildx builder (`--builder`), if one was chosen.")
-
-
-class BuildCache(_Record):
-    """The registry build cache a build used (``--cache-from`` / ``--cache-to``)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    mode: Literal["inline", "registry"] = Field(description="inline: BUILDKIT_INLINE_CACHE in the image "
-                                                "(docker 20.10 client); registry: buildx type=registry, mode=max.")
-    from_: list[str] = Field(alias="from", description="References the build imported cache from.")
-    to: str | None = Field(None, description="Reference the cache was exported to.")
-    pushed: str | None = Field(None, description="inline mode: REF@DIGEST of the image pushed as the cache.")
-    cached_steps: int | None = Field(None, description="Build steps taken from a cache (#N CACHED in build.log).")
 
 
 class BuildSection(Section):
@@ -106,6 +81,7 @@ class BuildSection(Section):
     warnings: list[str]
     log: str | None = Field(description="Path of build.log; null when nothing was built here.")
     cache: BuildCache | None = Field(None, description="Registry build cache settings, when any were given.")
+    source_date: SourceDateInfo | None = Field(None, description="The build's SOURCE_DATE_EPOCH (null: unknown).")
     started_on: str | None = Field(None, description="When the build of this image started (RFC 3339, UTC, Z); "
                                    "an up-to-date image keeps its build's times; null when not known.")
     finished_on: str | None = Field(None, description="When the build of this image finished (RFC 3339, UTC, Z).")

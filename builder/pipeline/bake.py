@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.image import inputs
-from builder.infra import clock, git, labels, outdir
+from builder.infra import git, labels, outdir
 from builder.infra import report as report_file
 from builder.infra.engine import Engine
 from builder.pipeline import gatekeeping
@@ -55,7 +55,7 @@ def target(loaded: LoadedVariant, opts: BuildOptions, engine: Engine) -> tuple[d
     secrets, used, warnings = _secrets(loaded)
     found = inputs.remote_base(base, engine)
     digest = loaded.spec.base.digest or (found[1] if found else None)
-    args = inputs.build_args(base, digest, git.revision(loaded.path), clock.now_rfc3339z())
+    args = inputs.build_args(base, digest, git.revision(loaded.path), inputs.source_date(loaded))
     tgt: dict[str, Any] = {"context": str(context), "dockerfile": "Dockerfile", "args": args, "labels": {},
                            "tags": [], "secret": secrets, "output": ["type=docker"]}
     if found is None:

@@ -59,6 +59,8 @@ class BuildOptions:
     registry: str | None = field(default=None, metadata=_flag("--registry"))   # skip all when published there
     scan_registry: str | None = field(default=None, metadata=_flag("--scan-registry"))   # Trivy reads it there
     allow_dirs: tuple[Path, ...] = field(default=(), metadata=_flag("--allow-dir"))   # where named files may lie
+    source_date_epoch: int | None = field(default=None, metadata={})   # --reproduce: the recorded time
+    revision: str | None = field(default=None, metadata={})            # --reproduce: the recorded revision
 
     def to_argv(self) -> list[str]:
         """The ``tfimg build`` options that give these options again (the fan-out's children)."""
@@ -77,7 +79,8 @@ class BuildOptions:
 
     def build_settings(self) -> BuildSettings:
         return BuildSettings(force=self.force, no_cache=self.no_cache, cache_from=self.cache_from,
-                             cache_to=self.cache_to, explicit_builder=bool(self.docker or self.builder))
+                             cache_to=self.cache_to, explicit_builder=bool(self.docker or self.builder),
+                             source_date_epoch=self.source_date_epoch, revision=self.revision)
 
     def trivy_options(self) -> trivy_scan.Options:
         return trivy_scan.Options(binary=self.trivy or "trivy", cache_dir=self.trivy_cache, offline=self.offline,

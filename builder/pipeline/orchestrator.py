@@ -85,8 +85,7 @@ def summary(rep: Report) -> str:
              f"image     {b.image} ({b.image_id[:19]})",
              f"base      {b.base.ref}",
              f"size      {b.size / 1e9:.2f} GB, {b.added_bytes / 1e6:.1f} MB over the base",
-             "builder   " + (f"{b.builder.kind} ({b.builder.docker})" if b.builder
-                                else "none (up to date: nothing was built)")]
+             "builder   " + (_builder(b) if b.builder else "none (up to date: nothing was built)")]
     passed = rep.checks.passed if rep.checks else None
     lines.append("checks    " + {True: "passed", False: "FAILED", None: "not run"}[passed])
     decision = rep.gate.decision if rep.gate else "not run"
@@ -97,3 +96,13 @@ def summary(rep: Report) -> str:
     for w in b.warnings:
         lines.append(f"warning   {w}")
     return "\n".join(lines)
+
+
+def _builder(b: BuildSection) -> str:
+    assert b.builder is not None
+    u = b.builder
+    where = ", ".join(x for x in (f"builder {u.name}" if u.name else "", f"{u.driver} driver" if u.driver else "",
+                                  f"{u.store} image store" if u.store else "",
+                                  f"BuildKit {u.buildkit}" if u.buildkit else "") if x)
+    epoch = f"; SOURCE_DATE_EPOCH {b.source_date.epoch} ({b.source_date.source})" if b.source_date else ""
+    return f"{u.kind} ({u.docker}{': ' + where if where else ''}){epoch}"

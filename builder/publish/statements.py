@@ -208,7 +208,8 @@ def provenance(rep: Report, *, repository: str, digest: str, chain: list[Path],
     if b is not None:
         build_args = {"TFIMG_BASE": b.base.ref, "TFIMG_REVISION": b.revision,
                       "TFIMG_BASE_DIGEST": b.base.digest or "unknown",
-                      "TFIMG_CREATED": b.labels.get("org.opencontainers.image.created")}
+                      "TFIMG_CREATED": b.labels.get("org.opencontainers.image.created"),
+                      **({"SOURCE_DATE_EPOCH": str(b.source_date.epoch)} if b.source_date else {})}
         internal = {"renderedContext": {"sha256": b.context_hash.partition(":")[2] or b.context_hash},
                     "dockerfile": {"sha256": b.dockerfile_hash.partition(":")[2] or b.dockerfile_hash},
                     "specHash": b.spec_hash, "inputHash": b.input_hash, "profile": b.profile,

@@ -27,6 +27,9 @@ PKG = Path(__file__).resolve().parents[1]  # builder/
 TEMPLATES = PKG / "templates" if (PKG / "templates").is_dir() else PKG.parent / "templates"
 PYTHON_SECRETS = ("pip_index_url", "pip_extra_index_url", "netrc", "ca_bundle")
 SECRET_MOUNT = "/run/secrets"
+# The time of every file a RUN step writes (templates/dockerfile/settle.j2): 1980-01-01T00:00:00Z, the
+# earliest a zip (a wheel) can hold. A constant, so that no layer's cache key depends on a commit.
+LAYER_TIME = 315532800
 # JupyterLab's front-end defaults (jupyterlab_server reads labconfig/default_setting_overrides.json
 # in every Jupyter config dir): no "fetch Jupyter news?" prompt, no update check.
 LAB_SETTINGS = json.dumps({"@jupyterlab/apputils-extension:notification":
@@ -77,6 +80,8 @@ def spec_hash(loaded: LoadedVariant) -> str:
     # The policy decides the gate, not the image: a new or edited policy re-runs the gate only
     # (report.json's gate section records the policy file and its hash).
     data.pop("policy", None)
+    if not any(data["build"].values()):   # the default build settings leave every earlier hash as it was
+        data.pop("build")
     for ref in data["secrets"].values():
         if ref and ref.get("file") and Path(ref["file"]).is_relative_to(root.parent):
             ref["file"] = os.path.relpath(ref["file"], root)
@@ -143,6 +148,7 @@ def render(loaded: LoadedVariant) -> Rendered:
             for s in python_secrets],
         "env": sorted({**v.env, "TFIMG_VARIANT": v.name}.items()),
         "ports": v.exposed_ports(),
+        "layer_time": LAYER_TIME,
         "labels": _labels(loaded, shash),
         "services": [s for s, on in (("jupyter", v.jupyter.enabled), ("sshd", v.ssh.enabled)) if on],
         "authorized_keys_files": [p for p in (

@@ -319,6 +319,17 @@ class Tags(Strict):
         return [check_template(t) for t in v]
 
 
+class Build(Strict):
+    """How the image is built."""
+
+    source_date_epoch: int | None = Field(
+        None, ge=315532800, le=4102444800,
+        description="Unix time (seconds) of the image's timestamps (its created time and label, the history "
+                    "of its layers): SOURCE_DATE_EPOCH. Default: $SOURCE_DATE_EPOCH, else the time of the "
+                    "last git commit of the variant's files, else the build's time (not reproducible).",
+        examples=[1700000000])
+
+
 class Variant(Strict):
     """A tfimg variant: everything needed to build, check, scan and tag one image."""
 
@@ -330,6 +341,7 @@ class Variant(Strict):
                                                "by `tfimg matrix`. Never inherited.")
     source: str | None = Field(None, description="URL for org.opencontainers.image.source.")
     base: Base = Field(default_factory=Base)
+    build: Build = Field(default_factory=Build)
     user: User = Field(default_factory=User)
     apt: Apt = Field(default_factory=Apt)
     python: Python = Field(default_factory=Python)

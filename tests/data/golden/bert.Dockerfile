@@ -10,13 +10,27 @@ USER 0
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # --- apt: system packages (tini is the init that forwards signals; its unused
-# static copy, apt's logs and dpkg's backup files stay out of the layer)
+# static copy stays out of the layer). Packages are downloaded outside apt's
+# cache (a base's own cache is left as it is); apt's and dpkg's logs and caches,
+# which hold the time of the build, are emptied (when the base has them) or
+# removed; git-lfs's filter (written in random order) is
+# rewritten in a fixed one.
 # The CA bundle of a TLS proxy is a BuildKit secret: it is never in a layer.
 # hadolint ignore=DL3008
 RUN --mount=type=secret,id=ca_bundle,required=false \
     set -eu; \
-    opts=(); \
-    if [ -s /run/secrets/ca_bundle ]; then opts=(-o Acquire::https::CAInfo=/run/secrets/ca_bundle); fi; \
+    export SOURCE_DATE_EPOCH=315532800; t0=$(date +%s); \
+    tfimg_settle() { \
+      set --; while read -r _ _ _ _ mp _; do [ "$mp" = / ] || set -- "$@" -path "$mp" -prune -o; done </proc/self/mountinfo; \
+      find / -xdev "$@" -newermt "@$((t0 - 1))" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +; \
+    }; \
+    noisy="/var/log/dpkg.log /var/log/alternatives.log /var/log/apt/history.log /var/log/apt/term.log \
+      /var/log/apt/eipp.log.xz /var/cache/ldconfig/aux-cache /var/cache/apt/pkgcache.bin /var/cache/apt/srcpkgcache.bin \
+      /var/cache/debconf/config.dat-old /var/cache/debconf/templates.dat-old"; \
+    had=" $(for f in $noisy; do if [ -e "$f" ]; then printf '%s ' "$f"; fi; done)"; \
+    mkdir -p /tmp/tfimg-apt/partial; \
+    opts=(-o Dir::Cache::Archives=/tmp/tfimg-apt); \
+    if [ -s /run/secrets/ca_bundle ]; then opts+=(-o Acquire::https::CAInfo=/run/secrets/ca_bundle); fi; \
     apt-get "${opts[@]}" update; \
     DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" install -y --no-install-recommends \
       -o DPkg::Options::=--path-exclude=/usr/bin/tini-static \
@@ -26,18 +40,43 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
       openssh-server \
       tini; \
     rm -f /etc/ssh/ssh_host_*; \
-    apt-get clean; \
-    rm -rf /var/lib/apt/lists/* /var/log/apt/* /var/log/dpkg.log /var/lib/dpkg/*-old
+    git config --system --remove-section filter.lfs; \
+    git config --system filter.lfs.clean 'git-lfs clean -- %f'; \
+    git config --system filter.lfs.smudge 'git-lfs smudge -- %f'; \
+    git config --system filter.lfs.process 'git-lfs filter-process'; \
+    git config --system filter.lfs.required true; \
+    rm -rf /tmp/tfimg-apt /var/lib/apt/lists/*; \
+    for f in $noisy; do \
+      case "$had" in *" $f "*) : > "$f" ;; *) rm -f "$f" ;; esac; \
+    done; \
+    tfimg_settle
 
 # --- python: private requirements, installed into the base's system Python
 # protect_base: the base's distributions matching python.protected are pinned by
 # constraints taken from the base itself, so nothing replaces NVIDIA's builds.
-COPY python/ /opt/tfimg/python/
-RUN --mount=type=secret,id=ca_bundle,required=false \
-    /opt/tfimg/python/pip-install.sh
+# pip writes hash-based .pyc (SOURCE_DATE_EPOCH) with a fixed hash seed (the order of
+# set constants); pip's own imports write none.
+RUN --mount=type=bind,source=python,target=/run/tfimg/python \
+    --mount=type=secret,id=ca_bundle,required=false \
+    set -eu; \
+    export SOURCE_DATE_EPOCH=315532800; t0=$(date +%s); \
+    tfimg_settle() { \
+      set --; while read -r _ _ _ _ mp _; do [ "$mp" = / ] || set -- "$@" -path "$mp" -prune -o; done </proc/self/mountinfo; \
+      find / -xdev "$@" -newermt "@$((t0 - 1))" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +; \
+    }; \
+    mkdir -p /opt/tfimg; \
+    cp -R /run/tfimg/python /opt/tfimg/python; \
+    chown -R 0:0 /opt/tfimg/python; \
+    PYTHONDONTWRITEBYTECODE=1 PYTHONHASHSEED=0 /opt/tfimg/python/pip-install.sh; \
+    tfimg_settle
 
 # --- user: ml (1000:1000), not root, no sudo
 RUN set -eu; \
+    export SOURCE_DATE_EPOCH=315532800; t0=$(date +%s); \
+    tfimg_settle() { \
+      set --; while read -r _ _ _ _ mp _; do [ "$mp" = / ] || set -- "$@" -path "$mp" -prune -o; done </proc/self/mountinfo; \
+      find / -xdev "$@" -newermt "@$((t0 - 1))" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +; \
+    }; \
     taken=$( { getent passwd 1000 ml || true; getent group 1000 ml || true; } \
              | cut -d: -f1,3 | sort -u | tr '\n' ' '); \
     if [ -n "$taken" ]; then \
@@ -49,15 +88,31 @@ RUN set -eu; \
     passwd --lock ml >/dev/null; \
     mkdir -p /workspace /etc/tfimg /var/lib/tfimg/ssh; \
     chown 1000:1000 /workspace /var/lib/tfimg/ssh; \
-    chmod 0700 /var/lib/tfimg/ssh
+    chmod 0700 /var/lib/tfimg/ssh; \
+    tfimg_settle
 
-# --- small config files, least to most often changed
-COPY entrypoint.sh /usr/local/bin/tfimg-entrypoint
-# ssh: sshd runs as ml on 2222, keys only; host keys are made at first start
-COPY etc/ssh/sshd_config /etc/tfimg/ssh/sshd_config
-COPY etc/ssh/authorized_keys /etc/tfimg/ssh/authorized_keys
+# --- small config files (the last layers: a new key or password hash rebuilds only these):
+# the entrypoint; ssh: sshd runs as ml on 2222, keys only, host keys made at first start
 # jupyter: runs as ml on 8888, password (argon2 hash) required
-COPY etc/jupyter/ /etc/jupyter/
+# Copied from bind mounts of the context (not COPY) so that their files and folders get the
+# layer time too.
+RUN --mount=type=bind,source=entrypoint.sh,target=/run/tfimg/entrypoint.sh \
+    --mount=type=bind,source=etc/ssh,target=/run/tfimg/ssh \
+    --mount=type=bind,source=etc/jupyter,target=/run/tfimg/jupyter \
+    set -eu; \
+    export SOURCE_DATE_EPOCH=315532800; t0=$(date +%s); \
+    tfimg_settle() { \
+      set --; while read -r _ _ _ _ mp _; do [ "$mp" = / ] || set -- "$@" -path "$mp" -prune -o; done </proc/self/mountinfo; \
+      find / -xdev "$@" -newermt "@$((t0 - 1))" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +; \
+    }; \
+    install -o 0 -g 0 -m 0755 /run/tfimg/entrypoint.sh /usr/local/bin/tfimg-entrypoint; \
+    install -d -o 0 -g 0 -m 0755 /etc/tfimg/ssh; \
+    install -o 0 -g 0 -m 0644 /run/tfimg/ssh/sshd_config /etc/tfimg/ssh/sshd_config; \
+    install -o 0 -g 0 -m 0644 /run/tfimg/ssh/authorized_keys /etc/tfimg/ssh/authorized_keys; \
+    mkdir -p /etc/jupyter; \
+    cp -R /run/tfimg/jupyter/. /etc/jupyter/; \
+    chown -R 0:0 /etc/jupyter; \
+    tfimg_settle
 
 ENV PYTHONUNBUFFERED="1" \
     TFIMG_VARIANT="bert" \
