@@ -350,6 +350,13 @@ def catalog_rows(work: Path) -> None:
     row("   the same, one digest at a time (--workers 1)", f"{serial:.2f}s", None, "(reference)", None)
 
 
+def _remove(work: Path) -> None:
+    """The bench's work folder, with the repository its `git init` made (outdir refuses a repository's root)."""
+    from builder.infra import outdir
+    shutil.rmtree(work / ".git", ignore_errors=True)
+    outdir.remove(work)
+
+
 def main() -> None:
     from builder.infra import outdir
     work = outdir.claim(tempfile.mkdtemp(prefix="tfimg-bench-"))   # empty: marked as the bench's own
@@ -374,15 +381,15 @@ def main() -> None:
     if "--watch-only" in sys.argv:   # issue 21's tfimg watch against a full trivy image of the digest
         from tests.bench_watch import watch_cost
         watch_cost(work, base, tfimg, row)
-        outdir.remove(work)
+        _remove(work)
         return
     if "--reuse-only" in sys.argv:   # issue 13's three ratios alone (python -m tests.bench --reuse-only)
         stage_reuse(work, base)
-        outdir.remove(work)
+        _remove(work)
         return
     if "--runners-only" in sys.argv:   # issue 12's two ratios alone
         runners(work, base)
-        outdir.remove(work)
+        _remove(work)
         return
     if "--scan-only" in sys.argv:   # issue 11's scan cost alone: two variants on a base no cache has seen
         own = fresh_base(work, base, "scan")
@@ -392,7 +399,7 @@ def main() -> None:
         db = subprocess.run([str(ROOT / "scripts/trivydb/demo-db.sh")], capture_output=True, text=True, check=True)
         scan_cost(work, built, db.stdout.strip().splitlines()[-1])
         subprocess.run([DOCKER, "rmi", "-f", *built, *BENCH_BASES], capture_output=True)
-        outdir.remove(work)
+        _remove(work)
         return
 
     # 1. full build (no layer cache)
@@ -476,7 +483,7 @@ def main() -> None:
     from tests.bench_watch import watch_cost
     watch_cost(work, base, tfimg, row)
     catalog_rows(work)
-    outdir.remove(work)
+    _remove(work)
 
 
 if __name__ == "__main__":

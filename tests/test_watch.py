@@ -134,3 +134,15 @@ def test_markdown_of_many_new_findings_is_bounded(findings: int) -> None:
     md = render.markdown(report)
     assert md.count("| CVE-2099-") == min(findings, render.MD_ROWS)
     assert (f"{findings - render.MD_ROWS} more" in md) == (findings > render.MD_ROWS)
+
+
+def test_a_watch_statement_is_told_by_its_signed_content() -> None:
+    """What tfimg watch attaches is a watch by its signed predicate (invocation.uri), not by an annotation;
+    the vuln predicate tfimg publish attaches is not one."""
+    from builder.infra.report_models import Report
+    from builder.pipeline import watching
+    from builder.publish import evidence, statements
+
+    made = watching.statement(_assess(), {"Results": []}, None, "0.76.0", None, DEMO, "HOST/tfimg/trivy-db:2-later")
+    assert evidence.is_watch(made) and made["invocation"]["parameters"]["new"] == ["CVE-2025-5197"]
+    assert not evidence.is_watch(statements.vuln_predicate(Report(), {"Results": []}))

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jsonschema import Draft202012Validator, FormatChecker
 
 from builder import cli
+from builder.catalog import evidence_source
 from builder.infra import report as report_mod
 from builder.infra.engine import Engine
 from builder.infra.registry_client import Registry
@@ -184,6 +185,11 @@ def test_a_signed_watch_statement_is_dated_kept_beside_and_used_by_promote(publi
     assert watch_stmt["invocation"]["parameters"]["new"] == ["CVE-2025-5197"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", watch_stmt["metadata"]["scanFinishedOn"])
     assert cli.main(["verify", f"{host}/w/c/bert@{digest}", "--key", str(published.pub)]) == 0
+    # the catalog sees the newest watch, and that every statement verified with the key
+    ev = evidence_source.read(evidence_source.Listed(f"{host}/w/c/bert", digest, (), None, None), [published.pub])
+    assert ev.watch is not None and ev.verification.state == "verified" and ev.verification.key
+    assert (ev.watch["decision"], ev.watch["new_findings"]) == ("block", ["CVE-2025-5197"]) and ev.watch["verified_with"]
+    assert evidence_source.read(evidence_source.Listed(f"{host}/w/a/bert", digest, (), None, None), []).watch is None
     # promote (the recorded decision) and --registry's shortcut use the newer watch; w/a has none
     capsys.readouterr()
     assert cli.main(["promote", f"{host}/w/c/bert@{digest}", "--to", f"{host}/prod/bert", "--dry-run"]) == 1

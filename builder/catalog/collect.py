@@ -132,7 +132,8 @@ def decisions(ev: Evidence, policy: Path | None, now: dt.datetime) -> list[Decis
                     reasons=texts(at(g, "reasons")), blocking=texts(at(g, "blocking_ids")))]
     if ev.watch is not None:   # issue 21: the newest watch statement
         out.append(Decision(decision=text(ev.watch.get("decision")) or "unknown", source="watch",
-                            policy=text(ev.watch.get("policy")), on=text(ev.watch.get("at"))))
+                            policy=text(ev.watch.get("policy")), on=text(ev.watch.get("at")),
+                            reasons=texts(ev.watch.get("reasons"))))
     if policy is not None:
         decision, how = evidence_source.redecide(ev, policy)
         out.append(Decision(decision=decision, source="catalog", policy=policy.name, on=now.isoformat(),
@@ -146,7 +147,8 @@ def watch(ev: Evidence) -> WatchResult | None:
     at_, decision = text(at(w, "at")), text(at(w, "decision"))
     if not (at_ and decision):
         return None
-    return WatchResult(at=at_, decision=decision, policy=text(at(w, "policy")), db_updated=text(at(w, "db_updated")),
+    return WatchResult(at=at_, decision=decision, policy=text(at(w, "policy")), reasons=texts(at(w, "reasons")),
+                       db_updated=text(at(w, "db_updated")),
                        new_findings=texts(at(w, "new_findings")), verified_with=text(at(w, "verified_with")))
 
 

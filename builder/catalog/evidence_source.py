@@ -22,8 +22,8 @@ Contract, so the evidence format can change here and nowhere else:
     ``verification.state`` says so and ``problems`` names each requirement not met;
   * ``config``: the image config's labels, exposed ports and layer DiffIDs (a small blob, not a layer);
   * ``watch``: the newest ``tfimg watch`` statement (issue 21: a vuln statement whose signed ``invocation.uri``
-    is tfimg watch's), as ``{decision, policy, at, db_updated, new_findings, verified_with}``; with keys only
-    one signed by a key counts; ``None`` when there is none;
+    is tfimg watch's), as :func:`watch_of` gives it; with keys only one signed by a key counts; ``None`` when
+    there is none;
   * ``problems``: what could not be read, and why. :func:`read` raises only for errors of the registry
     connection itself (:class:`~builder.errors.RegistryError`).
 
@@ -166,14 +166,15 @@ def _unverified(found: list[store.Found], digest: str) -> list[tuple[str, store.
 
 
 def _verify(reg: Registry, repo: str, digest: str, found: list[store.Found], keys: list[Path]
-            ) -> tuple[Verification, list[tuple[str, store.Found, dict[str, Any]]], set[str]]:
-    """tfimg verify's policy with all ``keys``; the trusted, consistent statements; blobs signed by a key."""
+            ) -> tuple[Verification, list[tuple[str, store.Found, dict[str, Any]]], dict[str, str | None]]:
+    """tfimg verify's policy with all ``keys``; the trusted, consistent statements; blobs signed by a key
+    (-> that key's file name)."""
     trusted = [signing.load_public_key(k) for k in keys]
     judged, missing = verify.judge_all(found, trusted, digest, verify.image_id_of(reg, repo, digest))
     good = [(_kind(j.kind, j.predicate), j.found, j.predicate) for j in judged
             if j.ok or (j.status == "trusted" and _kind(j.kind, j.predicate) == "watch")]
     signers = sorted({str(j.signer) for j in judged if j.ok})
-    by_key = {j.found.blob for j in judged if j.status == "trusted"}
+    by_key = {j.found.blob: j.signer for j in judged if j.status == "trusted"}
     if missing:
         return Verification("unverifiable", None, tuple(missing)), good, by_key
     return Verification("verified", ", ".join(signers)), good, by_key
@@ -182,15 +183,6 @@ def _verify(reg: Registry, repo: str, digest: str, found: list[store.Found], key
 def _kind(kind: str, predicate: dict[str, Any]) -> str:
     """'watch' for a later watch's vuln statement (kept apart from the publish-time one), else ``kind``."""
     return "watch" if kind == "vuln" and evidence.is_watch(predicate) else kind
-
-
-def _watch(found: store.Found, predicate: dict[str, Any], key: str | None) -> dict[str, Any]:
-    """The catalog's view of a watch statement: decision, policy, when, the DB, what was new."""
-    params = _doc((predicate.get("invocation") or {}).get("parameters")) or {} \
-        if isinstance(predicate.get("invocation"), dict) else {}
-    db = _doc((predicate.get("scanner") or {}).get("db")) or {} if isinstance(predicate.get("scanner"), dict) else {}
-    return {"decision": params.get("decision"), "policy": params.get("policy"), "at": found.created,
-            "db_updated": db.get("version"), "new_findings": params.get("new") or [], "verified_with": key}
 
 
 def _newest(items: list[tuple[str, store.Found, dict[str, Any]]]) -> dict[str, tuple[store.Found, dict[str, Any]]]:
@@ -232,8 +224,8 @@ def _read(listed: Listed, keys: list[Path]) -> Evidence:
     problems: list[str] = []
     found, route = _found(reg, ref.repo, listed.digest, problems)
     every = _unverified(found, listed.digest)
-    verification, by_key = Verification("not-verified", route=route), {f.blob for _, f, _ in every
-                                                                        if signing_count(f)}
+    by_key: dict[str, str | None] = {f.blob: None for _, f, _ in every if signing_count(f)}   # signed, unchecked
+    verification = Verification("not-verified", route=route)
     chosen = _newest(every)
     if keys:
         try:
@@ -244,7 +236,7 @@ def _read(listed: Listed, keys: list[Path]) -> Evidence:
                 {**chosen, **{k: v for k, v in _newest(good).items() if k == "watch"}}
         except READ_ERRORS as exc:
             _tolerate(exc)
-            verification, by_key = Verification("unverifiable", None, (f"could not be verified: {exc}",), route), set()
+            verification, by_key = Verification("unverifiable", None, (f"could not be verified: {exc}",), route), {}
     pred = {k: p for k, (_, p) in chosen.items()}
     report = {**pred["report"], "published_at": chosen["report"][0].created} if "report" in pred else None
     vuln = pred.get("vuln") or {}
@@ -261,7 +253,8 @@ def _read(listed: Listed, keys: list[Path]) -> Evidence:
                     sbom=pred.get("sbom"), trivy=trivy, promotions=tuple(promotions),
                     unsigned_promotions=any(f.blob not in by_key for f, _ in records),
                     verification=verification, config=config, problems=tuple(problems),
-                    watch=_watch(*chosen["watch"], verification.key) if "watch" in chosen else None)
+                    watch=watch_of(chosen["watch"][1], chosen["watch"][0].created,
+                                   by_key.get(chosen["watch"][0].blob)) if "watch" in chosen else None)
 
 
 def signing_count(found: store.Found) -> int:
@@ -304,3 +297,23 @@ def recorded_decision(ev: Evidence) -> str:
         return evidence.verdict(evidence.Evidence.model_validate(ev.report))
     except ValueError:   # pydantic's ValidationError: a document of another shape
         return "unreadable"
+
+
+
+def watch_of(predicate: Any, created: str | None, verified_with: str | None) -> dict[str, Any] | None:
+    """The ``watch`` of the contract, from one vulnerability predicate: None unless ``tfimg watch`` made it
+    (its signed ``invocation.uri``; an annotation is not signed, so it is not what tells them apart).
+
+    ``{"at", "decision", "policy", "reasons", "new_findings", "db_updated", "verified_with"}``: ``at`` is when
+    it was attached (else when its scan finished), ``verified_with`` the key file its statement verified with
+    (None: not verified)."""
+    def obj(value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    if not isinstance(predicate, dict) or not evidence.is_watch(predicate):
+        return None
+    invocation = obj(predicate.get("invocation"))
+    params, predicate = obj(invocation.get("parameters")), obj(predicate)
+    return {"at": created or obj(predicate.get("metadata")).get("scanFinishedOn"), "decision": params.get("decision"),
+            "policy": params.get("policy"), "reasons": params.get("reasons"), "new_findings": params.get("new"),
+            "db_updated": obj(obj(predicate.get("scanner")).get("db")).get("version"), "verified_with": verified_with}

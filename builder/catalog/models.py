@@ -114,7 +114,8 @@ class WatchResult(_Model):
     at: str
     decision: str
     policy: str | None = None
-    db_updated: str | None = None
+    reasons: list[str] = Field(default_factory=list)
+    db_updated: str | None = Field(None, description="The vulnerability DB's version (its UpdatedAt) the watch used.")
     new_findings: list[str] = Field(default_factory=list, description="Ids disclosed after publishing.")
     verified_with: str | None = Field(None, description="The key its statement verified with; null: not verified.")
 

@@ -111,8 +111,16 @@ def search_data(catalog: Catalog) -> dict[str, Any]:
             "images": [{"page": i.page, "variant": i.variant, "repository": i.repository, "digest": i.digest,
                         "tags": i.tags, "created": i.created, "flags": i.flags,
                         "packages": [[p.name, p.version or ""] for p in i.packages],
-                        "findings": [[f.id, f.severity, f.package or "", f.origin] for f in i.findings]}
-                       for i in catalog.images]}
+                        "findings": _findings(i)} for i in catalog.images]}
+
+
+def _findings(i: Image) -> list[list[str]]:
+    """[id, severity, package, origin] of the attached scan, and the ids the latest watch found since."""
+    known = [[f.id, f.severity, f.package or "", f.origin] for f in i.findings]
+    ids = {f.id for f in i.findings}
+    later = [[cve, "disclosed since publishing", "", "tfimg watch"] for cve in (i.watch.new_findings if i.watch else [])
+             if cve not in ids]
+    return known + later
 
 
 def pages(catalog: Catalog) -> dict[str, str]:
