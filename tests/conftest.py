@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+# Test modules import names from it before pytest loads it as their plugin: rewrite its asserts anyway.
+pytest.register_assert_rewrite("tests.conftest_catalog")
+
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ROOT / "variants"
 DOCKER_FIXTURES = {"engine", "docker_engine", "standin_base", "built", "docker_client"}
