@@ -165,7 +165,7 @@ def test_runner_b_reuses_what_runner_a_pushed(registry_base: str, open_registry:
 # --------------------------------------------------------------------------- reproducible images
 
 @pytest.mark.xfail(strict=True, reason="issue 20, open: across two Docker 26 engines bert's last layer (the config "
-                   "files RUN step) differs, cause not found (docs/ci.md, 'Reproducible images'); strict: it fails "
+                   "files RUN step) differs, cause not found (docs/ci.md, 'Reproducible images': an extra `run` folder entry); strict: it fails "
                    "the suite the day it passes, so this mark is removed then")
 def test_another_runner_rebuilds_the_same_image_and_reproduce_says_so(registry_base: str, open_registry: str,
                                                                       runner_b: str, tmp_path: Path) -> None:
