@@ -164,9 +164,6 @@ def test_runner_b_reuses_what_runner_a_pushed(registry_base: str, open_registry:
 
 # --------------------------------------------------------------------------- reproducible images
 
-@pytest.mark.xfail(strict=True, reason="issue 20, open: across two Docker 26 engines bert's last layer (the config "
-                   "files RUN step) differs, cause not found (docs/ci.md, 'Reproducible images': an extra `run` folder entry); strict: it fails "
-                   "the suite the day it passes, so this mark is removed then")
 def test_another_runner_rebuilds_the_same_image_and_reproduce_says_so(registry_base: str, open_registry: str,
                                                                       runner_b: str, tmp_path: Path) -> None:
     """Runner A builds and publishes bert; runner B (another engine, no layer cache: --reproduce builds
@@ -174,8 +171,9 @@ def test_another_runner_rebuilds_the_same_image_and_reproduce_says_so(registry_b
     records: the same image, to the config digest and every layer."""
     loaded = spec.load(VARIANTS / "bert.yaml")
     a_out = tmp_path / "a"
-    a = pipeline.build(loaded, pipeline.BuildOptions(out_root=a_out, base=registry_base), UI(quiet=True),
-                       Engine.from_env())
+    # A builds afresh like B (the file's first test left an image of the same inputs, and layers in the cache)
+    a = pipeline.build(loaded, pipeline.BuildOptions(out_root=a_out, base=registry_base, force=True, no_cache=True),
+                       UI(quiet=True), Engine.from_env())
     assert a.source_date is not None and a.source_date.source == "git"
     _passed(a_out, "bert", a.image_id)
     published = single.publish(loaded, a_out / "bert", f"{open_registry}/repro", push=True, engine=Engine.from_env())

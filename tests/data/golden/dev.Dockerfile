@@ -22,6 +22,7 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
     tfimg_settle() { \
       set --; while read -r _ _ _ _ mp _; do [ "$mp" = / ] || set -- "$@" -path "$mp" -prune -o; done </proc/self/mountinfo; \
       find / -xdev "$@" -newermt "@$((t0 - 1))" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +; \
+      while read -r _ _ _ _ mp _; do case "$mp" in /proc*|/sys*|/dev*|/) continue;; esac; d=${mp%/*}; while [ -n "$d" ]; do touch -h -d "@$SOURCE_DATE_EPOCH" "$d" 2>/dev/null || true; d=${d%/*}; done; done </proc/self/mountinfo; \
     }; \
     noisy="/var/log/dpkg.log /var/log/alternatives.log /var/log/apt/history.log /var/log/apt/term.log \
       /var/log/apt/eipp.log.xz /var/cache/ldconfig/aux-cache /var/cache/apt/pkgcache.bin /var/cache/apt/srcpkgcache.bin \
@@ -55,6 +56,7 @@ RUN --mount=type=bind,source=python,target=/run/tfimg/python \
     tfimg_settle() { \
       set --; while read -r _ _ _ _ mp _; do [ "$mp" = / ] || set -- "$@" -path "$mp" -prune -o; done </proc/self/mountinfo; \
       find / -xdev "$@" -newermt "@$((t0 - 1))" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +; \
+      while read -r _ _ _ _ mp _; do case "$mp" in /proc*|/sys*|/dev*|/) continue;; esac; d=${mp%/*}; while [ -n "$d" ]; do touch -h -d "@$SOURCE_DATE_EPOCH" "$d" 2>/dev/null || true; d=${d%/*}; done; done </proc/self/mountinfo; \
     }; \
     mkdir -p /opt/tfimg; \
     cp -R /run/tfimg/python /opt/tfimg/python; \
@@ -68,6 +70,7 @@ RUN set -eu; \
     tfimg_settle() { \
       set --; while read -r _ _ _ _ mp _; do [ "$mp" = / ] || set -- "$@" -path "$mp" -prune -o; done </proc/self/mountinfo; \
       find / -xdev "$@" -newermt "@$((t0 - 1))" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +; \
+      while read -r _ _ _ _ mp _; do case "$mp" in /proc*|/sys*|/dev*|/) continue;; esac; d=${mp%/*}; while [ -n "$d" ]; do touch -h -d "@$SOURCE_DATE_EPOCH" "$d" 2>/dev/null || true; d=${d%/*}; done; done </proc/self/mountinfo; \
     }; \
     taken=$( { getent passwd 1000 ml || true; getent group 1000 ml || true; } \
              | cut -d: -f1,3 | sort -u | tr '\n' ' '); \
@@ -93,6 +96,7 @@ RUN --mount=type=bind,source=entrypoint.sh,target=/run/tfimg/entrypoint.sh \
     tfimg_settle() { \
       set --; while read -r _ _ _ _ mp _; do [ "$mp" = / ] || set -- "$@" -path "$mp" -prune -o; done </proc/self/mountinfo; \
       find / -xdev "$@" -newermt "@$((t0 - 1))" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +; \
+      while read -r _ _ _ _ mp _; do case "$mp" in /proc*|/sys*|/dev*|/) continue;; esac; d=${mp%/*}; while [ -n "$d" ]; do touch -h -d "@$SOURCE_DATE_EPOCH" "$d" 2>/dev/null || true; d=${d%/*}; done; done </proc/self/mountinfo; \
     }; \
     install -o 0 -g 0 -m 0755 /run/tfimg/entrypoint.sh /usr/local/bin/tfimg-entrypoint; \
     tfimg_settle
